@@ -1,0 +1,1 @@
+"""Data shipped with rmapscope: event formats (Linux 6.18 tracefs) and sample traces."""

@@ -1,0 +1,133 @@
+"""Stage 1: read bytes. Open a trace (file, compressed file or stdin) and yield line blocks.
+
+Compression is detected by magic bytes, never by file name. Blocks end on a line
+boundary; the decompressed content is hashed on the way (the trace id).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import io
+import lzma
+import os
+import stat
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import zstandard
+
+from rmapscope.errors import InputError
+
+BLOCK_SIZE = 16 << 20
+
+_MAGIC = [
+    (b"\x1f\x8b", "gzip"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"BZh", "bz2"),
+]
+
+
+@dataclass
+class Source:
+    """An opened input: its display name, compression and a reader of decompressed bytes."""
+
+    name: str
+    compression: str | None
+    size: int | None  # bytes on disk (compressed), None for pipes
+    raw: BinaryIO
+    reader: BinaryIO
+    sha256: hashlib._Hash = field(default_factory=hashlib.sha256)
+    bytes_read: int = 0
+
+    def compressed_position(self) -> int:
+        """How far into the underlying file we are (for progress)."""
+        try:
+            return self.raw.tell()
+        except (OSError, ValueError):
+            return self.bytes_read
+
+    def close(self) -> None:
+        """Close the reader and the underlying file."""
+        for f in (self.reader, self.raw):
+            try:
+                f.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+
+
+def open_source(path: str) -> Source:
+    """Open ``path`` (or ``-`` for stdin), detecting compression from its magic bytes.
+
+    Raises :class:`InputError` for a missing path, a directory, or no read permission.
+    """
+    if path == "-":
+        raw: BinaryIO = sys.stdin.buffer
+        name, size = "<stdin>", None
+    else:
+        name = path
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except PermissionError:
+            raise InputError(f"{path}: permission denied") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise InputError(f"{path}: is a directory, not a trace file")
+        try:
+            raw = open(path, "rb")  # noqa: SIM115 - closed by Source.close
+        except PermissionError:
+            raise InputError(f"{path}: permission denied (cannot read)") from None
+        except OSError as e:
+            raise InputError(f"{path}: cannot open: {e.strerror}") from None
+        size = st.st_size if stat.S_ISREG(st.st_mode) else None
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)
+    head = buffered.peek(8)[:8]
+    compression = next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
+    reader: BinaryIO
+    if compression == "gzip":
+        reader = gzip.GzipFile(fileobj=buffered)
+    elif compression == "zstd":
+        reader = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
+    elif compression == "xz":
+        reader = lzma.LZMAFile(buffered)
+    elif compression == "bz2":
+        reader = bz2.BZ2File(buffered)
+    else:
+        reader = buffered
+    return Source(name=name, compression=compression, size=size, raw=buffered, reader=reader)
+
+
+def read_blocks(src: Source, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
+    """Yield blocks of whole lines (the last may lack a final newline).
+
+    Decompression errors become :class:`InputError` with the byte offset reached.
+    """
+    carry = b""
+    while True:
+        try:
+            chunk = src.reader.read(block_size)
+        except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as e:
+            raise InputError(
+                f"{src.name}: corrupt {src.compression or ''} data after byte "
+                f"{src.bytes_read} of decompressed text: {e}"
+            ) from None
+        if not chunk:
+            break
+        src.sha256.update(chunk)
+        src.bytes_read += len(chunk)
+        data = carry + chunk if carry else chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            if len(carry) > 64 * block_size:
+                raise InputError(f"{src.name}: no line break in the first {len(carry)} bytes")
+            continue
+        carry = data[cut + 1 :]
+        yield data[: cut + 1]
+    if carry:
+        yield carry

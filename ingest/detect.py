@@ -1,0 +1,69 @@
+"""Detect the format of a trace from its first bytes (after decompression)."""
+
+from __future__ import annotations
+
+import re
+
+from rmapscope.errors import InputError
+
+from .text import _HEADERS, _REST
+
+#: Binary and text formats we recognise but whose readers are not built yet.
+NOT_YET = {
+    "trace_dat": "trace-cmd trace.dat (convert it with `trace-cmd report > trace.txt`)",
+    "perf_data": "perf.data (convert it with `perf script > perf.txt`)",
+    "perf_script": "`perf script` text",
+    "bpftrace": "bpftrace output",
+}
+
+_PERF = re.compile(r"^\s*\S.*?\s+\d+(?:/\d+)?\s+(?:\[\d+\]\s+)?\d+\.\d+:\s+(?:\d+\s+)?[\w-]+:[\w-]+:")
+_TC_HEAD = re.compile(r"^\s*(?:[^\s:]+: )?cpus=\d+\s*$")
+
+
+def detect_format(head: bytes, name: str) -> str:
+    """Name the format of a trace whose decompressed text starts with ``head``.
+
+    Raises :class:`InputError` for empty input, binary junk, JSON and unknown text.
+    """
+    if not head.strip():
+        raise InputError(f"{name}: empty input, no trace events")
+    if head.startswith(b"\x17\x08\x44tracing"):
+        return "trace_dat"
+    if head.startswith(b"PERFILE2") or head.startswith(b"PERFFILE"):
+        return "perf_data"
+    sample = head[:65536]
+    if b"\x00" in sample:
+        offset = sample.index(b"\x00")
+        raise InputError(f"{name}: binary data (NUL byte at offset {offset}), not a text trace")
+    text = sample.decode("utf-8", errors="replace")
+    if text.count("\ufffd") > len(text) // 100 + 2:
+        raise InputError(f"{name}: not text (invalid UTF-8 in the first {len(sample)} bytes)")
+    stripped = text.lstrip()
+    if stripped[:1] in "{[":
+        raise InputError(f"{name}: looks like JSON, not a trace")
+    lines = [ln for ln in text.splitlines()[:400] if ln.strip()]
+    if any(ln.startswith("# tracer:") for ln in lines[:5]):
+        if any("latency trace v" in ln for ln in lines[:10]):
+            return "tracefs_latency"
+        return "tracefs"
+    if any(ln.startswith("Attaching ") and "probe" in ln for ln in lines[:5]):
+        return "bpftrace"
+    body = [ln for ln in lines if not ln.lstrip().startswith("#")][:100]
+    if body and _TC_HEAD.match(body[0]):
+        events = body[1:]
+        if _fraction(events, "tcreport") >= _fraction(events, "tcreport_latency"):
+            return "tcreport"
+        return "tcreport_latency"
+    if _fraction(body, "trace_pipe") >= 0.5:
+        return "trace_pipe"
+    if sum(bool(_PERF.match(ln)) for ln in body) >= max(1, len(body) // 2):
+        return "perf_script"
+    raise InputError(f"{name}: not a recognised trace format (first line: {body[0][:80]!r})"
+                     if body else f"{name}: no trace events")
+
+
+def _fraction(lines: list[str], fmt: str) -> float:
+    if not lines:
+        return 0.0
+    rx = re.compile(_HEADERS[fmt] + _REST)
+    return sum(bool(rx.match(ln)) for ln in lines) / len(lines)

@@ -1,0 +1,308 @@
+"""The event schema: common columns, typed fields per event, and the side tables.
+
+Every typed table has the :data:`COMMON` columns followed by the event's own fields, named
+after the fields of its tracefs ``format`` description (``mm_migrate_pages.succeeded``, which
+the text prints as ``nr_succeeded=``). The known events' formats ship in ``data/formats``
+(read from a Linux 6.18 tracefs); a format description found at run time (a tracefs
+``events/*/format`` file, or the formats inside a trace.dat) adds or overrides an event with
+:meth:`Registry.add_format`.
+
+>>> reg = default_registry()
+>>> reg.get("mm_migrate_pages").arrow_schema().field("succeeded").type
+DataType(uint64)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+import pyarrow as pa
+
+from rmapscope._printfmt import PrintFormat, parse_print_fmt
+
+#: Columns every event table starts with. ``seq`` is the event's ordinal in its trace (the
+#: event id that findings cite), ``ts`` int64 nanoseconds exactly as the trace printed them.
+COMMON: list[tuple[str, pa.DataType]] = [
+    ("seq", pa.int64()),
+    ("ts", pa.int64()),
+    ("cpu", pa.int32()),
+    ("pid", pa.int32()),
+    ("tgid", pa.int32()),
+    ("comm", pa.string()),
+    ("flags", pa.string()),
+    ("event", pa.string()),
+    ("instance", pa.string()),  # trace-cmd buffer/instance name, when the trace has several
+]
+COMMON_NAMES = [n for n, _ in COMMON]
+
+#: The table for every event without a typed schema: raw field text, nothing dropped.
+GENERIC_TABLE = "other_events"
+GENERIC_COLUMNS: list[tuple[str, pa.DataType]] = [*COMMON, ("fields", pa.string())]
+
+#: Columns decoded from the raw pte/pmd of the migration events (see ingest.pte).
+SET_DECODED: list[tuple[str, pa.DataType]] = [
+    ("pfn", pa.uint64()),
+    ("swp_type", pa.int16()),
+    ("migration_kind", pa.string()),
+    ("young", pa.bool_()),
+    ("dirty", pa.bool_()),
+    ("soft_dirty", pa.bool_()),
+    ("uffd_wp", pa.bool_()),
+]
+REMOVE_DECODED: list[tuple[str, pa.DataType]] = [
+    ("pfn", pa.uint64()),
+    ("present", pa.bool_()),
+    ("writable", pa.bool_()),
+    ("young", pa.bool_()),
+    ("dirty", pa.bool_()),
+    ("nx", pa.bool_()),
+    ("soft_dirty", pa.bool_()),
+    ("uffd_wp", pa.bool_()),
+]
+DECODED = {
+    "set_migration_pte": SET_DECODED,
+    "set_migration_pmd": SET_DECODED,
+    "remove_migration_pte": REMOVE_DECODED,
+    "remove_migration_pmd": REMOVE_DECODED,
+}
+
+#: Side tables of a dataset (besides one table per event and the generic table).
+GAPS_COLUMNS: list[tuple[str, pa.DataType]] = [
+    ("kind", pa.string()),  # lost | dropped | buffer_started | overwritten
+    ("cpu", pa.int32()),
+    ("ts_start", pa.int64()),  # last event on that cpu before the gap (null: unknown)
+    ("ts_end", pa.int64()),  # first event on that cpu after the gap (null: none)
+    ("count", pa.int64()),  # events lost, when the trace says
+    ("line", pa.int64()),
+    ("text", pa.string()),
+]
+ERRORS_COLUMNS: list[tuple[str, pa.DataType]] = [
+    ("reason", pa.string()),
+    ("count", pa.int64()),  # complete count of lines with this reason
+    ("first_line", pa.int64()),
+    ("sample_lines", pa.list_(pa.int64())),
+    ("samples", pa.list_(pa.string())),  # capped
+]
+TRACES_COLUMNS: list[tuple[str, pa.DataType]] = [
+    ("trace_id", pa.string()),
+    ("host", pa.string()),
+    ("source", pa.string()),
+    ("format", pa.string()),
+    ("kernel", pa.string()),
+    ("arch", pa.string()),
+    ("clock", pa.string()),
+    ("cpus", pa.int32()),
+    ("ts_first", pa.int64()),
+    ("ts_last", pa.int64()),
+    ("events", pa.int64()),
+    ("lines", pa.int64()),
+    ("gaps", pa.int64()),
+    ("lost_events", pa.int64()),
+    ("errors", pa.int64()),
+    ("event_counts", pa.map_(pa.string(), pa.int64())),
+    ("bytes", pa.int64()),
+    ("sha256", pa.string()),
+    ("migration_types", pa.string()),  # JSON: swap type -> kind, and how it was calibrated
+    ("ingested_at", pa.timestamp("us", tz="UTC")),
+    ("tool_version", pa.string()),
+]
+
+
+def column_for(field_name: str) -> str:
+    """The column of an event field: its own name, or ``field_<name>`` if that is common.
+
+    >>> column_for("child_pid"), column_for("pid")
+    ('child_pid', 'field_pid')
+    """
+    return f"field_{field_name}" if field_name in COMMON_NAMES else field_name
+
+
+def arrow_schema(columns: list[tuple[str, pa.DataType]]) -> pa.Schema:
+    """A pyarrow schema from ``(name, type)`` pairs."""
+    return pa.schema([pa.field(n, t) for n, t in columns])
+
+
+@dataclass(frozen=True)
+class FieldDef:
+    """One ``field:`` line of an event format description."""
+
+    ctype: str
+    name: str
+    offset: int
+    size: int
+    signed: bool
+    array_len: int | None = None  # fixed-size array ``char comm[16]``
+    dynamic: str | None = None  # "data_loc" or "rel_loc"
+
+    @property
+    def is_string(self) -> bool:
+        return "char" in self.ctype and (self.array_len is not None or self.dynamic is not None)
+
+    def arrow_type(self) -> pa.DataType:
+        """The column type for this field's value."""
+        if self.is_string:
+            return pa.string()
+        if self.array_len is not None or self.dynamic is not None:
+            return pa.string()  # other arrays: kept as printed text
+        if "*" in self.ctype:
+            return pa.uint64()
+        if self.ctype.split()[-1] == "bool" or self.ctype == "bool":
+            return pa.bool_()
+        bits = {1: 8, 2: 16, 4: 32, 8: 64}.get(self.size, 64)
+        return pa.int64() if bits == 64 and self.signed else (
+            getattr(pa, f"{'int' if self.signed else 'uint'}{bits}")()
+        )
+
+
+_FIELD_RE = re.compile(
+    r"field:(?P<decl>[^;]+);\s*offset:(?P<offset>\d+);\s*size:(?P<size>\d+);(?:\s*signed:(?P<signed>\d+);)?"
+)
+
+
+def _parse_field(decl: str, offset: int, size: int, signed: bool) -> FieldDef:
+    decl = decl.strip()
+    dynamic = None
+    for tag in ("__data_loc", "__rel_loc"):
+        if decl.startswith(tag):
+            dynamic = tag.strip("_")
+            decl = decl[len(tag) :].strip()
+    array_len = None
+    m = re.match(r"(?P<type>.*?)(?P<name>\w+)\s*\[(?P<len>[^\]]*)\]$", decl)
+    if m:
+        ctype, name = m.group("type").strip(), m.group("name")
+        if dynamic is None:
+            try:
+                array_len = int(m.group("len"), 0)
+            except ValueError:
+                dynamic = "data_loc"  # ``char buf[]``: variable length payload
+    else:
+        m = re.match(r"(?P<type>.*?)(?P<name>\w+)$", decl)
+        if not m:
+            raise ValueError(f"cannot parse field declaration {decl!r}")
+        ctype, name = m.group("type").strip(), m.group("name")
+    return FieldDef(ctype, name, offset, size, signed, array_len, dynamic)
+
+
+@dataclass
+class EventSchema:
+    """The schema of one event: its format fields, print fmt and table columns."""
+
+    name: str
+    system: str = ""
+    id: int | None = None
+    fields: list[FieldDef] = field(default_factory=list)
+    print_fmt: PrintFormat | None = None
+
+    def columns(self) -> list[tuple[str, pa.DataType]]:
+        """The event's own columns (after the common ones), in format order."""
+        cols: dict[str, pa.DataType] = {}
+        convs = {c.column: c for c in self.print_fmt.conversions} if self.print_fmt else {}
+        for f in self.fields:
+            if f.name.startswith("common_"):
+                continue
+            conv = convs.get(f.name)
+            if conv is not None and conv.kind in ("symbolic", "flags"):
+                cols[column_for(f.name)] = pa.string()
+            elif conv is not None and conv.kind == "bool":
+                cols[column_for(f.name)] = pa.bool_()
+            else:
+                cols[column_for(f.name)] = f.arrow_type()
+        for conv in convs.values():
+            name = column_for(conv.column)
+            if name not in cols:
+                cols[name] = {
+                    "ptr": pa.uint64(), "hex": pa.uint64(), "int": pa.int64(), "bool": pa.bool_()
+                }.get(conv.kind, pa.string())
+        for name, typ in DECODED.get(self.name, []):
+            cols.setdefault(name, typ)
+        return list(cols.items())
+
+    def arrow_schema(self) -> pa.Schema:
+        """The full table schema: common columns, then the event's columns."""
+        return arrow_schema([*COMMON, *self.columns()])
+
+
+def parse_format(text: str) -> EventSchema:
+    """Parse a tracefs/trace.dat event ``format`` description.
+
+    >>> s = parse_format('name: foo\\nID: 7\\nformat:\\n\\tfield:int x;\\toffset:8;\\tsize:4;\\tsigned:1;\\n'
+    ...                  '\\nprint fmt: "x=%d", REC->x\\n')
+    >>> s.name, s.id, s.columns()
+    ('foo', 7, [('x', DataType(int32))])
+    """
+    name = system = ""
+    ev_id = None
+    fields: list[FieldDef] = []
+    pf = None
+    for line in text.splitlines():
+        s = line.strip()
+        if s.startswith("name:"):
+            name = s[5:].strip()
+        elif s.startswith("ID:"):
+            ev_id = int(s[3:].strip())
+        elif s.startswith("system:"):
+            system = s[7:].strip()
+        elif s.startswith("field:"):
+            m = _FIELD_RE.match(s)
+            if not m:
+                raise ValueError(f"cannot parse {s!r}")
+            fields.append(
+                _parse_field(
+                    m.group("decl"), int(m.group("offset")), int(m.group("size")),
+                    m.group("signed") == "1",
+                )
+            )
+        elif s.startswith("print fmt:"):
+            pf = parse_print_fmt(s[len("print fmt:") :])
+    if not name:
+        raise ValueError("format description has no name")
+    return EventSchema(name=name, system=system, id=ev_id, fields=fields, print_fmt=pf)
+
+
+class Registry:
+    """Event schemas by name; starts from the shipped formats, extended at run time."""
+
+    def __init__(self, schemas: dict[str, EventSchema] | None = None) -> None:
+        self._schemas: dict[str, EventSchema] = dict(schemas or {})
+
+    def copy(self) -> Registry:
+        """An independent registry (add formats to it without touching the default)."""
+        return Registry(self._schemas)
+
+    def add_format(self, text: str, system: str = "") -> EventSchema:
+        """Add or replace the schema of the event described by ``text``."""
+        schema = parse_format(text)
+        if system and not schema.system:
+            schema.system = system
+        self._schemas[schema.name] = schema
+        return schema
+
+    def get(self, name: str) -> EventSchema | None:
+        """The schema of ``name``, or None when the event has no typed table."""
+        return self._schemas.get(name)
+
+    def names(self) -> list[str]:
+        """Names of all events with a typed table, sorted."""
+        return sorted(self._schemas)
+
+
+@cache
+def _shipped() -> dict[str, EventSchema]:
+    reg = Registry()
+    root = resources.files("rmapscope.data") / "formats"
+    for system_dir in root.iterdir():
+        if not system_dir.is_dir():
+            continue
+        for event_dir in system_dir.iterdir():
+            fmt = event_dir / "format"
+            if fmt.is_file():
+                reg.add_format(fmt.read_text(), system=system_dir.name)
+    return reg._schemas
+
+
+def default_registry() -> Registry:
+    """A fresh registry holding the known events (formats shipped in ``data/formats``)."""
+    return Registry(_shipped())
