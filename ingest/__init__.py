@@ -32,6 +32,7 @@ from rmapscope.schema import (
 
 from . import pte as ptemod
 from ._source import open_source, read_blocks
+from ._writer import StagingWriter, write_side_table
 from .detect import NOT_YET, detect_format
 from .fields import FieldParser
 from .text import TEXT_FORMATS, ErrorLog, HeaderInfo, TextParser, read_header
@@ -99,9 +100,10 @@ class _TraceIngest:
         self.kind_stats: list[pl.DataFrame] = []
 
     # runs in worker threads -----------------------------------------------------------
-    def parse_block(self, block: bytes, line_base: int) -> _BlockOut:
+    def parse_block(self, block: bytes) -> _BlockOut:
+        """Parse one block; line numbers are relative to it (``consume`` shifts them)."""
         errors = ErrorLog()
-        parsed = self.parser.parse(block, line_base, errors)
+        parsed = self.parser.parse(block, 0, errors)
         ev = parsed.events.with_row_index("rel")
         frames: dict[str, pl.DataFrame] = {}
         generic: list[pl.DataFrame] = []
@@ -114,8 +116,11 @@ class _TraceIngest:
             good = part.select("rel", *COMMON_NAMES[1:]).hstack(typed)
             if not ok.all():
                 bad = part.filter(~ok)
-                errors.add(f"unparsed_fields:{name}", bad["lineno"].to_list(),
-                           [f"{name}: {r}" for r in bad["rest"].to_list()])
+                errors.add(
+                    f"unparsed_fields:{name}",
+                    bad["lineno"].to_list(),
+                    [f"{name}: {r}" for r in bad["rest"].to_list()],
+                )
                 generic.append(bad)
                 good = good.filter(ok)
             frames[f"event={name}"] = good
@@ -124,9 +129,12 @@ class _TraceIngest:
             frames[GENERIC_DIR] = g
         edges = {}
         if ev.height:
-            agg = ev.filter(pl.col("cpu").is_not_null() & pl.col("ts").is_not_null()).group_by("cpu").agg(
-                pl.col("ts").first().alias("f"), pl.col("ts").last().alias("l"))
-            edges = {c: (f, l) for c, f, l in agg.iter_rows()}
+            agg = (
+                ev.filter(pl.col("cpu").is_not_null() & pl.col("ts").is_not_null())
+                .group_by("cpu")
+                .agg(pl.col("ts").first().alias("f"), pl.col("ts").last().alias("last"))
+            )
+            edges = {cpu: (first, last) for cpu, first, last in agg.iter_rows()}
         for m in parsed.markers:
             on_cpu = ev.filter((pl.col("cpu") == m["cpu"]) & pl.col("ts").is_not_null())
             before = on_cpu.filter(pl.col("lineno") < m["line"])
@@ -148,8 +156,10 @@ class _TraceIngest:
     # runs in the main thread, in block order -------------------------------------------
     def consume(self, out: _BlockOut, stage: Callable[[str, pl.DataFrame], None]) -> None:
         for table, frame in out.frames.items():
-            frame = frame.with_columns((pl.col("rel").cast(pl.Int64) + self.seq).alias("seq")).drop("rel")
-            name = table[len("event="):] if table.startswith("event=") else None
+            frame = frame.with_columns((pl.col("rel").cast(pl.Int64) + self.seq).alias("seq")).drop(
+                "rel"
+            )
+            name = table[len("event=") :] if table.startswith("event=") else None
             if name:
                 self.counts[name] = self.counts.get(name, 0) + frame.height
             else:
@@ -157,6 +167,7 @@ class _TraceIngest:
                     self.counts[ev_name] = self.counts.get(ev_name, 0) + n
             stage(table, frame)
         for m in out.markers:
+            m["line"] += self.lines
             if m["ts_start"] is None:
                 m["ts_start"] = self.last_ts.get(m["cpu"])
             (self.gaps if m["ts_end"] is not None else self.pending_gaps).append(m)
@@ -177,7 +188,9 @@ class _TraceIngest:
             self.kind_stats.append(out.kind_stats)
         for reason, n in out.errors.counts.items():
             samples = out.errors.samples[reason]
-            self.errors.add(reason, [s[0] for s in samples], [s[1] for s in samples], total=n)
+            self.errors.add(
+                reason, [s[0] + self.lines for s in samples], [s[1] for s in samples], total=n
+            )
         self.seq += out.n_events
         self.lines += out.lines
 
@@ -185,8 +198,11 @@ class _TraceIngest:
         """Swap type -> migration kind for this trace (see :func:`pte.calibrate_kinds`)."""
         if not self.kind_stats:
             return ptemod.calibrate_kinds({}, {})
-        st = pl.concat(self.kind_stats).group_by("swp_type").agg(
-            pl.col("sets").sum(), pl.col("writable").sum(), pl.col("restores").sum())
+        st = (
+            pl.concat(self.kind_stats)
+            .group_by("swp_type")
+            .agg(pl.col("sets").sum(), pl.col("writable").sum(), pl.col("restores").sum())
+        )
         seen = {t: n for t, n, _, _ in st.iter_rows() if n}
         restores = {t: (w, r) for t, _, w, r in st.iter_rows()}
         return ptemod.calibrate_kinds(seen, restores)
@@ -202,16 +218,27 @@ def _kind_stats(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
         stats = sets.group_by("swp_type").agg(pl.len().cast(pl.Int64).alias("sets"))
         removes = frames.get(f"event=remove_migration_{kind}")
         if removes is not None and removes.height:
-            pairs = removes.select("rel", "pid", "addr", "writable").sort("rel").join_asof(
-                sets.select("rel", "pid", "addr", "swp_type").sort("rel"),
-                on="rel", by=["pid", "addr"], strategy="backward", check_sortedness=False,
-            ).filter(pl.col("swp_type").is_not_null())
+            pairs = (
+                removes.select("rel", "pid", "addr", "writable")
+                .sort("rel")
+                .join_asof(
+                    sets.select("rel", "pid", "addr", "swp_type").sort("rel"),
+                    on="rel",
+                    by=["pid", "addr"],
+                    strategy="backward",
+                    check_sortedness=False,
+                )
+                .filter(pl.col("swp_type").is_not_null())
+            )
             w = pairs.group_by("swp_type").agg(
                 pl.col("writable").sum().cast(pl.Int64).alias("writable"),
-                pl.len().cast(pl.Int64).alias("restores"))
+                pl.len().cast(pl.Int64).alias("restores"),
+            )
             stats = stats.join(w, on="swp_type", how="full", coalesce=True)
         else:
-            stats = stats.with_columns(pl.lit(0, pl.Int64).alias("writable"), pl.lit(0, pl.Int64).alias("restores"))
+            stats = stats.with_columns(
+                pl.lit(0, pl.Int64).alias("writable"), pl.lit(0, pl.Int64).alias("restores")
+            )
         parts.append(stats.select("swp_type", "sets", "writable", "restores").fill_null(0))
     return pl.concat(parts) if parts else None
 
@@ -239,7 +266,7 @@ def ingest(
         raise UsageError(f"unknown arch {arch!r}; known: {', '.join(ptemod.ARCHES)}")
     registry = registry or default_registry()
     src = open_source(path)
-    staging = None
+    staging = writer = None
     try:
         blocks = read_blocks(src)
         first = next(blocks, b"")
@@ -248,11 +275,9 @@ def ingest(
             if detected in NOT_YET:
                 raise InputError(f"{src.name}: {NOT_YET[detected]} is not supported yet")
             fmt = detected
-        header = read_header(fmt, first[:1 << 16].decode("utf-8", "replace").splitlines()[:100])
+        header = read_header(fmt, first[: 1 << 16].decode("utf-8", "replace").splitlines()[:100])
         dataset.create()
         staging = dataset.new_staging()
-        from ._writer import StagingWriter
-
         writer = StagingWriter(staging.path)
         job = _TraceIngest(src.name, fmt, arch, registry)
         schemas: dict[str, pa.Schema] = {}
@@ -262,15 +287,13 @@ def ingest(
                 if table == GENERIC_DIR:
                     schemas[table] = arrow_schema(GENERIC_COLUMNS)
                 else:
-                    schemas[table] = registry.get(table[len("event="):]).arrow_schema()
+                    schemas[table] = registry.get(table[len("event=") :]).arrow_schema()
             writer.add(table, frame, schemas[table])
 
-        line_base = 0
         inflight: deque[Future[_BlockOut]] = deque()
         with ThreadPoolExecutor(_WORKERS) as pool:
             for block in _chain(first, blocks):
-                inflight.append(pool.submit(job.parse_block, block, line_base))
-                line_base += block.count(b"\n")
+                inflight.append(pool.submit(job.parse_block, block))
                 while len(inflight) > _WORKERS:
                     job.consume(inflight.popleft().result(), stage)
                     if progress:
@@ -280,22 +303,39 @@ def ingest(
         if progress:
             progress(src.compressed_position(), src.size, job.seq)
         if job.seq == 0 and not job.gaps and not job.pending_gaps:
-            raise InputError(f"{src.name}: no trace events found ({job.errors.total} lines not understood)")
+            raise InputError(
+                f"{src.name}: no trace events found ({job.errors.total} lines not understood)"
+            )
         kinds, how = job.calibration()
         writer.close()
+        writer = None
         _apply_kinds(staging.path, kinds)
-        trace_id = src.sha256.hexdigest()[:16]
+        trace_id = src.hexdigest()[:16]
         host = host or "unknown"
         gaps = _gap_rows(job, header)
         result = IngestResult(
-            trace_id=trace_id, host=host, source=src.name, format=fmt, events=job.seq,
-            lines=job.lines, event_counts=dict(sorted(job.counts.items())), gaps=len(gaps),
-            lost_events=sum(g["count"] or 0 for g in gaps), errors=job.errors,
-            ts_first=job.ts_first, ts_last=job.ts_last,
+            trace_id=trace_id,
+            host=host,
+            source=src.name,
+            format=fmt,
+            events=job.seq,
+            lines=job.lines,
+            event_counts=dict(sorted(job.counts.items())),
+            gaps=len(gaps),
+            lost_events=sum(g["count"] or 0 for g in gaps),
+            errors=job.errors,
+            ts_first=job.ts_first,
+            ts_last=job.ts_last,
         )
-        writer.write_table("gaps", pa.Table.from_pylist(gaps, schema=arrow_schema(GAPS_COLUMNS)))
-        writer.write_table("ingest_errors", job.errors.table().cast(arrow_schema(ERRORS_COLUMNS)))
-        writer.write_table("traces", _manifest(result, header, arch, job.clock, src, kinds, how))
+        write_side_table(
+            staging.path, "gaps", pa.Table.from_pylist(gaps, schema=arrow_schema(GAPS_COLUMNS))
+        )
+        write_side_table(
+            staging.path, "ingest_errors", job.errors.table().cast(arrow_schema(ERRORS_COLUMNS))
+        )
+        write_side_table(
+            staging.path, "traces", _manifest(result, header, arch, job.clock, src, kinds, how)
+        )
         with dataset.lock():
             dataset.recover()
             if dataset.has_trace(trace_id) and not force:
@@ -311,6 +351,8 @@ def ingest(
             dataset.commit(staging, moves, old)
         return result
     finally:
+        if writer is not None:
+            writer.abort()
         src.close()
         if staging is not None:
             staging.release()
@@ -326,8 +368,10 @@ def _apply_kinds(root, kinds: dict[int, str]) -> None:
     """Fill ``migration_kind`` of the staged set_migration_* tables from the calibration."""
     import pyarrow.parquet as pq
 
-    mapping = pl.DataFrame({"swp_type": list(kinds), "kind": list(kinds.values())},
-                           schema={"swp_type": pl.Int16, "kind": pl.String})
+    mapping = pl.DataFrame(
+        {"swp_type": list(kinds), "kind": list(kinds.values())},
+        schema={"swp_type": pl.Int16, "kind": pl.String},
+    )
     for name in ("set_migration_pte", "set_migration_pmd"):
         path = root / f"event={name}" / "part-00000.parquet"
         if not path.exists():
@@ -336,25 +380,43 @@ def _apply_kinds(root, kinds: dict[int, str]) -> None:
         df = pl.from_arrow(table).drop("migration_kind").join(mapping, on="swp_type", how="left")
         df = df.rename({"kind": "migration_kind"}).select(table.schema.names)
         tmp = path.with_suffix(".tmp")
-        pq.write_table(df.to_arrow().cast(table.schema), tmp, compression="zstd",
-                       row_group_size=1 << 20)
+        pq.write_table(
+            df.to_arrow().cast(table.schema), tmp, compression="zstd", row_group_size=1 << 20
+        )
         tmp.replace(path)
 
 
 def _gap_rows(job: _TraceIngest, header: HeaderInfo) -> list[dict]:
-    rows = [{k: m.get(k) for k in ("kind", "cpu", "ts_start", "ts_end", "count", "line", "text")}
-            for m in job.gaps + job.pending_gaps]
+    rows = [
+        {k: m.get(k) for k in ("kind", "cpu", "ts_start", "ts_end", "count", "line", "text")}
+        for m in job.gaps + job.pending_gaps
+    ]
     if (header.entries_written or 0) > (header.entries_in_buffer or 0):
         lost = header.entries_written - header.entries_in_buffer
-        rows.append({"kind": "overwritten", "cpu": None, "ts_start": None, "ts_end": job.ts_first,
-                     "count": lost, "line": 3,
-                     "text": f"entries-in-buffer/entries-written: "
-                             f"{header.entries_in_buffer}/{header.entries_written}"})
+        rows.append(
+            {
+                "kind": "overwritten",
+                "cpu": None,
+                "ts_start": None,
+                "ts_end": job.ts_first,
+                "count": lost,
+                "line": 3,
+                "text": f"entries-in-buffer/entries-written: "
+                f"{header.entries_in_buffer}/{header.entries_written}",
+            }
+        )
     return sorted(rows, key=lambda r: r["line"] or 0)
 
 
-def _manifest(result: IngestResult, header: HeaderInfo, arch: str, clock: str | None, src,
-              kinds: dict[int, str], how: str) -> pa.Table:
+def _manifest(
+    result: IngestResult,
+    header: HeaderInfo,
+    arch: str,
+    clock: str | None,
+    src,
+    kinds: dict[int, str],
+    how: str,
+) -> pa.Table:
     row = {
         "trace_id": result.trace_id,
         "host": result.host,
@@ -373,7 +435,7 @@ def _manifest(result: IngestResult, header: HeaderInfo, arch: str, clock: str | 
         "errors": result.errors.total,
         "event_counts": list(result.event_counts.items()),
         "bytes": src.bytes_read,
-        "sha256": src.sha256.hexdigest(),
+        "sha256": src.hexdigest(),
         "migration_types": json.dumps({"types": {str(k): v for k, v in kinds.items()}, "how": how}),
         "ingested_at": dt.datetime.now(dt.UTC),
         "tool_version": __version__,

@@ -7,6 +7,7 @@ boundary; the decompressed content is hashed on the way (the trace id).
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import hashlib
 import io
@@ -15,6 +16,7 @@ import os
 import stat
 import sys
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -43,6 +45,21 @@ class Source:
     reader: BinaryIO
     sha256: hashlib._Hash = field(default_factory=hashlib.sha256)
     bytes_read: int = 0
+    _hasher: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
+    _pending: list[Future] = field(default_factory=list)
+
+    def update_hash(self, chunk: bytes) -> None:
+        """Feed ``chunk`` to the content hash on a background thread (in order)."""
+        self._pending.append(self._hasher.submit(self.sha256.update, chunk))
+        if len(self._pending) > 4:
+            self._pending.pop(0).result()
+
+    def hexdigest(self) -> str:
+        """The sha256 of all content read so far."""
+        for f in self._pending:
+            f.result()
+        self._pending.clear()
+        return self.sha256.hexdigest()
 
     def compressed_position(self) -> int:
         """How far into the underlying file we are (for progress)."""
@@ -52,12 +69,11 @@ class Source:
             return self.bytes_read
 
     def close(self) -> None:
-        """Close the reader and the underlying file."""
+        """Close the reader, the underlying file and the hashing thread."""
+        self._hasher.shutdown(wait=True)
         for f in (self.reader, self.raw):
-            try:
+            with contextlib.suppress(Exception):
                 f.close()
-            except Exception:  # noqa: BLE001 - closing is best effort
-                pass
 
 
 def open_source(path: str) -> Source:
@@ -94,7 +110,7 @@ def open_source(path: str) -> Source:
     elif compression == "zstd":
         reader = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
     elif compression == "xz":
-        reader = lzma.LZMAFile(buffered)
+        reader = lzma.LZMAFile(buffered)  # noqa: SIM115 - closed by Source.close
     elif compression == "bz2":
         reader = bz2.BZ2File(buffered)
     else:
@@ -118,16 +134,18 @@ def read_blocks(src: Source, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
             ) from None
         if not chunk:
             break
-        src.sha256.update(chunk)
+        src.update_hash(chunk)
         src.bytes_read += len(chunk)
-        data = carry + chunk if carry else chunk
-        cut = data.rfind(b"\n")
+        cut = chunk.rfind(b"\n")
         if cut < 0:
-            carry = data
+            carry += chunk
             if len(carry) > 64 * block_size:
                 raise InputError(f"{src.name}: no line break in the first {len(carry)} bytes")
             continue
-        carry = data[cut + 1 :]
-        yield data[: cut + 1]
+        if carry:
+            yield carry + chunk[: cut + 1]
+        else:
+            yield chunk if cut == len(chunk) - 1 else chunk[: cut + 1]
+        carry = chunk[cut + 1 :]
     if carry:
         yield carry

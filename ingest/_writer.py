@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -26,6 +28,8 @@ class StagingWriter:
         self._buffered: dict[str, int] = {}
         self._schemas: dict[str, pa.Schema] = {}
         self._writers: dict[str, pq.ParquetWriter] = {}
+        self._io = ThreadPoolExecutor(1)
+        self._pending: list[Future] = []
         self.rows: dict[str, int] = {}
 
     def add(self, table: str, frame: pl.DataFrame, schema: pa.Schema) -> None:
@@ -46,6 +50,13 @@ class StagingWriter:
         self._buffered.pop(table, None)
         if not frames:
             return
+        # Encoding and compressing run on one background thread, in order; at most two
+        # row groups wait, so memory stays bounded.
+        self._pending.append(self._io.submit(self._write, table, frames))
+        while len(self._pending) > 2:
+            self._pending.pop(0).result()
+
+    def _write(self, table: str, frames: list[pl.DataFrame]) -> None:
         schema = self._schemas[table]
         data = pl.concat(frames, how="vertical_relaxed").to_arrow()
         data = data.select(schema.names).cast(schema, safe=False)
@@ -53,29 +64,34 @@ class StagingWriter:
         if writer is None:
             path = self.root / table / "part-00000.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
-            writer = pq.ParquetWriter(path, schema, compression="zstd", compression_level=1)
+            strings = [f.name for f in schema if pa.types.is_string(f.type)]
+            writer = pq.ParquetWriter(
+                path, schema, compression="zstd", compression_level=1, use_dictionary=strings
+            )
             self._writers[table] = writer
         writer.write_table(data, row_group_size=ROW_GROUP_ROWS)
-
-    def write_table(self, table: str, data: pa.Table) -> None:
-        """Write a small side table (gaps, errors, manifest) in one go."""
-        path = self.root / table / "part-00000.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(data, path, compression="zstd")
-        self.rows[table] = data.num_rows
 
     def close(self) -> list[str]:
         """Flush everything and close the files; returns the tables written."""
         for table in list(self._buffers):
             self._flush(table)
+        for f in self._pending:
+            f.result()
+        self._io.shutdown()
         for writer in self._writers.values():
             writer.close()
         return sorted(self.rows)
 
     def abort(self) -> None:
         """Close open files without flushing (the staging directory is discarded)."""
+        self._io.shutdown(wait=True, cancel_futures=True)
         for writer in self._writers.values():
-            try:
+            with contextlib.suppress(Exception):
                 writer.close()
-            except Exception:  # noqa: BLE001 - the files are thrown away
-                pass
+
+
+def write_side_table(root: Path, table: str, data: pa.Table) -> None:
+    """Write a small side table (gaps, errors, manifest) of a staged trace in one go."""
+    path = root / table / "part-00000.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(data, path, compression="zstd")

@@ -16,7 +16,9 @@ NOT_YET = {
     "bpftrace": "bpftrace output",
 }
 
-_PERF = re.compile(r"^\s*\S.*?\s+\d+(?:/\d+)?\s+(?:\[\d+\]\s+)?\d+\.\d+:\s+(?:\d+\s+)?[\w-]+:[\w-]+:")
+_PERF = re.compile(
+    r"^\s*\S.*?\s+\d+(?:/\d+)?\s+(?:\[\d+\]\s+)?\d+\.\d+:\s+(?:\d+\s+)?[\w-]+:[\w-]+:"
+)
 _TC_HEAD = re.compile(r"^\s*(?:[^\s:]+: )?cpus=\d+\s*$")
 
 
@@ -58,8 +60,11 @@ def detect_format(head: bytes, name: str) -> str:
         return "trace_pipe"
     if sum(bool(_PERF.match(ln)) for ln in body) >= max(1, len(body) // 2):
         return "perf_script"
-    raise InputError(f"{name}: not a recognised trace format (first line: {body[0][:80]!r})"
-                     if body else f"{name}: no trace events")
+    raise InputError(
+        f"{name}: not a recognised trace format (first line: {body[0][:80]!r})"
+        if body
+        else f"{name}: no trace events"
+    )
 
 
 def _fraction(lines: list[str], fmt: str) -> float:

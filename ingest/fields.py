@@ -30,6 +30,43 @@ class _Spec:
     convs: list[tuple[str, Conversion, bool]]  # (column, conversion, bare hex)
     keys: dict[str, tuple[str, Conversion, bool]]
     schema: list[tuple[str, pl.DataType]]
+    tokens: list[tuple[str, str | None, str]] | None = None  # (prefix, column, suffix)
+    padded: bool = False  # the fmt pads a value (``%-8s``): squeeze runs of spaces first
+
+
+_TOKEN_KINDS = ("int", "hex", "ptr", "symbolic", "flags", "bool")
+
+
+def _token_plan(pf, columns: list[str]) -> list[tuple[str, str | None, str]] | None:
+    """Split a print fmt into space-separated ``prefix%vsuffix`` tokens, if it allows.
+
+    Payloads of such events are cut with one literal split instead of a regex. Formats with
+    free strings (which may hold spaces) or two values in one token have no plan and
+    always use the regex.
+    """
+    marks = []
+    for i, conv in enumerate(pf.conversions):
+        if conv.kind not in _TOKEN_KINDS or any(" " in t for t, _ in conv.choices):
+            return None
+        if conv.kind == "bool" and any(not t for t, _ in conv.choices):
+            return None
+        marks.append(f"\x00{i}\x00")
+    template = "".join(
+        lit + (marks[i] if i < len(marks) else "") for i, lit in enumerate(pf.literals)
+    )
+    if "  " in template or template != template.strip():
+        return None
+    plan = []
+    for tok in template.split(" "):
+        found = re.findall("\x00(\\d+)\x00", tok)
+        if len(found) > 1:
+            return None
+        if not found:
+            plan.append((tok, None, ""))
+            continue
+        prefix, suffix = tok.split(f"\x00{found[0]}\x00")
+        plan.append((prefix, columns[int(found[0])], suffix))
+    return plan
 
 
 class FieldParser:
@@ -56,6 +93,9 @@ class FieldParser:
                 convs=convs,
                 keys=keys,
                 schema=[(n, _pl_type(t)) for n, t in schema.columns()],
+                tokens=_token_plan(pf, [c[0] for c in convs]) if pf else None,
+                padded=pf is not None
+                and any(any(ch.isdigit() for ch in c.spec) for c in pf.conversions),
             )
             self._specs[id(schema)] = spec
         return spec
@@ -66,23 +106,64 @@ class FieldParser:
         Rows that match neither the print fmt nor any ``key=value`` of it are unparsed.
         """
         spec = self._spec(schema)
-        raw = pl.DataFrame({"rest": rest}).select(pl.col("rest").str.extract_groups(spec.regex))
-        raw = raw.unnest("rest")
-        if spec.convs:
-            ok = raw.select(pl.any_horizontal(pl.all().is_not_null())).to_series()
+        if spec.tokens is not None:
+            raw, ok = self._split_tokens(spec, rest)
+            if not ok.all():
+                bad = (~ok).arg_true()
+                redo, redo_ok = self._regex(spec, rest.gather(bad))
+                raw = (
+                    raw.with_row_index("_i")
+                    .update(redo.with_columns(pl.Series("_i", bad, dtype=pl.UInt32)), on="_i")
+                    .drop("_i")
+                )
+                ok = ok.scatter(bad, redo_ok)
         else:
-            ok = pl.Series([True] * len(rest))
+            raw, ok = self._regex(spec, rest)
         out = raw.select(self._convert_exprs(spec, bare_from_regex=True))
         if not ok.all():
             bad = (~ok).arg_true()
             kv = self._key_values(spec, rest.gather(bad))
             kv_ok = kv.select(pl.any_horizontal(pl.all().is_not_null())).to_series()
-            out = out.with_row_index("_i").update(
-                kv.with_columns(pl.Series("_i", bad, dtype=pl.UInt32)), on="_i"
-            ).drop("_i")
+            out = (
+                out.with_row_index("_i")
+                .update(kv.with_columns(pl.Series("_i", bad, dtype=pl.UInt32)), on="_i")
+                .drop("_i")
+            )
             ok = ok.scatter(bad, kv_ok)
         out = self._complete(schema, spec, out)
         return out, ok
+
+    def _regex(self, spec: _Spec, rest: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
+        raw = pl.DataFrame({"rest": rest}).select(pl.col("rest").str.extract_groups(spec.regex))
+        raw = raw.unnest("rest")
+        if spec.convs:
+            return raw, raw.select(pl.any_horizontal(pl.all().is_not_null())).to_series()
+        return raw, pl.Series([True] * len(rest))
+
+    def _split_tokens(self, spec: _Spec, rest: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
+        tokens = spec.tokens
+        text = pl.col("rest").str.replace_all(" +", " ") if spec.padded else pl.col("rest")
+        parts = (
+            pl.DataFrame({"rest": rest}).select(text.str.splitn(" ", len(tokens))).unnest("rest")
+        )
+        values, checks = [], []
+        for i, (prefix, col, suffix) in enumerate(tokens):
+            f = pl.col(f"field_{i}")
+            if col is None:
+                checks.append(f == prefix)
+                continue
+            v = f
+            if prefix:
+                checks.append(f.str.starts_with(prefix))
+                v = v.str.slice(len(prefix))
+            if suffix:
+                checks.append(f.str.ends_with(suffix))
+                v = v.str.strip_suffix(suffix)
+            if i == len(tokens) - 1:
+                checks.append(~f.str.contains(" ", literal=True))
+            values.append(v.alias(col))
+        out = parts.select(*values, pl.all_horizontal(checks).fill_null(False).alias("_ok"))
+        return out.drop("_ok"), out.get_column("_ok")
 
     def _convert_exprs(self, spec: _Spec, bare_from_regex: bool) -> list[pl.Expr]:
         exprs = []

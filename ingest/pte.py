@@ -95,8 +95,9 @@ def decode_present(pte: np.ndarray, arch: str, huge: bool) -> dict[str, np.ndarr
     }
 
 
-def calibrate_kinds(types_seen: dict[int, int], writable_restores: dict[int, tuple[int, int]]
-                    ) -> tuple[dict[int, str], str]:
+def calibrate_kinds(
+    types_seen: dict[int, int], writable_restores: dict[int, tuple[int, int]]
+) -> tuple[dict[int, str], str]:
     """Map migration swap types to read / read_exclusive / write for one trace.
 
     ``types_seen`` counts set events per swap type; ``writable_restores`` gives, per type,

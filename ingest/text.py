@@ -17,6 +17,8 @@ import pyarrow as pa
 
 from rmapscope.errors import InputError
 
+from ._tokenize import split_events
+
 # Formats this module parses, and what the user may pass to --format.
 TEXT_FORMATS = ("tracefs", "trace_pipe", "tracefs_latency", "tcreport", "tcreport_latency")
 
@@ -49,9 +51,7 @@ _MARKERS = re.compile(
     r"|CPU:(?P<dcpu>\d+) \[(?:(?P<dropped>\d+) )?EVENTS DROPPED\]"
     r"|##### CPU (?P<scpu>\d+) buffer started ####)"
 )
-_IGNORED = re.compile(
-    r"^\s*(?:#.*|(?:[^\s:]+: )?cpus=\d+|CPU \d+ is empty|version = \d+|\s*)\r?$"
-)
+_IGNORED = re.compile(r"^\s*(?:#.*|(?:[^\s:]+: )?cpus=\d+|CPU \d+ is empty|version = \d+|\s*)\r?$")
 _CONTINUATION = re.compile(r"^\s+=>\s")
 
 MAX_ERROR_SAMPLES = 10
@@ -65,7 +65,9 @@ class ErrorLog:
     first: dict[str, int] = field(default_factory=dict)
     samples: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
 
-    def add(self, reason: str, lines: list[int], texts: list[str], total: int | None = None) -> None:
+    def add(
+        self, reason: str, lines: list[int], texts: list[str], total: int | None = None
+    ) -> None:
         """Record ``total`` (default: len(lines)) rejects; ``lines``/``texts`` are samples."""
         n = len(lines) if total is None else total
         if n == 0:
@@ -127,9 +129,8 @@ def split_lines(block: bytes) -> pl.Series:
     Invalid UTF-8 lines come back null (the caller reports them).
     """
     buf = np.frombuffer(block, dtype=np.uint8)
-    nl = np.flatnonzero(buf == 10)
-    ends = nl + 1
-    if len(block) and (len(nl) == 0 or nl[-1] != len(block) - 1):
+    ends = np.flatnonzero(buf == 10) + 1
+    if len(block) and (len(ends) == 0 or ends[-1] != len(block)):
         ends = np.append(ends, len(block))
     offsets = np.empty(len(ends) + 1, dtype=np.int64)
     offsets[0] = 0
@@ -168,9 +169,9 @@ def read_header(fmt: str, head: list[str]) -> HeaderInfo:
             info.cpus = int(m.group(3))
         elif m := re.search(r"latency trace v[\d.]+ on (\S+)", line):
             info.kernel = m.group(1)
-        elif m := re.search(r"#P:(\d+)", line):
-            info.cpus = int(m.group(1))
-        elif m := re.match(r"\s*(?:[^\s:]+: )?cpus=(\d+)", line):
+        elif (m := re.search(r"#P:(\d+)", line)) or (
+            m := re.match(r"\s*(?:[^\s:]+: )?cpus=(\d+)", line)
+        ):
             info.cpus = int(m.group(1))
     return info
 
@@ -181,7 +182,9 @@ class TextParser:
 
     def __init__(self, fmt: str, name: str) -> None:
         if fmt not in _HEADERS:
-            raise InputError(f"{name}: format {fmt!r} is not a text format ({', '.join(TEXT_FORMATS)})")
+            raise InputError(
+                f"{name}: format {fmt!r} is not a text format ({', '.join(TEXT_FORMATS)})"
+            )
         self.fmt = fmt
         self.name = name
         self._rx = _HEADERS[fmt] + _REST
@@ -192,22 +195,42 @@ class TextParser:
         lines = split_lines(block)
         df = pl.DataFrame({"line": lines}).with_row_index("lineno", offset=line_base + 1)
         df = df.with_columns(pl.col("lineno").cast(pl.Int64))
-        bad_utf8 = df.filter(pl.col("line").is_null())
-        if bad_utf8.height:
-            errors.add("invalid_utf8", bad_utf8["lineno"].to_list(), ["<invalid UTF-8>"] * bad_utf8.height)
-        parsed = df.select(
+        if lines.null_count():
+            bad = df.filter(pl.col("line").is_null())
+            errors.add("invalid_utf8", bad["lineno"].to_list(), ["<invalid UTF-8>"] * bad.height)
+        fast = self._fast(df)
+        if fast is not None:
+            events, done = fast
+            slow = df.filter(~done & pl.col("line").is_not_null())
+        else:
+            events, slow = None, df.filter(pl.col("line").is_not_null())
+        parsed = slow.select(
             "lineno", "line", pl.col("line").str.extract_groups(self._rx).alias("g")
         ).unnest("g")
         ok = parsed["event"].is_not_null()
-        events = parsed.filter(ok)
-        rest = parsed.filter(~ok & pl.col("line").is_not_null())
+        matched = parsed.filter(ok).drop("line")
+        if events is None:
+            events = matched
+        elif matched.height:
+            events = pl.concat([events, matched], how="diagonal_relaxed").sort("lineno")
+        rest = parsed.filter(~ok)
         markers: list[dict] = []
         extra = []
         if rest.height:
-            extra = self._classify_other(rest, events, markers, errors)
+            extra = self._classify_other(rest, markers, errors)
         clock = self._clock(events)
         events = self._finish(events, extra)
         return Block(events=events, markers=markers, lines=len(lines), clock=clock)
+
+    def _fast(self, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series] | None:
+        """Split the ordinary event lines without a regex; returns them and a done mask."""
+        if self.fmt not in ("tracefs", "trace_pipe", "tcreport"):
+            return None
+        cand = df.filter(pl.col("line").is_not_null() & ~pl.col("line").str.starts_with("#"))
+        cols = split_events(cand)
+        good = cols.filter(pl.col("ok")).drop("ok")
+        done = df["lineno"].is_in(good["lineno"].implode())
+        return good, done
 
     def _clock(self, events: pl.DataFrame) -> str:
         if self.fmt == "tracefs_latency":
@@ -217,8 +240,9 @@ class TextParser:
             return "counter"
         return "ns"
 
-    def _classify_other(self, rest: pl.DataFrame, events: pl.DataFrame, markers: list[dict],
-                        errors: ErrorLog) -> list[pl.DataFrame]:
+    def _classify_other(
+        self, rest: pl.DataFrame, markers: list[dict], errors: ErrorLog
+    ) -> list[pl.DataFrame]:
         """Lines that are not ``event: payload`` rows: markers, comments, odd events."""
         text = rest["line"].str.strip_chars_end("\r\n")
         rest = rest.with_columns(text.alias("line"))
@@ -233,14 +257,20 @@ class TextParser:
         # Lines whose header parses but whose body is not "event: payload" (e.g.
         # "<stack trace>"): kept as generic events named after the body.
         body_rx = _HEADERS[self.fmt] + r"(?P<body>[^\r\n]*)$"
-        odd = rest.select("lineno", "line", pl.col("line").str.extract_groups(body_rx).alias("g")).unnest("g")
+        odd = rest.select(
+            "lineno", "line", pl.col("line").str.extract_groups(body_rx).alias("g")
+        ).unnest("g")
         odd_ok = odd["body"].is_not_null()
         if odd_ok.any():
-            name = pl.col("body").str.strip_chars().str.strip_chars("<>").str.replace_all(r"\s+", "_")
+            name = (
+                pl.col("body").str.strip_chars().str.strip_chars("<>").str.replace_all(r"\s+", "_")
+            )
             extra.append(
                 odd.filter(odd_ok).with_columns(name.alias("event"), pl.lit("").alias("rest"))
             )
-        for lineno, line in zip(odd.filter(~odd_ok)["lineno"], odd.filter(~odd_ok)["line"], strict=True):
+        for lineno, line in zip(
+            odd.filter(~odd_ok)["lineno"], odd.filter(~odd_ok)["line"], strict=True
+        ):
             m = _MARKERS.match(line)
             if m:
                 if m.group("lcpu") is not None:
@@ -249,15 +279,32 @@ class TextParser:
                     kind, cpu, count = "dropped", m.group("dcpu"), m.group("dropped")
                 else:
                     kind, cpu, count = "buffer_started", m.group("scpu"), None
-                markers.append({"kind": kind, "cpu": int(cpu), "count": int(count) if count else None,
-                                "line": lineno, "text": line.strip()})
+                markers.append(
+                    {
+                        "kind": kind,
+                        "cpu": int(cpu),
+                        "count": int(count) if count else None,
+                        "line": lineno,
+                        "text": line.strip(),
+                    }
+                )
             elif _CONTINUATION.match(line):
-                extra.append(pl.DataFrame({"lineno": [lineno], "event": ["stack_frame"],
-                                           "rest": [line.strip()], "continuation": [True]}))
+                extra.append(
+                    pl.DataFrame(
+                        {
+                            "lineno": [lineno],
+                            "event": ["stack_frame"],
+                            "rest": [line.strip()],
+                            "continuation": [True],
+                        }
+                    )
+                )
             else:
                 unparsed_rows.append((lineno, line))
         if unparsed_rows:
-            errors.add("unparsed_line", [r[0] for r in unparsed_rows], [r[1] for r in unparsed_rows])
+            errors.add(
+                "unparsed_line", [r[0] for r in unparsed_rows], [r[1] for r in unparsed_rows]
+            )
         return extra
 
     def _finish(self, events: pl.DataFrame, extra: list[pl.DataFrame]) -> pl.DataFrame:
@@ -278,8 +325,7 @@ class TextParser:
     def _typed(self, frame: pl.DataFrame) -> pl.DataFrame:
         missing = [g for g in (*_GROUPS, "continuation") if g not in frame.columns]
         frame = frame.with_columns(
-            pl.lit(None, pl.Boolean if g == "continuation" else pl.String).alias(g)
-            for g in missing
+            pl.lit(None, pl.Boolean if g == "continuation" else pl.String).alias(g) for g in missing
         )
         return frame.select(
             pl.col("lineno").cast(pl.Int64),

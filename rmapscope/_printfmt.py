@@ -13,7 +13,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-_CONV_RE = re.compile(r"%([-+ #0]*)(\d+|\*)?(?:\.(\d+))?(hh|h|ll|l|z|L)?(?:([diuxXcso%])|(p)[SsFfBbKkMmRrUuhdIi]*)")
+_CONV_RE = re.compile(
+    r"%([-+ #0]*)(\d+|\*)?(?:\.(\d+))?(hh|h|ll|l|z|L)?(?:([diuxXcso%])|(p)[SsFfBbKkMmRrUuhdIi]*)"
+)
 _REC_RE = re.compile(r"REC->(\w+)")
 _KEY_RE = re.compile(r"(?<!\w)([A-Za-z_]\w*)(?:=|\s)(?:0x)?$")
 _SYMBOL_RE = re.compile(r"\{\s*([^{},]+?)\s*,\s*\"((?:[^\"\\]|\\.)*)\"\s*\}")
@@ -180,7 +182,11 @@ def _classify(expr: str, spec: str) -> tuple[str, str | None, dict]:
         return "flags", m.group(1) if m else None, {}
     m = re.fullmatch(r"REC->(\w+)\s*\?\s*\"([^\"]*)\"\s*:\s*\"([^\"]*)\"", e)
     if m:
-        return "bool", m.group(1), {"choices": ((m.group(2), True), (m.group(3), False)), "direct": True}
+        return (
+            "bool",
+            m.group(1),
+            {"choices": ((m.group(2), True), (m.group(3), False)), "direct": True},
+        )
     m = re.fullmatch(r"__get_(?:rel_)?str\(\s*(\w+)\s*\)", e)
     if m:
         return "str", m.group(1), {}

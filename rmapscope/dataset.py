@@ -119,8 +119,10 @@ class Dataset:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                print(f"waiting for another rmapscope process writing to {self.root} ...",
-                      file=sys.stderr)
+                print(
+                    f"waiting for another rmapscope process writing to {self.root} ...",
+                    file=sys.stderr,
+                )
                 deadline = time.monotonic() + timeout
                 while True:
                     try:

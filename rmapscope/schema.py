@@ -152,8 +152,10 @@ class FieldDef:
         if self.ctype.split()[-1] == "bool" or self.ctype == "bool":
             return pa.bool_()
         bits = {1: 8, 2: 16, 4: 32, 8: 64}.get(self.size, 64)
-        return pa.int64() if bits == 64 and self.signed else (
-            getattr(pa, f"{'int' if self.signed else 'uint'}{bits}")()
+        return (
+            pa.int64()
+            if bits == 64 and self.signed
+            else (getattr(pa, f"{'int' if self.signed else 'uint'}{bits}")())
         )
 
 
@@ -214,7 +216,10 @@ class EventSchema:
             name = column_for(conv.column)
             if name not in cols:
                 cols[name] = {
-                    "ptr": pa.uint64(), "hex": pa.uint64(), "int": pa.int64(), "bool": pa.bool_()
+                    "ptr": pa.uint64(),
+                    "hex": pa.uint64(),
+                    "int": pa.int64(),
+                    "bool": pa.bool_(),
                 }.get(conv.kind, pa.string())
         for name, typ in DECODED.get(self.name, []):
             cols.setdefault(name, typ)
@@ -228,7 +233,8 @@ class EventSchema:
 def parse_format(text: str) -> EventSchema:
     """Parse a tracefs/trace.dat event ``format`` description.
 
-    >>> s = parse_format('name: foo\\nID: 7\\nformat:\\n\\tfield:int x;\\toffset:8;\\tsize:4;\\tsigned:1;\\n'
+    >>> s = parse_format('name: foo\\nID: 7\\nformat:\\n'
+    ...                  '\\tfield:int x;\\toffset:8;\\tsize:4;\\tsigned:1;\\n'
     ...                  '\\nprint fmt: "x=%d", REC->x\\n')
     >>> s.name, s.id, s.columns()
     ('foo', 7, [('x', DataType(int32))])
@@ -251,7 +257,9 @@ def parse_format(text: str) -> EventSchema:
                 raise ValueError(f"cannot parse {s!r}")
             fields.append(
                 _parse_field(
-                    m.group("decl"), int(m.group("offset")), int(m.group("size")),
+                    m.group("decl"),
+                    int(m.group("offset")),
+                    int(m.group("size")),
                     m.group("signed") == "1",
                 )
             )

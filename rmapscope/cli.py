@@ -1,0 +1,283 @@
+"""The ``rmapscope`` command line: a thin layer over the library.
+
+Exit codes: 0 success, 1 findings/other failure, 2 bad input or usage, 3 dataset problem,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from rmapscope import __version__
+from rmapscope.dataset import ENV, Dataset
+from rmapscope.errors import RmapscopeError
+
+app = typer.Typer(
+    name="rmapscope",
+    help="Ingest, replay and query Linux traces of fork, page migration and rmap walks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+# No markup, emoji or wrapping: trace text (comms like "[kworker]", ":x:") prints as is, and
+# every error stays on one line for scripts.
+err = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
+out = Console(
+    highlight=False,
+    markup=False,
+    emoji=False,
+    soft_wrap=True,
+    width=None if sys.stdout.isatty() else 200,
+)
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+_state = {"debug": False, "quiet": False}
+
+DatasetOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--dataset", "-d", help=f"Dataset directory [default: ${ENV} or ./rmapscope-data]."
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"rmapscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars or summaries.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Ingest, replay and query Linux traces of fork, page migration and rmap walks."""
+    _state["debug"] = debug
+    _state["quiet"] = quiet
+
+
+def sample_trace() -> Path:
+    """The real trace shipped with rmapscope (used by ``rmapscope analyze`` with no file)."""
+    return Path(str(resources.files("rmapscope.data") / "samples" / "forkstorm-slice.trace.txt.gz"))
+
+
+def _progress_bar(name: str):
+    """A rich progress callback for one input, or None when stderr is not a terminal."""
+    if _state["quiet"] or not sys.stderr.isatty():
+        return None, None
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+    task = progress.add_task(Path(name).name[:40], total=None, rate="")
+    start = time.monotonic()
+
+    def update(done: int, total: int | None, events: int) -> None:
+        elapsed = max(time.monotonic() - start, 1e-6)
+        progress.update(task, completed=done, total=total, rate=f"{events / elapsed:,.0f} events/s")
+
+    return progress, update
+
+
+def _ingest_one(path: str, dataset: Dataset, **kwargs):
+    from rmapscope.ingest import ingest
+
+    progress, update = _progress_bar(path)
+    if progress is None:
+        return ingest(path, dataset, **kwargs)
+    with progress:
+        return ingest(path, dataset, progress=update, **kwargs)
+
+
+def _print_result(r) -> None:
+    if _state["quiet"]:
+        return
+    if r.skipped:
+        out.print(
+            f"{r.source}: already in the dataset as trace {r.trace_id} (use --force to replace)"
+        )
+        return
+    verb = "replaced" if r.replaced else "ingested"
+    out.print(
+        f"{r.source}: {verb} trace {r.trace_id} (host {r.host}, format {r.format}): "
+        f"{r.events:,} events, {r.gaps} gaps ({r.lost_events:,} events lost)"
+    )
+    if r.errors.total:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(r.errors.counts.items()))
+        print(
+            f"warning: {r.source}: {r.errors.total} lines not ingested ({reasons}); "
+            f"see the ingest_errors table",
+            file=sys.stderr,
+        )
+
+
+@app.command()
+def ingest(
+    files: Annotated[
+        list[str], typer.Argument(help="Trace files (gzip/zstd/xz/bz2 detected), or - for stdin.")
+    ],
+    dataset: DatasetOpt = None,
+    host: Annotated[
+        str | None, typer.Option(help="Host the traces were recorded on [default: unknown].")
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="Override format detection: tracefs, trace_pipe, tracefs_latency, "
+            "tcreport, tcreport_latency.",
+        ),
+    ] = None,
+    arch: Annotated[
+        str,
+        typer.Option(
+            help="Architecture for pte decoding when the trace does not say: "
+            "x86_64, x86_64-la57, arm64."
+        ),
+    ] = "x86_64",
+    force: Annotated[
+        bool, typer.Option(help="Replace a trace that is already in the dataset.")
+    ] = False,
+) -> None:
+    """Ingest trace files into the dataset (one typed Parquet table per event).
+
+    Re-ingesting the same content is a no-op. A file that is not a trace is reported
+    as `error: FILE: why` and nothing of it is written; the other files still land.
+    """
+    ds = Dataset(dataset)
+    failed = 0
+    for path in files:
+        try:
+            _print_result(_ingest_one(path, ds, host=host, fmt=fmt, arch=arch, force=force))
+        except RmapscopeError as e:
+            if _state["debug"]:
+                raise
+            _error(str(e))
+            failed = max(failed, e.exit_code)
+    if failed:
+        raise typer.Exit(failed)
+
+
+@app.command()
+def traces(dataset: DatasetOpt = None) -> None:
+    """List the traces in the dataset: id, host, format, kernel, time range, events, gaps."""
+    ds = Dataset(dataset)
+    ds.require()
+    df = ds.traces()
+    if df.is_empty():
+        out.print("no traces")
+        return
+    from rich.table import Table
+
+    table = Table(
+        "trace",
+        "host",
+        "format",
+        "kernel",
+        "first ts (s)",
+        "last ts (s)",
+        "events",
+        "gaps",
+        "lost",
+        "errors",
+        "source",
+    )
+    for r in df.iter_rows(named=True):
+        table.add_row(
+            r["trace_id"],
+            r["host"],
+            r["format"],
+            r["kernel"] or "-",
+            _secs(r["ts_first"]),
+            _secs(r["ts_last"]),
+            f"{r['events']:,}",
+            str(r["gaps"]),
+            f"{r['lost_events']:,}",
+            str(r["errors"]),
+            r["source"],
+        )
+    out.print(table)
+
+
+def _secs(ns: int | None) -> str:
+    return "-" if ns is None else f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+@app.command()
+def analyze(
+    file: Annotated[
+        str | None, typer.Argument(help="Trace to analyze [default: the bundled real sample].")
+    ] = None,
+    dataset: DatasetOpt = None,
+    host: Annotated[str | None, typer.Option(help="Host the trace was recorded on.")] = None,
+) -> None:
+    """Run the whole pipeline on one trace: ingest, then summarise what was ingested.
+
+    (Replay and the HTML report join this command as they are built.)
+    """
+    ds = Dataset(dataset)
+    path = file or str(sample_trace())
+    if file is None and not _state["quiet"]:
+        out.print(f"no trace given: analyzing the bundled real sample {path}")
+    try:
+        r = _ingest_one(path, ds, host=host)
+    except RmapscopeError as e:
+        if _state["debug"]:
+            raise
+        _error(str(e))
+        raise typer.Exit(e.exit_code) from None
+    _print_result(r)
+    if _state["quiet"]:
+        return
+    from rich.table import Table
+
+    table = Table("event", "count", title=f"trace {r.trace_id} in {ds.root}")
+    for name, n in sorted(r.event_counts.items(), key=lambda kv: -kv[1]):
+        table.add_row(name, f"{n:,}")
+    out.print(table)
+    span = (r.ts_last - r.ts_first) / 1e9 if r.ts_first is not None else 0
+    out.print(
+        f"{r.events:,} events over {span:.3f} s; {r.gaps} gaps; {r.errors.total} lines rejected"
+    )
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning user errors into one line."""
+    try:
+        app()
+    except RmapscopeError as e:
+        if _state["debug"]:
+            raise
+        _error(str(e))
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

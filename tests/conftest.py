@@ -1,0 +1,49 @@
+"""Shared fixtures: where the real traces live, and a fresh dataset per test."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("RMAPSCOPE_SHARED", REPO.parent / "shared"))
+REAL = SHARED / "data" / "real"
+
+
+def real(path: str) -> Path:
+    """A file under shared/data/real; skips the test when the real data is not there."""
+    p = REAL / path
+    if not p.exists():
+        pytest.skip(f"real trace {p} not available (set RMAPSCOPE_SHARED to the shared/ folder)")
+    return p
+
+
+def ground_truth(path: str) -> dict:
+    """The ``.gt.json`` next to a real trace (named after the uncompressed file)."""
+    p = real(path)
+    name = p.name[:-3] if p.name.endswith(".gz") else p.name
+    return json.loads((p.parent / f"{name}.gt.json").read_text())
+
+
+def real_lines(path: str, start: int, stop: int) -> list[str]:
+    """Lines ``start``..``stop`` (1-based, inclusive) of a real gzipped text trace."""
+    out = []
+    with gzip.open(real(path), "rt") as f:
+        for i, line in enumerate(f, 1):
+            if i > stop:
+                break
+            if i >= start:
+                out.append(line)
+    return out
+
+
+@pytest.fixture
+def dataset(tmp_path: Path):
+    """An empty dataset directory (not yet created on disk)."""
+    from rmapscope.dataset import Dataset
+
+    return Dataset(tmp_path / "ds")
