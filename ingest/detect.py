@@ -6,7 +6,7 @@ import re
 
 from rmapscope.errors import InputError
 
-from .text import _HEADERS, _REST
+from .text import _HEADERS
 
 #: Binary and text formats we recognise but whose readers are not built yet.
 NOT_YET = {
@@ -68,7 +68,9 @@ def detect_format(head: bytes, name: str) -> str:
 
 
 def _fraction(lines: list[str], fmt: str) -> float:
+    """Share of event lines (stack frames and lost-event markers aside) in ``fmt``'s layout."""
+    lines = [ln for ln in lines if not re.match(r"\s+=>\s|\s*CPU:\d+ \[", ln)]
     if not lines:
         return 0.0
-    rx = re.compile(_HEADERS[fmt] + _REST)
+    rx = re.compile(_HEADERS[fmt])
     return sum(bool(rx.match(ln)) for ln in lines) / len(lines)

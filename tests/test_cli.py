@@ -1,0 +1,89 @@
+"""The command line: help texts, the main job on the bundled sample, exit codes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from rmapscope.cli import app, sample_trace
+from rmapscope.dataset import Dataset
+
+runner = CliRunner()
+COMMANDS = ["ingest", "traces", "analyze"]
+
+
+def cli(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    exe = shutil.which("rmapscope")
+    cmd = [exe] if exe else [sys.executable, "-c", "from rmapscope.cli import main; main()"]
+    return subprocess.run(
+        [*cmd, *args], capture_output=True, text=True, env=env, cwd=cwd, check=False
+    )
+
+
+def test_top_level_help_lists_every_command():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert name in result.output
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help(name):
+    result = runner.invoke(app, [name, "--help"])
+    assert result.exit_code == 0
+    assert len(result.output.splitlines()) > 5
+    assert "--dataset" in result.output
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("rmapscope ")
+
+
+def test_analyze_without_arguments_runs_on_the_bundled_real_sample(tmp_path):
+    assert sample_trace().is_file()
+    proc = cli("analyze", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "bundled real sample" in proc.stdout
+    assert "set_migration_pte" in proc.stdout and "2,126" in proc.stdout
+    assert proc.stderr == ""  # no progress bar when stderr is not a terminal
+    traces = Dataset(tmp_path / "rmapscope-data").traces()
+    assert traces["events"].to_list() == [13449]
+    again = cli("analyze", cwd=tmp_path)
+    assert again.returncode == 0 and "already in the dataset" in again.stdout
+
+
+def test_traces_lists_the_dataset(tmp_path):
+    ds = tmp_path / "ds"
+    assert (
+        cli("-q", "ingest", str(sample_trace()), "--dataset", str(ds), "--host", "box1").returncode
+        == 0
+    )
+    proc = cli("traces", "--dataset", str(ds))
+    assert proc.returncode == 0
+    trace_id = Dataset(ds).traces()["trace_id"][0]
+    assert trace_id in proc.stdout and "box1" in proc.stdout and "13,449" in proc.stdout
+
+
+def test_traces_on_a_missing_dataset_is_a_clear_error(tmp_path):
+    proc = cli("traces", "--dataset", str(tmp_path / "nothing"))
+    assert proc.returncode == 3
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_option_values_exit_2_with_one_line(tmp_path):
+    for args in (["--format", "nonsense"], ["--arch", "sparc"]):
+        proc = cli("ingest", str(sample_trace()), "--dataset", str(tmp_path / "ds"), *args)
+        assert proc.returncode == 2, args
+        assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "ds" / "traces").exists()
+
+
+def test_quiet_prints_nothing_on_success(tmp_path):
+    proc = cli("-q", "ingest", str(sample_trace()), "--dataset", str(tmp_path / "ds"))
+    assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
