@@ -32,7 +32,7 @@ from rmapscope.schema import (
 
 from . import pte as ptemod
 from ._source import open_source, read_blocks
-from ._writer import StagingWriter, write_side_table
+from ._writer import StagingWriter, fill_migration_kinds, write_side_table
 from .detect import NOT_YET, detect_format
 from .fields import FieldParser
 from .text import TEXT_FORMATS, ErrorLog, HeaderInfo, TextParser, read_header
@@ -309,7 +309,7 @@ def ingest(
         kinds, how = job.calibration()
         writer.close()
         writer = None
-        _apply_kinds(staging.path, kinds)
+        fill_migration_kinds(staging.path, kinds)
         trace_id = src.hexdigest()[:16]
         host = host or "unknown"
         gaps = _gap_rows(job, header)
@@ -362,28 +362,6 @@ def _chain(first: bytes, rest):
     if first:
         yield first
     yield from rest
-
-
-def _apply_kinds(root, kinds: dict[int, str]) -> None:
-    """Fill ``migration_kind`` of the staged set_migration_* tables from the calibration."""
-    import pyarrow.parquet as pq
-
-    mapping = pl.DataFrame(
-        {"swp_type": list(kinds), "kind": list(kinds.values())},
-        schema={"swp_type": pl.Int16, "kind": pl.String},
-    )
-    for name in ("set_migration_pte", "set_migration_pmd"):
-        path = root / f"event={name}" / "part-00000.parquet"
-        if not path.exists():
-            continue
-        table = pq.read_table(path)
-        df = pl.from_arrow(table).drop("migration_kind").join(mapping, on="swp_type", how="left")
-        df = df.rename({"kind": "migration_kind"}).select(table.schema.names)
-        tmp = path.with_suffix(".tmp")
-        pq.write_table(
-            df.to_arrow().cast(table.schema), tmp, compression="zstd", row_group_size=1 << 20
-        )
-        tmp.replace(path)
 
 
 def _gap_rows(job: _TraceIngest, header: HeaderInfo) -> list[dict]:

@@ -15,6 +15,7 @@ import lzma
 import os
 import stat
 import sys
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -127,10 +128,11 @@ def read_blocks(src: Source, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
     while True:
         try:
             chunk = src.reader.read(block_size)
-        except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as e:
+        except (OSError, EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError) as e:
             raise InputError(
-                f"{src.name}: corrupt {src.compression or ''} data after byte "
-                f"{src.bytes_read} of decompressed text: {e}"
+                f"{src.name}: corrupt {src.compression or 'input'} data near byte "
+                f"{src.compressed_position()} of the file "
+                f"({src.bytes_read} bytes decompressed before it): {e}"
             ) from None
         if not chunk:
             break

@@ -10,8 +10,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-ROW_GROUP_ROWS = 1 << 20
-MAX_BUFFERED_ROWS = 3 << 20
+ROW_GROUP_ROWS = 1 << 19
+MAX_BUFFERED_ROWS = 1 << 20
 
 
 class StagingWriter:
@@ -95,3 +95,30 @@ def write_side_table(root: Path, table: str, data: pa.Table) -> None:
     path = root / table / "part-00000.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(data, path, compression="zstd")
+
+
+def fill_migration_kinds(root: Path, kinds: dict[int, str]) -> None:
+    """Fill ``migration_kind`` of the staged set_migration_* tables from the per-trace
+    calibration (swap type -> kind), one row group at a time."""
+    mapping = pl.DataFrame(
+        {"swp_type": list(kinds), "kind": list(kinds.values())},
+        schema={"swp_type": pl.Int16, "kind": pl.String},
+    )
+    for name in ("set_migration_pte", "set_migration_pmd"):
+        path = root / f"event={name}" / "part-00000.parquet"
+        if not path.exists():
+            continue
+        source = pq.ParquetFile(path)
+        schema = source.schema_arrow
+        tmp = path.with_suffix(".tmp")
+        strings = [f.name for f in schema if pa.types.is_string(f.type)]
+        with pq.ParquetWriter(
+            tmp, schema, compression="zstd", compression_level=1, use_dictionary=strings
+        ) as out:
+            for i in range(source.num_row_groups):
+                df = pl.from_arrow(source.read_row_group(i)).drop("migration_kind")
+                df = df.join(mapping, on="swp_type", how="left", maintain_order="left")
+                df = df.rename({"kind": "migration_kind"}).select(schema.names)
+                out.write_table(df.to_arrow().cast(schema), row_group_size=ROW_GROUP_ROWS)
+        source.close()
+        tmp.replace(path)

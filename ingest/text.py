@@ -256,7 +256,7 @@ class TextParser:
         unparsed_rows = []
         # Lines whose header parses but whose body is not "event: payload" (e.g.
         # "<stack trace>"): kept as generic events named after the body.
-        body_rx = _HEADERS[self.fmt] + r"(?P<body>[^\r\n]*)$"
+        body_rx = _HEADERS[self.fmt] + r"(?P<body><[^<>\r\n]+>)\s*$"
         odd = rest.select(
             "lineno", "line", pl.col("line").str.extract_groups(body_rx).alias("g")
         ).unnest("g")

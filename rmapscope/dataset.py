@@ -46,16 +46,31 @@ def default_path() -> Path:
 
 @dataclass
 class Staging:
-    """A private directory an ingest writes into before committing."""
+    """A private directory an ingest writes into before committing.
+
+    Its owner file ``<path>.owner`` is locked by the writing process for the staging
+    directory's whole life: it appears (already locked) before the directory and goes
+    after it, so :meth:`Dataset.recover` can tell a live ingest from a dead one.
+    """
 
     path: Path
     _lock_fd: int
+
+    @property
+    def owner(self) -> Path:
+        return _owner_file(self.path)
 
     def release(self) -> None:
         """Delete the staging directory (after a commit or an abort)."""
         shutil.rmtree(self.path, ignore_errors=True)
         with contextlib.suppress(OSError):
+            self.owner.unlink()
+        with contextlib.suppress(OSError):
             os.close(self._lock_fd)
+
+
+def _owner_file(staging_dir: Path) -> Path:
+    return staging_dir.with_name(staging_dir.name + ".owner")
 
 
 class Dataset:
@@ -77,17 +92,27 @@ class Dataset:
             raise DatasetError(f"{self.root}: no dataset here yet (run `rmapscope ingest` first)")
 
     def create(self) -> None:
-        """Make ``root`` a dataset (idempotent); refuses a non-empty foreign directory."""
+        """Make ``root`` a dataset (idempotent, safe against concurrent creators).
+
+        Refuses an existing file, or a non-empty directory that is not a dataset.
+        """
         if self.exists():
             return
         if self.root.exists() and not self.root.is_dir():
             raise DatasetError(f"{self.root}: exists and is not a directory")
-        if self.root.exists() and any(p.name != ".lock" for p in self.root.iterdir()):
+        self._refuse_foreign()  # before the lock, which would leave a .lock file behind
+        with self.lock():
+            if self.exists():
+                return
+            self._refuse_foreign()
+            tmp = self.root / f"{MARKER}.tmp"
+            tmp.write_text(json.dumps({"layout": 1}) + "\n")
+            os.replace(tmp, self.root / MARKER)
+
+    def _refuse_foreign(self) -> None:
+        ours = (".lock", ".staging", f"{MARKER}.tmp")
+        if self.root.is_dir() and any(p.name not in ours for p in self.root.iterdir()):
             raise DatasetError(f"{self.root}: directory is not empty and not an rmapscope dataset")
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f"{MARKER}.tmp"
-        tmp.write_text(json.dumps({"layout": 1}) + "\n")
-        os.replace(tmp, self.root / MARKER)
 
     def table_dirs(self) -> dict[str, Path]:
         """Every table present: event tables by event name, plus the generic/side tables."""
@@ -141,11 +166,18 @@ class Dataset:
 
     # -- staging and commit ---------------------------------------------------------------
     def new_staging(self) -> Staging:
-        """A fresh staging directory, locked by this process while it lives."""
-        path = self.root / ".staging" / uuid.uuid4().hex
-        path.mkdir(parents=True)
-        fd = os.open(path / ".owner", os.O_RDWR | os.O_CREAT, 0o644)
+        """A fresh staging directory, owned (locked) by this process while it lives."""
+        base = self.root / ".staging"
+        base.mkdir(parents=True, exist_ok=True)
+        name = uuid.uuid4().hex
+        # The owner file is locked under a temporary name and renamed into place, so no
+        # other process ever sees it unlocked while we live.
+        tmp = base / f".{name}.owner.tmp"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
+        os.replace(tmp, base / f"{name}.owner")
+        path = base / name
+        path.mkdir()
         return Staging(path, fd)
 
     def commit(self, staging: Staging, moves: list[tuple[str, str]], replace: list[str]) -> None:
@@ -186,32 +218,40 @@ class Dataset:
     def recover(self) -> int:
         """Finish or discard staging left by dead processes. Call with the lock held.
 
-        Returns how many staging directories were cleaned up.
+        A staging directory whose owner file can be locked belongs to a dead process: its
+        commit is rolled forward if its journal is complete, else it is deleted. Returns how
+        many staging directories were cleaned up.
         """
         base = self.root / ".staging"
         if not base.is_dir():
             return 0
         cleaned = 0
-        for path in base.iterdir():
-            owner = path / ".owner"
+        # (".<name>.owner.tmp" files are owners being born: never touched here.)
+        for owner in sorted(base.glob("*.owner")):
             try:
                 fd = os.open(owner, os.O_RDWR)
             except FileNotFoundError:
-                fd = None
+                continue  # released meanwhile
             try:
-                if fd is not None:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        continue  # a live ingest owns it
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live ingest owns it
+                path = base / owner.name.removesuffix(".owner")
                 journal = path / "COMMIT.json"
                 if journal.is_file():
                     self._roll_forward(path, json.loads(journal.read_text()))
                 shutil.rmtree(path, ignore_errors=True)
+                owner.unlink(missing_ok=True)
                 cleaned += 1
             finally:
-                if fd is not None:
-                    os.close(fd)
+                os.close(fd)
+        # A directory without an owner file is a leftover: owners appear before their
+        # directory and go after it.
+        for path in base.iterdir():
+            if path.is_dir() and not _owner_file(path).exists():
+                shutil.rmtree(path, ignore_errors=True)
+                cleaned += 1
         return cleaned
 
     # -- reading ------------------------------------------------------------------------
