@@ -16,67 +16,66 @@ import polars as pl
 _DIGITS = "0123456789"
 
 
-def split_events(lines: pl.DataFrame) -> pl.DataFrame:
-    """Split ``lines`` (columns ``lineno``, ``line``) into header fields and the payload.
+def split_events(lines: pl.DataFrame, padded_names: bool) -> pl.DataFrame:
+    """Split ``lines`` (columns ``lineno``, ``line``; every line ends with a newline) into
+    header fields and the payload.
 
-    Returns columns lineno, comm, pid, tgid, cpu, flags, secs, frac, event, rest (strings)
-    and ``ok``: whether the line fits the layout.
+    Returns string columns lineno, comm, pid, tgid, cpu, flags, secs, frac, event, rest and
+    ``ok``: whether the line fits the layout. ``padded_names``: trace-cmd pads event names.
     """
-    line = pl.col("line").str.strip_chars_end("\r\n")
-    parts = line.str.splitn(": ", 3)
+    parts = pl.col("line").str.head(-1).str.splitn(": ", 3)
     head, event, rest = (parts.struct.field(f"field_{i}") for i in range(3))
-    df = lines.lazy().select(
-        "lineno",
-        head.alias("head"),
-        event.alias("event"),
-        rest.str.strip_chars_start(" ").alias("rest"),
-    )
+    if padded_names:
+        rest = rest.str.strip_chars_start(" ")
+    df = lines.lazy().select("lineno", head.alias("head"), event.alias("event"), rest.alias("rest"))
     h = pl.col("head")
     df = df.with_columns(
         h.str.find("[", literal=True).alias("_lb"), h.str.find("]", literal=True).alias("_rb")
     )
     lb, rb = pl.col("_lb"), pl.col("_rb")
+    # Every tool prints the task as "%16s-%-Nd": comm right-aligned in 16 columns, a dash,
+    # then the pid. Comms can hold dashes, spaces and digits, so the columns are what counts.
+    left = h.str.slice(0, lb)
+    pid_on = left.str.slice(17)
     df = df.with_columns(
-        h.str.slice(0, lb).str.strip_chars_end(" ").alias("_left"),
+        left.str.slice(0, 16).str.strip_chars_start(" ").alias("comm"),
+        (left.str.slice(16, 1) == "-").alias("_dash"),
+        pid_on.str.slice(0, pid_on.str.find(" ", literal=True)).alias("pid"),
+        left.str.find("(", literal=True).alias("_lp"),
         h.str.slice(lb + 1, rb - lb - 1).alias("cpu"),
         h.str.slice(rb + 1).str.strip_chars(" ").alias("_right"),
+        left.alias("_left"),
     )
-    left, right = pl.col("_left"), pl.col("_right")
-    df = df.with_columns(
-        left.str.find("(", literal=True).alias("_lp"),
-        right.str.find(" ", literal=True).alias("_sp"),
-    )
-    lp, sp = pl.col("_lp"), pl.col("_sp")
-    tgid = left.str.slice(lp + 1).str.strip_chars(" )")
-    comm_pid = (
-        pl.when(lp.is_null()).then(left).otherwise(left.str.slice(0, lp).str.strip_chars_end(" "))
-    )
-    df = df.with_columns(
-        pl.when(lp.is_not_null() & tgid.str.contains(r"^\d+$")).then(tgid).alias("tgid"),
-        comm_pid.alias("_cp"),
+    right, lp = pl.col("_right"), pl.col("_lp")
+    sp = right.str.find(" ", literal=True)
+    tgid = pl.col("_left").str.slice(lp + 1).str.strip_chars(" )")
+    ts = (
         pl.when(sp.is_null())
         .then(right)
         .otherwise(right.str.slice(sp + 1).str.strip_chars_start(" "))
-        .alias("_ts"),
-        pl.when(sp.is_not_null()).then(right.str.slice(0, sp)).alias("flags"),
     )
-    cp, ts = pl.col("_cp"), pl.col("_ts")
-    comm_dash = cp.str.strip_chars_end(_DIGITS)
+    df = df.with_columns(
+        pl.when(lp.is_not_null()).then(tgid).alias("tgid"),
+        pl.when(sp.is_not_null()).then(right.str.slice(0, sp)).alias("flags"),
+        ts.alias("_ts"),
+    )
+    ts = pl.col("_ts")
     dot = ts.str.find(".", literal=True)
     df = df.with_columns(
-        comm_dash.str.strip_suffix("-").str.strip_chars_start(" ").alias("comm"),
-        cp.str.slice(comm_dash.str.len_chars()).alias("pid"),
-        (comm_dash.str.ends_with("-")).alias("_dash"),
         pl.when(dot.is_null()).then(ts).otherwise(ts.str.slice(0, dot)).alias("secs"),
         pl.when(dot.is_not_null()).then(ts.str.slice(dot + 1)).alias("frac"),
     )
+
+    def is_int(col: str) -> pl.Expr:
+        return pl.col(col).str.to_integer(strict=False).is_not_null()
+
     ok = (
         pl.col("_dash")
-        & (pl.col("pid") != "")
-        & pl.col("cpu").str.contains(r"^\d+$")
-        & pl.col("secs").str.contains(r"^\d+$")
-        & (pl.col("frac").is_null() | pl.col("frac").str.contains(r"^\d+$"))
-        & pl.col("event").str.contains(r"^[^\s:]+$")
+        & is_int("pid")
+        & is_int("cpu")
+        & is_int("secs")
+        & (pl.col("frac").is_null() | is_int("frac"))
+        & ~pl.col("event").str.contains(" ", literal=True)
         & pl.col("rest").is_not_null()
     ).fill_null(False)
     return df.select(

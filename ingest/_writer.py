@@ -24,7 +24,7 @@ class StagingWriter:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._buffers: dict[str, list[pl.DataFrame]] = {}
+        self._buffers: dict[str, list[pa.Table]] = {}
         self._buffered: dict[str, int] = {}
         self._schemas: dict[str, pa.Schema] = {}
         self._writers: dict[str, pq.ParquetWriter] = {}
@@ -36,8 +36,13 @@ class StagingWriter:
         """Queue ``frame`` (columns in ``schema`` order) for ``table``."""
         if frame.height == 0:
             return
-        self._schemas.setdefault(table, schema)
-        self._buffers.setdefault(table, []).append(frame)
+        schema = self._schemas.setdefault(table, schema)
+        # Copy into compact Arrow buffers now: polars string columns are views into the
+        # whole block they were cut from, and a few rows of a rare event would otherwise keep
+        # every block alive until their row group fills.
+        data = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
+        data = data.select(schema.names).cast(schema, safe=False)
+        self._buffers.setdefault(table, []).append(data)
         self._buffered[table] = self._buffered.get(table, 0) + frame.height
         self.rows[table] = self.rows.get(table, 0) + frame.height
         if self._buffered[table] >= ROW_GROUP_ROWS:
@@ -46,20 +51,19 @@ class StagingWriter:
             self._flush(max(self._buffered, key=self._buffered.__getitem__))
 
     def _flush(self, table: str) -> None:
-        frames = self._buffers.pop(table, [])
+        parts = self._buffers.pop(table, [])
         self._buffered.pop(table, None)
-        if not frames:
+        if not parts:
             return
         # Encoding and compressing run on one background thread, in order; at most two
         # row groups wait, so memory stays bounded.
-        self._pending.append(self._io.submit(self._write, table, frames))
+        self._pending.append(self._io.submit(self._write, table, parts))
         while len(self._pending) > 2:
             self._pending.pop(0).result()
 
-    def _write(self, table: str, frames: list[pl.DataFrame]) -> None:
+    def _write(self, table: str, parts: list[pa.Table]) -> None:
         schema = self._schemas[table]
-        data = pl.concat(frames, how="vertical_relaxed").to_arrow()
-        data = data.select(schema.names).cast(schema, safe=False)
+        data = pa.concat_tables(parts)
         writer = self._writers.get(table)
         if writer is None:
             path = self.root / table / "part-00000.parquet"

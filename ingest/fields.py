@@ -69,6 +69,26 @@ def _token_plan(pf, columns: list[str]) -> list[tuple[str, str | None, str]] | N
     return plan
 
 
+def _convert(conv: Conversion, c: pl.Expr, bare: bool, guess_radix: bool) -> pl.Expr:
+    """Convert printed text to the conversion's type.
+
+    ``guess_radix``: text from ``key=value`` of another kernel: 0x-prefixed is hex, bare
+    digits are hex only where this kernel prints bare hex (``addr=%lx``).
+    """
+    if conv.kind in ("hex", "ptr"):
+        v = c.str.strip_prefix("0x").str.to_integer(base=16, dtype=pl.UInt64, strict=False)
+        if guess_radix:
+            dec = c.str.to_integer(base=10, dtype=pl.UInt64, strict=False)
+            v = pl.when(c.str.starts_with("0x") | pl.lit(bare)).then(v).otherwise(dec)
+        return v
+    if conv.kind == "int":
+        return c.str.strip_chars(" ").str.to_integer(strict=False)
+    if conv.kind == "bool":
+        true_text = next(t for t, v in conv.choices if v)
+        return pl.when(c.is_in([t for t, _ in conv.choices])).then(c == true_text)
+    return c.str.strip_chars_end(" ")
+
+
 class FieldParser:
     """Parses payload text of typed events; one per trace (holds the arch for pte decoding)."""
 
@@ -103,97 +123,90 @@ class FieldParser:
     def parse(self, schema: EventSchema, rest: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
         """Typed columns for ``rest`` (the payload text), and a mask of rows that parsed.
 
-        Rows that match neither the print fmt nor any ``key=value`` of it are unparsed.
+        Rows are cut by tokens where the print fmt allows, else (or when that fails) by its
+        regex, else by ``key=value``; rows that match none of these are unparsed.
         """
         spec = self._spec(schema)
         if spec.tokens is not None:
-            raw, ok = self._split_tokens(spec, rest)
+            out, ok = self._split_tokens(spec, rest)
             if not ok.all():
-                bad = (~ok).arg_true()
-                redo, redo_ok = self._regex(spec, rest.gather(bad))
-                raw = (
-                    raw.with_row_index("_i")
-                    .update(redo.with_columns(pl.Series("_i", bad, dtype=pl.UInt32)), on="_i")
-                    .drop("_i")
-                )
-                ok = ok.scatter(bad, redo_ok)
+                out, ok = self._retry(out, ok, rest, lambda r: self._regex(spec, r))
         else:
-            raw, ok = self._regex(spec, rest)
-        out = raw.select(self._convert_exprs(spec, bare_from_regex=True))
+            out, ok = self._regex(spec, rest)
         if not ok.all():
-            bad = (~ok).arg_true()
-            kv = self._key_values(spec, rest.gather(bad))
-            kv_ok = kv.select(pl.any_horizontal(pl.all().is_not_null())).to_series()
-            out = (
-                out.with_row_index("_i")
-                .update(kv.with_columns(pl.Series("_i", bad, dtype=pl.UInt32)), on="_i")
-                .drop("_i")
-            )
-            ok = ok.scatter(bad, kv_ok)
-        out = self._complete(schema, spec, out)
-        return out, ok
+            out, ok = self._retry(out, ok, rest, lambda r: self._key_values(spec, r))
+        return self._complete(schema, spec, out), ok
+
+    @staticmethod
+    def _retry(out: pl.DataFrame, ok: pl.Series, rest: pl.Series, parse) -> tuple:
+        """Parse the rows not ``ok`` again with ``parse`` and merge what it gets."""
+        bad = (~ok).arg_true()
+        redo, redo_ok = parse(rest.gather(bad))
+        redo = redo.filter(redo_ok).with_columns(
+            pl.Series("_i", bad, dtype=pl.UInt32).filter(redo_ok)
+        )
+        out = out.with_row_index("_i").update(redo, on="_i").drop("_i")
+        return out, ok.scatter(bad, redo_ok)
 
     def _regex(self, spec: _Spec, rest: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
         raw = pl.DataFrame({"rest": rest}).select(pl.col("rest").str.extract_groups(spec.regex))
         raw = raw.unnest("rest")
-        if spec.convs:
-            return raw, raw.select(pl.any_horizontal(pl.all().is_not_null())).to_series()
-        return raw, pl.Series([True] * len(rest))
+        if not spec.convs:
+            return raw, pl.Series([True] * len(rest))
+        ok = raw.select(pl.any_horizontal(pl.all().is_not_null())).to_series()
+        out = raw.select(
+            _convert(conv, pl.col(col), bare, guess_radix=False) for col, conv, bare in spec.convs
+        )
+        return out, ok
 
     def _split_tokens(self, spec: _Spec, rest: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
+        """Cut ``prefix%vsuffix`` tokens at spaces and convert them, in one lazy query."""
         tokens = spec.tokens
         text = pl.col("rest").str.replace_all(" +", " ") if spec.padded else pl.col("rest")
-        parts = (
-            pl.DataFrame({"rest": rest}).select(text.str.splitn(" ", len(tokens))).unnest("rest")
-        )
+        parts = pl.LazyFrame({"rest": rest}).select(text.str.splitn(" ", len(tokens)))
+        parts = parts.unnest("rest")
+        convs = {col: (conv, bare) for col, conv, bare in spec.convs}
         values, checks = [], []
         for i, (prefix, col, suffix) in enumerate(tokens):
             f = pl.col(f"field_{i}")
             if col is None:
                 checks.append(f == prefix)
                 continue
-            v = f
-            if prefix:
-                checks.append(f.str.starts_with(prefix))
-                v = v.str.slice(len(prefix))
+            conv, bare = convs[col]
+            v = f.str.slice(len(prefix)) if prefix else f
             if suffix:
                 checks.append(f.str.ends_with(suffix))
                 v = v.str.strip_suffix(suffix)
             if i == len(tokens) - 1:
                 checks.append(~f.str.contains(" ", literal=True))
-            values.append(v.alias(col))
+            typed = _convert(conv, v, bare, guess_radix=False)
+            if conv.kind in ("int", "hex", "ptr"):
+                checks.append(typed.is_not_null())  # a wrong prefix leaves no number
+                if prefix:
+                    checks.append(f.str.starts_with(prefix))
+            else:
+                checks.append(f.str.starts_with(prefix) if prefix else f.is_not_null())
+            values.append(typed.alias(col))
         out = parts.select(*values, pl.all_horizontal(checks).fill_null(False).alias("_ok"))
+        out = out.collect()
         return out.drop("_ok"), out.get_column("_ok")
 
-    def _convert_exprs(self, spec: _Spec, bare_from_regex: bool) -> list[pl.Expr]:
-        exprs = []
-        for col, conv, bare in spec.convs:
-            c = pl.col(col)
-            if conv.kind in ("hex", "ptr"):
-                v = c.str.strip_prefix("0x").str.to_integer(base=16, dtype=pl.UInt64, strict=False)
-                if not bare_from_regex:
-                    # key=value text of another kernel: 0x-prefixed is hex, bare digits are
-                    # hex only where this kernel prints bare hex (``addr=%lx``).
-                    dec = c.str.to_integer(base=10, dtype=pl.UInt64, strict=False)
-                    v = pl.when(c.str.starts_with("0x") | pl.lit(bare)).then(v).otherwise(dec)
-                exprs.append(v.alias(col))
-            elif conv.kind == "int":
-                exprs.append(c.str.strip_chars().str.to_integer(strict=False).alias(col))
-            elif conv.kind == "bool":
-                true_text = next(t for t, v in conv.choices if v)
-                exprs.append((c == true_text).alias(col))
-            else:
-                exprs.append(c.str.strip_chars_end().alias(col))
-        return exprs
-
-    def _key_values(self, spec: _Spec, rest: pl.Series) -> pl.DataFrame:
+    def _key_values(self, spec: _Spec, rest: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
+        """``key=value`` tokens (text of a kernel that prints the event differently)."""
         cols = {}
         for key, (col, _, _) in spec.keys.items():
             rx = rf"(?:^|[\s,(]){re.escape(key)}[=\s](\S+?)[,)]?(?:\s|$)"
             cols[col] = rest.str.extract(rx, 1)
-        kv = pl.DataFrame(cols) if cols else pl.DataFrame({"_": [None] * len(rest)})
-        sub = _Spec(spec.regex, [c for c in spec.convs if c[0] in cols], spec.keys, spec.schema)
-        return kv.select(self._convert_exprs(sub, bare_from_regex=False)) if cols else kv
+        if not cols:
+            return pl.DataFrame({"_": [None] * len(rest)}), pl.Series([False] * len(rest))
+        kv = pl.DataFrame(cols)
+        ok = kv.select(pl.any_horizontal(pl.all().is_not_null())).to_series()
+        out = kv.select(
+            _convert(conv, pl.col(col), bare, guess_radix=True)
+            for col, conv, bare in spec.convs
+            if col in cols
+        )
+        return out, ok
 
     def _complete(self, schema: EventSchema, spec: _Spec, out: pl.DataFrame) -> pl.DataFrame:
         """Cast to the schema's types, add decoded pte columns, add missing columns."""

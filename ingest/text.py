@@ -227,7 +227,7 @@ class TextParser:
         if self.fmt not in ("tracefs", "trace_pipe", "tcreport"):
             return None
         cand = df.filter(pl.col("line").is_not_null() & ~pl.col("line").str.starts_with("#"))
-        cols = split_events(cand)
+        cols = split_events(cand, padded_names=self.fmt == "tcreport")
         good = cols.filter(pl.col("ok")).drop("ok")
         done = df["lineno"].is_in(good["lineno"].implode())
         return good, done

@@ -77,7 +77,14 @@ def main(trace: str, outdir: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for ev, cols in tables.items():
         n = max(len(v) for v in cols.values())
-        data = {k: v + [None] * (n - len(v)) for k, v in cols.items()}
+        schema = registry.get(ev).arrow_schema() if registry.get(ev) else None
+        data = {
+            k: pa.array(
+                v + [None] * (n - len(v)),
+                type=schema.field(k).type if schema and k in schema.names else None,
+            )
+            for k, v in cols.items()
+        }
         pq.write_table(pa.table(data), out / f"{ev}.parquet", compression="zstd")
 
 
