@@ -119,11 +119,12 @@ def open_source(path: str) -> Source:
     return Source(name=name, compression=compression, size=size, raw=buffered, reader=reader)
 
 
-def read_blocks(src: Source, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
-    """Yield blocks of whole lines (the last may lack a final newline).
+def read_blocks(src: Source, block_size: int | None = None) -> Iterator[bytes]:
+    """Yield blocks of whole lines, each ending with a newline (``BLOCK_SIZE`` bytes or so).
 
     Decompression errors become :class:`InputError` with the byte offset reached.
     """
+    block_size = block_size or BLOCK_SIZE
     carry = b""
     while True:
         try:

@@ -9,15 +9,23 @@ Every step is a vectorised polars expression over a whole block of lines.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from rmapscope.dataset import GENERIC_DIR
 from rmapscope.errors import InputError
+from rmapscope.schema import COMMON_NAMES, Registry
 
+from ._batch import Batch, ErrorLog, HeaderInfo, kind_stats
+from ._source import Source
 from ._tokenize import split_events
+from .fields import FieldParser
 
 # Formats this module parses, and what the user may pass to --format.
 TEXT_FORMATS = ("tracefs", "trace_pipe", "tracefs_latency", "tcreport", "tcreport_latency")
@@ -53,64 +61,6 @@ _MARKERS = re.compile(
 )
 _IGNORED = re.compile(r"^\s*(?:#.*|(?:[^\s:]+: )?cpus=\d+|CPU \d+ is empty|version = \d+|\s*)\r?$")
 _CONTINUATION = re.compile(r"^\s+=>\s")
-
-MAX_ERROR_SAMPLES = 10
-
-
-@dataclass
-class ErrorLog:
-    """Counts rejected lines per reason (complete) and keeps a few samples of each."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-    first: dict[str, int] = field(default_factory=dict)
-    samples: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
-
-    def add(
-        self, reason: str, lines: list[int], texts: list[str], total: int | None = None
-    ) -> None:
-        """Record ``total`` (default: len(lines)) rejects; ``lines``/``texts`` are samples."""
-        n = len(lines) if total is None else total
-        if n == 0:
-            return
-        self.counts[reason] = self.counts.get(reason, 0) + n
-        self.first.setdefault(reason, lines[0] if lines else 0)
-        kept = self.samples.setdefault(reason, [])
-        for ln, tx in zip(lines, texts, strict=False):
-            if len(kept) >= MAX_ERROR_SAMPLES:
-                break
-            kept.append((ln, tx[:500]))
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def table(self) -> pa.Table:
-        """The ``ingest_errors`` rows."""
-        reasons = sorted(self.counts)
-        return pa.table(
-            {
-                "reason": pa.array(reasons, pa.string()),
-                "count": pa.array([self.counts[r] for r in reasons], pa.int64()),
-                "first_line": pa.array([self.first[r] for r in reasons], pa.int64()),
-                "sample_lines": pa.array(
-                    [[ln for ln, _ in self.samples[r]] for r in reasons], pa.list_(pa.int64())
-                ),
-                "samples": pa.array(
-                    [[tx for _, tx in self.samples[r]] for r in reasons], pa.list_(pa.string())
-                ),
-            }
-        )
-
-
-@dataclass
-class HeaderInfo:
-    """What the comment header and layout of a text trace told us."""
-
-    format: str
-    kernel: str | None = None
-    cpus: int | None = None
-    entries_in_buffer: int | None = None
-    entries_written: int | None = None
 
 
 @dataclass
@@ -340,3 +290,89 @@ class TextParser:
             pl.col("instance"),
             pl.col("continuation").fill_null(False),
         )
+
+
+class TextReader:
+    """Reads one text trace: blocks of lines parsed in a thread pool, in order."""
+
+    workers = 2
+
+    def __init__(
+        self,
+        src: Source,
+        first: bytes,
+        rest: Iterator[bytes],
+        fmt: str,
+        arch: str,
+        registry: Registry,
+    ) -> None:
+        self.src = src
+        self.first = first
+        self.rest = rest
+        self.registry = registry
+        self.parser = TextParser(fmt, src.name)
+        self.fields = FieldParser(arch)
+        head = first[: 1 << 16].decode("utf-8", "replace").splitlines()[:100]
+        self.header = read_header(fmt, head)
+
+    def batches(self) -> Iterator[Batch]:
+        """Parsed blocks in trace order (at most ``workers`` + 1 in flight)."""
+        inflight: deque[Future[Batch]] = deque()
+        with ThreadPoolExecutor(self.workers) as pool:
+            for block in _chain(self.first, self.rest):
+                inflight.append(pool.submit(self.parse_block, block))
+                while len(inflight) > self.workers:
+                    yield inflight.popleft().result()
+            while inflight:
+                yield inflight.popleft().result()
+
+    def parse_block(self, block: bytes) -> Batch:
+        """Parse one block; line numbers are relative to it (``consume`` shifts them)."""
+        errors = ErrorLog()
+        parsed = self.parser.parse(block, 0, errors)
+        ev = parsed.events.with_row_index("rel")
+        frames: dict[str, pl.DataFrame] = {}
+        generic: list[pl.DataFrame] = []
+        for (name,), part in ev.partition_by("event", as_dict=True, maintain_order=True).items():
+            schema = self.registry.get(name)
+            if schema is None:
+                generic.append(part)
+                continue
+            typed, ok = self.fields.parse(schema, part.get_column("rest"))
+            good = part.select("rel", *COMMON_NAMES[1:]).hstack(typed)
+            if not ok.all():
+                bad = part.filter(~ok)
+                errors.add(
+                    f"unparsed_fields:{name}",
+                    bad["lineno"].to_list(),
+                    [f"{name}: {r}" for r in bad["rest"].to_list()],
+                )
+                generic.append(bad)
+                good = good.filter(ok)
+            frames[f"event={name}"] = good
+        if generic:
+            g = pl.concat(generic).select("rel", *COMMON_NAMES[1:], pl.col("rest").alias("fields"))
+            frames[GENERIC_DIR] = g
+        for m in parsed.markers:
+            on_cpu = ev.filter((pl.col("cpu") == m["cpu"]) & pl.col("ts").is_not_null())
+            before = on_cpu.filter(pl.col("lineno") < m["line"])
+            after = on_cpu.filter(pl.col("lineno") > m["line"])
+            m["ts_start"] = before["ts"][-1] if before.height else None
+            m["ts_end"] = after["ts"][0] if after.height else None
+        return Batch(
+            frames=frames,
+            markers=parsed.markers,
+            n_events=ev.height,
+            lines=parsed.lines,
+            cpu_edges=Batch.edges(ev),
+            ts_range=(ev["ts"].min(), ev["ts"].max()) if ev.height else (None, None),
+            clock=parsed.clock,
+            kind_stats=kind_stats(frames),
+            errors=errors,
+        )
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest

@@ -211,3 +211,20 @@ def test_decoded_pfns_agree_with_the_pairing_facts(path, ingested):
                     t, n = part.split(":")
                     swp[t.replace("MIGRATION_", "").lower()] += int(n)
             assert Counter(sets["migration_kind"].to_list()) == swp
+
+
+def test_small_blocks_cut_lines_anywhere_and_lose_nothing(tmp_path, monkeypatch):
+    """Blocks end mid-line all the time: parse the real trace in 64 KiB blocks."""
+    from rmapscope.ingest import _source
+
+    monkeypatch.setattr(_source, "BLOCK_SIZE", 1 << 16)
+    path = "forkstorm/ftrace-trace_pipe-lossy/trace_pipe.txt.gz"
+    gt = ground_truth(path)
+    ds = Dataset(tmp_path / "ds")
+    result = ingest(str(real(path)), ds)
+    assert result.event_counts == gt["event_counts"] and result.errors.total == 0
+    gaps = pl.read_parquet(next(ds.root.glob("gaps/*/*/*.parquet"))).sort("line")
+    assert gaps["line"].to_list() == [208, 322, 460, 604, 2008]
+    assert gaps["ts_end"].null_count() == 0 and gaps["ts_start"].null_count() == 0
+    seqs = pl.concat([table(ds, n).select("seq") for n in gt["event_counts"]])["seq"].sort()
+    assert seqs.to_list() == list(range(result.events))
