@@ -17,7 +17,7 @@ from rich.console import Console
 
 from rmapscope import __version__
 from rmapscope.dataset import ENV, Dataset
-from rmapscope.errors import RmapscopeError
+from rmapscope.errors import RmapscopeError, UsageError
 
 app = typer.Typer(
     name="rmapscope",
@@ -232,6 +232,55 @@ def _secs(ns: int | None) -> str:
 
 
 @app.command()
+def replay(
+    trace: Annotated[
+        list[str] | None, typer.Option("--trace", "-t", help="Trace id to replay (repeatable).")
+    ] = None,
+    all_traces: Annotated[bool, typer.Option("--all", help="Replay every trace.")] = False,
+    dataset: DatasetOpt = None,
+) -> None:
+    """Replay traces: per-page rmap state, migrations, fork windows and violations.
+
+    Writes the tables migrations, migration_batches, page_states, fork_windows and
+    violations next to the events (replacing an earlier replay of the same trace) and prints
+    the findings. Exit code 1 when a violation is found, 0 otherwise.
+    """
+    from rmapscope.replay import replay as run_replay
+
+    if not trace and not all_traces:
+        raise UsageError("say which traces: --trace ID (repeatable) or --all")
+    results = run_replay(Dataset(dataset), None if all_traces else trace)
+    if _print_findings(results):
+        raise typer.Exit(1)
+
+
+def _print_findings(results: dict) -> int:
+    """Print a summary and the findings per trace; returns the number of violations."""
+    import polars as pl
+
+    violations = 0
+    for trace_id, tables in results.items():
+        m, v = tables["migrations"], tables["violations"]
+        outcomes = ", ".join(
+            f"{n:,} {o}" for o, n in sorted(m.group_by("outcome").len().iter_rows()) if o
+        )
+        n_viol = v.filter(pl.col("verdict") == "violation").height
+        violations += n_viol
+        if _state["quiet"]:
+            continue
+        out.print(
+            f"trace {trace_id}: {tables['migration_batches'].height:,} migration batches, "
+            f"folio migrations: {outcomes or 'none'}; {tables['fork_windows'].height:,} forks; "
+            f"{n_viol} violations, {v.height - n_viol} inconclusive findings"
+        )
+        for r in v.head(20).iter_rows(named=True):
+            out.print(f"  {r['verdict']:12} {r['rule']:26} {r['explanation']}")
+        if v.height > 20:
+            out.print(f"  ... {v.height - 20} more: rmapscope sql 'SELECT * FROM violations'")
+    return violations
+
+
+@app.command()
 def analyze(
     file: Annotated[
         str | None, typer.Argument(help="Trace to analyze [default: the bundled real sample].")
@@ -239,34 +288,32 @@ def analyze(
     dataset: DatasetOpt = None,
     host: Annotated[str | None, typer.Option(help="Host the trace was recorded on.")] = None,
 ) -> None:
-    """Run the whole pipeline on one trace: ingest, then summarise what was ingested.
+    """Run the whole pipeline on one trace: ingest, replay, and print the findings.
 
-    (Replay and the HTML report join this command as they are built.)
+    Exit code 1 when replay finds a violation. (The HTML report joins this command when it
+    is built.)
     """
+    from rmapscope.replay import replay as run_replay
+
     ds = Dataset(dataset)
     path = file or str(sample_trace())
     if file is None and not _state["quiet"]:
         out.print(f"no trace given: analyzing the bundled real sample {path}")
-    try:
-        r = _ingest_one(path, ds, host=host)
-    except RmapscopeError as e:
-        if _state["debug"]:
-            raise
-        _error(str(e))
-        raise typer.Exit(e.exit_code) from None
+    r = _ingest_one(path, ds, host=host)
     _print_result(r)
-    if _state["quiet"]:
-        return
-    from rich.table import Table
+    if not _state["quiet"]:
+        from rich.table import Table
 
-    table = Table("event", "count", title=f"trace {r.trace_id} in {ds.root}")
-    for name, n in sorted(r.event_counts.items(), key=lambda kv: -kv[1]):
-        table.add_row(name, f"{n:,}")
-    out.print(table)
-    span = (r.ts_last - r.ts_first) / 1e9 if r.ts_first is not None else 0
-    out.print(
-        f"{r.events:,} events over {span:.3f} s; {r.gaps} gaps; {r.errors.total} lines rejected"
-    )
+        table = Table("event", "count", title=f"trace {r.trace_id} in {ds.root}")
+        for name, n in sorted(r.event_counts.items(), key=lambda kv: -kv[1]):
+            table.add_row(name, f"{n:,}")
+        out.print(table)
+        span = (r.ts_last - r.ts_first) / 1e9 if r.ts_first is not None else 0
+        out.print(
+            f"{r.events:,} events over {span:.3f} s; {r.gaps} gaps; {r.errors.total} lines rejected"
+        )
+    if _print_findings(run_replay(ds, [r.trace_id])):
+        raise typer.Exit(1)
 
 
 def main() -> None:

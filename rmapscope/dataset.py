@@ -6,6 +6,8 @@ Layout (one typed table per event, plus side tables)::
     <root>/other_events/host=<host>/trace=<id>/part-00000.parquet   (generic table)
     <root>/traces/host=<host>/trace=<id>/part-00000.parquet         (manifest, one row)
     <root>/gaps/...   <root>/ingest_errors/...
+    <root>/migrations/...  migration_batches/  page_states/  fork_windows/  violations/
+                                                                     (replay tables)
 
 Writes are atomic: an ingest writes into ``<root>/.staging/<txn>/`` (same filesystem), then
 commits under the dataset lock by writing a journal and renaming each staged directory into
@@ -37,6 +39,8 @@ ENV = "RMAPSCOPE_DATASET"
 DEFAULT = "rmapscope-data"
 GENERIC_DIR = "other_events"
 SIDE_TABLES = ("traces", "gaps", "ingest_errors")
+#: Tables written by replay, partitioned like the event tables.
+REPLAY_TABLES = ("migrations", "migration_batches", "page_states", "fork_windows", "violations")
 
 
 def default_path() -> Path:
@@ -122,7 +126,7 @@ class Dataset:
         for p in sorted(self.root.iterdir()):
             if p.name.startswith("event=") and p.is_dir():
                 out[p.name[len("event=") :]] = p
-            elif p.name in (GENERIC_DIR, *SIDE_TABLES) and p.is_dir():
+            elif p.name in (GENERIC_DIR, *SIDE_TABLES, *REPLAY_TABLES) and p.is_dir():
                 out[p.name] = p
         return out
 

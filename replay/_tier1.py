@@ -1,0 +1,478 @@
+"""Tier-1 replay: what the upstream tracepoints alone can tell.
+
+All steps are joins and window functions over the migration events of one trace:
+
+* batches: ``mm_migrate_pages_start`` .. ``mm_migrate_pages`` of the same task;
+* unmap groups: consecutive ``set_migration_*`` of one folio by one task (one rmap walk);
+* pairing: each remove takes the oldest open set at the same (task, address, pte/pmd),
+  first in first out; a remove with no open set is *surplus* (an entry made without a
+  tracepoint: THP split freezing a PMD, or fork copying an entry);
+* outcome per folio migration, page-state intervals, fork windows and the leaked-entry rule.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+PMD_ORDER = 9  # 2 MB on x86_64 and arm64 with 4K pages
+
+EVENT_COLS = ["seq", "ts", "cpu", "pid", "comm", "addr", "pfn"]
+
+
+def _pow2(order: pl.Expr) -> pl.Expr:
+    return pl.lit(2, pl.UInt64).pow(order.cast(pl.UInt64))
+
+
+def migration_events(tables: dict[str, pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Sets and removes of both sizes, with ``kind`` (pte/pmd) and ``order``."""
+    sets, removes = [], []
+    for kind in ("pte", "pmd"):
+        for name, out in ((f"set_migration_{kind}", sets), (f"remove_migration_{kind}", removes)):
+            df = tables.get(name)
+            if df is None or df.is_empty():
+                continue
+            order = pl.col("order") if kind == "pte" else pl.lit(PMD_ORDER)
+            extra = ["migration_kind", "young", "dirty"] if name.startswith("set") else ["writable"]
+            out.append(
+                df.select(
+                    *EVENT_COLS,
+                    order.cast(pl.Int32).alias("order"),
+                    pl.lit(kind).alias("kind"),
+                    *[pl.col(c) for c in extra if c in df.columns],
+                )
+            )
+    base = {
+        "seq": pl.Int64,
+        "ts": pl.Int64,
+        "cpu": pl.Int32,
+        "pid": pl.Int32,
+        "comm": pl.String,
+        "addr": pl.UInt64,
+        "pfn": pl.UInt64,
+        "order": pl.Int32,
+        "kind": pl.String,
+    }
+    empty_sets = pl.DataFrame(
+        schema={**base, "migration_kind": pl.String, "young": pl.Boolean, "dirty": pl.Boolean}
+    )
+    empty_removes = pl.DataFrame(schema={**base, "writable": pl.Boolean})
+    s = pl.concat(sets, how="diagonal_relaxed").sort("seq") if sets else empty_sets
+    r = pl.concat(removes, how="diagonal_relaxed").sort("seq") if removes else empty_removes
+    return s, r
+
+
+def batches(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """One row per ``mm_migrate_pages_start`` .. ``mm_migrate_pages`` window of a task."""
+    start = tables.get("mm_migrate_pages_start")
+    end = tables.get("mm_migrate_pages")
+    cols = ["seq", "ts", "cpu", "pid", "mode", "reason"]
+    counts = [
+        "succeeded",
+        "failed",
+        "thp_succeeded",
+        "thp_failed",
+        "thp_split",
+        "large_folio_split",
+    ]
+    parts = []
+    if start is not None and start.height:
+        parts.append(start.select(*cols).with_columns(pl.lit("start").alias("mark")))
+    if end is not None and end.height:
+        parts.append(
+            end.select(*cols, *[pl.col(c) for c in counts if c in end.columns]).with_columns(
+                pl.lit("end").alias("mark")
+            )
+        )
+    if not parts:
+        return pl.DataFrame(
+            schema={
+                "batch_id": pl.Int64,
+                "pid": pl.Int32,
+                "seq_start": pl.Int64,
+                "seq_end": pl.Int64,
+                "ts_start": pl.Int64,
+                "ts_end": pl.Int64,
+            }
+        )
+    marks = pl.concat(parts, how="diagonal_relaxed").sort("pid", "seq")
+    prev = pl.col("mark").shift(1).over("pid")
+    nxt = pl.col("mark").shift(-1).over("pid")
+    marks = marks.with_columns(
+        # an end closes the start just before it (same task); otherwise the start is missing
+        pl.when(pl.col("mark") == "end")
+        .then(prev == "start")
+        .otherwise(nxt == "end")
+        .fill_null(False)
+        .alias("paired")
+    )
+    starts = marks.filter(pl.col("mark") == "start")
+    ends = marks.filter(pl.col("mark") == "end")
+    paired_ends = ends.filter(pl.col("paired"))
+    s = starts.select(
+        "pid",
+        pl.col("seq").alias("seq_start"),
+        pl.col("ts").alias("ts_start"),
+        pl.col("cpu").alias("cpu"),
+        "mode",
+        "reason",
+        "paired",
+    ).sort("seq_start")
+    e = paired_ends.select(
+        "pid",
+        pl.col("seq").alias("seq_end"),
+        pl.col("ts").alias("ts_end"),
+        pl.col("cpu").alias("cpu_end"),
+        *[c for c in counts if c in ends.columns],
+    ).sort("seq_end")
+    joined = e.join_asof(
+        s.filter(pl.col("paired")).drop("paired"),
+        left_on="seq_end",
+        right_on="seq_start",
+        by="pid",
+        strategy="backward",
+        check_sortedness=False,
+    )
+    open_starts = s.filter(~pl.col("paired")).drop("paired")
+    orphan_ends = ends.filter(~pl.col("paired")).select(
+        "pid",
+        pl.col("seq").alias("seq_end"),
+        pl.col("ts").alias("ts_end"),
+        pl.col("cpu").alias("cpu_end"),
+        "mode",
+        "reason",
+        *[c for c in counts if c in ends.columns],
+    )
+    out = pl.concat([joined, open_starts, orphan_ends], how="diagonal_relaxed")
+    out = out.with_columns(pl.coalesce("seq_start", "seq_end").alias("_order"))
+    out = out.sort("_order").drop("_order").with_row_index("batch_id")
+    return out.with_columns(pl.col("batch_id").cast(pl.Int64))
+
+
+def assign_batches(events: pl.DataFrame, batch: pl.DataFrame) -> pl.DataFrame:
+    """Add ``batch_id``: the window of the same task that contains each event (or null)."""
+    if events.is_empty() or batch.is_empty():
+        return events.with_columns(pl.lit(None, pl.Int64).alias("batch_id"))
+    b = (
+        batch.filter(pl.col("seq_start").is_not_null())
+        .select("pid", "batch_id", "seq_start", "seq_end")
+        .sort("seq_start")
+    )
+    j = events.sort("seq").join_asof(
+        b,
+        left_on="seq",
+        right_on="seq_start",
+        by="pid",
+        strategy="backward",
+        check_sortedness=False,
+    )
+    inside = pl.col("seq_end").is_null() | (pl.col("seq") <= pl.col("seq_end"))
+    return j.with_columns(
+        pl.when(pl.col("batch_id").is_not_null() & inside)
+        .then(pl.col("batch_id"))
+        .alias("batch_id")
+    ).drop("seq_start", "seq_end")
+
+
+def pair(sets: pl.DataFrame, removes: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Match removes to sets first-in-first-out per (task, address, pte/pmd).
+
+    Returns the sets with the matched remove (``r_seq``, ``r_ts``, ``r_pfn``, ``r_cpu``;
+    null when never removed) and the surplus removes (no open set when they came).
+    """
+    key = ["pid", "addr", "kind"]
+    ev = pl.concat(
+        [
+            sets.select("seq", *key, pl.lit(1, pl.Int32).alias("delta")),
+            removes.select("seq", *key, pl.lit(-1, pl.Int32).alias("delta")),
+        ]
+    ).sort("seq")
+    # open entries = running sum clamped at zero; a remove that pushes the unclamped sum to
+    # a new low found nothing open (Lindley recursion: open = S - min(0, min S)).
+    ev = ev.with_columns(pl.col("delta").cum_sum().over(key).alias("_s"))
+    low = pl.min_horizontal(pl.col("_s").cum_min().over(key), pl.lit(0))
+    ev = ev.with_columns(low.alias("_low"))
+    ev = ev.with_columns(
+        (
+            (pl.col("delta") < 0)
+            & (pl.col("_low") < pl.col("_low").shift(1).over(key).fill_null(0))
+        ).alias("surplus")
+    )
+    is_set = pl.col("delta") > 0
+    matched_remove = (pl.col("delta") < 0) & ~pl.col("surplus")
+    ev = ev.with_columns(
+        pl.when(is_set)
+        .then(is_set.cast(pl.Int64).cum_sum().over(key))
+        .when(matched_remove)
+        .then(matched_remove.cast(pl.Int64).cum_sum().over(key))
+        .alias("_rank")
+    )
+    set_rank = ev.filter(is_set).select("seq", *key, "_rank")
+    rem_rank = ev.filter(matched_remove).select(pl.col("seq").alias("r_seq"), *key, "_rank")
+    surplus_seq = ev.filter(pl.col("surplus")).select("seq")
+    pairs = set_rank.join(rem_rank, on=[*key, "_rank"], how="left").select("seq", "r_seq")
+    r = removes.select(
+        pl.col("seq").alias("r_seq"),
+        pl.col("ts").alias("r_ts"),
+        pl.col("pfn").alias("r_pfn"),
+        pl.col("cpu").alias("r_cpu"),
+        pl.col("order").alias("r_order"),
+        *([pl.col("writable").alias("r_writable")] if "writable" in removes.columns else []),
+    )
+    out = sets.join(pairs, on="seq", how="left").join(r, on="r_seq", how="left").sort("seq")
+    surplus = removes.join(surplus_seq, on="seq", how="semi")
+    return out, surplus
+
+
+def unmap_groups(sets: pl.DataFrame) -> pl.DataFrame:
+    """Add ``group``: consecutive sets of one folio (pfn >> order) by one task."""
+    if sets.is_empty():
+        return sets.with_columns(
+            pl.lit(None, pl.UInt64).alias("_folio"), pl.lit(None, pl.Int64).alias("group")
+        ).drop("_folio")
+    folio = (pl.col("pfn") // _pow2(pl.col("order"))).alias("_folio")
+    s = sets.sort("seq").with_columns(folio)
+    new = (
+        (pl.col("_folio") != pl.col("_folio").shift(1).over("pid"))
+        | (pl.col("kind") != pl.col("kind").shift(1).over("pid"))
+        | (
+            pl.col("batch_id").fill_null(-1)
+            != pl.col("batch_id").shift(1).over("pid").fill_null(-1)
+        )
+    ).fill_null(True)
+    s = s.with_columns(new.alias("_new"))
+    # global ids in order of each group's first set
+    s = s.with_columns(pl.col("_new").cast(pl.Int64).cum_sum().over("pid").alias("_local"))
+    firsts = (
+        s.filter(pl.col("_new")).select("pid", "_local", "seq").sort("seq").with_row_index("group")
+    )
+    return (
+        s.join(
+            firsts.select("pid", "_local", pl.col("group").cast(pl.Int64)),
+            on=["pid", "_local"],
+            how="left",
+        )
+        .drop("_new", "_local")
+        .sort("seq")
+    )
+
+
+def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> pl.DataFrame:
+    """One row per folio migration attempt (unmap group) with its outcome."""
+    size = _pow2(pl.col("order").first())
+    g = paired.group_by("group").agg(
+        pl.col("pid").first(),
+        pl.col("comm").first(),
+        pl.col("cpu").first(),
+        pl.col("batch_id").first(),
+        pl.col("kind").first(),
+        pl.col("order").first(),
+        (pl.col("pfn").min() // size * size).alias("old_pfn"),
+        (pl.col("r_pfn").min() // size * size).alias("new_pfn"),
+        pl.col("ts").min().alias("t_first_set"),
+        pl.col("r_ts").max().alias("t_last_remove"),
+        pl.len().alias("n_set"),
+        pl.col("r_seq").count().alias("n_remove"),
+        pl.col("seq").min().alias("seq_first_set"),
+        pl.col("r_seq").max().alias("seq_last_remove"),
+        pl.col("migration_kind").drop_nulls().unique().sort().str.join(",").alias("entry_kinds"),
+        pl.col("young").sum().alias("n_young"),
+        pl.col("dirty").sum().alias("n_dirty"),
+        pl.col("addr").n_unique().alias("n_addrs"),
+        pl.col("seq").alias("evidence_sets"),
+    )
+    g = g.join(
+        batch.select("batch_id", "ts_end", "seq_end", "reason", "mode"), on="batch_id", how="left"
+    ).sort("seq_first_set")
+    # a window is "cut" when its end was never seen: no closing mm_migrate_pages
+    end = pl.coalesce("ts_end", pl.lit(windows.ts_last))
+    lost = windows.overlaps(g["t_first_set"], g.select(end).to_series())
+    g = g.with_columns(pl.Series("_lost", lost))
+    all_removed = pl.col("n_remove") == pl.col("n_set")
+    outcome = (
+        pl.when(all_removed & (pl.col("new_pfn") == pl.col("old_pfn")))
+        .then(pl.lit("restored"))
+        .when(all_removed)
+        .then(pl.lit("migrated"))
+        .when(pl.col("_lost") | pl.col("seq_end").is_null())
+        .then(pl.lit("inconclusive"))
+        .otherwise(pl.lit("leaked"))
+    )
+    g = g.with_columns(outcome.alias("outcome"))
+    return (
+        g.with_row_index("migration_id")
+        .with_columns(pl.col("migration_id").cast(pl.Int64))
+        .drop("_lost", "seq_end")
+    )
+
+
+class GapIndex:
+    """Where the trace cannot be trusted: lost events per CPU, missing CPUs, the edges."""
+
+    def __init__(
+        self,
+        gaps: pl.DataFrame,
+        ts_first: int | None,
+        ts_last: int | None,
+        cpus_seen: set[int],
+        cpus: int | None,
+    ) -> None:
+        self.ts_first = ts_first if ts_first is not None else 0
+        self.ts_last = ts_last if ts_last is not None else 0
+        spans = []
+        for r in gaps.iter_rows(named=True) if gaps.height else []:
+            lo = r["ts_start"] if r["ts_start"] is not None else self.ts_first
+            hi = r["ts_end"] if r["ts_end"] is not None else self.ts_last
+            spans.append((lo, hi))
+        # a CPU the header counts but that has no event at all was not captured (e.g.
+        # `trace-cmd report --cpu N`): nothing in the trace can be trusted to be complete
+        self.missing_cpus = sorted(set(range(cpus or 0)) - cpus_seen)
+        if self.missing_cpus:
+            spans.append((self.ts_first, self.ts_last))
+        self.spans = sorted(spans)
+
+    def overlaps(self, lo: pl.Series, hi: pl.Series) -> list[bool]:
+        """For each window [lo, hi], whether any untrusted span intersects it."""
+        if not self.spans:
+            return [False] * len(lo)
+        out = []
+        for a, b in zip(lo.to_list(), hi.to_list(), strict=True):
+            b = self.ts_last if b is None else b
+            out.append(any(s <= b and a <= e for s, e in self.spans))
+        return out
+
+
+def page_states(paired: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
+    """Intervals of ``migration-entry`` (old pfn) and ``present`` (new pfn) per mapping."""
+    if paired.is_empty():
+        return pl.DataFrame(
+            schema={
+                "pfn": pl.UInt64,
+                "addr": pl.UInt64,
+                "mm": pl.UInt64,
+                "state": pl.String,
+                "ts_start": pl.Int64,
+                "ts_end": pl.Int64,
+                "migration_id": pl.Int64,
+            }
+        )
+    ids = migs.select("group", "migration_id")
+    p = paired.join(ids, on="group", how="left")
+    entry = p.select(
+        "pfn",
+        "addr",
+        pl.lit(None, pl.UInt64).alias("mm"),
+        pl.lit("migration-entry").alias("state"),
+        pl.col("ts").alias("ts_start"),
+        pl.col("r_ts").alias("ts_end"),
+        pl.col("seq").alias("seq_start"),
+        pl.col("r_seq").alias("seq_end"),
+        "migration_id",
+    )
+    present = p.filter(pl.col("r_seq").is_not_null()).select(
+        pl.col("r_pfn").alias("pfn"),
+        "addr",
+        pl.lit(None, pl.UInt64).alias("mm"),
+        pl.lit("present").alias("state"),
+        pl.col("r_ts").alias("ts_start"),
+        pl.lit(None, pl.Int64).alias("ts_end"),
+        pl.col("r_seq").alias("seq_start"),
+        pl.lit(None, pl.Int64).alias("seq_end"),
+        "migration_id",
+    )
+    # a present mapping ends when the same page at the same address gets an entry again
+    nxt = entry.select(
+        "pfn", "addr", pl.col("ts_start").alias("_next_ts"), pl.col("seq_start").alias("_ns")
+    ).sort("_ns")
+    present = (
+        present.sort("seq_start")
+        .join_asof(
+            nxt,
+            left_on="seq_start",
+            right_on="_ns",
+            by=["pfn", "addr"],
+            strategy="forward",
+            allow_exact_matches=False,
+            check_sortedness=False,
+        )
+        .with_columns(pl.col("_next_ts").alias("ts_end"), pl.col("_ns").alias("seq_end"))
+    )
+    present = present.drop("_next_ts", "_ns")
+    return pl.concat([entry, present], how="vertical_relaxed").sort("ts_start", "seq_start")
+
+
+def fork_windows(
+    tables: dict[str, pl.DataFrame], migs: pl.DataFrame, all_events_last: pl.DataFrame | None
+) -> pl.DataFrame:
+    """Every fork/clone with its flags and the migrations whose windows it overlapped.
+
+    The window ends at ``sched_process_fork`` (after dup_mmap). Its start is the parent's
+    last traced event before ``task_newtask``, a lower bound of when copying could begin
+    (the clone syscall entry is not among the upstream tracepoints recorded).
+    """
+    newtask = tables.get("task_newtask")
+    fork = tables.get("sched_process_fork")
+    if fork is None or fork.is_empty():
+        return pl.DataFrame(schema={"parent_pid": pl.Int32, "child_pid": pl.Int32})
+    f = fork.select(
+        pl.col("seq").alias("seq_fork"),
+        pl.col("ts").alias("ts_end"),
+        pl.col("cpu"),
+        pl.col("parent_pid"),
+        pl.col("child_pid"),
+        pl.col("parent_comm"),
+    )
+    if newtask is not None and newtask.height:
+        n = newtask.select(
+            pl.col("field_pid").alias("child_pid"),
+            pl.col("clone_flags"),
+            pl.col("seq").alias("seq_newtask"),
+            pl.col("ts").alias("ts_newtask"),
+        )
+        f = f.join(n, on="child_pid", how="left")
+    else:
+        f = f.with_columns(
+            pl.lit(None, pl.UInt64).alias("clone_flags"),
+            pl.lit(None, pl.Int64).alias("seq_newtask"),
+            pl.lit(None, pl.Int64).alias("ts_newtask"),
+        )
+    f = f.with_columns(
+        ((pl.col("clone_flags") & 0x100) != 0).alias("shares_vm"),
+    )
+    anchor = pl.coalesce("seq_newtask", "seq_fork")
+    f = f.with_columns(anchor.alias("_anchor")).sort("_anchor")
+    if all_events_last is not None and all_events_last.height:
+        prev = all_events_last.sort("seq").select(
+            pl.col("pid").alias("parent_pid"),
+            pl.col("seq").alias("_pseq"),
+            pl.col("ts").alias("ts_start"),
+        )
+        f = f.join_asof(
+            prev,
+            left_on="_anchor",
+            right_on="_pseq",
+            by="parent_pid",
+            strategy="backward",
+            allow_exact_matches=False,
+            check_sortedness=False,
+        ).drop("_pseq")
+    else:
+        f = f.with_columns(pl.lit(None, pl.Int64).alias("ts_start"))
+    f = f.with_columns(pl.coalesce("ts_start", "ts_newtask", "ts_end").alias("ts_start"))
+    f = f.drop("_anchor").with_row_index("fork_id").with_columns(pl.col("fork_id").cast(pl.Int64))
+    if migs.is_empty() or "t_first_set" not in migs.columns:
+        return f.with_columns(pl.lit([], pl.List(pl.Int64)).alias("overlapping_migrations"))
+    m = migs.select(
+        "migration_id", "t_first_set", pl.coalesce("t_last_remove", "ts_end").alias("_mend")
+    )
+    ov = f.select("fork_id", "ts_start", "ts_end", "shares_vm").join_where(
+        m, pl.col("t_first_set") <= pl.col("ts_end"), pl.col("_mend") >= pl.col("ts_start")
+    )
+    ov = (
+        ov.filter(~pl.col("shares_vm").fill_null(False))
+        .group_by("fork_id")
+        .agg(pl.col("migration_id").sort().alias("overlapping_migrations"))
+    )
+    f = f.join(ov, on="fork_id", how="left").with_columns(
+        pl.col("overlapping_migrations").fill_null(pl.lit([], pl.List(pl.Int64)))
+    )
+    return f.sort("fork_id")

@@ -1,0 +1,213 @@
+"""The replay core: a pure function from one trace's events to its replay tables.
+
+No global state and no I/O, so the local engine and a distributed one (Spark's
+``applyInArrow`` per trace) call the same code. :mod:`rmapscope.replay.store` loads a
+trace from a dataset and writes the tables back.
+
+>>> import polars as pl
+>>> out = replay_trace({}, gaps=pl.DataFrame(), trace={"ts_first": 0, "ts_last": 0, "cpus": 1})
+>>> sorted(out)
+['fork_windows', 'migration_batches', 'migrations', 'page_states', 'violations']
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from . import _tier1 as t1
+from . import _tier2 as t2
+
+#: Event tables replay reads (other tables are not needed).
+INPUT_EVENTS = (
+    "set_migration_pte",
+    "set_migration_pmd",
+    "remove_migration_pte",
+    "remove_migration_pmd",
+    "mm_migrate_pages_start",
+    "mm_migrate_pages",
+    "task_newtask",
+    "sched_process_fork",
+    "sched_process_exit",
+    "sched_process_free",
+    "exit_mmap",
+)
+#: Probe events (data/probes/README.md) are read from the generic table.
+PROBE_EVENTS = t2.PROBE_EVENTS
+
+VIOLATION_SCHEMA = {
+    "rule": pl.String,
+    "verdict": pl.String,
+    "ts": pl.Int64,
+    "pfn": pl.UInt64,
+    "addr": pl.UInt64,
+    "pid": pl.Int32,
+    "mm": pl.UInt64,
+    "explanation": pl.String,
+    "evidence": pl.List(pl.Int64),
+}
+
+
+def replay_trace(
+    tables: dict[str, pl.DataFrame], gaps: pl.DataFrame, trace: dict
+) -> dict[str, pl.DataFrame]:
+    """Replay one trace.
+
+    ``tables`` maps event names (and ``other_events`` for probe lines) to their rows;
+    ``gaps`` is the trace's gaps table; ``trace`` its manifest row (``ts_first``,
+    ``ts_last``, ``cpus``). Returns the replay tables ``migrations``,
+    ``migration_batches``, ``page_states``, ``fork_windows`` and ``violations``.
+    """
+    seen_cpus: set[int] = set()
+    for df in tables.values():
+        if df.height and "cpu" in df.columns:
+            seen_cpus.update(c for c in df["cpu"].unique().to_list() if c is not None)
+    windows = t1.GapIndex(
+        gaps,
+        trace.get("ts_first"),
+        trace.get("ts_last"),
+        seen_cpus or set(range(trace.get("cpus") or 0)),
+        trace.get("cpus"),
+    )
+    batch = t1.batches(tables)
+    sets, removes = t1.migration_events(tables)
+    sets = t1.assign_batches(sets, batch)
+    removes = t1.assign_batches(removes, batch)
+    paired, surplus = t1.pair(sets, removes)
+    paired = t1.unmap_groups(paired)
+    migs = t1.migrations(paired, windows, batch)
+    states = t1.page_states(paired, migs)
+    common = [
+        df.select("pid", "seq", "ts")
+        for df in tables.values()
+        if df.height and {"pid", "seq", "ts"} <= set(df.columns)
+    ]
+    forks = t1.fork_windows(tables, migs, pl.concat(common) if common else None)
+    batch = _batch_counts(batch, migs, surplus)
+    found = [_leaks(paired, migs)]
+    probes = t2.probe_rows(tables.get("other_events"))
+    if probes is not None:
+        found.append(t2.violations(probes, sets, removes, windows))
+    violations = (
+        pl.concat([f for f in found if f.height], how="vertical_relaxed")
+        if any(f.height for f in found)
+        else pl.DataFrame(schema=VIOLATION_SCHEMA)
+    )
+    violations = violations.select(list(VIOLATION_SCHEMA)).cast(VIOLATION_SCHEMA).sort("ts")
+    if "group" in migs.columns:
+        migs = migs.drop("group")
+    return {
+        "migrations": migs,
+        "migration_batches": batch,
+        "page_states": states,
+        "fork_windows": forks,
+        "violations": violations,
+    }
+
+
+def _batch_counts(batch: pl.DataFrame, migs: pl.DataFrame, surplus: pl.DataFrame) -> pl.DataFrame:
+    """Add how many mapped folios replay paired in each batch, and surplus removes."""
+    if batch.is_empty():
+        return batch
+    if migs.height and "batch_id" in migs.columns:
+        pages = pl.lit(2, pl.Int64).pow(pl.col("order").cast(pl.Int64))
+        c = migs.group_by("batch_id").agg(
+            (pl.col("outcome") == "migrated").sum().alias("paired_migrated"),
+            (pages * (pl.col("outcome") == "migrated")).sum().alias("paired_migrated_pages"),
+            (pl.col("outcome") == "restored").sum().alias("paired_restored"),
+            (pl.col("outcome") == "leaked").sum().alias("leaked"),
+            (pl.col("outcome") == "inconclusive").sum().alias("inconclusive"),
+            pl.col("n_set").sum().alias("n_set"),
+            pl.col("n_remove").sum().alias("n_remove"),
+        )
+        batch = batch.join(c, on="batch_id", how="left")
+    else:
+        batch = batch.with_columns(
+            pl.lit(0).alias(c)
+            for c in (
+                "paired_migrated",
+                "paired_migrated_pages",
+                "paired_restored",
+                "leaked",
+                "inconclusive",
+                "n_set",
+                "n_remove",
+            )
+        )
+    if surplus.height and "batch_id" in surplus.columns:
+        s = surplus.group_by("batch_id").agg(pl.len().alias("n_surplus_remove"))
+        batch = batch.join(s, on="batch_id", how="left")
+    else:
+        batch = batch.with_columns(pl.lit(0).alias("n_surplus_remove"))
+    counts = [
+        "paired_migrated",
+        "paired_migrated_pages",
+        "paired_restored",
+        "leaked",
+        "inconclusive",
+        "n_set",
+        "n_remove",
+        "n_surplus_remove",
+    ]
+    batch = batch.with_columns(pl.col(c).fill_null(0).cast(pl.Int64) for c in counts)
+    first = [
+        "batch_id",
+        "pid",
+        "cpu",
+        "ts_start",
+        "ts_end",
+        "seq_start",
+        "seq_end",
+        "mode",
+        "reason",
+    ]
+    return batch.select(*first, *[c for c in batch.columns if c not in first])
+
+
+def _leaks(paired: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
+    """``leaked-entry``: a migration entry set and never removed before its batch ended."""
+    if migs.is_empty() or "outcome" not in migs.columns:
+        return pl.DataFrame(schema=VIOLATION_SCHEMA)
+    bad = migs.filter(pl.col("outcome").is_in(["leaked", "inconclusive"]))
+    if bad.is_empty():
+        return pl.DataFrame(schema=VIOLATION_SCHEMA)
+    unremoved = paired.filter(pl.col("r_seq").is_null())
+    rows = unremoved.join(bad.select("group", "outcome", "ts_end", "migration_id"), on="group")
+    why_cut = (
+        pl.when(pl.col("ts_end").is_null())
+        .then(pl.lit("the trace ends before its batch does"))
+        .otherwise(pl.lit("events were lost (or a CPU is missing) while it was open"))
+    )
+    rows = rows.select(
+        pl.lit("leaked-entry").alias("rule"),
+        pl.when(pl.col("outcome") == "leaked")
+        .then(pl.lit("violation"))
+        .otherwise(pl.lit("inconclusive"))
+        .alias("verdict"),
+        "ts",
+        "pfn",
+        "addr",
+        "pid",
+        pl.lit(None, pl.UInt64).alias("mm"),
+        pl.when(pl.col("outcome") == "leaked")
+        .then(
+            pl.format(
+                "migration entry for pfn {} at {} set by {} (pid {}) was never removed before its "
+                "batch ended: a leaked migration entry (a later fault there waits forever)",
+                pl.col("pfn").map_elements(hex, return_dtype=pl.String),
+                pl.col("addr").map_elements(hex, return_dtype=pl.String),
+                "comm",
+                "pid",
+            )
+        )
+        .otherwise(
+            pl.format(
+                "migration entry for pfn {} at {} has no remove, but {}",
+                pl.col("pfn").map_elements(hex, return_dtype=pl.String),
+                pl.col("addr").map_elements(hex, return_dtype=pl.String),
+                why_cut,
+            )
+        )
+        .alias("explanation"),
+        pl.concat_list(pl.col("seq")).alias("evidence"),
+    )
+    return rows
