@@ -83,7 +83,7 @@ def replay_trace(
     ]
     forks = t1.fork_windows(tables, migs, pl.concat(common) if common else None)
     batch = _batch_counts(batch, migs, surplus)
-    found = [_leaks(paired, migs)]
+    found = [_leaks(paired, migs, windows)]
     probes = t2.probe_rows(tables.get("other_events"))
     if probes is not None:
         found.append(t2.violations(probes, sets, removes, windows))
@@ -163,7 +163,7 @@ def _batch_counts(batch: pl.DataFrame, migs: pl.DataFrame, surplus: pl.DataFrame
     return batch.select(*first, *[c for c in batch.columns if c not in first])
 
 
-def _leaks(paired: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
+def _leaks(paired: pl.DataFrame, migs: pl.DataFrame, windows: t1.GapIndex) -> pl.DataFrame:
     """``leaked-entry``: a migration entry set and never removed before its batch ended."""
     if migs.is_empty() or "outcome" not in migs.columns:
         return pl.DataFrame(schema=VIOLATION_SCHEMA)
@@ -172,11 +172,17 @@ def _leaks(paired: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
         return pl.DataFrame(schema=VIOLATION_SCHEMA)
     unremoved = paired.filter(pl.col("r_seq").is_null())
     rows = unremoved.join(bad.select("group", "outcome", "ts_end", "migration_id"), on="group")
-    why_cut = (
-        pl.when(pl.col("ts_end").is_null())
-        .then(pl.lit("the trace ends before its batch does"))
-        .otherwise(pl.lit("events were lost (or a CPU is missing) while it was open"))
-    )
+    if windows.missing_cpus:
+        cpus = ", ".join(map(str, windows.missing_cpus))
+        why_cut = pl.lit(
+            f"CPU {cpus} is missing from this trace (a per-CPU report?), where the remove may be"
+        )
+    else:
+        why_cut = (
+            pl.when(pl.col("ts_end").is_null())
+            .then(pl.lit("the trace ends before its batch does"))
+            .otherwise(pl.lit("events were lost while it was open"))
+        )
     rows = rows.select(
         pl.lit("leaked-entry").alias("rule"),
         pl.when(pl.col("outcome") == "leaked")

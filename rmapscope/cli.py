@@ -281,6 +281,198 @@ def _print_findings(results: dict) -> int:
 
 
 @app.command()
+def sql(
+    query: Annotated[
+        str | None, typer.Argument(help="SQL to run; none: an interactive prompt.")
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="Run the queries in FILE.")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="table, csv, json, ndjson, parquet, markdown.")
+    ] = "table",
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write to FILE.")] = None,
+    dataset: DatasetOpt = None,
+) -> None:
+    """Run SQL (DuckDB) over the dataset: every table is a view, plus `events`.
+
+    Views: one per event (set_migration_pte, mm_migrate_pages, ...), other_events, traces,
+    gaps, ingest_errors, and after `rmapscope replay` migrations, migration_batches,
+    page_states, fork_windows, violations. `events` has one row per event of every table
+    with the common columns. Without a query, an interactive prompt (`.tables`,
+    `.schema NAME`, statements end with `;`, Ctrl-D to leave).
+    """
+    from rmapscope.analysis import connect
+    from rmapscope.analysis._output import FORMATS
+
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    con = connect(Dataset(dataset))
+    if file is not None:
+        try:
+            script = file.read_text()
+        except OSError as e:
+            raise UsageError(f"{file}: {e.strerror}") from None
+        statements = [s for s in _split_sql(script) if s.strip()]
+    elif query is not None:
+        statements = [query]
+    else:
+        _prompt(con)
+        return
+    for i, statement in enumerate(statements):
+        _run_sql(con, statement, fmt, output if i == len(statements) - 1 else None)
+
+
+def _split_sql(script: str) -> list[str]:
+    import duckdb
+
+    try:
+        return [s.query for s in duckdb.extract_statements(script)]
+    except duckdb.Error as e:
+        raise SqlError(" ".join(str(e).split())) from None
+
+
+def _run_sql(con, statement: str, fmt: str, output: str | None) -> None:
+    import duckdb
+
+    from rmapscope.analysis._output import write_result
+
+    try:
+        rel = con.sql(statement)
+        if rel is not None and _returns_rows(statement):
+            write_result(rel, fmt, output)
+    except duckdb.Error as e:
+        raise SqlError(_explain_sql_error(con, e)) from None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _returns_rows(statement: str) -> bool:
+    """Whether a statement is a query whose rows the user wants to see (not DDL/DML)."""
+    import duckdb
+
+    quiet = {"CREATE", "INSERT", "UPDATE", "DELETE", "DROP", "ALTER", "SET", "VARIABLE_SET",
+             "COPY", "ATTACH", "DETACH", "TRANSACTION", "LOAD", "EXPORT", "PREPARE"}
+    return all(s.type.name not in quiet for s in duckdb.extract_statements(statement))
+
+
+def _explain_sql_error(con, e: Exception) -> str:
+    """DuckDB's message on one line; for an unknown table, the closest views of the dataset."""
+    import difflib
+    import re
+
+    text = " ".join(str(e).split())
+    m = re.search(r"Table with name (\S+) does not exist", text)
+    if m:
+        views = [
+            r[0]
+            for r in con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+            ).fetchall()
+        ]
+        close = difflib.get_close_matches(m.group(1), views, n=3, cutoff=0.4)
+        text = re.sub(r" ?Did you mean .*?\?", "", text)
+        hint = f" Closest tables: {', '.join(close)}." if close else " See `.tables`."
+        text = text + hint
+    return text
+
+
+class SqlError(RmapscopeError):
+    """DuckDB rejected a query (its message names the closest existing tables/columns)."""
+
+    exit_code = 1
+
+
+def _prompt(con) -> None:
+    """A small interactive SQL prompt with history and multi-line statements."""
+    import contextlib
+
+    with contextlib.suppress(ImportError):
+        import readline
+
+        history = Path.home() / ".rmapscope_history"
+        with contextlib.suppress(OSError):
+            readline.read_history_file(history)
+        import atexit
+
+        atexit.register(
+            lambda: contextlib.suppress(OSError) and readline.write_history_file(history)
+        )
+    out.print("rmapscope sql: statements end with ';', .tables, .schema NAME, Ctrl-D to leave")
+    buf: list[str] = []
+    while True:
+        try:
+            line = input("...> " if buf else "sql> ")
+        except EOFError:
+            print()
+            return
+        except KeyboardInterrupt:
+            print()
+            buf = []
+            continue
+        stripped = line.strip()
+        if not buf and stripped.startswith("."):
+            cmd, _, arg = stripped.partition(" ")
+            if cmd in (".quit", ".exit"):
+                return
+            if cmd == ".tables":
+                statement = (
+                    "SELECT view_name AS name FROM duckdb_views() WHERE NOT internal ORDER BY 1"
+                )
+            elif cmd == ".schema" and arg:
+                statement = f"DESCRIBE {arg}"
+            else:
+                _error("dot commands: .tables, .schema NAME, .quit")
+                continue
+            buf = [statement + ";"]
+            stripped = ";"
+        else:
+            buf.append(line)
+        if stripped.endswith(";"):
+            try:
+                _run_sql(con, "\n".join(buf), "table", None)
+            except RmapscopeError as e:
+                _error(str(e))
+            buf = []
+
+
+@app.command()
+def query(
+    name: Annotated[str, typer.Argument(help="A canned query, or `list`.")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="k=v parameter (repeatable).")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="table, csv, json, ndjson, parquet, markdown.")
+    ] = "table",
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write to FILE.")] = None,
+    dataset: DatasetOpt = None,
+) -> None:
+    """Run a named query for a common question (`rmapscope query list` shows them)."""
+    from rmapscope.analysis import CANNED, connect, run_canned
+    from rmapscope.analysis._output import write_result
+
+    if name == "list":
+        for q in CANNED.values():
+            params = " ".join(f"{k}={'' if v is None else v}" for k, v in q.params.items())
+            out.print(f"{q.name:26} {q.description}  [{params}]")
+        return
+    params = {}
+    for p in param or []:
+        k, sep, v = p.partition("=")
+        if not sep:
+            raise UsageError(f"--param takes k=v, not {p!r}")
+        params[k] = v
+    con = connect(Dataset(dataset))
+    import duckdb
+
+    try:
+        write_result(run_canned(con, name, params), fmt, output)
+    except duckdb.Error as e:
+        raise SqlError(_explain_sql_error(con, e)) from None
+
+
+@app.command()
 def analyze(
     file: Annotated[
         str | None, typer.Argument(help="Trace to analyze [default: the bundled real sample].")

@@ -1,0 +1,57 @@
+"""Write query results in the formats ``rmapscope sql --format`` offers."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+FORMATS = ("table", "csv", "json", "ndjson", "parquet", "markdown")
+
+
+def write_result(rel: duckdb.DuckDBPyRelation, fmt: str, output: str | None) -> None:
+    """Render ``rel`` as ``fmt`` to ``output`` (a path) or stdout."""
+    df = rel.pl()
+    if fmt == "parquet":
+        if not output:
+            raise ValueError("--format parquet needs -o FILE")
+        df.write_parquet(output)
+        return
+    text = render(df, fmt)
+    if output:
+        Path(output).write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+def render(df: pl.DataFrame, fmt: str) -> str:
+    """``df`` as text in one of the text formats."""
+    if fmt == "csv":
+        return df.write_csv()
+    if fmt == "json":
+        return df.write_json() + "\n"
+    if fmt == "ndjson":
+        return df.write_ndjson()
+    if fmt == "markdown":
+        return _markdown(df)
+    with pl.Config(
+        tbl_rows=200,
+        tbl_cols=-1,
+        fmt_str_lengths=80,
+        tbl_width_chars=200,
+        tbl_hide_dataframe_shape=False,
+    ):
+        return str(df) + "\n"
+
+
+def _markdown(df: pl.DataFrame) -> str:
+    out = io.StringIO()
+    out.write("| " + " | ".join(df.columns) + " |\n")
+    out.write("|" + "---|" * len(df.columns) + "\n")
+    for row in df.iter_rows():
+        cells = ["" if v is None else str(v).replace("|", "\\|").replace("\n", " ") for v in row]
+        out.write("| " + " | ".join(cells) + " |\n")
+    return out.getvalue()
