@@ -331,14 +331,16 @@ class GapIndex:
         self.spans = sorted(spans)
 
     def overlaps(self, lo: pl.Series, hi: pl.Series) -> list[bool]:
-        """For each window [lo, hi], whether any untrusted span intersects it."""
-        if not self.spans:
-            return [False] * len(lo)
-        out = []
-        for a, b in zip(lo.to_list(), hi.to_list(), strict=True):
-            b = self.ts_last if b is None else b
-            out.append(any(s <= b and a <= e for s, e in self.spans))
-        return out
+        """For each window [lo, hi] (hi null: until the trace ends), whether any untrusted
+        span intersects it."""
+        import numpy as np
+
+        a = lo.fill_null(self.ts_first).to_numpy()
+        b = hi.fill_null(self.ts_last).to_numpy()
+        hit = np.zeros(len(a), dtype=bool)
+        for s, e in self.spans:
+            hit |= (a <= e) & (b >= s)
+        return hit.tolist()
 
 
 def page_states(paired: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
@@ -422,13 +424,22 @@ def fork_windows(
         pl.col("parent_comm"),
     )
     if newtask is not None and newtask.height:
+        # task_newtask comes just before the fork event of the same child (pids are reused:
+        # match the nearest earlier one, not every one)
         n = newtask.select(
             pl.col("field_pid").alias("child_pid"),
             pl.col("clone_flags"),
             pl.col("seq").alias("seq_newtask"),
             pl.col("ts").alias("ts_newtask"),
+        ).sort("seq_newtask")
+        f = f.sort("seq_fork").join_asof(
+            n,
+            left_on="seq_fork",
+            right_on="seq_newtask",
+            by="child_pid",
+            strategy="backward",
+            check_sortedness=False,
         )
-        f = f.join(n, on="child_pid", how="left")
     else:
         f = f.with_columns(
             pl.lit(None, pl.UInt64).alias("clone_flags"),
@@ -459,20 +470,54 @@ def fork_windows(
         f = f.with_columns(pl.lit(None, pl.Int64).alias("ts_start"))
     f = f.with_columns(pl.coalesce("ts_start", "ts_newtask", "ts_end").alias("ts_start"))
     f = f.drop("_anchor").with_row_index("fork_id").with_columns(pl.col("fork_id").cast(pl.Int64))
+    return _overlaps(f, migs)
+
+
+MAX_LISTED_OVERLAPS = 100
+
+
+def _overlaps(forks: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
+    """Per fork (not sharing the mm), how many migration windows it overlapped, and the ids
+    of the first ``MAX_LISTED_OVERLAPS`` of them.
+
+    Counting uses two sorted searches (overlap = started before the fork ended minus ended
+    before it started), so a long trace with many forks and migrations never builds the
+    cross product.
+    """
+    import numpy as np
+
+    empty_ids = pl.lit([], pl.List(pl.Int64))
     if migs.is_empty() or "t_first_set" not in migs.columns:
-        return f.with_columns(pl.lit([], pl.List(pl.Int64)).alias("overlapping_migrations"))
+        return forks.with_columns(
+            pl.lit(0, pl.Int64).alias("n_overlapping"), empty_ids.alias("overlapping_migrations")
+        )
     m = migs.select(
-        "migration_id", "t_first_set", pl.coalesce("t_last_remove", "ts_end").alias("_mend")
-    )
-    ov = f.select("fork_id", "ts_start", "ts_end", "shares_vm").join_where(
-        m, pl.col("t_first_set") <= pl.col("ts_end"), pl.col("_mend") >= pl.col("ts_start")
-    )
-    ov = (
-        ov.filter(~pl.col("shares_vm").fill_null(False))
-        .group_by("fork_id")
-        .agg(pl.col("migration_id").sort().alias("overlapping_migrations"))
-    )
-    f = f.join(ov, on="fork_id", how="left").with_columns(
-        pl.col("overlapping_migrations").fill_null(pl.lit([], pl.List(pl.Int64)))
-    )
-    return f.sort("fork_id")
+        "migration_id",
+        "t_first_set",
+        pl.coalesce("t_last_remove", "ts_end", "t_first_set").alias("t_end"),
+    ).sort("t_first_set")
+    starts = m["t_first_set"].to_numpy()
+    ends = np.sort(m["t_end"].to_numpy())
+    ids = m["migration_id"].to_numpy()
+    t_end_by_start = m["t_end"].to_numpy()
+    longest = int((t_end_by_start - starts).max())  # no overlap starts before f_start - longest
+    counts, listed = [], []
+    for f_start, f_end, shares in forks.select("ts_start", "ts_end", "shares_vm").iter_rows():
+        if shares or f_start is None or f_end is None:
+            counts.append(0)
+            listed.append([])
+            continue
+        n_started = int(np.searchsorted(starts, f_end, side="right"))
+        n = n_started - int(np.searchsorted(ends, f_start, side="left"))
+        counts.append(max(n, 0))
+        hits = []
+        if n > 0:
+            first = int(np.searchsorted(starts, f_start - longest, side="left"))
+            window = slice(first, n_started)
+            ok = t_end_by_start[window] >= f_start
+            hits = ids[window][ok][:MAX_LISTED_OVERLAPS].tolist()
+        listed.append(hits)
+    return forks.with_columns(
+        pl.Series("n_overlapping", counts, dtype=pl.Int64),
+        pl.Series("overlapping_migrations", listed, dtype=pl.List(pl.Int64)),
+    ).sort("fork_id")

@@ -351,8 +351,23 @@ def _returns_rows(statement: str) -> bool:
     """Whether a statement is a query whose rows the user wants to see (not DDL/DML)."""
     import duckdb
 
-    quiet = {"CREATE", "INSERT", "UPDATE", "DELETE", "DROP", "ALTER", "SET", "VARIABLE_SET",
-             "COPY", "ATTACH", "DETACH", "TRANSACTION", "LOAD", "EXPORT", "PREPARE"}
+    quiet = {
+        "CREATE",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "DROP",
+        "ALTER",
+        "SET",
+        "VARIABLE_SET",
+        "COPY",
+        "ATTACH",
+        "DETACH",
+        "TRANSACTION",
+        "LOAD",
+        "EXPORT",
+        "PREPARE",
+    }
     return all(s.type.name not in quiet for s in duckdb.extract_statements(statement))
 
 
@@ -506,6 +521,11 @@ def analyze(
         )
     if _print_findings(run_replay(ds, [r.trace_id])):
         raise typer.Exit(1)
+
+
+from rmapscope._record_cli import register as _register_record  # noqa: E402
+
+_register_record(app)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from rmapscope.cli import app, sample_trace
 from rmapscope.dataset import Dataset
 
 runner = CliRunner()
-COMMANDS = ["ingest", "traces", "analyze"]
+COMMANDS = ["ingest", "traces", "analyze", "replay", "sql", "query"]
 
 
 def cli(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
@@ -27,7 +27,7 @@ def cli(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedPr
 def test_top_level_help_lists_every_command():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for name in COMMANDS:
+    for name in [*COMMANDS, "record"]:
         assert name in result.output
 
 
