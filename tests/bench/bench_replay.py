@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_ingest import build_trace  # noqa: E402
+from bench_ingest import build_trace
 
 CHILD = """
 import json, resource, sys, time
