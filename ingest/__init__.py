@@ -32,12 +32,13 @@ from ._batch import Assembler, ErrorLog, HeaderInfo
 from ._source import Source, open_source, read_blocks
 from ._writer import StagingWriter, fill_migration_kinds, write_side_table
 from .detect import NOT_YET, detect_format
+from .perf import PerfDataReader
 from .text import TEXT_FORMATS, TextReader
 
 __all__ = ["FORMATS", "IngestResult", "ingest"]
 
 #: Values accepted by ``--format``.
-FORMATS = TEXT_FORMATS
+FORMATS = (*TEXT_FORMATS, "perf_data")
 
 
 @dataclass
@@ -83,7 +84,7 @@ def ingest(
         raise UsageError(f"unknown arch {arch!r}; known: {', '.join(ptemod.ARCHES)}")
     registry = registry or default_registry()
     src = open_source(path)
-    staging = writer = None
+    staging = writer = reader = None
     try:
         blocks = read_blocks(src)
         first = next(blocks, b"")
@@ -92,7 +93,10 @@ def ingest(
             if detected in NOT_YET:
                 raise InputError(f"{src.name}: {NOT_YET[detected]} is not supported yet")
             fmt = detected
-        reader = TextReader(src, first, blocks, fmt, arch, registry.copy())
+        if fmt == "perf_data":  # decoded by `perf script`, then read as perf_script text
+            reader = PerfDataReader(src, first, blocks, arch, registry.copy())
+        else:
+            reader = TextReader(src, first, blocks, fmt, arch, registry.copy())
         dataset.create()
         staging = dataset.new_staging()
         writer = StagingWriter(staging.path)
@@ -150,6 +154,8 @@ def ingest(
     finally:
         if writer is not None:
             writer.abort()
+        if isinstance(reader, PerfDataReader):
+            reader.close()
         src.close()
         if staging is not None:
             staging.release()

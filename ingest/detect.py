@@ -11,14 +11,14 @@ from .text import _HEADERS
 #: Binary and text formats we recognise but whose readers are not built yet.
 NOT_YET = {
     "trace_dat": "trace-cmd trace.dat (convert it with `trace-cmd report > trace.txt`)",
-    "perf_data": "perf.data (convert it with `perf script > perf.txt`)",
-    "perf_script": "`perf script` text",
-    "bpftrace": "bpftrace output",
 }
 
 _PERF = re.compile(
     r"^\s*\S.*?\s+\d+(?:/\d+)?\s+(?:\[\d+\]\s+)?\d+\.\d+:\s+(?:\d+\s+)?[\w-]+:[\w-]+:"
 )
+# perf's --show-task-events records, and callchain frame lines (tab, hex ip, symbol)
+_PERF_TASK = re.compile(r"^\s*\S.*?\s+\d+(?:/\d+)?\s+(?:\[\d+\]\s+)?\d+\.\d+:\s+PERF_RECORD_")
+_PERF_FRAME = re.compile(r"^\t\s*[0-9a-fA-F]+\s")
 _TC_HEAD = re.compile(r"^\s*(?:[^\s:]+: )?cpus=\d+\s*$")
 
 
@@ -48,7 +48,7 @@ def detect_format(head: bytes, name: str) -> str:
         if any("latency trace v" in ln for ln in lines[:10]):
             return "tracefs_latency"
         return "tracefs"
-    if any(ln.startswith("Attaching ") and "probe" in ln for ln in lines[:5]):
+    if any(ln.startswith(("Attaching ", "Attached ")) and "probe" in ln for ln in lines[:5]):
         return "bpftrace"
     body = [ln for ln in lines if not ln.lstrip().startswith("#")][:100]
     if body and _TC_HEAD.match(body[0]):
@@ -58,7 +58,12 @@ def detect_format(head: bytes, name: str) -> str:
         return "tcreport_latency"
     if _fraction(body, "trace_pipe") >= 0.5:
         return "trace_pipe"
-    if sum(bool(_PERF.match(ln)) for ln in body) >= max(1, len(body) // 2):
+    # newer bpftrace prints "Attached N probes" on stderr: then only the lines tell
+    if _fraction(body, "bpftrace") >= 0.5:
+        return "bpftrace"
+    perf = [ln for ln in body if not _PERF_FRAME.match(ln)]
+    hits = sum(bool(_PERF.match(ln) or _PERF_TASK.match(ln)) for ln in perf)
+    if perf and hits >= max(1, len(perf) // 2):
         return "perf_script"
     raise InputError(
         f"{name}: not a recognised trace format (first line: {body[0][:80]!r})"

@@ -1,9 +1,31 @@
 """Stage 2: split records. Parse blocks of ftrace text into event rows, gaps and errors.
 
 Handles tracefs ``trace`` (with or without the flags column, 4- or 5-character flags,
-pid width 5 or 7, the ``(tgid)`` column, ``latency-format``), ``trace_pipe`` streams, and
-``trace-cmd report`` (2.x/3.x, ``-l``, ``-t``, non-ns clocks, instance/file prefixes).
+pid width 5 or 7, the ``(tgid)`` column, ``latency-format``), ``trace_pipe`` streams,
+``trace-cmd report`` (2.x/3.x, ``-l``, ``-t``, non-ns clocks, instance/file prefixes),
+``perf script`` text and bpftrace output.
 Every step is a vectorised polars expression over a whole block of lines.
+
+``perf script`` (``perf_script``): ``comm tid [cpu] secs.frac: sys:event: payload`` with the
+default fields, ``pid/tid`` with ``-F ...,pid,tid,...`` (pid becomes tgid), perf 5.x and 6.x
+widths, ``--ns``, ``--header`` comments, optional period, no ``[cpu]``. The event is stored
+without its ``sys:``. Callchain frames (tab-indented lines after an event) become
+``stack_frame`` rows of ``other_events`` that inherit the event's time, cpu and task; the
+blank separator lines are skipped. ``PERF_RECORD_*`` lines of ``--show-task-events`` become
+``other_events`` rows named after the record. Timestamps are perf's clock (``perf``).
+
+bpftrace (``bpftrace``): lines ``<nsecs> [<cpu>] <comm>-<pid> <event>: <payload>`` printed by
+the script (the layout of ``data/probes/rmapscope.bt``), CLOCK_MONOTONIC ns (clock ``mono``).
+bpftrace reads its per-CPU buffers in turns, so **its lines are not in time order**: ``seq``
+keeps the file order and whoever replays must sort by ``ts``. ``Lost N events`` lines are
+gaps without a cpu; ``Attaching N probes...`` is skipped; map dumps at exit (``@name[k]: v``
+and histogram rows) and bpftrace's own ``ERROR:``/``WARNING:`` lines are not events: they
+are counted in ``ingest_errors`` (reasons ``bpftrace_map``, ``tool_message``). Numbers that
+the script printed where the kernel prints a symbol (``reason=0``, ``group_dead=1``) are
+mapped to the kernel's text through the event's print fmt before typing.
+
+Probe lines (payload ``(func+0x0/0x..) key=0x..``, see ``data/probes/README.md``) go to
+``other_events`` even when the probe shares a tracepoint's name.
 """
 
 from __future__ import annotations
@@ -20,7 +42,7 @@ import pyarrow as pa
 
 from rmapscope.dataset import GENERIC_DIR
 from rmapscope.errors import InputError
-from rmapscope.schema import COMMON_NAMES, Registry
+from rmapscope.schema import COMMON_NAMES, EventSchema, Registry, column_for
 
 from ._batch import Batch, ErrorLog, HeaderInfo, kind_stats
 from ._source import Source
@@ -28,9 +50,20 @@ from ._tokenize import split_events
 from .fields import FieldParser
 
 # Formats this module parses, and what the user may pass to --format.
-TEXT_FORMATS = ("tracefs", "trace_pipe", "tracefs_latency", "tcreport", "tcreport_latency")
+TEXT_FORMATS = (
+    "tracefs",
+    "trace_pipe",
+    "tracefs_latency",
+    "tcreport",
+    "tcreport_latency",
+    "perf_script",
+    "bpftrace",
+)
 
 _REST = r"(?P<event>[^:\s]+):\s?(?P<rest>[^\r\n]*)"
+# perf event names (sys:name, cpu-clock, cpu/cycles/): no parens, so that
+# "PERF_RECORD_FORK(1:1):(0:0)" is not read as event "1)" of system "PERF_RECORD_FORK(1"
+_PERF_REST = r"(?P<event>[\w./-]+):\s?(?P<rest>[^\r\n]*)"
 _TS = r"(?P<secs>\d+)(?:\.(?P<frac>\d+))?"
 _PREFIX = r"^\s*(?:(?P<instance>[^\s:]+): )?"
 _HEADERS = {
@@ -52,6 +85,14 @@ _HEADERS = {
     ),
 }
 _HEADERS["trace_pipe"] = _HEADERS["tracefs"]
+# perf script: "%16s %5d [%03d] %12s: " (or "%s " before a callchain, "%5d/%-5d" for pid/tid,
+# %7d from perf 6.5), an optional period, then "sys:event:" right-aligned in a wide column.
+_HEADERS["perf_script"] = (
+    r"^\s*(?P<comm>.*?)\s+(?:(?P<tgid>\d+)/)?(?P<pid>\d+)\s+(?:\[(?P<cpu>\d+)\]\s+)?"
+    r"(?P<secs>\d+)\.(?P<frac>\d+):\s+(?:\d+\s+)?(?:(?P<sys>[\w./-]+):)?"
+)
+# bpftrace: what the script printfs, "<nsecs> [<cpu>] <comm>-<pid> <event>: <payload>".
+_HEADERS["bpftrace"] = r"^\s*(?P<secs>\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<comm>.*?)-(?P<pid>\d+)\s+"
 _GROUPS = ("instance", "comm", "pid", "tgid", "cpu", "flags", "secs", "frac", "event", "rest")
 
 _MARKERS = re.compile(
@@ -61,6 +102,20 @@ _MARKERS = re.compile(
 )
 _IGNORED = re.compile(r"^\s*(?:#.*|(?:[^\s:]+: )?cpus=\d+|CPU \d+ is empty|version = \d+|\s*)\r?$")
 _CONTINUATION = re.compile(r"^\s+=>\s")
+# perf script callchain frame: "\t<hex ip> <sym>+<off> (<dso>)", the ip right-aligned.
+_PERF_FRAME = r"^\t\s*[0-9a-fA-F]+\s"
+_PERF_RECORD = r"(?P<body>PERF_RECORD_[A-Z_]+)(?P<tail>[^\r\n]*)$"
+# probe payloads as perf and bpftrace print them: "(sym+0x0/0x1a0) k=v", kretprobe
+# "(caller+0x4a/0x120 <- sym)", and libtraceevent's raw ip "(ffffffff812345a0) k=v" (perf)
+_TOOL_PROBE_PAYLOAD = (
+    r"^\((?:[\w.]+\+0x[0-9a-fA-F]+/0x[0-9a-fA-F]+|[0-9a-fA-F]+)(?: <- [\w.]+)?\)(?:\s|$)"
+)
+_BPF_ATTACH = r"^\s*Attach(?:ing|ed) \d+ probes?\b"
+_BPF_LOST = re.compile(r"^\s*Lost (\d+) events\s*$")
+# map dumps at exit: "@name: v", "@name[k1, k2]: v", "@s: count 2, average ..." and the
+# rows of a histogram ("[4K, 8K)   2 |@@@@   |", "(..., 0)", "[1M, ...)").
+_BPF_MAP = re.compile(r"^@[\w.]*(?:\[.*\])?:|^[\[(].*[\])]\s+\d+\s*\|")
+_TOOL_MESSAGE = re.compile(r"^(?:ERROR|WARNING|Error|Warning)\b:?")
 
 
 @dataclass
@@ -96,6 +151,8 @@ def _timestamp_expr(fmt: str) -> pl.Expr:
     secs = pl.col("secs").cast(pl.Int64)
     if fmt == "tracefs_latency":
         return secs * 1000  # microseconds since the buffer was reset
+    if fmt == "bpftrace":
+        return secs  # nsecs
     frac = pl.col("frac")
     n = frac.str.len_bytes().cast(pl.Int64)
     f = frac.cast(pl.Int64, strict=False)
@@ -113,6 +170,11 @@ def _timestamp_expr(fmt: str) -> pl.Expr:
 def read_header(fmt: str, head: list[str]) -> HeaderInfo:
     """Parse what the comment header (and ``cpus=``) says: kernel, CPUs, buffer counts."""
     info = HeaderInfo(format=fmt)
+    if fmt == "bpftrace":
+        info.clock = "mono"  # bpf_ktime_get_ns()
+    elif fmt == "perf_script":
+        _perf_header(info, head)
+        return info
     for line in head:
         if m := re.match(r"#\s*entries-in-buffer/entries-written:\s*(\d+)/(\d+)\s+#P:(\d+)", line):
             info.entries_in_buffer, info.entries_written = int(m.group(1)), int(m.group(2))
@@ -126,6 +188,29 @@ def read_header(fmt: str, head: list[str]) -> HeaderInfo:
     return info
 
 
+#: perf's ``--header`` clockid names (``perf record -k``) -> trace clock names.
+_PERF_CLOCKS = {"monotonic": "mono", "monotonic_raw": "mono_raw", "boottime": "boot"}
+
+
+def _perf_header(info: HeaderInfo, head: list[str]) -> None:
+    """What ``perf script --header`` says: host, kernel, CPUs, clock. (Not the arch: the
+    manifest names the arch the ptes were decoded for, which the caller chose.)"""
+    info.clock = "perf"  # perf_clock(), unless recorded with -k (then the header says)
+    for line in head:
+        m = re.match(r"#\s*(hostname|os release|nrcpus online|clockid)\s*:\s*(\S+)", line)
+        if not m:
+            continue
+        key, value = m.groups()
+        if key == "hostname":
+            info.host = value
+        elif key == "os release":
+            info.kernel = value
+        elif key == "nrcpus online" and value.isdigit():
+            info.cpus = int(value)
+        elif key == "clockid":
+            info.clock = _PERF_CLOCKS.get(value.lower(), value.lower())
+
+
 class TextParser:
     """Parses blocks of one text trace into event rows. Stateless per block, so blocks
     can be parsed in parallel; ordering state (seq, gaps) is applied by the caller."""
@@ -137,7 +222,7 @@ class TextParser:
             )
         self.fmt = fmt
         self.name = name
-        self._rx = _HEADERS[fmt] + _REST
+        self._rx = _HEADERS[fmt] + (_PERF_REST if fmt == "perf_script" else _REST)
         self._ts = _timestamp_expr(fmt)
 
     def parse(self, block: bytes, line_base: int, errors: ErrorLog) -> Block:
@@ -185,6 +270,8 @@ class TextParser:
     def _clock(self, events: pl.DataFrame) -> str:
         if self.fmt == "tracefs_latency":
             return "relative_us"
+        if self.fmt in ("bpftrace", "perf_script"):
+            return "ns"
         frac = events.get_column("frac")
         if frac.is_null().any() or (frac.str.len_bytes() == 12).any():
             return "counter"
@@ -201,9 +288,14 @@ class TextParser:
         )
         rest = rest.filter(~ignored)
         extra: list[pl.DataFrame] = []
+        if self.fmt == "perf_script":
+            rest = self._perf_other(rest, extra)
+        elif self.fmt == "bpftrace":
+            rest = rest.filter(~rest["line"].str.contains(_BPF_ATTACH))
         if not rest.height:
             return extra
         unparsed_rows = []
+        tool_rows: dict[str, list[tuple[int, str]]] = {"bpftrace_map": [], "tool_message": []}
         # Lines whose header parses but whose body is not "event: payload" (e.g.
         # "<stack trace>"): kept as generic events named after the body.
         body_rx = _HEADERS[self.fmt] + r"(?P<body><[^<>\r\n]+>)\s*$"
@@ -249,13 +341,60 @@ class TextParser:
                         }
                     )
                 )
+            elif self.fmt == "bpftrace" and (lost := _BPF_LOST.match(line)):
+                markers.append(
+                    {
+                        "kind": "lost",
+                        "cpu": None,  # bpftrace does not say which buffer lost them
+                        "count": int(lost.group(1)),
+                        "line": lineno,
+                        "text": line.strip(),
+                    }
+                )
+            elif self.fmt == "bpftrace" and _BPF_MAP.match(line):
+                tool_rows["bpftrace_map"].append((lineno, line))
+            elif self.fmt == "bpftrace" and _TOOL_MESSAGE.match(line):
+                tool_rows["tool_message"].append((lineno, line))
             else:
                 unparsed_rows.append((lineno, line))
+        for reason, got in tool_rows.items():
+            if got:  # not events: counted, with samples, in ingest_errors
+                errors.add(reason, [r[0] for r in got], [r[1] for r in got])
         if unparsed_rows:
             errors.add(
                 "unparsed_line", [r[0] for r in unparsed_rows], [r[1] for r in unparsed_rows]
             )
         return extra
+
+    @staticmethod
+    def _perf_other(rest: pl.DataFrame, extra: list[pl.DataFrame]) -> pl.DataFrame:
+        """perf callchain frames and ``PERF_RECORD_*`` lines into ``extra``; the rest back."""
+        frame = rest["line"].str.contains(_PERF_FRAME)
+        if frame.any():
+            extra.append(
+                rest.filter(frame).select(
+                    "lineno",
+                    pl.lit("stack_frame").alias("event"),
+                    pl.col("line").str.strip_chars().alias("rest"),
+                    pl.lit(True).alias("continuation"),
+                )
+            )
+            rest = rest.filter(~frame)
+        if not rest.height:
+            return rest
+        rx = _HEADERS["perf_script"] + _PERF_RECORD
+        rec = rest.select(
+            "lineno", "line", pl.col("line").str.extract_groups(rx).alias("g")
+        ).unnest("g")
+        ok = rec["body"].is_not_null()
+        if ok.any():
+            extra.append(
+                rec.filter(ok).with_columns(
+                    pl.col("body").alias("event"), pl.col("tail").str.strip_chars().alias("rest")
+                )
+            )
+            rest = rest.filter(~ok)
+        return rest
 
     def _finish(self, events: pl.DataFrame, extra: list[pl.DataFrame]) -> pl.DataFrame:
         """Type the common columns; merge odd and continuation rows back in line order."""
@@ -312,8 +451,11 @@ class TextReader:
         self.registry = registry
         self.parser = TextParser(fmt, src.name)
         self.fields = FieldParser(arch)
-        head = first[: 1 << 16].decode("utf-8", "replace").splitlines()[:100]
+        # perf script --header: host and kernel come before one line per recorded event
+        head_lines = 1000 if fmt == "perf_script" else 100
+        head = first[: 1 << 16].decode("utf-8", "replace").splitlines()[:head_lines]
         self.header = read_header(fmt, head)
+        self._numbers: dict[str, list[tuple[str, str]]] = {}
 
     def batches(self) -> Iterator[Batch]:
         """Parsed blocks in trace order (at most ``workers`` + 1 in flight)."""
@@ -338,7 +480,16 @@ class TextReader:
             if schema is None:
                 generic.append(part)
                 continue
-            typed, ok = self.fields.parse(schema, part.get_column("rest"))
+            if self.parser.fmt in ("perf_script", "bpftrace"):
+                # a probe named like a tracepoint (data/probes: remove_migration_pte) is a probe
+                probe = part.get_column("rest").str.contains(_TOOL_PROBE_PAYLOAD)
+                if probe.any():
+                    generic.append(part.filter(probe))
+                    part = part.filter(~probe)
+            payload = part.get_column("rest")
+            if self.parser.fmt == "bpftrace":
+                payload = self._kernel_words(schema, payload)
+            typed, ok = self.fields.parse(schema, payload)
             good = part.select("rel", *COMMON_NAMES[1:]).hstack(typed)
             if not ok.all():
                 bad = part.filter(~ok)
@@ -354,7 +505,9 @@ class TextReader:
             g = pl.concat(generic).select("rel", *COMMON_NAMES[1:], pl.col("rest").alias("fields"))
             frames[GENERIC_DIR] = g
         for m in parsed.markers:
-            on_cpu = ev.filter((pl.col("cpu") == m["cpu"]) & pl.col("ts").is_not_null())
+            # a marker without a cpu (bpftrace "Lost N events") sits between the lines around it
+            same = pl.col("cpu") == m["cpu"] if m["cpu"] is not None else pl.lit(True)
+            on_cpu = ev.filter(same & pl.col("ts").is_not_null())
             before = on_cpu.filter(pl.col("lineno") < m["line"])
             after = on_cpu.filter(pl.col("lineno") > m["line"])
             m["ts_start"] = before["ts"][-1] if before.height else None
@@ -370,6 +523,32 @@ class TextReader:
             kind_stats=kind_stats(frames),
             errors=errors,
         )
+
+
+    def _kernel_words(self, schema: EventSchema, payload: pl.Series) -> pl.Series:
+        """bpftrace scripts print numbers where the kernel prints words (``reason=0``,
+        ``mode=2``, ``group_dead=1``): put the kernel's words back, from the print fmt's
+        symbol tables and ``cond ? "a" : "b"`` choices, so the rows type like tracefs ones."""
+        subs = self._numbers.get(schema.name)
+        if subs is None:
+            subs = []
+            pf = schema.print_fmt
+            convs = {column_for(c.column): c for c in pf.conversions} if pf else {}
+            for key, col in (pf.keys(column_for) if pf else {}).items():
+                conv = convs[col]
+                if conv.kind == "symbolic":
+                    pairs = [(str(n), text) for n, text in conv.table]
+                elif conv.kind == "bool" and conv.choices:
+                    pairs = [(str(int(v)), text) for text, v in conv.choices]
+                else:
+                    continue
+                for number, text in pairs:
+                    rx = rf"(^|[\s,]){re.escape(key)}={number}([\s,]|$)"
+                    subs.append((rx, "${1}" + key + "=" + text.replace("$", "$$") + "${2}"))
+            self._numbers[schema.name] = subs
+        for rx, repl in subs:
+            payload = payload.str.replace_all(rx, repl)
+        return payload
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
