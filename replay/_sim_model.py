@@ -1,0 +1,1206 @@
+"""The scenario simulator's kernel model (private; the API is :mod:`.simulate`).
+
+What is modelled, after Linux 6.18 (mm/rmap.c, mm/migrate.c, mm/memory.c, mm/mmap.c,
+mm/huge_memory.c):
+
+* processes (:class:`Task`) and their address spaces (:class:`Mm`): anonymous vmas with
+  ``vm_pgoff`` and one page table (pte- and pmd-level entries keyed by address);
+* anon_vmas with the interval tree of their anon_vma_chains: a walk visits the vmas whose
+  pgoff range covers the folio in ``vm_pgoff`` order, ties in insertion order (equal keys
+  go right in ``interval_tree_generic.h``); the ``child-first`` bug inserts a forked
+  child's avc *before* its parent's instead;
+* ``dup_mmap``: per vma ``anon_vma_fork`` (links the child vma into every anon_vma of the
+  parent's chain, plus a new anon_vma of its own) then ``copy_page_range``: present ptes
+  are shared copy-on-write (both write-protected, child's old, PageAnonExclusive cleared),
+  migration entries are copied as migration entries; a WRITE or READ_EXCLUSIVE entry is
+  downgraded to READ in parent and child (``copy_nonpresent_pte``; no tracepoint);
+* ``migrate_pages`` (since 6.3 batched): per folio ``try_to_migrate`` (a set walk,
+  ``try_to_migrate_one`` per vma, stopping once the folio is no longer mapped:
+  ``rwc->done = folio_not_mapped``), a folio still mapped after it is restored
+  (``remove_migration_ptes(src, src)``) and retried, up to 10 passes; then per unmapped
+  folio ``remove_migration_ptes(src, dst)`` (a remove walk visiting every vma) and the
+  source folio is freed;
+* folio split (``__folio_split`` of a pte-mapped large folio, under the anon_vma write lock
+  for its whole duration): one set walk, then one remove walk per new order-0 folio
+  (``remap_page``), or one remove walk over the unsplit folio when it stayed mapped;
+* exit (6.16+ order): ``sched_process_exit``, zap (migration entries dropped silently, pages
+  whose last mapping goes are freed), ``unlink_anon_vmas`` per vma, ``exit_mmap``, later
+  ``sched_process_free``;
+* page alloc/free, write faults (copy-on-write, reuse, waiting on a migration entry).
+
+Locking that shapes the possible interleavings: an rmap walk holds the (root) anon_vma
+lock for reading for its whole duration, linking (``anon_vma_fork``) and unlinking need it
+for writing, a split holds it for writing from unmap to remap. Page-table copies and walk
+visits are atomic against each other (the page table lock), nothing else is: each vma
+visit of a walk, the fork's link step, each pte copy and the end of a vma's copy are
+separate schedulable steps.
+
+Agents are generators: the code between two ``yield``s is one atomic step; a step may
+yield a guard (a callable) that must be true before the next step can run.
+
+The model also derives the ground truth (rule ids of ``data/probes/README.md``) from its
+own state, at the moment a rule's condition becomes true, with the indices of the events
+that show it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+
+PAGE_SHIFT = 12
+PAGE = 1 << PAGE_SHIFT
+PMD_ORDER = 9
+PMD_SIZE = PAGE << PMD_ORDER
+M64 = (1 << 64) - 1
+
+# x86_64, 4-level paging, Linux 6.18 without DEVICE_PRIVATE (formats.md section 4)
+VMEMMAP_BASE = 0xFFFFEA0000000000  # struct page array; a folio pointer is base + 64 * pfn
+SWP_PFN_BITS = 34
+SWP_TYPE = {"read": 28, "read_exclusive": 29, "write": 30}
+_P, _RW, _US, _A, _D, _PSE = 0x1, 0x2, 0x4, 0x20, 0x40, 0x80
+_SAVED_DIRTY = 1 << 58  # a dirty read-only pte keeps D here (x86 shadow-stack layout, 6.6+)
+_NX = 1 << 63
+
+PAGE_MAPPING_ANON = 0x1  # low bit of folio->mapping (printed by the rmap_walk_anon probe)
+MAX_PASSES = 10  # NR_MAX_MIGRATE_PAGES_RETRY
+
+# Symbols of the probe lines: function sizes and the return sites of the kretprobes.
+FUNC_SIZE = {
+    "rmap_walk_anon": 0x1A0,
+    "try_to_migrate_one": 0x5D0,
+    "remove_migration_pte": 0x3F0,
+    "anon_vma_fork": 0x1C0,
+    "copy_page_range": 0x1B80,
+    "unlink_anon_vmas": 0x1F0,
+}
+#: Addresses of the rmap_one callbacks printed as ``op=`` by ``rmap_walk_anon``.
+OP_ADDR = {"set": 0xFFFFFFFF8131F2A0, "remove": 0xFFFFFFFF8137C1E0}
+RET_SITE = {
+    "rmap_walk": "rmap_walk+0x5b/0x70",
+    "rmap_walk_locked": "rmap_walk_locked+0x1e/0x30",
+    "dup_mmap": "dup_mmap+0x5c4/0x9b0",
+}
+GFP_ANON = "GFP_HIGHUSER_MOVABLE|__GFP_ZERO|__GFP_COMP"
+GFP_COW = "GFP_HIGHUSER_MOVABLE|__GFP_COMP"
+GFP_THP = "GFP_TRANSHUGE|__GFP_NORETRY|__GFP_THISNODE"
+GFP_MTHP = "GFP_TRANSHUGE"
+GFP_TARGET = {0: "GFP_HIGHUSER_MOVABLE|__GFP_COMP", PMD_ORDER: "GFP_TRANSHUGE|__GFP_RETRY_MAYFAIL"}
+MODES = ("MIGRATE_ASYNC", "MIGRATE_SYNC_LIGHT", "MIGRATE_SYNC")
+
+
+class SimError(RuntimeError):
+    """The model reached a state it does not handle (a bug in a scenario or the model)."""
+
+
+# --------------------------------------------------------------------------------------
+# encodings
+
+
+def swap_entry(pfn: int, kind: str, young: bool, dirty: bool) -> int:
+    """x86_64 migration entry: ``TYPE(59-63) | ~OFFSET(9-58)``, offset = pfn | A/D bits."""
+    off = pfn | (int(young) << SWP_PFN_BITS) | (int(dirty) << (SWP_PFN_BITS + 1))
+    return (((~off) << 9) & ((1 << 59) - 1)) | (SWP_TYPE[kind] << 59)
+
+
+def present_entry(pfn: int, writable: bool, young: bool, dirty: bool, huge: bool) -> int:
+    """x86_64 present pte/pmd as ``remove_migration_pte/pmd`` print it (NX data mapping)."""
+    v = (pfn << PAGE_SHIFT) | _P | _US | _NX
+    if huge:
+        v |= _PSE
+    if writable:
+        v |= _RW
+    if young:
+        v |= _A
+    if dirty:
+        v |= _D if writable else _SAVED_DIRTY
+    return v
+
+
+def hashed_ptr(value: int) -> str:
+    """``%p`` in tracefs text: a 32-bit hash of the pointer, stable within a boot."""
+    h = hashlib.blake2b(value.to_bytes(8, "little"), digest_size=4, key=b"rmapscope-sim")
+    return f"{int.from_bytes(h.digest(), 'little'):016x}"
+
+
+def folio_ptr(pfn: int) -> int:
+    return VMEMMAP_BASE + 64 * pfn
+
+
+# --------------------------------------------------------------------------------------
+# state
+
+
+@dataclass(eq=False)
+class Entry:
+    """What one page-table slot holds: a present mapping or a migration entry."""
+
+    migration: bool
+    pfn: int  # the page's pfn (the head pfn for a pmd)
+    huge: bool
+    writable: bool  # present: RW; migration: a WRITE entry
+    exclusive: bool  # migration: a READ_EXCLUSIVE entry (when not writable)
+    young: bool
+    dirty: bool
+    origin: str  # fault | cow | fork | restore | set | copy
+    set_ev: int | None = None  # origin set: the set_migration_* event that made it
+    copied_from: Entry | None = None  # origin copy: the parent's entry
+    copy_vma: Vma | None = None  # origin copy: the child vma it was copied into
+    gone: bool = False  # replaced by a restore, or zapped
+    reported: bool = False  # already in the ground truth as stale
+    set_kind: str | None = None  # origin set: the entry type the set line printed
+    gone_ev: int | None = None  # the remove tracepoint that restored it
+
+    @property
+    def kind(self) -> str:
+        if self.writable:
+            return "write"
+        return "read_exclusive" if self.exclusive else "read"
+
+    def root_set(self) -> Entry:
+        e = self
+        while e.copied_from is not None:
+            e = e.copied_from
+        return e
+
+
+@dataclass(eq=False)
+class AnonVma:
+    ptr: int
+    root: AnonVma | None = None
+    # the interval tree, flattened to its in-order sequence of (vm_pgoff, vma)
+    tree: list[tuple[int, Vma]] = field(default_factory=list)
+    readers: int = 0  # on the root: walks holding the lock for reading
+    writer: object | None = None  # on the root: the agent holding it for writing
+
+    @property
+    def top(self) -> AnonVma:
+        return self.root or self
+
+
+@dataclass(eq=False)
+class Vma:
+    mm: Mm
+    start: int
+    end: int
+    pgoff: int
+    anon_vma: AnonVma | None = None
+    chain: list[AnonVma] = field(default_factory=list)
+    fork_src: Vma | None = None  # the parent vma this one is a fork copy of
+    copying: bool = False  # linked by anon_vma_fork, copy_page_range not returned yet
+    link_ev: int | None = None  # anon_vma_fork event
+    ret_ev: int | None = None  # copy_page_range_ret event
+    pending: list[Finding] = field(default_factory=list)  # findings detected at the ret
+
+    @property
+    def npages(self) -> int:
+        return (self.end - self.start) >> PAGE_SHIFT
+
+    def covers(self, index: int, nr: int) -> bool:
+        return self.pgoff <= index + nr - 1 and index <= self.pgoff + self.npages - 1
+
+    def addr_of(self, index: int) -> int:
+        return self.start + ((index - self.pgoff) << PAGE_SHIFT)
+
+
+@dataclass(eq=False)
+class Mm:
+    ptr: int
+    task: Task
+    vmas: list[Vma] = field(default_factory=list)
+    pt: dict[int, Entry] = field(default_factory=dict)  # addr -> entry (pmds at 2M addrs)
+    exited: bool = False
+
+    def vma_at(self, addr: int) -> Vma | None:
+        for v in self.vmas:
+            if v.start <= addr < v.end:
+                return v
+        return None
+
+
+@dataclass(eq=False)
+class Task:
+    pid: int
+    comm: str
+    cpu: int
+    mm: Mm | None = None
+    parent: Task | None = None
+    prio: int = 120
+
+
+@dataclass(eq=False)
+class Folio:
+    pfn: int
+    order: int
+    anon_vma: AnonVma
+    index: int  # page offset (pgoff) of the head page
+    exclusive: bool = True  # PageAnonExclusive
+    mapcount: int = 0  # present ptes/pmds mapping any of its pages
+    isolated: bool = False
+    freed: bool = False
+    op: Op | None = None
+    huge: bool = False  # pmd-mapped THP
+    set_walks_done: int = 0
+
+    @property
+    def nr(self) -> int:
+        return 1 << self.order
+
+
+@dataclass(eq=False)
+class Walk:
+    kind: str  # set | remove
+    folio: Folio  # the folio walked (the destination for a remove walk)
+    src: Folio  # remove: the folio whose entries are restored (== folio when failing)
+    task: Task
+    op: Op
+    start_ev: int
+    order: list[Vma]
+    visited: list[Vma] = field(default_factory=list)
+    visit_ev: dict[int, int] = field(default_factory=dict)  # id(vma) -> visit event
+    end_ev: int | None = None
+    pending: list[Finding] = field(default_factory=list)  # evidence to end with end_ev
+    waiting: dict[int, list[Finding]] = field(default_factory=dict)  # id(parent vma) -> ...
+
+
+@dataclass(eq=False)
+class Op:
+    """One migration attempt (in a batch) or one split of a folio."""
+
+    kind: str  # migrate | split
+    folio: Folio
+    task: Task
+    batch: Batch | None = None
+    set_walk: Walk | None = None
+    phase: str = "set"  # set | remove | done
+
+
+@dataclass(eq=False)
+class Batch:
+    task: Task
+    start_ev: int
+    sets: list[tuple[int, Entry, Mm, int, Op]] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Finding:
+    rule: str
+    mm: Mm | None
+    addr: int
+    pfn: int
+    old_pfn: int | None
+    new_pfn: int | None
+    explanation: str
+    evidence: list[int]  # event indices (the detecting one included)
+    detect_ev: int | None = None
+    parent_mm: Mm | None = None
+    verdict: str = "violation"
+    decidable: bool = True  # do the printed lines alone determine this finding?
+    copied: Entry | None = None  # stale-child-entry: the parent entry fork copied
+    child_vma: Vma | None = None
+
+
+@dataclass(slots=True)
+class Ev:
+    ts: int
+    cpu: int
+    comm: str
+    pid: int
+    flags: str
+    name: str
+    payload: str
+    dropped: bool = False
+    pfn: int | None = None  # set/remove tracepoints: the pfn their pte encodes
+
+
+class Agent:
+    """A task's program: a generator whose code between two yields is one atomic step."""
+
+    __slots__ = ("done", "gen", "guard", "name", "task")
+
+    def __init__(self, task: Task, gen: Generator, name: str = "") -> None:
+        self.task, self.gen, self.name = task, gen, name or f"{task.comm}-{task.pid}"
+        self.done = False
+        self.guard: Callable[[], bool] | None = None
+        self._advance()
+
+    def _advance(self) -> None:
+        try:
+            self.guard = next(self.gen)
+        except StopIteration:
+            self.done, self.guard = True, None
+
+    def ready(self) -> bool:
+        return not self.done and (self.guard is None or self.guard())
+
+    def step(self) -> None:
+        self._advance()
+
+
+Program = Generator[Callable[[], bool] | None, None, None]
+
+
+# --------------------------------------------------------------------------------------
+# the model
+
+
+class Model:
+    """Kernel state, the emitted events and the ground truth of one simulation run."""
+
+    def __init__(
+        self,
+        *,
+        bugs: frozenset[str] = frozenset(),
+        seed: int = 0,
+        cpus: int = 2,
+        t0: int = 4000 * 10**9,
+        jitter: bool = True,
+        drop_prob: float = 0.5,
+    ) -> None:
+        self.bugs = bugs
+        self.cpus = cpus
+        self.now = t0
+        self.jitter = jitter
+        self.drop_prob = drop_prob
+        self.rng_time = random.Random(seed * 1_000_003 + 1)
+        self.rng_bug = random.Random(seed * 1_000_003 + 2)
+        self.events: list[Ev] = []
+        self.findings: list[Finding] = []
+        self.info: list[Finding] = []
+        self.agents: list[Agent] = []
+        self.mms: list[Mm] = []
+        self.folios: dict[int, Folio] = {}  # pfn of every page -> its folio
+        self._mm_next = 0xFFFF888104A8E000
+        self._av_next = 0xFFFF888103C1D000
+        self._free: list[int] = []  # freed order-0 pfns, reused LIFO
+        self._pfn_next = 0x10A000 + (seed % 97) * 0x40
+        self._huge_next = 0x1C0000 + (seed % 13) * 0x400
+        self._target_next = 0x1F9000 + (seed % 89) * 0x40
+        self.stats = {"walks": 0, "steps": 0}
+
+    # -- events ---------------------------------------------------------------------
+    def emit(
+        self,
+        task: Task,
+        name: str,
+        payload: str,
+        flags: str = ".....",
+        *,
+        comm: str | None = None,
+        pid: int | None = None,
+    ) -> int:
+        self.now += 1000 * (self.rng_time.randint(1, 9) if self.jitter else 1)
+        self.events.append(
+            Ev(
+                self.now,
+                task.cpu,
+                task.comm if comm is None else comm,
+                task.pid if pid is None else pid,
+                flags,
+                name,
+                payload,
+            )
+        )
+        return len(self.events) - 1
+
+    def probe(self, task: Task, func: str, **keys: int) -> int:
+        args = "".join(f" {k}=0x{v:x}" for k, v in keys.items())
+        return self.emit(task, func, f"({func}+0x0/0x{FUNC_SIZE[func]:x}){args}")
+
+    def retprobe(self, task: Task, name: str, func: str, site: str, **keys: int) -> int:
+        args = "".join(f" {k}=0x{v:x}" for k, v in keys.items())
+        return self.emit(task, name, f"({RET_SITE[site]} <- {func}){args}")
+
+    # -- objects ----------------------------------------------------------------------
+    def new_task(self, pid: int, comm: str, cpu: int) -> Task:
+        return Task(pid, comm, cpu % self.cpus)
+
+    def new_mm(self, task: Task) -> Mm:
+        mm = Mm(self._mm_next, task)
+        self._mm_next += 0x640
+        task.mm = mm
+        self.mms.append(mm)
+        return mm
+
+    def new_anon_vma(self, root: AnonVma | None = None) -> AnonVma:
+        av = AnonVma(self._av_next, root)
+        self._av_next += 0x68
+        return av
+
+    def new_vma(self, mm: Mm, start: int, npages: int) -> Vma:
+        """An anonymous private vma (``vm_pgoff = start >> PAGE_SHIFT``) with an anon_vma."""
+        v = Vma(mm, start, start + (npages << PAGE_SHIFT), start >> PAGE_SHIFT)
+        av = self.new_anon_vma()
+        v.anon_vma, v.chain = av, [av]
+        self._tree_insert(av, v, None)
+        mm.vmas.append(v)
+        mm.vmas.sort(key=lambda x: x.start)
+        return v
+
+    def spawn(self, task: Task, program: Program, name: str = "") -> Agent:
+        a = Agent(task, program, name)
+        self.agents.append(a)
+        return a
+
+    # -- pfns -------------------------------------------------------------------------
+    def alloc_pfn(self, order: int, target: bool = False) -> int:
+        if order == 0 and self._free and not target:
+            # LIFO like the per-cpu free lists, but never a pfn a (stale) entry names
+            used = {e.pfn for mm in self.mms for e in mm.pt.values() if e.migration}
+            for i in range(len(self._free) - 1, -1, -1):
+                if self._free[i] not in used:
+                    return self._free.pop(i)
+        nr = 1 << order
+        if target:
+            pfn = (self._target_next + nr - 1) // nr * nr
+            self._target_next = pfn + nr
+        elif order:
+            pfn = (self._huge_next + nr - 1) // nr * nr
+            self._huge_next = pfn + nr
+        else:
+            pfn = self._pfn_next
+            self._pfn_next += 1
+        return pfn
+
+    def new_folio(self, pfn: int, order: int, av: AnonVma, index: int, huge: bool) -> Folio:
+        f = Folio(pfn, order, av, index, huge=huge)
+        for i in range(f.nr):
+            self.folios[pfn + i] = f
+        return f
+
+    def page_alloc(self, task: Task, pfn: int, order: int, gfp: str) -> int:
+        return self.emit(
+            task,
+            "mm_page_alloc",
+            f"page={hashed_ptr(folio_ptr(pfn))} pfn=0x{pfn:x} order={order} "
+            f"migratetype=1 gfp_flags={gfp}",
+        )
+
+    def page_free(self, task: Task, folio: Folio, batched: bool = False, flags: str = "....."):
+        folio.freed = True
+        for i in range(folio.nr):
+            if self.folios.get(folio.pfn + i) is folio:
+                del self.folios[folio.pfn + i]
+        if folio.order == 0 and folio.pfn < 0x1F0000:
+            self._free.append(folio.pfn)
+        if batched:  # tlb batching (zap at exit): free_unref_folios
+            return self.emit(
+                task,
+                "mm_page_free_batched",
+                f"page={hashed_ptr(folio_ptr(folio.pfn))} pfn=0x{folio.pfn:x} order=0",
+                flags,
+            )
+        return self.emit(
+            task,
+            "mm_page_free",
+            f"page={hashed_ptr(folio_ptr(folio.pfn))} pfn=0x{folio.pfn:x} order={folio.order}",
+            flags,
+        )
+
+    # -- page table ---------------------------------------------------------------------
+    def put(self, mm: Mm, addr: int, new: Entry | None) -> Entry | None:
+        """Replace the entry at ``addr``, keeping folio mapcounts right."""
+        old = mm.pt.get(addr)
+        if old is not None:
+            old.gone = True
+            if not old.migration:
+                self.folios[old.pfn].mapcount -= 1
+            del mm.pt[addr]
+        if new is not None:
+            mm.pt[addr] = new
+            if not new.migration:
+                self.folios[new.pfn].mapcount += 1
+        return old
+
+    def fault_in(self, task: Task, vma: Vma, addr: int, order: int = 0, huge: bool = False):
+        """A first-touch write fault: a fresh exclusive folio, mapped writable and dirty."""
+        pfn = self.alloc_pfn(order)
+        gfp = GFP_THP if huge else (GFP_MTHP if order else GFP_ANON)
+        self.page_alloc(task, pfn, order, gfp)
+        index = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
+        f = self.new_folio(pfn, order, vma.anon_vma, index, huge)
+        if huge:
+            self.put(vma.mm, addr, Entry(False, pfn, True, True, False, True, True, "fault"))
+        else:
+            for i in range(f.nr):
+                e = Entry(False, pfn + i, False, True, False, True, True, "fault")
+                self.put(vma.mm, addr + (i << PAGE_SHIFT), e)
+        return f
+
+    def pages_in(self, vma: Vma, folio: Folio) -> Iterator[tuple[int, int]]:
+        """(addr, pfn) of every slot of ``vma`` where ``folio`` would be mapped."""
+        if folio.huge:
+            yield vma.addr_of(folio.index), folio.pfn
+            return
+        for i in range(folio.nr):
+            idx = folio.index + i
+            if vma.pgoff <= idx < vma.pgoff + vma.npages:
+                yield vma.addr_of(idx), folio.pfn + i
+
+    # -- anon_vma interval tree -----------------------------------------------------------
+    def _tree_insert(self, av: AnonVma, vma: Vma, parent: Vma | None) -> None:
+        if parent is not None and "child-first" in self.bugs:
+            pos = next(i for i, (_, v) in enumerate(av.tree) if v is parent)
+        else:  # equal keys go right: after every avc with pgoff <= ours
+            pos = len(av.tree)
+            while pos and av.tree[pos - 1][0] > vma.pgoff:
+                pos -= 1
+        av.tree.insert(pos, (vma.pgoff, vma))
+
+    def walk_order(self, folio: Folio) -> list[Vma]:
+        return [v for _, v in folio.anon_vma.tree if v.covers(folio.index, folio.nr)]
+
+    @staticmethod
+    def lock_free(av: AnonVma) -> bool:
+        root = av.top
+        return root.readers == 0 and root.writer is None
+
+    # -- ground truth -----------------------------------------------------------------------
+    def find(self, f: Finding, info: bool = False) -> Finding:
+        (self.info if info else self.findings).append(f)
+        return f
+
+    # ======================================================================================
+    # programs (generators; see Agent)
+
+    # -- fork -----------------------------------------------------------------------------
+    def fork(self, parent: Task, child: Task, then: Callable[[Task], Program] | None = None):
+        """``fork()`` in ``parent``: dup_mmap per vma, then task_newtask/sched_process_fork."""
+        pmm = parent.mm
+        cmm = None
+        for pvma in list(pmm.vmas):
+            yield lambda pvma=pvma: self.lock_free(pvma.anon_vma)
+            if cmm is None:
+                cmm = self.new_mm(child)
+                child.parent = parent
+            cvma = self._link(parent, pvma, cmm)
+            done: set[int] = set()
+            for addr in sorted(a for a in pmm.pt if pvma.start <= a < pvma.end):
+                if addr in done:
+                    continue
+                yield None
+                done.update(self._copy(pvma, cvma, addr))
+            yield None
+            self._copy_ret(parent, cvma)
+        yield None
+        if cmm is None:
+            self.new_mm(child)
+            child.parent = parent
+        self.emit(
+            parent,
+            "task_newtask",
+            f"pid={child.pid} comm={child.comm} clone_flags=1200011 oom_score_adj=0",
+        )
+        self.emit(
+            parent,
+            "sched_process_fork",
+            f"comm={parent.comm} pid={parent.pid} child_comm={child.comm} child_pid={child.pid}",
+        )
+        if then is not None:
+            self.spawn(child, then(child))
+
+    def _link(self, task: Task, pvma: Vma, cmm: Mm) -> Vma:
+        """anon_vma_fork (the child vma becomes visible to walks) + copy_page_range entry."""
+        cvma = Vma(cmm, pvma.start, pvma.end, pvma.pgoff, fork_src=pvma, copying=True)
+        cmm.vmas.append(cvma)
+        cvma.link_ev = self.probe(
+            task,
+            "anon_vma_fork",
+            mm=cmm.ptr,
+            pmm=pvma.mm.ptr,
+            pgoff=pvma.pgoff,
+            anon_vma=pvma.anon_vma.ptr,
+        )
+        for av in pvma.chain:  # anon_vma_clone
+            self._tree_insert(av, cvma, pvma)
+            cvma.chain.append(av)
+        own = self.new_anon_vma(pvma.anon_vma.top)
+        cvma.anon_vma = own
+        cvma.chain.append(own)
+        self._tree_insert(own, cvma, None)
+        self.probe(
+            task,
+            "copy_page_range",
+            dst_mm=cmm.ptr,
+            src_mm=pvma.mm.ptr,
+            start=pvma.start,
+            end=pvma.end,
+            pgoff=pvma.pgoff,
+        )
+        return cvma
+
+    def _copy(self, pvma: Vma, cvma: Vma, addr: int) -> list[int]:
+        """Copy the entry at ``addr`` (a batch of ptes of one large folio when present)."""
+        pmm, cmm = pvma.mm, cvma.mm
+        e = pmm.pt.get(addr)
+        if e is None:
+            return [addr]
+        if e.migration:  # copy_nonpresent_pte / copy_huge_pmd
+            if e.writable or e.exclusive:  # is_cow_mapping: downgrade in both, no tracepoint
+                e.writable = e.exclusive = False
+            ce = Entry(True, e.pfn, e.huge, False, False, e.young, e.dirty, "copy")
+            ce.copied_from, ce.copy_vma = e, cvma
+            self.put(cmm, addr, ce)
+            root = e.root_set()
+            f = Finding(
+                "fork-copied-entry",
+                cmm,
+                addr,
+                e.pfn,
+                e.pfn,
+                None,
+                f"fork copied the parent's migration entry for pfn {e.pfn:#x} at {addr:#x} "
+                f"into child mm {cmm.ptr:#x} (no tracepoint; the remove walk restores both)",
+                [i for i in (root.set_ev, cvma.link_ev) if i is not None],
+                parent_mm=pmm,
+                verdict="ok",
+            )
+            cvma.pending.append(self.find(f, info=True))
+            return [addr]
+        folio = self.folios[e.pfn]
+        addrs = [addr]
+        if not e.huge and folio.nr > 1:  # copy_present_ptes batches a large folio's ptes
+            addrs = [
+                a
+                for a, pfn in self.pages_in(pvma, folio)
+                if a >= addr
+                and (x := pmm.pt.get(a)) is not None
+                and not x.migration
+                and x.pfn == pfn
+            ]
+        for a in addrs:
+            pe = pmm.pt[a]
+            pe.writable = False  # ptep_set_wrprotect
+            ce = Entry(False, pe.pfn, pe.huge, False, False, False, pe.dirty, "fork")
+            self.put(cmm, a, ce)
+        folio.exclusive = False  # folio_try_dup_anon_rmap_*
+        op = folio.op
+        if op is not None and op.phase == "set" and op.set_walk is not None:
+            w = op.set_walk
+            if cvma in w.visited:
+                f = Finding(
+                    "present-copied-after-set",
+                    cmm,
+                    addrs[0],
+                    folio.pfn,
+                    folio.pfn,
+                    None,
+                    f"fork copied a present pte for pfn {folio.pfn:#x} at {addrs[0]:#x} into "
+                    f"child mm {cmm.ptr:#x} after the set walk had visited the child: the "
+                    "child still maps the old page, so this migration attempt must fail",
+                    [w.visit_ev[id(cvma)], cvma.link_ev],
+                    parent_mm=pmm,
+                )
+                cvma.pending.append(self.find(f))
+        return addrs
+
+    def _copy_ret(self, task: Task, cvma: Vma) -> None:
+        ev = self.retprobe(task, "copy_page_range_ret", "copy_page_range", "dup_mmap", ret=0)
+        cvma.ret_ev = ev
+        cvma.copying = False
+        for f in cvma.pending:
+            f.evidence.append(ev)
+            f.detect_ev = ev if f.detect_ev is None else max(f.detect_ev, ev)
+        cvma.pending.clear()
+
+    # -- rmap walks -----------------------------------------------------------------------
+    def _visit_check(self, w: Walk, vma: Vma, ev: int) -> None:
+        """child-before-parent-{set,remove}: the walk visits a fork child while its copy is
+        in progress, and visits the child's parent (the copy source) only later."""
+        for f in w.waiting.pop(id(vma), []):  # ``vma`` is the parent of an earlier visit
+            f.evidence.append(ev)
+            w.pending.append(self.find(f))
+        p = vma.fork_src
+        if p is None or not vma.copying or p in w.visited or p not in w.order:
+            return
+        rule = f"child-before-parent-{w.kind}"
+        addr = vma.addr_of(w.folio.index)
+        what = (
+            "fork may copy a present pte into the child after the walk passed it"
+            if w.kind == "set"
+            else "fork may copy the parent's migration entry into the child after the walk "
+            "passed it, leaving a stale entry"
+        )
+        f = Finding(
+            rule,
+            vma.mm,
+            addr,
+            w.folio.pfn,
+            w.src.pfn,
+            w.folio.pfn if w.kind == "remove" else None,
+            f"the {w.kind} walk of pfn {w.folio.pfn:#x} visited child mm {vma.mm.ptr:#x} "
+            f"before its parent mm {p.mm.ptr:#x} while the child's page tables were being "
+            f"copied: {what}",
+            [vma.link_ev, w.start_ev, ev],
+            detect_ev=ev,
+            parent_mm=p.mm,
+        )
+        w.waiting.setdefault(id(p), []).append(f)
+
+    def set_walk(self, task: Task, op: Op, locked: bool = False):
+        """try_to_migrate: install migration entries in every vma mapping the folio."""
+        folio = op.folio
+        if not locked:
+            yield lambda: folio.anon_vma.top.writer is None
+            folio.anon_vma.top.readers += 1
+        else:
+            yield None
+        start = self.probe(
+            task,
+            "rmap_walk_anon",
+            folio=folio_ptr(folio.pfn),
+            anon_vma=folio.anon_vma.ptr | PAGE_MAPPING_ANON,
+            op=OP_ADDR["set"],
+        )
+        w = Walk("set", folio, folio, task, op, start, self.walk_order(folio))
+        op.set_walk, op.phase = w, "set"
+        self.stats["walks"] += 1
+        for vma in w.order:
+            yield None
+            addr0 = vma.addr_of(folio.index)
+            ev = self.probe(
+                task,
+                "try_to_migrate_one",
+                folio=folio_ptr(folio.pfn),
+                mm=vma.mm.ptr,
+                pgoff=vma.pgoff,
+                anon_vma=vma.anon_vma.ptr,
+                addr=addr0,
+            )
+            self._visit_check(w, vma, ev)
+            w.visited.append(vma)
+            w.visit_ev[id(vma)] = ev
+            for addr, pfn in self.pages_in(vma, folio):
+                e = vma.mm.pt.get(addr)
+                if e is None or e.migration or e.pfn != pfn or e.huge != folio.huge:
+                    continue
+                kind = "write" if e.writable else ("read_exclusive" if folio.exclusive else "read")
+                me = Entry(
+                    True,
+                    pfn,
+                    e.huge,
+                    kind == "write",
+                    kind == "read_exclusive",
+                    e.young,
+                    e.dirty,
+                    "set",
+                )
+                self.put(vma.mm, addr, me)
+                pte = swap_entry(pfn, kind, e.young, e.dirty)
+                if folio.huge:
+                    sev = self.emit(
+                        task, "set_migration_pmd", f"addr={addr:x}, pmd={pte:x}", "...1."
+                    )
+                else:
+                    sev = self.emit(
+                        task,
+                        "set_migration_pte",
+                        f"addr={addr:x}, pte={pte:x} order={folio.order}",
+                        "...1.",
+                    )
+                me.set_ev, me.set_kind = sev, kind
+                self.events[sev].pfn = pfn
+                if op.batch is not None:
+                    op.batch.sets.append((sev, me, vma.mm, addr, op))
+            if folio.mapcount == 0:  # rwc->done = folio_not_mapped
+                break
+        folio.exclusive = False  # folio_try_share_anon_rmap_*; restored by the remove walk
+        yield None
+        folio.set_walks_done += 1
+        w.end_ev = self.retprobe(
+            task,
+            "rmap_walk_anon_ret",
+            "rmap_walk_anon",
+            "rmap_walk_locked" if locked else "rmap_walk",
+        )
+        if not locked:
+            folio.anon_vma.top.readers -= 1
+        for f in w.pending:
+            f.evidence.append(w.end_ev)
+
+    def remove_walk(
+        self, task: Task, op: Op, dst: Folio, src: Folio, locked: bool = False, droppable=False
+    ):
+        """remove_migration_ptes(src, dst): restore every migration entry for ``src``."""
+        if not locked:
+            yield lambda: dst.anon_vma.top.writer is None
+            dst.anon_vma.top.readers += 1
+        else:
+            yield None
+        start = self.probe(
+            task,
+            "rmap_walk_anon",
+            folio=folio_ptr(dst.pfn),
+            anon_vma=dst.anon_vma.ptr | PAGE_MAPPING_ANON,
+            op=OP_ADDR["remove"],
+        )
+        w = Walk("remove", dst, src, task, op, start, self.walk_order(dst))
+        op.phase = "remove"
+        self.stats["walks"] += 1
+        skip = None
+        if droppable and "drop-remove" in self.bugs and self.rng_bug.random() < self.drop_prob:
+            holders = [v for v in w.order if self._entries_for(v, src)]
+            if holders:
+                skip = holders[self.rng_bug.randrange(len(holders))]
+        exclusive = False
+        for vma in w.order:
+            if vma is skip:
+                continue
+            yield None
+            ev = self.probe(
+                task,
+                "remove_migration_pte",
+                folio=folio_ptr(dst.pfn),
+                mm=vma.mm.ptr,
+                pgoff=vma.pgoff,
+                anon_vma=vma.anon_vma.ptr,
+                addr=vma.addr_of(dst.index),
+            )
+            self._visit_check(w, vma, ev)
+            w.visited.append(vma)
+            w.visit_ev[id(vma)] = ev
+            for addr, spfn in self._entries_for(vma, src):
+                e = vma.mm.pt[addr]
+                i = spfn - src.pfn
+                npfn = dst.pfn + i
+                ne = Entry(False, npfn, e.huge, e.writable, False, e.young, e.dirty, "restore")
+                self.put(vma.mm, addr, ne)
+                exclusive |= e.writable or e.exclusive
+                pte = present_entry(npfn, e.writable, e.young, e.dirty, e.huge)
+                if e.huge:
+                    rev = self.emit(
+                        task, "remove_migration_pmd", f"addr={addr:x}, pmd={pte:x}", "...1."
+                    )
+                else:
+                    order = dst.order if npfn == dst.pfn else 0  # compound_order(subpage)
+                    rev = self.emit(
+                        task,
+                        "remove_migration_pte",
+                        f"addr={addr:x}, pte={pte:x} order={order}",
+                        "...1.",
+                    )
+                self.events[rev].pfn = npfn
+                e.gone_ev = rev
+        dst.exclusive = exclusive
+        yield None
+        w.end_ev = self.retprobe(
+            task,
+            "rmap_walk_anon_ret",
+            "rmap_walk_anon",
+            "rmap_walk_locked" if locked else "rmap_walk",
+        )
+        if not locked:
+            dst.anon_vma.top.readers -= 1
+        for f in w.pending:
+            f.evidence.append(w.end_ev)
+        self._stale_check(w)
+
+    def _entries_for(self, vma: Vma, src: Folio) -> list[tuple[int, int]]:
+        out = []
+        for addr, pfn in self.pages_in(vma, src):
+            e = vma.mm.pt.get(addr)
+            if e is not None and e.migration and e.pfn == pfn and e.huge == src.huge:
+                out.append((addr, pfn))
+        return out
+
+    def _stale_check(self, w: Walk) -> None:
+        """stale-child-entry: a fork-copied entry for the folio outlived its remove walk."""
+        lo, hi = w.src.pfn, w.src.pfn + w.src.nr
+        for mm in self.mms:
+            for addr, e in mm.pt.items():
+                if not e.migration or not lo <= e.pfn < hi or e.origin != "copy" or e.reported:
+                    continue
+                e.reported = True
+                cvma = e.copy_vma
+                root = e.root_set()
+                f = Finding(
+                    "stale-child-entry",
+                    mm,
+                    addr,
+                    e.pfn,
+                    e.pfn,
+                    w.folio.pfn + (e.pfn - lo),
+                    f"child mm {mm.ptr:#x} still holds a migration entry for pfn {e.pfn:#x} at "
+                    f"{addr:#x} after the remove walk of that page ended: a stale entry "
+                    "pointing at a page that is being freed",
+                    [
+                        i
+                        for i in (root.set_ev, cvma.link_ev, w.start_ev, w.visit_ev.get(id(cvma)))
+                        if i is not None
+                    ],
+                    parent_mm=cvma.fork_src.mm if cvma.fork_src else None,
+                    copied=e.copied_from,
+                    child_vma=cvma,
+                )
+                f.evidence.append(w.end_ev)
+                if cvma.copying:  # proven only once that copy is over
+                    cvma.pending.append(f)
+                else:
+                    if cvma.ret_ev is not None:
+                        f.evidence.append(cvma.ret_ev)
+                    f.detect_ev = w.end_ev
+                self.find(f)
+
+    # -- migrate_pages ------------------------------------------------------------------------
+    def migrate_pages(
+        self,
+        task: Task,
+        folios: list[Folio] | Callable[[], list[Folio]],
+        reason: str = "compaction",
+        mode: int = 2,
+        alloc_targets: bool = False,
+    ):
+        """One ``migrate_pages()`` call: batched unmap, then move, then the counters.
+
+        ``folios`` may be a callable that isolates them in the call's first step.
+        """
+        yield None
+        if callable(folios):
+            folios = folios()
+            if not folios:
+                return
+        for f in folios:
+            f.isolated = True
+        start = self.emit(task, "mm_migrate_pages_start", f"mode={MODES[mode]} reason={reason}")
+        batch = Batch(task, start)
+        succeeded = failed = thp_succeeded = thp_failed = 0
+        unmapped: list[tuple[Folio, Folio | None, Op]] = []
+        retry = list(folios)
+        for _ in range(MAX_PASSES):
+            if not retry:
+                break
+            again = []
+            for f in retry:
+                # (runs in the step that ended the previous walk: no lock is held here)
+                if f.mapcount == 0 and not self._has_entries(f):
+                    # freed from under us: only the isolation reference is left
+                    self.page_free(task, f)
+                    succeeded += f.nr
+                    continue
+                op = Op("migrate", f, task, batch)
+                f.op = op
+                tpfn = self.alloc_pfn(f.order, target=True)
+                if alloc_targets:
+                    self.page_alloc(task, tpfn, f.order, GFP_TARGET.get(f.order, GFP_MTHP))
+                if f.mapcount:
+                    yield from self.set_walk(task, op)
+                if f.mapcount == 0:
+                    unmapped.append((f, tpfn, op))
+                    continue
+                # still mapped (a present pte appeared behind the walk): undo and retry
+                yield from self.remove_walk(task, op, f, f, droppable=True)
+                f.op = None
+                if alloc_targets:  # migrate_folio_undo_dst: the target goes back
+                    self.emit(
+                        task,
+                        "mm_page_free",
+                        f"page={hashed_ptr(folio_ptr(tpfn))} pfn=0x{tpfn:x} order={f.order}",
+                    )
+                again.append(f)
+            retry = again
+        for f in retry:
+            failed += f.nr
+            thp_failed += f.huge
+            f.isolated = False
+        for f, tpfn, op in unmapped:
+            dst = self.new_folio(tpfn, f.order, f.anon_vma, f.index, f.huge)
+            dst.isolated = True
+            yield from self.remove_walk(task, op, dst, f, droppable=True)
+            op.phase = "done"
+            yield None
+            self.page_free(task, f)
+            f.op = None
+            dst.isolated = False
+            if dst.mapcount == 0 and not self._has_entries(dst):
+                self.page_free(task, dst)  # every mapper went away meanwhile
+            succeeded += f.nr
+            thp_succeeded += f.huge
+        yield None
+        end = self.emit(
+            task,
+            "mm_migrate_pages",
+            f"nr_succeeded={succeeded} nr_failed={failed} nr_thp_succeeded={thp_succeeded} "
+            f"nr_thp_failed={thp_failed} nr_thp_split=0 nr_split=0 mode={MODES[mode]} "
+            f"reason={reason}",
+        )
+        for sev, e, mm, addr, op in batch.sets:  # leaked-entry
+            if e.gone:
+                continue
+            old = op.folio
+            e.reported = True
+            self.find(
+                Finding(
+                    "leaked-entry",
+                    mm,
+                    addr,
+                    e.pfn,
+                    e.pfn,
+                    None,
+                    f"migration entry for pfn {e.pfn:#x} at {addr:#x} in mm {mm.ptr:#x} was set "
+                    f"and never removed before its batch ended (folio {old.pfn:#x})",
+                    [sev, end],
+                    detect_ev=end,
+                )
+            )
+
+    def _has_entries(self, f: Folio) -> bool:
+        lo, hi = f.pfn, f.pfn + f.nr
+        return any(e.migration and lo <= e.pfn < hi for mm in self.mms for e in mm.pt.values())
+
+    # -- folio split ------------------------------------------------------------------------
+    def split_folio(self, task: Task, folio: Folio):
+        """__folio_split of a pte-mapped large anon folio (anon_vma write-locked throughout)."""
+        root = folio.anon_vma.top
+        yield lambda: root.readers == 0 and root.writer is None
+        root.writer = task
+        folio.isolated = True
+        op = Op("split", folio, task)
+        folio.op = op
+        if folio.mapcount:
+            yield from self.set_walk(task, op, locked=True)
+        if folio.mapcount:  # still mapped: remap the unsplit folio, split fails
+            yield from self.remove_walk(task, op, folio, folio, locked=True)
+            folio.op = None
+            folio.isolated = False
+            root.writer = None
+            return
+        news = []
+        for i in range(folio.nr):
+            del self.folios[folio.pfn + i]
+        for i in range(folio.nr):
+            nf = self.new_folio(folio.pfn + i, 0, folio.anon_vma, folio.index + i, False)
+            nf.exclusive = folio.exclusive
+            news.append(nf)
+        for nf in news:
+            sub = Op("split", nf, task)
+            nf.op = sub
+            yield from self.remove_walk(task, sub, nf, nf, locked=True)
+            nf.op = None
+        folio.op = None
+        root.writer = None
+
+    # -- exit -----------------------------------------------------------------------------
+    def exit(self, task: Task, reaper: Task | None = None):
+        """do_exit (6.16+ order) and, later, the task struct's release."""
+        mm = task.mm
+        yield None
+        self.emit(
+            task,
+            "sched_process_exit",
+            f"comm={task.comm} pid={task.pid} prio={task.prio} group_dead=true",
+        )
+        for vma in list(mm.vmas):  # unmap_vmas
+            yield None
+            for addr in sorted(a for a in mm.pt if vma.start <= a < vma.end):
+                e = mm.pt[addr]
+                self.put(mm, addr, None)
+                if e.migration:
+                    continue  # zap_nonpresent_ptes: dropped, no tracepoint
+                f = self.folios[e.pfn]
+                if f.mapcount == 0 and not f.isolated and not f.freed:
+                    self.page_free(task, f, batched=True)
+        for vma in list(mm.vmas):  # free_pgtables -> unlink_anon_vmas
+            yield lambda vma=vma: self.lock_free(vma.anon_vma)
+            self.probe(task, "unlink_anon_vmas", mm=mm.ptr, pgoff=vma.pgoff)
+            for av in vma.chain:
+                av.tree[:] = [(k, v) for k, v in av.tree if v is not vma]
+        yield None
+        self.emit(task, "exit_mmap", f"mt_mod {hashed_ptr(mm.ptr + 0x40)}, DESTROY")
+        mm.exited = True
+        mm.vmas.clear()
+        yield None
+        idle = Task(0, "<idle>", task.cpu)
+        self.emit(
+            idle, "sched_process_free", f"comm={task.comm} pid={task.pid} prio={task.prio}", "..s1."
+        )
+
+    # -- faults ---------------------------------------------------------------------------
+    def _waits(self, mm: Mm, addr: int) -> bool:
+        e = mm.pt.get(addr)
+        if e is None or not e.migration:
+            return False
+        f = self.folios.get(e.pfn)
+        return f is not None and f.op is not None  # migration_entry_wait until removed
+
+    def write(self, task: Task, addr: int):
+        """A write to ``addr`` (do_wp_page): reuse, copy-on-write or first fault."""
+        mm = task.mm
+        yield lambda: not self._waits(mm, addr)
+        vma = mm.vma_at(addr)
+        e = mm.pt.get(addr)
+        if vma is None:
+            return
+        if e is None:
+            self.fault_in(task, vma, addr)
+            return
+        if e.migration or e.huge:
+            return  # a stale entry (the kernel would spin here) or a THP: not modelled
+        if e.writable:
+            e.dirty = e.young = True
+            return
+        f = self.folios[e.pfn]
+        if f.mapcount == 1 and f.op is None and not f.isolated and f.nr == 1:
+            e.writable = e.dirty = e.young = True  # wp_can_reuse_anon_folio
+            f.exclusive = True
+            f.anon_vma = vma.anon_vma  # folio_move_anon_rmap
+            return
+        pfn = self.alloc_pfn(0)
+        self.page_alloc(task, pfn, 0, GFP_COW)
+        index = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
+        self.new_folio(pfn, 0, vma.anon_vma, index, False)
+        self.put(mm, addr, Entry(False, pfn, False, True, False, True, True, "cow"))
+        if f.mapcount == 0 and not f.isolated and not f.freed:
+            self.page_free(task, f)
+
+    # -- end of run ---------------------------------------------------------------------
+    def finish(self) -> None:
+        """Decide, once every line is known, which findings the lines alone determine.
+
+        Only ``stale-child-entry`` can be undecidable: the pte copy itself prints nothing,
+        so the lines prove that fork copied the parent's migration entry (and not the pte
+        the walk restored) only when the child's whole copy window lies inside the life of
+        the parent's entry (its set line .. its restore line), or when the parent's WRITE
+        entry was restored read-only (fork's downgrade).
+        """
+        ts = [e.ts for e in self.events]
+        for f in self.findings:
+            if f.rule != "stale-child-entry" or f.copied is None or f.child_vma is None:
+                continue
+            pe, cv = f.copied, f.child_vma
+            inside = (
+                pe.origin == "set"
+                and pe.set_ev is not None
+                and cv.link_ev is not None
+                and cv.ret_ev is not None
+                and ts[pe.set_ev] < ts[cv.link_ev]
+                and (pe.gone_ev is None or ts[cv.ret_ev] < ts[pe.gone_ev])
+            )
+            downgraded = pe.set_kind == "write" and pe.gone_ev is not None and not pe.writable
+            f.decidable = inside or downgraded
+
+
+# --------------------------------------------------------------------------------------
+# scheduling
+
+
+def run(model: Model, choose: Callable[[int], int]) -> None:
+    """Run every agent to completion; ``choose(n)`` picks one of ``n`` ready agents."""
+    while True:
+        ready = [a for a in model.agents if a.ready()]
+        if not ready:
+            stuck = [a.name for a in model.agents if not a.done]
+            if stuck:
+                raise SimError(f"deadlock: {', '.join(stuck)} cannot proceed")
+            return
+        a = ready[choose(len(ready))] if len(ready) > 1 else ready[0]
+        model.stats["steps"] += 1
+        a.step()
+
+
+def run_now(gen: Program) -> None:
+    """Run a program to completion at once (scenario setup, before the concurrent part)."""
+    for guard in gen:
+        if guard is not None and not guard():
+            raise SimError("setup step blocked")
