@@ -1,0 +1,625 @@
+"""Decode trace.dat event records into typed columns, one event type at a time.
+
+All records of one type in a batch are decoded together: every fixed-offset field is one
+numpy gather over the batch's byte buffer (records are 4-byte aligned, so most fields are
+read through a typed view), strings are cut out of the buffer with vectorised index
+arithmetic, and print-fmt conversions are applied per distinct value (symbolic and flags
+labels) or as vector expressions (computed arguments such as ``1UL << REC->defer_shift``).
+No Python object is made per event except for rare field kinds (non-char arrays).
+
+The columns are exactly those of the event's :class:`~rmapscope.schema.EventSchema` (built
+from the file's own format), valued as the text a tracer prints would parse:
+
+* ``symbolic`` conversions give the label of the value (unknown values ``0x<hex>``, as the
+  kernel and libtraceevent print them);
+* ``flags`` conversions give the ``__print_flags`` rendering (``GFP_KERNEL|__GFP_ZERO``,
+  leftover bits as ``0x<hex>``, ``cond ? __print_flags(...) : "none"`` honoured);
+* ``bool`` conversions give ``value != 0``;
+* derived columns (computed arguments) are evaluated when the expression only needs the
+  record's fields and integer arithmetic, else null (``page=%p`` from ``vmemmap_base``);
+* fields the print fmt does not show (``exit_mmap.mm``) keep their raw value.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rmapscope._printfmt import _split_fmt, split_args
+from rmapscope.schema import DECODED, EventSchema, FieldDef, column_for
+
+from . import _tracedat_expr as expr
+
+_U64 = np.uint64
+
+_FIELD_LINE = re.compile(r"field:(?P<decl>[^;]+);\s*offset:(?P<offset>\d+);\s*size:(?P<size>\d+);")
+
+
+# -- batch buffer access -----------------------------------------------------------------
+
+
+class Buffer:
+    """The bytes of a batch of records, with typed views for aligned gathers."""
+
+    def __init__(self, parts: list[np.ndarray], big_endian: bool, pad: bool = True) -> None:
+        """The concatenation of ``parts``, zero-padded so that reads may run a little past
+        the last record (``pad=False``: a single part already padded, used as is)."""
+        if not pad and len(parts) == 1 and len(parts[0]) % 8 == 0:
+            self._views(parts[0], big_endian)
+            return
+        total = sum(len(p) for p in parts)
+        data = np.empty(total + (-total) % 8 + 16, dtype=np.uint8)
+        at = 0
+        for p in parts:
+            data[at : at + len(p)] = p
+            at += len(p)
+        data[at:] = 0
+        self._views(data, big_endian)
+
+    def _views(self, data: np.ndarray, big_endian: bool) -> None:
+        self.u8 = data
+        self.e = ">" if big_endian else "<"
+        self.big = big_endian
+        self.u16 = data.view(self.e + "u2")
+        self.u32 = data.view(self.e + "u4")
+
+    def uint(self, addr: np.ndarray, size: int, aligned: bool | None = None) -> np.ndarray:
+        """Unsigned values of ``size`` bytes at byte addresses ``addr``.
+
+        ``aligned``: whether every address is a multiple of ``min(size, 4)`` (records are
+        4-byte aligned, so callers know it from the field offset); None: check.
+        """
+        if size == 1:
+            return np.take(self.u8, addr)
+        if size in (2, 4, 8):
+            if aligned is None:
+                aligned = not (addr & (min(size, 4) - 1)).any()
+            if aligned and size == 2:
+                return np.take(self.u16, addr >> 1).astype(np.uint16, copy=False)
+            if aligned and size == 4:
+                return np.take(self.u32, addr >> 2).astype(np.uint32, copy=False)
+            if aligned:
+                w = addr >> 2
+                a = np.take(self.u32, w).astype(_U64)
+                b = np.take(self.u32, w + 1).astype(_U64)
+                return (a << _U64(32)) | b if self.big else a | (b << _U64(32))
+        # unaligned, or an odd size: byte by byte (the first 8 bytes of a bigger field)
+        size = min(size, 8)
+        out = np.zeros(len(addr), dtype=_U64)
+        for k in range(size):
+            byte = np.take(self.u8, addr + k).astype(_U64)
+            shift = (size - 1 - k) if self.big else k
+            out |= byte << _U64(8 * shift)
+        if size in (1, 2, 4):
+            return out.astype(f"u{size}")
+        return out
+
+    def value(self, addr: np.ndarray, size: int, signed: bool, aligned: bool | None = None):
+        """Field values as numpy integers of the field's width and signedness."""
+        v = self.uint(addr, size, aligned)
+        if signed:
+            v = v.view(v.dtype.str.replace("u", "i"))  # keeps the byte order
+        return v.astype(v.dtype.newbyteorder("="), copy=False)
+
+    def strings(self, starts: np.ndarray, lengths: np.ndarray) -> pa.Array:
+        """NUL-terminated strings in ``lengths`` bytes at ``starts`` (negative length: null)."""
+        n = len(starts)
+        valid = lengths >= 0
+        lens = np.where(valid, lengths, 0).astype(np.int64)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        total = int(offsets[-1])
+        if total:
+            idx = np.repeat(starts - offsets[:-1], lens) + np.arange(total, dtype=np.int64)
+            vals = self.u8[idx]
+            zpos = np.flatnonzero(vals == 0)
+            strlen = lens.copy()
+            if len(zpos):
+                rows = np.searchsorted(offsets, zpos, side="right") - 1
+                first = np.full(n, -1, dtype=np.int64)
+                first[rows[::-1]] = zpos[::-1]
+                has = first >= 0
+                strlen[has] = first[has] - offsets[:-1][has]
+            if (strlen != lens).any():
+                row_of = np.repeat(np.arange(n), lens)
+                keep = (np.arange(total) - offsets[:-1][row_of]) < strlen[row_of]
+                vals = vals[keep]
+                offsets = np.zeros(n + 1, dtype=np.int64)
+                np.cumsum(strlen, out=offsets[1:])
+        else:
+            vals = np.zeros(0, np.uint8)
+        validity = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+        arr = pa.Array.from_buffers(
+            pa.large_binary(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(vals)]
+        )
+        try:
+            return arr.cast(pa.large_string()).cast(pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            text = [None if b is None else b.decode("utf-8", "replace") for b in arr.to_pylist()]
+            return pa.array(text, pa.string())
+
+
+# -- common columns ------------------------------------------------------------------------
+
+
+def flag_tables(lazy_resched: bool) -> tuple[np.ndarray, ...]:
+    """Lookup tables for the 5-character latency flags, like the kernel's
+    ``trace_print_lat_fmt`` (6.13+; on older kernels bit 0x02 meant "irqs not supported",
+    printed ``X``): irqs-off, need-resched, hard/softirq from ``common_flags``, preempt and
+    migrate-disable depths from ``common_preempt_count``."""
+    f = np.arange(256)
+    irqs_off, lazy, resched, hard, soft, preempt, nmi, bh = ((f >> b & 1) == 1 for b in range(8))
+    if not lazy_resched:
+        nosupport, lazy = lazy, np.zeros(256, dtype=bool)
+    else:
+        nosupport = np.zeros(256, dtype=bool)
+    c = np.frombuffer
+    a = np.select(
+        [irqs_off & bh, irqs_off, bh, nosupport], [ord("D"), ord("d"), ord("b"), ord("X")], ord(".")
+    )
+    nr = np.select(
+        [
+            resched & lazy & preempt,
+            resched & preempt,
+            lazy & preempt,
+            resched & lazy,
+            resched,
+            preempt,
+            lazy,
+        ],
+        [ord(x) for x in "BNLbnpl"],
+        ord("."),
+    )
+    hs = np.select([nmi & hard, nmi, hard & soft, hard, soft], [ord(x) for x in "ZzHhs"], ord("."))
+    hexd = c(b".123456789abcdef", dtype=np.uint8)
+    pc = np.arange(256)
+    return (
+        a.astype(np.uint8),
+        nr.astype(np.uint8),
+        hs.astype(np.uint8),
+        hexd[pc & 15],
+        hexd[pc >> 4],
+    )
+
+
+def flags_column(key: np.ndarray, tables) -> pl.Series:
+    """The ``flags`` strings (``d..1.``) from ``key = common_flags << 8 | preempt_count``."""
+    present = np.flatnonzero(np.bincount(key, minlength=1 << 16))
+    code = np.zeros(1 << 16, dtype=np.uint32)
+    code[present] = np.arange(len(present), dtype=np.uint32)
+    f, p = present >> 8, present & 0xFF
+    chars = np.stack([tables[0][f], tables[1][f], tables[2][f], tables[3][p], tables[4][p]], axis=1)
+    labels = [bytes(row).decode("ascii") for row in chars.tolist()]
+    return pl.Series("flags", labels, dtype=pl.String).gather(np.take(code, key))
+
+
+class CommMap:
+    """pid -> comm from the file's saved cmdlines, as trace-cmd prints it: ``<idle>`` for
+    pid 0, ``<...>`` for a pid the file does not name."""
+
+    def __init__(self, cmdlines: dict[int, str]) -> None:
+        items = sorted((p, c) for p, c in cmdlines.items() if 0 < p < (1 << 23))
+        self.names = pl.Series("comm", [c for _, c in items] + ["<...>", "<idle>"], dtype=pl.String)
+        unknown = len(items)
+        top = (items[-1][0] + 1) if items else 1
+        # a dense table (pid_max is at most 4M); its last slot answers every other pid
+        self.table = np.full(top + 1, unknown, dtype=np.uint32)
+        self.table[[p for p, _ in items]] = np.arange(unknown, dtype=np.uint32)
+        self.table[0] = unknown + 1
+        self.top = top
+
+    def __call__(self, pid: np.ndarray) -> pl.Series:
+        idx = np.minimum(pid.view(np.uint32), np.uint32(self.top))  # negative pids: unknown
+        return self.names.gather(np.take(self.table, idx))
+
+
+# -- per-event decoders ----------------------------------------------------------------------
+
+
+@dataclass
+class _Column:
+    name: str
+    type: pa.DataType
+    source: str  # "field", "derived", "decoded", "null"
+    fdef: FieldDef | None = None
+    kind: str = ""  # conversion kind for "field" / "derived"
+    node: expr.Node | None = None  # expression to evaluate (None: the raw field)
+    table: tuple = ()  # symbolic: ((value, label), ...); flags: (delim, entries, else)
+
+
+@dataclass
+class EventDecoder:
+    """How to decode one event type of one file."""
+
+    schema: EventSchema
+    min_size: int
+    columns: list[_Column] = field(default_factory=list)
+    flexible: set[str] = field(default_factory=set)  # ``char buf[]`` inline tail arrays
+    common: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (off, size)
+
+
+def _flexible_fields(text: str) -> set[str]:
+    """Names of ``type name[]`` fields declared without ``__data_loc``: inline arrays that
+    run to the end of the record (ftrace's ``print.buf``)."""
+    out = set()
+    for m in _FIELD_LINE.finditer(text):
+        decl = m.group("decl").strip()
+        if decl.startswith(("__data_loc", "__rel_loc")):
+            continue
+        mm = re.match(r".*?(\w+)\s*\[\s*\]$", decl)
+        if mm:
+            out.add(mm.group(1))
+    return out
+
+
+def _print_args(text: str) -> list[str] | None:
+    for line in text.splitlines():
+        s = line.strip()
+        if s.startswith("print fmt:"):
+            try:
+                return _split_fmt(s[len("print fmt:") :])[1]
+            except (ValueError, IndexError):
+                return None
+    return None
+
+
+def _call_args(arg: str, name: str) -> list[str] | None:
+    """The arguments of the first ``name(...)`` call in ``arg``."""
+    i = arg.find(name + "(")
+    if i < 0:
+        return None
+    depth, start, quote = 0, i + len(name), False
+    for j in range(start, len(arg)):
+        ch = arg[j]
+        if quote:
+            if ch == '"' and arg[j - 1] != "\\":
+                quote = False
+            continue
+        if ch == '"':
+            quote = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return split_args(arg[start + 1 : j])
+    return None
+
+
+def _entries(args: list[str]) -> list[tuple[int, str]]:
+    """``{value, "label"}`` table entries; those whose value cannot be evaluated are skipped."""
+    out = []
+    for a in args:
+        a = a.strip()
+        if not (a.startswith("{") and a.endswith("}")):
+            continue
+        parts = split_args(a[1:-1])
+        if len(parts) != 2 or not parts[1].strip().startswith('"'):
+            continue
+        try:
+            value = expr.evaluate(expr.parse(parts[0]), {})
+        except expr.Unsupported:
+            continue
+        out.append((int(value), _unquote(parts[1])))
+    return out
+
+
+def _unquote(s: str) -> str:
+    s = s.strip()
+    if len(s) >= 2 and s[0] == s[-1] == '"':
+        s = s[1:-1]
+    return s.replace('\\"', '"').replace("\\\\", "\\")
+
+
+def _ternary_else(arg: str) -> tuple[str | None, str | None]:
+    """For ``cond ? X : "text"``: (cond, text); else (None, None)."""
+    depth, quote, q = 0, False, -1
+    for j, ch in enumerate(arg):
+        if quote:
+            if ch == '"' and arg[j - 1] != "\\":
+                quote = False
+            continue
+        if ch == '"':
+            quote = True
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and ch == "?" and q < 0:
+            q = j
+        elif depth == 0 and ch == ":" and q >= 0:
+            tail = arg[j + 1 :].strip()
+            if tail.startswith('"') and tail.endswith('"'):
+                return arg[:q].strip(), _unquote(tail)
+            return None, None
+    return None, None
+
+
+def build_decoder(schema: EventSchema, text: str) -> EventDecoder:
+    """Plan the columns of one event from its parsed schema and its format text."""
+    flexible = _flexible_fields(text)
+    fields = {f.name: f for f in schema.fields}
+    fixed_end = [f.offset + (0 if f.name in flexible else f.size) for f in schema.fields]
+    dec = EventDecoder(schema=schema, min_size=max(fixed_end, default=8), flexible=flexible)
+    for name in ("common_type", "common_flags", "common_preempt_count", "common_pid"):
+        f = fields.get(name)
+        if f is not None:
+            dec.common[name] = (f.offset, f.size)
+    args = _print_args(text) or []
+    convs = schema.print_fmt.conversions if schema.print_fmt else []
+    by_field: dict[str, tuple[object, str]] = {}
+    derived: dict[str, tuple[object, str]] = {}
+    for i, conv in enumerate(convs):
+        arg = args[i] if i < len(args) else ""
+        if conv.derived:
+            derived[column_for(conv.column)] = (conv, arg)
+        else:
+            by_field.setdefault(conv.column, (conv, arg))
+    col_of_field = {
+        column_for(f.name): f for f in schema.fields if not f.name.startswith("common_")
+    }
+    decoded = dict(DECODED.get(schema.name, []))
+    for name, typ in schema.columns():
+        f = col_of_field.get(name)
+        if f is not None:
+            col = _Column(name, typ, "field", fdef=f)
+            conv_arg = by_field.get(f.name)
+            if conv_arg is not None:
+                conv, arg = conv_arg
+                col.kind = conv.kind
+                _plan_conversion(col, conv, arg, fields)
+            dec.columns.append(col)
+        elif name in derived:
+            conv, arg = derived[name]
+            col = _Column(name, typ, "derived", kind=conv.kind)
+            _plan_conversion(col, conv, arg, fields)
+            dec.columns.append(col)
+        elif name in decoded:
+            dec.columns.append(_Column(name, typ, "decoded"))
+        else:
+            dec.columns.append(_Column(name, typ, "null"))
+    return dec
+
+
+def _parse_or_none(text: str, fields: dict[str, FieldDef]) -> expr.Node | None:
+    try:
+        node = expr.parse(text)
+    except expr.Unsupported:
+        return None
+    if not expr.fields_of(node) <= set(fields):
+        return None
+    return node
+
+
+def _plan_conversion(col: _Column, conv, arg: str, fields: dict[str, FieldDef]) -> None:
+    if conv.kind == "symbolic":
+        inner = _call_args(arg, "__print_symbolic")
+        if inner:
+            col.node = _parse_or_none(inner[0], fields)
+            col.table = tuple(_entries(inner[1:]))
+        return
+    if conv.kind == "flags":
+        inner = _call_args(arg, "__print_flags")
+        if inner and len(inner) >= 2:
+            col.node = _parse_or_none(inner[0], fields)
+            cond, other = _ternary_else(arg)
+            cond_node = _parse_or_none(cond, fields) if cond else None
+            col.table = (_unquote(inner[1]), tuple(_entries(inner[2:])), cond_node, other)
+        return
+    if conv.kind == "bool":
+        cond = arg.split("?", 1)[0] if "?" in arg else arg
+        col.node = _parse_or_none(cond, fields)
+        return
+    if conv.kind == "str":
+        return
+    node = _parse_or_none(arg, fields) if arg else None
+    if node is not None and node.op == "field" and col.source == "field":
+        node = None  # the raw field itself
+    col.node = node
+
+
+def render_flags(value: int, delim: str, entries: tuple[tuple[int, str], ...]) -> str:
+    """``__print_flags``: names of the table entries whose bits are all set, in table order,
+    then any leftover bits in hex (``0x...``), joined by ``delim``.
+
+    >>> render_flags(0x5, "|", ((1, "A"), (4, "C")))
+    'A|C'
+    >>> render_flags(0x9, "|", ((1, "A"),))
+    'A|0x8'
+    """
+    parts = []
+    for mask, name in entries:
+        if mask and (value & mask) == mask:
+            parts.append(name)
+            value &= ~mask
+    if value:
+        parts.append(f"0x{value:x}")
+    return delim.join(parts)
+
+
+class Decoder:
+    """Decodes the records of each event type of one file into typed columns."""
+
+    def __init__(self, big_endian: bool) -> None:
+        self.big = big_endian
+
+    def field_values(self, buf: Buffer, rec: np.ndarray, f: FieldDef) -> np.ndarray:
+        size = f.size if f.size else 4
+        aligned = f.offset % min(size, 4) == 0  # records start 4-byte aligned
+        return buf.value(rec + f.offset, size, f.signed, aligned)
+
+    def _u64_values(self, buf: Buffer, rec: np.ndarray, dec: EventDecoder, node: expr.Node) -> dict:
+        fields = {f.name: f for f in dec.schema.fields}
+        out = {}
+        for name in expr.fields_of(node):
+            f = fields[name]
+            if f.dynamic or f.array_len is not None or name in dec.flexible:
+                raise expr.Unsupported(f"{name} is not a number")
+            v = self.field_values(buf, rec, f)
+            out[name] = v.astype(np.int64).astype(_U64) if f.signed else v.astype(_U64)
+        return out
+
+    def columns(
+        self, buf: Buffer, rec: np.ndarray, rec_len: np.ndarray, dec: EventDecoder
+    ) -> dict[str, pl.Series]:
+        """The event's own columns for records at ``rec`` (byte offsets into ``buf``)."""
+        out: dict[str, pl.Series] = {}
+        n = len(rec)
+        for col in dec.columns:
+            if col.source == "decoded":
+                continue
+            try:
+                value = self._column(buf, rec, rec_len, dec, col)
+            except expr.Unsupported:
+                value = None
+            out[col.name] = to_series(col.name, value, col.type, n)
+        return out
+
+    def _column(self, buf, rec, rec_len, dec, col: _Column):
+        """A numpy array, a pyarrow array, a polars Series, or None (all null)."""
+        n = len(rec)
+        f = col.fdef
+        if col.source == "null" or (col.kind == "flags" and not col.table):
+            return None
+        if col.kind in ("symbolic", "flags", "bool") or (col.source == "derived" and col.node):
+            if col.node is None:
+                if f is None or f.is_string or f.array_len is not None or f.dynamic:
+                    return None
+                values = self.field_values(buf, rec, f).astype(np.int64).astype(_U64)
+            else:
+                values = expr.evaluate(col.node, self._u64_values(buf, rec, dec, col.node))
+                values = np.broadcast_to(np.asarray(values, dtype=_U64), (n,))
+            if col.kind == "symbolic":
+                return _symbolic(values, col.table)
+            if col.kind == "flags":
+                cond = col.table[2]
+                cond_values = self._u64_values(buf, rec, dec, cond) if cond else None
+                return _flags(values, col.table, cond_values)
+            if col.kind == "bool":
+                return values != 0
+            return values
+        if col.source == "derived":
+            return None
+        # a field: strings, arrays, or numbers (possibly through a print-fmt expression)
+        if f.is_string:
+            return self._string(buf, rec, rec_len, dec, f)
+        if f.array_len is not None or f.dynamic is not None or f.name in dec.flexible:
+            return self._array_text(buf, rec, rec_len, dec, f)
+        if col.node is not None:
+            values = expr.evaluate(col.node, self._u64_values(buf, rec, dec, col.node))
+            return np.broadcast_to(np.asarray(values, dtype=_U64), (n,))
+        return self.field_values(buf, rec, f)
+
+    def _bounds(self, buf, rec, rec_len, dec, f) -> tuple[np.ndarray, np.ndarray]:
+        """(start address, length) of an array field; length -1 where it is out of bounds."""
+        if f.name in dec.flexible:
+            start = rec + f.offset
+            length = rec_len.astype(np.int64) - f.offset
+        elif f.dynamic is not None:
+            loc = buf.uint(rec + f.offset, 4, f.offset % 4 == 0).astype(np.int64)
+            off = loc & 0xFFFF
+            length = loc >> 16
+            if f.dynamic == "rel_loc":
+                off = off + f.offset + f.size
+            start = rec + off
+            length = np.where(off + length <= rec_len, length, -1)
+        else:
+            start = rec + f.offset
+            length = np.full(len(rec), f.size, dtype=np.int64)
+            length = np.where(f.offset + f.size <= rec_len, length, -1)
+        return start, np.where(length < 0, -1, length)
+
+    def _string(self, buf, rec, rec_len, dec, f) -> pa.Array:
+        start, length = self._bounds(buf, rec, rec_len, dec, f)
+        return buf.strings(start, length)
+
+    def _array_text(self, buf, rec, rec_len, dec, f) -> pa.Array:
+        """Non-char arrays, as libtraceevent's raw dump prints them: ``ARRAY[01, 02, ...]``."""
+        start, length = self._bounds(buf, rec, rec_len, dec, f)
+        out = []
+        for s, ln in zip(start.tolist(), length.tolist(), strict=True):
+            if ln < 0:
+                out.append(None)
+                continue
+            data = buf.u8[s : s + ln].tobytes()
+            out.append("ARRAY[" + ", ".join(f"{b:02x}" for b in data) + "]")
+        return pa.array(out, pa.string())
+
+
+_PL_TYPES: dict[pa.DataType, pl.DataType] = {}
+
+
+def pl_type(typ: pa.DataType) -> pl.DataType:
+    """The polars dtype of an arrow type."""
+    t = _PL_TYPES.get(typ)
+    if t is None:
+        t = _PL_TYPES[typ] = pl.from_arrow(pa.array([], type=typ)).dtype
+    return t
+
+
+def to_series(name: str, value, typ: pa.DataType, n: int) -> pl.Series:
+    """A polars Series of ``typ`` from what a decoder produced."""
+    dtype = pl_type(typ)
+    if value is None:
+        return pl.Series(name, [None], dtype=dtype).new_from_index(0, n)
+    if isinstance(value, pl.Series):
+        s = value.alias(name)
+    elif isinstance(value, pa.Array):
+        s = pl.Series(name, value)
+    else:
+        arr = np.asarray(value)
+        if pa.types.is_boolean(typ):
+            return pl.Series(name, arr.astype(bool))
+        if pa.types.is_integer(typ):
+            return pl.Series(name, arr.astype(typ.to_pandas_dtype(), copy=False))
+        if pa.types.is_string(typ):
+            return pl.Series(name, [str(int(v)) for v in arr.tolist()], dtype=pl.String)
+        s = pl.Series(name, arr)
+    return s if s.dtype == dtype else s.cast(dtype, strict=False)
+
+
+def _labels(values: np.ndarray, label) -> pl.Series:
+    """``label(value)`` for every element, computed once per distinct value."""
+    enc = pc.dictionary_encode(pa.array(np.ascontiguousarray(values)))
+    uniq = enc.dictionary.to_pylist()
+    names = pl.Series([label(int(v)) for v in uniq], dtype=pl.String)
+    return names.gather(enc.indices.to_numpy(zero_copy_only=False))
+
+
+def _symbolic(values: np.ndarray, table: tuple) -> pl.Series:
+    lookup: dict[int, str] = {}
+    for v, label in table:
+        lookup.setdefault(v & expr.MASK, label)
+    return _labels(values, lambda v: lookup.get(v, f"0x{v:x}"))
+
+
+def _flags(values: np.ndarray, table: tuple, cond_values) -> pl.Series:
+    delim, entries, cond_node, other = table
+    if cond_node is None or other is None:
+        return _labels(values, lambda v: render_flags(v, delim, entries))
+    cond = expr.evaluate(cond_node, cond_values)
+    if isinstance(cond, int):
+        if not cond:
+            return repeat_string(other, len(values))
+        return _labels(values, lambda v: render_flags(v, delim, entries))
+    cond = np.asarray(cond, dtype=_U64)
+    if cond_node.op == "field" and np.array_equal(cond, values):
+        # ``(REC->x) ? __print_flags(REC->x, ...) : "none"``: a zero value shows the else text
+        return _labels(values, lambda v: render_flags(v, delim, entries) if v else other)
+    key = np.where(cond != 0, values, _U64(0))
+    zero_label = other
+    return pl.select(
+        pl.when(pl.Series(cond != 0))
+        .then(_labels(key, lambda v: render_flags(v, delim, entries)))
+        .otherwise(pl.lit(zero_label))
+    ).to_series()
+
+
+def repeat_string(text: str, n: int, name: str = "") -> pl.Series:
+    """``n`` copies of ``text``."""
+    return pl.Series(name, [text], dtype=pl.String).new_from_index(0, n)

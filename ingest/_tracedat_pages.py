@@ -1,0 +1,382 @@
+"""Walk ring-buffer pages (sub-buffers) of a trace.dat CPU stream into record arrays.
+
+A page is ``u64 timestamp, long commit, data[commit & (1<<27)-1]``; the data is a chain of
+4-byte-aligned entries whose first word holds ``type_len:5, time_delta:27`` (see formats.md
+section 3.4 and libtraceevent's kbuffer-parse.c):
+
+* 1..28: a data record of ``type_len * 4`` bytes after the header word;
+* 0: a data record whose length (+4) is in the next word (``array[0]``);
+* 29: padding, ``array[0]`` bytes long; with ``time_delta == 0`` the rest of the page is padding;
+* 30: time extend, ``(array[0] << 27) | time_delta`` added to the clock;
+* 31: absolute time stamp, replacing the clock (its top 5 bits kept from the page's time).
+
+The chain is inherently sequential within a page but independent across pages, so all pages
+of a group are walked together: each step advances every unfinished page by one entry with
+a few numpy operations ("lanes"), and everything else (timestamps with time extends and
+absolute stamps, record offsets and lengths, sanity checks) is computed afterwards over all
+visited entries at once. Padding deltas are added to the clock like trace-cmd (libtraceevent)
+does, so timestamps match ``trace-cmd report``; the kernel's own reader skips them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from rmapscope.errors import InputError
+
+from ._tracedat_file import MAX_CHUNK, FileReader, decompress
+
+COMMIT_MASK = (1 << 27) - 1
+MISSING_EVENTS = 1 << 31
+MISSING_STORED = 1 << 30
+TS_MSB = np.uint64(0xF8 << 56)
+GROUP_BYTES = 32 << 20  # pages walked together (at most; less with many CPUs)
+
+_U64 = np.uint64
+
+
+@dataclass
+class PageLayout:
+    """How to read a page: size, endianness, kernel long size and data offset."""
+
+    page_size: int
+    big_endian: bool
+    long_size: int
+    data_offset: int  # 16 on 64-bit kernels, 12 on 32-bit
+
+
+@dataclass
+class Walked:
+    """The data records of one group of pages, in page order.
+
+    ``rec_off``/``rec_len``: byte offset (in the group buffer) and length of each record's
+    payload; ``raw_ts``: its timestamp in clock units; ``page``: its page index in the group.
+    ``lost_pages``/``lost_counts``: pages whose header says events were lost before them
+    (count -1 when the page does not store it).
+    """
+
+    rec_off: np.ndarray
+    rec_len: np.ndarray
+    raw_ts: np.ndarray
+    page: np.ndarray
+    lost_pages: np.ndarray
+    lost_counts: np.ndarray
+
+
+def _words(buf: np.ndarray, big: bool) -> np.ndarray:
+    return buf.view(">u4" if big else "<u4")
+
+
+def walk(buf: np.ndarray, n_pages: int, layout: PageLayout, where: Callable[[int], str]) -> Walked:
+    """Walk ``n_pages`` pages held in ``buf`` (``n_pages * page_size`` bytes plus at least
+    8 bytes of zero padding). ``where(page)`` describes a page's origin for error messages.
+    """
+    ps = layout.page_size
+    hdr = layout.data_offset
+    words = _words(buf, layout.big_endian)
+    wps = ps // 4
+    page_w = np.arange(n_pages, dtype=np.int64) * wps
+    lo, hi = (1, 0) if layout.big_endian else (0, 1)
+    ts0 = words[page_w + lo].astype(_U64) | (words[page_w + hi].astype(_U64) << _U64(32))
+    if layout.long_size == 8:
+        commit = words[page_w + (3 if layout.big_endian else 2)].astype(np.int64)
+    else:
+        commit = words[page_w + 2].astype(np.int64)
+    size = commit & COMMIT_MASK
+    bad = np.flatnonzero(size > ps - hdr)
+    if len(bad):
+        p = int(bad[0])
+        raise InputError(
+            f"{where(p)}: page header claims {int(size[p])} bytes of data in a "
+            f"{ps}-byte page: corrupt trace.dat"
+        )
+    lost_pages, lost_counts = _lost(words, commit, size, page_w, layout)
+    start_w = page_w + hdr // 4
+    end_w = start_w + (size + 3) // 4
+
+    # Walk: every step moves each unfinished page to its next entry. A page's k-th entry
+    # is visited at step k, so (page, step) gives every entry its place without sorting.
+    lanes = np.flatnonzero(size > 0)
+    pos = start_w[lanes]
+    end = end_w[lanes]
+    visited: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
+    for _ in range(wps + 1):
+        if not len(pos):
+            break
+        visited.append(pos)
+        owners.append(lanes)
+        w = _header(np.take(words, pos), layout.big_endian)
+        tl = w & 31
+        step = tl + 1
+        special = np.flatnonzero((tl - 1) >= 28)  # type 0 (wraps around) or 29..31
+        if len(special):
+            sp_pos = pos[special]
+            sp_tl = tl[special]
+            a0 = np.take(words, sp_pos + 1).astype(np.int64)
+            d = w[special] >> 5
+            st = np.where(
+                sp_tl == 0,
+                2 + (a0 - 4 + 3) // 4,
+                np.where(sp_tl == 29, np.where(d == 0, wps, 1 + a0 // 4), 2),
+            )
+            # array[0] < 4 (type 0) or a padding length that is not a multiple of 4 cannot
+            # be walked: stop there, the check in _records reports it.
+            broken = ((sp_tl == 0) & (a0 < 4)) | ((sp_tl == 29) & (d != 0) & (a0 % 4 != 0))
+            step[special] = np.where(broken, wps, np.minimum(st, wps))
+        pos = pos + step
+        alive = pos < end
+        if not alive.all():
+            keep = np.flatnonzero(alive)
+            pos, end, lanes = pos[keep], end[keep], lanes[keep]
+
+    if not visited:
+        empty = np.empty(0, np.int64)
+        return Walked(
+            empty, empty.astype(np.int32), empty.astype(_U64), empty, lost_pages, lost_counts
+        )
+    counts = np.bincount(np.concatenate(owners), minlength=n_pages)
+    first = np.zeros(n_pages, dtype=np.int64)
+    np.cumsum(counts[:-1], out=first[1:])
+    vpos = np.empty(int(first[-1] + counts[-1]), dtype=np.int64)
+    for k, (pos_k, lanes_k) in enumerate(zip(visited, owners, strict=True)):
+        vpos[first[lanes_k] + k] = pos_k
+    big = layout.big_endian
+    out = _records(words, vpos, ts0, first, counts, end_w, wps, where, bool(len(lost_pages)), big)
+    out.lost_pages, out.lost_counts = lost_pages, lost_counts
+    return out
+
+
+def _lost(words, commit, size, page_w, layout: PageLayout) -> tuple[np.ndarray, np.ndarray]:
+    missed = np.flatnonzero(commit & MISSING_EVENTS)
+    counts = np.full(len(missed), -1, dtype=np.int64)
+    if len(missed):
+        stored = (commit[missed] & MISSING_STORED) != 0
+        at = layout.data_offset + size[missed]  # the count is a long right after the data
+        fits = stored & (at + layout.long_size <= layout.page_size) & (at % 4 == 0)
+        idx = np.flatnonzero(fits)
+        if len(idx):
+            w = page_w[missed[idx]] + at[idx] // 4
+            if layout.long_size == 8:
+                lo, hi = (w + 1, w) if layout.big_endian else (w, w + 1)
+                val = words[lo].astype(np.int64) | (words[hi].astype(np.int64) << 32)
+            else:
+                val = words[w].astype(np.int64)
+            counts[idx] = val
+    return missed, counts
+
+
+def _header(w: np.ndarray, big: bool) -> np.ndarray:
+    """Entry header words as ``time_delta << 5 | type_len`` whatever the byte order (a
+    big-endian kernel puts type_len in the top 5 bits)."""
+    if not big:
+        return w
+    return ((w & np.uint32(0x07FFFFFF)) << np.uint32(5)) | (w >> np.uint32(27))
+
+
+def _records(words, vpos, ts0, first, counts, end_w, wps, where, want_pages, big) -> Walked:
+    """Classify the visited entries of a group; compute timestamps and record extents."""
+    n = len(vpos)
+    w = _header(np.take(words, vpos), big)
+    tl = w & 31
+    special = np.flatnonzero((tl - 1) >= 28)  # type 0 (wraps around) or 29..31
+    tl_sp = tl[special]
+    a0_sp = np.take(words, vpos[special] + 1).astype(np.int64)
+    d_sp = (w[special] >> 5).astype(_U64)
+    pages = np.flatnonzero(counts)
+
+    # Sanity. Only the last entry of a page can run past its committed data (the walk
+    # stops there), and only special entries can be malformed.
+    broken = ((tl_sp == 0) & (a0_sp < 4)) | ((tl_sp == 29) & (d_sp != 0) & (a0_sp % 4 != 0))
+    last = first[pages] + counts[pages] - 1
+    tl_l = tl[last].astype(np.int64)
+    a0_l = np.take(words, vpos[last] + 1).astype(np.int64)
+    len_l = np.where(tl_l == 0, 2 + (a0_l - 4 + 3) // 4, np.where(tl_l >= 30, 2, tl_l + 1))
+    over = (tl_l != 29) & (vpos[last] + len_l > end_w[pages])
+    if broken.any() or over.any():
+        if broken.any():
+            i = int(special[np.flatnonzero(broken)[0]])
+            what = "a malformed entry"
+        else:
+            i = int(last[np.flatnonzero(over)[0]])
+            what = "an entry that overruns the page's data"
+        page = int(np.searchsorted(first, i, side="right") - 1)
+        at = int(vpos[i] - page * wps) * 4
+        raise InputError(f"{where(page)}: {what} at byte {at} of the page: corrupt trace.dat")
+
+    # Timestamps: per page, the page time plus the running sum of deltas; a time extend
+    # adds array[0] << 27; an absolute stamp restarts the sum (keeping the top 5 bits of
+    # the page time).
+    delta = (w >> 5).astype(_U64)
+    ext = tl_sp == 30
+    if ext.any():
+        delta[special[ext]] += a0_sp[ext].astype(_U64) << _U64(27)
+    absm = tl_sp == 31
+    is_abs = special[absm]
+    if len(is_abs):
+        delta[is_abs] = 0
+    cs = np.cumsum(delta, dtype=_U64)
+    starts = first[pages]
+    base = ts0[pages] - (cs[starts] - delta[starts])
+    ts = np.repeat(base, counts[pages]) + cs
+    if len(is_abs):
+        # after an absolute stamp (in its page), time continues from its value
+        abs_page = np.searchsorted(first, is_abs, side="right") - 1
+        absval = (a0_sp[absm].astype(_U64) << _U64(27)) | d_sp[absm]
+        absval |= ts0[abs_page] & TS_MSB
+        anchor = np.full(n, -1, dtype=np.int64)
+        anchor[starts] = -2
+        anchor[is_abs] = np.arange(len(is_abs))
+        idx = np.maximum.accumulate(np.where(anchor != -1, np.arange(n), 0))
+        which = anchor[idx]
+        hit = which >= 0
+        k = which[hit]
+        ts[hit] = absval[k] + (cs[hit] - cs[is_abs[k]])
+
+    # data records: type 1..28 (payload right after the header word) and 0 (after array[0])
+    sel = np.flatnonzero(tl <= 28) if (tl_sp >= 29).any() else np.arange(n)
+    rec_off = (vpos[sel] + 1) * 4
+    rec_len = (tl[sel] * 4).astype(np.int32)
+    zero = special[tl_sp == 0]
+    if len(zero):
+        at = np.searchsorted(sel, zero)
+        a0 = a0_sp[tl_sp == 0]
+        rec_off[at] += 4
+        rec_len[at] = ((a0 - 4 + 3) // 4 * 4).astype(np.int32)
+    page = np.searchsorted(first, sel, side="right") - 1 if want_pages else np.empty(0, np.int64)
+    return Walked(
+        rec_off=rec_off,
+        rec_len=rec_len,
+        raw_ts=ts[sel],
+        page=page,
+        lost_pages=np.empty(0, np.int64),
+        lost_counts=np.empty(0, np.int64),
+    )
+
+
+# -- page sources ------------------------------------------------------------------------
+
+
+@dataclass
+class Group:
+    """Consecutive pages of one CPU stream, with zero padding at the end."""
+
+    buf: np.ndarray
+    n_pages: int
+    first_page: int  # index of the first page in the CPU stream
+    where: Callable[[int], str]
+
+
+def page_groups(
+    f: FileReader,
+    offset: int,
+    size: int,
+    layout: PageLayout,
+    codec: str | None,
+    label: str,
+    group_bytes: int = GROUP_BYTES,
+) -> Iterator[Group]:
+    """The pages of one CPU's data (``size`` bytes at ``offset``), a group at a time.
+
+    Uncompressed data is read straight from the file; compressed data (trace.dat v7) is a
+    ``u32`` chunk count then ``u32 compressed, u32 uncompressed, data`` per chunk, and is
+    decompressed one chunk at a time.
+    """
+    ps = layout.page_size
+    f.check(offset, size, f"{label} data")
+    per_group = max(1, group_bytes // ps)
+    if codec is None:
+        n_pages = -(-size // ps)
+        for first in range(0, n_pages, per_group):
+            n = min(per_group, n_pages - first)
+            start = offset + first * ps
+            length = min(n * ps, offset + size - start)
+            data = f.read(start, length, f"{label} pages")
+            yield _group(data, n, first, ps, _where_plain(f.name, label, offset, ps))
+        return
+    yield from _compressed_groups(f, offset, size, layout, codec, label, per_group)
+
+
+def _where_plain(name: str, label: str, offset: int, ps: int) -> Callable[[int], str]:
+    def where(page: int) -> str:
+        return f"{name}: {label} page at byte {offset + page * ps}"
+
+    return where
+
+
+def _group(data: bytes, n: int, first: int, ps: int, where_abs: Callable[[int], str]) -> Group:
+    buf = np.zeros(n * ps + 8 + (-(n * ps)) % 8, dtype=np.uint8)  # a multiple of 8
+    buf[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+    return Group(buf, n, first, lambda p: where_abs(first + p))
+
+
+def _compressed_groups(f, offset, size, layout, codec, label, per_group) -> Iterator[Group]:
+    ps = layout.page_size
+    e = ">" if layout.big_endian else "<"
+    # trace-cmd records the size of the chunks without the leading u32 count
+    end = min(offset + 4 + size, f.size)
+    if size < 4:
+        if size:
+            raise InputError(f"{f.name}: {label} data at byte {offset} is {size} bytes: corrupt")
+        return
+    count = struct.unpack(e + "I", f.read(offset, 4, f"{label} chunk count"))[0]
+    if count > size // 8:
+        raise InputError(
+            f"{f.name}: {label} claims {count} compressed chunks in {size} bytes at byte "
+            f"{offset}: corrupt trace.dat"
+        )
+    pos = offset + 4
+    pending: list[bytes] = []
+    pending_bytes = 0
+    total = 0  # uncompressed bytes so far
+    chunk_pages: list[int] = []  # first page index of each chunk
+    chunk_offsets: list[int] = []  # its file offset
+    done_pages = 0
+
+    def where(page: int) -> str:
+        i = bisect.bisect_right(chunk_pages, page) - 1
+        at = chunk_offsets[i] if i >= 0 else offset
+        return f"{f.name}: {label} page {page} (in the compressed chunk at byte {at})"
+
+    for i in range(count):
+        if pos + 8 > end:
+            raise InputError(
+                f"{f.name}: {label} chunk {i} header at byte {pos} lies beyond its data "
+                f"({end}): corrupt trace.dat"
+            )
+        zsize, usize = struct.unpack(e + "II", f.read(pos, 8, f"{label} chunk header"))
+        if pos + 8 + zsize > end:
+            raise InputError(
+                f"{f.name}: {label} chunk {i} at byte {pos} claims {zsize} bytes, beyond its "
+                f"data ({end}): corrupt trace.dat"
+            )
+        if usize > MAX_CHUNK:
+            raise InputError(
+                f"{f.name}: {label} chunk {i} at byte {pos} claims {usize} uncompressed bytes "
+                f"(limit {MAX_CHUNK}): corrupt trace.dat"
+            )
+        zdata = f.read(pos + 8, zsize, f"{label} chunk")
+        data = decompress(codec, zdata, usize, f.name, f"{label} chunk at byte {pos}")
+        chunk_pages.append(total // ps)
+        chunk_offsets.append(pos)
+        total += len(data)
+        pos += 8 + zsize
+        pending.append(data)
+        pending_bytes += len(data)
+        if pending_bytes >= per_group * ps:
+            blob = b"".join(pending)
+            n = len(blob) // ps
+            yield _group(blob[: n * ps], n, done_pages, ps, where)
+            done_pages += n
+            rest = blob[n * ps :]
+            pending = [rest] if rest else []
+            pending_bytes = len(rest)
+    if pending_bytes:
+        blob = b"".join(pending)
+        n = -(-len(blob) // ps)
+        yield _group(blob, n, done_pages, ps, where)
