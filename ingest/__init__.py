@@ -34,11 +34,12 @@ from ._writer import StagingWriter, fill_migration_kinds, write_side_table
 from .detect import NOT_YET, detect_format
 from .perf import PerfDataReader
 from .text import TEXT_FORMATS, TextReader
+from .tracedat import TraceDatReader
 
 __all__ = ["FORMATS", "IngestResult", "ingest"]
 
 #: Values accepted by ``--format``.
-FORMATS = (*TEXT_FORMATS, "perf_data")
+FORMATS = (*TEXT_FORMATS, "perf_data", "trace_dat")
 
 
 @dataclass
@@ -95,6 +96,8 @@ def ingest(
             fmt = detected
         if fmt == "perf_data":  # decoded by `perf script`, then read as perf_script text
             reader = PerfDataReader(src, first, blocks, arch, registry.copy())
+        elif fmt == "trace_dat":
+            reader = TraceDatReader(src, first, blocks, arch, registry.copy())
         else:
             reader = TextReader(src, first, blocks, fmt, arch, registry.copy())
         dataset.create()

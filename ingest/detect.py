@@ -9,9 +9,7 @@ from rmapscope.errors import InputError
 from .text import _HEADERS
 
 #: Binary and text formats we recognise but whose readers are not built yet.
-NOT_YET = {
-    "trace_dat": "trace-cmd trace.dat (convert it with `trace-cmd report > trace.txt`)",
-}
+NOT_YET: dict[str, str] = {}
 
 _PERF = re.compile(
     r"^\s*\S.*?\s+\d+(?:/\d+)?\s+(?:\[\d+\]\s+)?\d+\.\d+:\s+(?:\d+\s+)?[\w-]+:[\w-]+:"
