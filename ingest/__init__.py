@@ -27,6 +27,7 @@ from rmapscope.schema import (
     default_registry,
 )
 
+from . import probes
 from . import pte as ptemod
 from ._batch import Assembler, ErrorLog, HeaderInfo
 from ._source import Source, open_source, read_blocks
@@ -108,10 +109,13 @@ def ingest(
 
         def stage(table: str, frame: pl.DataFrame) -> None:
             if table not in schemas:
+                name = table[len("event=") :]
                 if table == GENERIC_DIR:
                     schemas[table] = arrow_schema(GENERIC_COLUMNS)
+                elif name.startswith(probes.PREFIX):
+                    schemas[table] = probes.probe_schema(name[len(probes.PREFIX) :])
                 else:
-                    schemas[table] = reader.registry.get(table[len("event=") :]).arrow_schema()
+                    schemas[table] = reader.registry.get(name).arrow_schema()
             writer.add(table, frame, schemas[table])
 
         for batch in reader.batches():

@@ -44,6 +44,7 @@ from rmapscope.dataset import GENERIC_DIR
 from rmapscope.errors import InputError
 from rmapscope.schema import COMMON_NAMES, EventSchema, Registry, column_for
 
+from . import probes
 from ._batch import Batch, ErrorLog, HeaderInfo, kind_stats
 from ._source import Source
 from ._tokenize import split_events
@@ -105,11 +106,6 @@ _CONTINUATION = re.compile(r"^\s+=>\s")
 # perf script callchain frame: "\t<hex ip> <sym>+<off> (<dso>)", the ip right-aligned.
 _PERF_FRAME = r"^\t\s*[0-9a-fA-F]+\s"
 _PERF_RECORD = r"(?P<body>PERF_RECORD_[A-Z_]+)(?P<tail>[^\r\n]*)$"
-# probe payloads as perf and bpftrace print them: "(sym+0x0/0x1a0) k=v", kretprobe
-# "(caller+0x4a/0x120 <- sym)", and libtraceevent's raw ip "(ffffffff812345a0) k=v" (perf)
-_TOOL_PROBE_PAYLOAD = (
-    r"^\((?:[\w.]+\+0x[0-9a-fA-F]+/0x[0-9a-fA-F]+|[0-9a-fA-F]+)(?: <- [\w.]+)?\)(?:\s|$)"
-)
 _BPF_ATTACH = r"^\s*Attach(?:ing|ed) \d+ probes?\b"
 _BPF_LOST = re.compile(r"^\s*Lost (\d+) events\s*$")
 # map dumps at exit: "@name: v", "@name[k1, k2]: v", "@s: count 2, average ..." and the
@@ -476,16 +472,25 @@ class TextReader:
         frames: dict[str, pl.DataFrame] = {}
         generic: list[pl.DataFrame] = []
         for (name,), part in ev.partition_by("event", as_dict=True, maintain_order=True).items():
+            # Probe lines ("(func+0x0/0x1a0) k=v") of the contract get typed probe tables; a
+            # probe may carry a tracepoint's name (the probe on remove_migration_pte), so the
+            # payload decides, not the name.
+            probe = probes.is_probe(part.get_column("rest"))
+            if probe.any():
+                rows = part.filter(probe)
+                if name in probes.PROBES:
+                    frames[f"event={probes.table_name(name)}"] = probes.parse(name, rows).select(
+                        "rel", *probes.probe_schema(name).names[1:]
+                    )
+                else:
+                    generic.append(rows)
+                part = part.filter(~probe)
+                if part.is_empty():
+                    continue
             schema = self.registry.get(name)
             if schema is None:
                 generic.append(part)
                 continue
-            if self.parser.fmt in ("perf_script", "bpftrace"):
-                # a probe named like a tracepoint (data/probes: remove_migration_pte) is a probe
-                probe = part.get_column("rest").str.contains(_TOOL_PROBE_PAYLOAD)
-                if probe.any():
-                    generic.append(part.filter(probe))
-                    part = part.filter(~probe)
             payload = part.get_column("rest")
             if self.parser.fmt == "bpftrace":
                 payload = self._kernel_words(schema, payload)
@@ -523,7 +528,6 @@ class TextReader:
             kind_stats=kind_stats(frames),
             errors=errors,
         )
-
 
     def _kernel_words(self, schema: EventSchema, payload: pl.Series) -> pl.Series:
         """bpftrace scripts print numbers where the kernel prints words (``reason=0``,

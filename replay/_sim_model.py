@@ -1030,6 +1030,9 @@ class Model:
                 continue
             old = op.folio
             e.reported = True
+            # once the owner's exit is printed, the lines cannot tell whether its zap (which
+            # prints nothing) came before this batch ended
+            exiting = getattr(mm.task, "exit_printed", False)
             self.find(
                 Finding(
                     "leaked-entry",
@@ -1042,6 +1045,7 @@ class Model:
                     f"and never removed before its batch ended (folio {old.pfn:#x})",
                     [sev, end],
                     detect_ev=end,
+                    decidable=not exiting,
                 )
             )
 
@@ -1091,6 +1095,7 @@ class Model:
             "sched_process_exit",
             f"comm={task.comm} pid={task.pid} prio={task.prio} group_dead=true",
         )
+        task.exit_printed = True  # its zaps follow, without a line of their own
         for vma in list(mm.vmas):  # unmap_vmas
             yield None
             for addr in sorted(a for a in mm.pt if vma.start <= a < vma.end):

@@ -174,12 +174,14 @@ def assign_batches(events: pl.DataFrame, batch: pl.DataFrame) -> pl.DataFrame:
 
 
 def pair(sets: pl.DataFrame, removes: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Match removes to sets first-in-first-out per (task, address, pte/pmd).
+    """Match removes to sets first-in-first-out per (task, address, pte/pmd, batch).
 
     Returns the sets with the matched remove (``r_seq``, ``r_ts``, ``r_pfn``, ``r_cpu``;
     null when never removed) and the surplus removes (no open set when they came).
     """
-    key = ["pid", "addr", "kind"]
+    # within one batch: an entry is set and removed by the same migrate_pages call, so an
+    # entry left open in an earlier batch (zapped by an exit, or lost) cannot take a remove
+    key = ["pid", "addr", "kind", "batch_id"]
     ev = pl.concat(
         [
             sets.select("seq", *key, pl.lit(1, pl.Int32).alias("delta")),
@@ -283,25 +285,46 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
     g = g.join(
         batch.select("batch_id", "ts_end", "seq_end", "reason", "mode"), on="batch_id", how="left"
     ).sort("seq_first_set")
-    # a window is "cut" when its end was never seen: no closing mm_migrate_pages
-    end = pl.coalesce("ts_end", pl.lit(windows.ts_last))
-    lost = windows.overlaps(g["t_first_set"], g.select(end).to_series())
-    g = g.with_columns(pl.Series("_lost", lost))
+    # why an entry may lack its remove without being leaked: the window was cut (no
+    # closing mm_migrate_pages), events were lost (or a CPU is missing), or a process exited
+    # meanwhile (exit zaps migration entries without a tracepoint)
+    end_ts = pl.coalesce("ts_end", pl.lit(windows.ts_last))
+    lo, hi = g["t_first_set"], g.select(end_ts).to_series()
+    reasons = [
+        "missing_cpu"
+        if windows.missing_cpus and lost
+        else "lost"
+        if lost
+        else "exit"
+        if exited
+        else None
+        for lost, exited in zip(windows.overlaps(lo, hi), windows.exited_in(lo, hi), strict=True)
+    ]
+    g = g.with_columns(pl.Series("why", reasons, dtype=pl.String))
+    g = g.with_columns(
+        pl.when(pl.col("why").is_null() & pl.col("seq_end").is_null())
+        .then(pl.lit("cut"))
+        .otherwise(pl.col("why"))
+        .alias("why")
+    )
     all_removed = pl.col("n_remove") == pl.col("n_set")
     outcome = (
         pl.when(all_removed & (pl.col("new_pfn") == pl.col("old_pfn")))
         .then(pl.lit("restored"))
         .when(all_removed)
         .then(pl.lit("migrated"))
-        .when(pl.col("_lost") | pl.col("seq_end").is_null())
+        .when(pl.col("why").is_not_null())
         .then(pl.lit("inconclusive"))
         .otherwise(pl.lit("leaked"))
     )
-    g = g.with_columns(outcome.alias("outcome"))
+    g = g.with_columns(
+        outcome.alias("outcome"),
+        pl.when(all_removed).then(None).otherwise(pl.col("why")).alias("why"),
+    )
     return (
         g.with_row_index("migration_id")
         .with_columns(pl.col("migration_id").cast(pl.Int64))
-        .drop("_lost", "seq_end")
+        .drop("seq_end")
     )
 
 
@@ -315,32 +338,53 @@ class GapIndex:
         ts_last: int | None,
         cpus_seen: set[int],
         cpus: int | None,
+        cpu_filtered: bool = True,
     ) -> None:
         self.ts_first = ts_first if ts_first is not None else 0
         self.ts_last = ts_last if ts_last is not None else 0
-        spans = []
+        spans: list[tuple[int, int, int | None]] = []  # (start, end, cpu or None = any)
         for r in gaps.iter_rows(named=True) if gaps.height else []:
             lo = r["ts_start"] if r["ts_start"] is not None else self.ts_first
             hi = r["ts_end"] if r["ts_end"] is not None else self.ts_last
-            spans.append((lo, hi))
+            spans.append((lo, hi, r.get("cpu")))
         # a CPU the header counts but that has no event at all was not captured (e.g.
-        # `trace-cmd report --cpu N`): nothing in the trace can be trusted to be complete
-        self.missing_cpus = sorted(set(range(cpus or 0)) - cpus_seen)
+        # `trace-cmd report --cpu N`): nothing in the trace can be trusted to be complete.
+        # Only where a report can be cut by CPU: on a big idle box a CPU without events in a
+        # short tracefs trace is normal.
+        self.missing_cpus = sorted(set(range(cpus or 0)) - cpus_seen) if cpu_filtered else []
         if self.missing_cpus:
-            spans.append((self.ts_first, self.ts_last))
-        self.spans = sorted(spans)
+            spans.append((self.ts_first, self.ts_last, None))
+        self.spans = sorted(spans, key=lambda s: (s[0], s[1]))
+        self.exits: list[int] = []  # timestamps of process exits (set by the caller)
+
+    def exited_in(self, lo: pl.Series, hi: pl.Series) -> list[bool]:
+        """For each window [lo, hi], whether a process exit happened inside it."""
+        import numpy as np
+
+        if not self.exits:
+            return [False] * len(lo)
+        ex = np.array(self.exits)
+        a = np.searchsorted(ex, lo.fill_null(self.ts_first).to_numpy(), side="left")
+        b = np.searchsorted(ex, hi.fill_null(self.ts_last).to_numpy(), side="right")
+        return (b > a).tolist()
 
     def overlaps(self, lo: pl.Series, hi: pl.Series) -> list[bool]:
-        """For each window [lo, hi] (hi null: until the trace ends), whether any untrusted
-        span intersects it."""
+        """For each window [lo, hi] (hi null: until the trace ends), whether an untrusted
+        span on any CPU intersects it."""
         import numpy as np
 
         a = lo.fill_null(self.ts_first).to_numpy()
         b = hi.fill_null(self.ts_last).to_numpy()
         hit = np.zeros(len(a), dtype=bool)
-        for s, e in self.spans:
+        for s, e, _ in self.spans:
             hit |= (a <= e) & (b >= s)
         return hit.tolist()
+
+    def overlaps_on(self, lo: int, hi: int, cpus: set[int]) -> bool:
+        """Whether an untrusted span on one of ``cpus`` (or on every CPU) meets [lo, hi]."""
+        # inclusive: a line right at a span's edge is the first one after the loss, whose
+        # missing predecessors may be its own evidence (a fork's link before its copy)
+        return any((c is None or c in cpus) and s <= hi and lo <= e for s, e, c in self.spans)
 
 
 def page_states(paired: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:

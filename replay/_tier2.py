@@ -1,9 +1,22 @@
-"""Tier-2 replay: rmap walk order versus fork ancestry, from probe events.
+"""Tier-2 replay: exact per-(mm, address) state from probe events.
 
-Probe lines (contract: ``data/probes/README.md``) name the mm of every vma a walk visits and
-the fork steps that link and copy a child's vma. A walk must visit a fork's copy source
-(parent) before its copy destination (child) while the child's copy is in progress; the
-two ways this fails are the signatures of the 2010 thread (see DESIGN.md section 2).
+The probes of ``data/probes/README.md`` name the mm of every vma an rmap walk visits and
+the fork steps that link (``anon_vma_fork``) and copy (``copy_page_range`` ..
+``copy_page_range_ret``) a child's vma. A migration tracepoint that follows a visit on the
+same task belongs to the visited mm, so every migration entry gets its owner. One pass in
+trace order then checks the rules:
+
+* ``child-before-parent-set`` / ``-remove``: a walk visits a fork child's vma while its copy
+  is in progress and visits the child's parent (the copy source) only later;
+* ``present-copied-after-set``: fork copied a present pte into a child the set walk had
+  already passed (the child keeps mapping the old page);
+* ``stale-child-entry``: a child holds a migration entry fork copied from its parent after
+  the remove walk of that page ended;
+* ``leaked-entry``: an entry set in a batch is neither removed nor zapped by its owner's exit
+  when the batch ends.
+
+Sequential by nature (walks, copies and exits interleave), but only over probe and migration
+rows, a small part of a trace.
 """
 
 from __future__ import annotations
@@ -11,33 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import polars as pl
+from rmapscope.ingest.probes import PROBES, table_name
 
-PROBE_EVENTS = (
-    "rmap_walk_anon",
-    "rmap_walk_anon_ret",
-    "try_to_migrate_one",
-    "remove_migration_pte",
-    "anon_vma_fork",
-    "copy_page_range",
-    "copy_page_range_ret",
-    "unlink_anon_vmas",
-)
-_KEYS = (
-    "folio",
-    "anon_vma",
-    "op",
-    "mm",
-    "pmm",
-    "pgoff",
-    "addr",
-    "dst_mm",
-    "src_mm",
-    "start",
-    "end",
-    "ret",
-)
-_PROBE_LINE = r"^\([\w.]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: <- [\w.]+)?\)"
-
+PROBE_EVENTS = tuple(PROBES)
+PROBE_TABLES = tuple(table_name(p) for p in PROBES)
 SCHEMA = {
     "rule": pl.String,
     "verdict": pl.String,
@@ -49,167 +39,484 @@ SCHEMA = {
     "explanation": pl.String,
     "evidence": pl.List(pl.Int64),
 }
+_MIGRATION = (
+    "set_migration_pte",
+    "set_migration_pmd",
+    "remove_migration_pte",
+    "remove_migration_pmd",
+)
 
 
-def probe_rows(other: pl.DataFrame | None) -> pl.DataFrame | None:
-    """Probe events from the generic table, with their keys as UInt64 columns (or None)."""
-    if other is None or other.is_empty():
-        return None
-    p = other.filter(
-        pl.col("event").is_in(PROBE_EVENTS) & pl.col("fields").str.contains(_PROBE_LINE)
-    )
-    if p.is_empty():
-        return None
-    keys = [
-        pl.col("fields")
-        .str.extract(rf"(?:^|\s){k}=(0x[0-9a-fA-F]+|\d+)", 1)
-        .str.strip_prefix("0x")
-        .str.to_integer(base=16, dtype=pl.UInt64, strict=False)
-        .alias(k)
-        for k in _KEYS
-    ]
-    return p.select("seq", "ts", "cpu", "pid", "comm", "event", *keys).sort("seq")
+@dataclass
+class _Line:
+    seq: int
+    ts: int
+    cpu: int
+
+
+@dataclass
+class _Vma:
+    """A child vma made by fork: its link and copy window, and its copy source."""
+
+    link: _Line
+    src_mm: int | None
+    ret: _Line | None = None
+    start: int | None = None  # the copied address range (copy_page_range)
+    end: int | None = None
+
+
+@dataclass
+class _Visit:
+    line: _Line
+    mm: int
+    pgoff: int
+    addr: int
+    tps: list[dict] = field(default_factory=list)  # migration lines it emitted
 
 
 @dataclass
 class _Walk:
-    seq: int
-    ts: int
-    folio: int | None
-    visits: list[tuple[int, int, int | None, int | None]] = field(default_factory=list)
-    kind: str | None = None  # "set" or "remove"
+    start: _Line
+    folio: int
+    kind: str | None = None
+    visits: list[_Visit] = field(default_factory=list)
+    end: _Line | None = None
 
 
-def violations(
-    probes: pl.DataFrame, sets: pl.DataFrame, removes: pl.DataFrame, windows
-) -> pl.DataFrame:
-    """Walk-order findings (rules of data/probes/README.md) from the probe rows.
+@dataclass
+class _Entry:
+    """A migration entry at (mm, addr) that a set line installed."""
 
-    ``sets``/``removes`` give the pfn of each walk's folio (the tracepoints the walk
-    emitted); ``windows`` (a GapIndex) turns findings near lost events into inconclusive.
-    """
-    pfn_at = _pfn_by_seq(sets, removes)
-    parent: dict[int, int] = {}  # child mm -> parent mm (copy destination -> source)
-    linked: dict[int, int] = {}  # child mm -> ts its vma became visible to walks
-    copy_end: dict[int, int] = {}  # child mm -> ts its copy finished
-    copying: dict[int, list[int]] = {}  # pid -> stack of dst mms being copied
-    walks: dict[int, _Walk] = {}
-    done: list[_Walk] = []
-    for r in probes.iter_rows(named=True):
-        ev, pid = r["event"], r["pid"]
-        if ev == "anon_vma_fork":
-            parent[r["mm"]] = r["pmm"]
-            linked.setdefault(r["mm"], r["ts"])
-        elif ev == "copy_page_range":
-            copying.setdefault(pid, []).append(r["dst_mm"])
-            if r["src_mm"] is not None:
-                parent.setdefault(r["dst_mm"], r["src_mm"])
-                linked.setdefault(r["dst_mm"], r["ts"])
-        elif ev == "copy_page_range_ret":
-            if copying.get(pid):
-                copy_end[copying[pid].pop()] = r["ts"]
-        elif ev == "rmap_walk_anon":
-            walks[pid] = _Walk(r["seq"], r["ts"], r["folio"])
-        elif ev in ("try_to_migrate_one", "remove_migration_pte") and pid in walks:
-            w = walks[pid]
-            w.kind = "set" if ev == "try_to_migrate_one" else "remove"
-            w.visits.append((r["seq"], r["ts"], r["mm"], r["addr"]))
-        elif ev == "rmap_walk_anon_ret" and pid in walks:
-            w = walks.pop(pid)
-            w.visits.append((r["seq"], r["ts"], None, None))  # the end marker
-            done.append(w)
-    rows = []
-    for w in done:
-        end_seq, end_ts = w.visits[-1][0], w.visits[-1][1]
-        visits = w.visits[:-1]
-        pos = {mm: i for i, (_, _, mm, _) in reversed(list(enumerate(visits)))}
-        for i, (seq, ts, mm, addr) in enumerate(visits):
-            p = parent.get(mm)
-            if p is None or p not in pos or pos[p] <= i:
-                continue
-            # child visited before its parent: does it matter? only while the child's
-            # copy is in progress (linked, not yet finished copying)
-            if not (linked.get(mm, ts + 1) <= ts and copy_end.get(mm, end_ts + 1) > ts):
-                continue
-            p_seq = visits[pos[p]][0]
-            pfn = pfn_at.get(p_seq) or pfn_at.get(seq)
-            evidence = [w.seq, seq, p_seq, end_seq]
-            if w.kind == "remove":
-                rows.append(
-                    _row(
-                        "child-before-parent-remove",
-                        ts,
-                        pfn,
-                        addr,
-                        w,
-                        mm,
-                        evidence,
-                        f"the remove walk visited child mm {mm:#x} before its parent "
-                        f"{p:#x} while the child's page tables were still being "
-                        "copied: fork can copy the parent's migration entry into the "
-                        "child after the walk passed it",
-                    )
-                )
-                if copy_end.get(mm, end_ts + 1) > ts:
-                    rows.append(
-                        _row(
-                            "stale-child-entry",
-                            copy_end.get(mm, end_ts),
-                            pfn,
-                            addr,
-                            w,
-                            mm,
-                            evidence,
-                            f"child mm {mm:#x} keeps a migration entry for the old "
-                            "page after the remove walk finished: a stale entry that "
-                            "points at a freed page",
-                        )
-                    )
-            else:
-                rows.append(
-                    _row(
-                        "child-before-parent-set",
-                        ts,
-                        pfn,
-                        addr,
-                        w,
-                        mm,
-                        evidence,
-                        f"the set walk visited child mm {mm:#x} before its parent "
-                        f"{p:#x} while the child's page tables were being copied",
-                    )
-                )
-                if copy_end.get(mm, end_ts + 1) < visits[pos[p]][1]:
-                    rows.append(
-                        _row(
-                            "present-copied-after-set",
-                            copy_end[mm],
-                            pfn,
-                            addr,
-                            w,
-                            mm,
-                            evidence,
-                            f"fork copied a present pte into child mm {mm:#x} after "
-                            "the set walk had passed it: the child still maps the old "
-                            "page and the migration must fail",
-                        )
-                    )
-    if not rows:
+    line: _Line
+    pfn: int
+    kind: str | None
+    batch: int | None
+    removed: _Line | None = None
+    restored_writable: bool | None = None
+    superseded: bool = False  # a later set at the same pte: its remove went unseen
+
+
+class _State:
+    def __init__(self) -> None:
+        self.owner: dict[int, int] = {}  # mm -> pid
+        self.vmas: dict[tuple[int, int], _Vma] = {}  # (child mm, pgoff) -> fork info
+        self.copying: dict[int, list[tuple[int, int]]] = {}  # task -> (dst mm, pgoff) stack
+        self.unforked: dict[int, list[int]] = {}  # task -> child mms copied, fork not yet seen
+        self.walks: dict[int, _Walk] = {}
+        self.done: list[_Walk] = []
+        self.entries: dict[tuple[int, int], list[_Entry]] = {}
+        self.batch: dict[int, int] = {}  # task -> open batch id
+        self.batch_sets: dict[int, list[tuple[int, int, _Entry]]] = {}
+        self.batch_end: dict[int, _Line] = {}
+        self.exited: dict[int, _Line] = {}  # pid -> sched_process_exit line
+        self.unlinked: dict[tuple[int, int], _Line] = {}  # (mm, pgoff) -> unlink line
+        self.next_batch = 0
+        self.present_copies: set[tuple[int, int, int | None]] = set()  # (child mm, pgoff, pfn)
+
+
+def violations(tables: dict[str, pl.DataFrame], windows) -> pl.DataFrame:
+    """Tier-2 findings (all rules above, including leaks) from a trace with probe tables."""
+    rows = _merged(tables)
+    st = _State()
+    vma_pgoff: dict[tuple[int, int], int] = {}  # (mm, addr page) -> pgoff, from visits
+    for r in rows.iter_rows(named=True):
+        _step(st, r, vma_pgoff)
+    findings = _walk_findings(st) + _leak_findings(st, vma_pgoff)
+    if not findings:
         return pl.DataFrame(schema=SCHEMA)
-    out = pl.DataFrame(rows, schema=SCHEMA, orient="row")
-    lost = windows.overlaps(out["ts"], out["ts"])
-    return out.with_columns(
-        pl.when(pl.Series(lost))
-        .then(pl.lit("inconclusive"))
-        .otherwise(pl.col("verdict"))
-        .alias("verdict")
+    out = []
+    every_cpu = {ln.cpu for f in findings for ln in f["lines"]}
+    for f in findings:
+        lines = f.pop("lines")
+        # the remove a leak misses could have been lost on any CPU; the other rules' evidence
+        # is the lines they name
+        cpus = every_cpu if f["rule"] == "leaked-entry" else {ln.cpu for ln in lines}
+        lo, hi = min(ln.ts for ln in lines), max(ln.ts for ln in lines)
+        if f["verdict"] == "violation" and windows.overlaps_on(lo, hi, cpus):
+            f["verdict"] = "inconclusive"
+        f["evidence"] = sorted({ln.seq for ln in lines})
+        f["pid"] = st.owner.get(f["mm"]) if f["mm"] is not None else None
+        out.append(f)
+    return pl.DataFrame(out, schema=SCHEMA)
+
+
+def has_probes(tables: dict[str, pl.DataFrame]) -> bool:
+    """Whether the trace carries the walk probes tier 2 needs."""
+    return any(
+        tables.get(t) is not None and tables[t].height
+        for t in (table_name("try_to_migrate_one"), table_name("remove_migration_pte"))
     )
 
 
-def _row(rule: str, ts: int, pfn, addr, w: _Walk, mm: int, evidence: list[int], text: str) -> tuple:
-    return (rule, "violation", ts, pfn, addr, None, mm, text, evidence)
+def _merged(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """Probe and migration rows (and the fork/exit/batch events) in trace order."""
+    parts = []
+    keys = [
+        "folio",
+        "mm",
+        "pmm",
+        "pgoff",
+        "addr",
+        "dst_mm",
+        "src_mm",
+        "start",
+        "end",
+        "pfn",
+        "child_pid",
+        "field_pid",
+    ]
+    for name, df in tables.items():
+        if df is None or df.is_empty():
+            continue
+        if name.startswith("probe_"):
+            event = name[len("probe_") :]
+        elif name in (
+            *_MIGRATION,
+            "sched_process_fork",
+            "sched_process_exit",
+            "mm_migrate_pages_start",
+            "mm_migrate_pages",
+        ):
+            event = name
+        else:
+            continue
+        cols = [
+            pl.col("seq"),
+            pl.col("ts"),
+            pl.col("cpu"),
+            pl.col("pid"),
+            pl.lit(event).alias("ev"),
+        ]
+        for k in keys:
+            if k in df.columns:
+                cols.append(
+                    pl.col(k)
+                    .cast(pl.UInt64 if k not in ("child_pid", "field_pid") else pl.Int64)
+                    .alias(k)
+                )
+        if name in _MIGRATION:
+            if "migration_kind" in df.columns:
+                cols.append(pl.col("migration_kind").alias("mkind"))
+            if "writable" in df.columns:
+                cols.append(pl.col("writable").alias("writable"))
+        parts.append(df.select(cols))
+    return pl.concat(parts, how="diagonal_relaxed").sort("seq")
 
 
-def _pfn_by_seq(sets: pl.DataFrame, removes: pl.DataFrame) -> dict[int, int]:
-    """Probe seq -> pfn of the tracepoint that follows it on the same task (the visit's)."""
-    return {}
+def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
+    ev, task = r["ev"], r["pid"]
+    line = _Line(r["seq"], r["ts"], r["cpu"])
+    if ev == "anon_vma_fork":
+        st.owner.setdefault(r["pmm"], task)
+        st.vmas[(r["mm"], r["pgoff"])] = _Vma(line, r["pmm"])
+    elif ev == "copy_page_range":
+        st.owner.setdefault(r["src_mm"], task)
+        key = (r["dst_mm"], r["pgoff"])
+        vma = st.vmas.setdefault(key, _Vma(line, r["src_mm"]))
+        vma.start, vma.end = r.get("start"), r.get("end")
+        st.copying.setdefault(task, []).append(key)
+        st.unforked.setdefault(task, []).append(r["dst_mm"])
+    elif ev == "copy_page_range_ret":
+        if st.copying.get(task):
+            key = st.copying[task].pop()
+            st.vmas[key].ret = line
+    elif ev == "sched_process_fork":
+        for mm in st.unforked.pop(task, []):
+            st.owner.setdefault(mm, r["child_pid"])
+    elif ev == "sched_process_exit":
+        st.exited[r.get("field_pid") or task] = line
+    elif ev == "unlink_anon_vmas":
+        st.owner.setdefault(r["mm"], task)
+        st.unlinked.setdefault((r["mm"], r["pgoff"]), line)
+    elif ev == "rmap_walk_anon":
+        st.walks[task] = _Walk(line, r["folio"])
+    elif ev in ("try_to_migrate_one", "remove_migration_pte") and r.get("mm") is not None:
+        w = st.walks.get(task)
+        if w is not None:
+            w.kind = "set" if ev == "try_to_migrate_one" else "remove"
+            w.visits.append(_Visit(line, r["mm"], r["pgoff"], r["addr"]))
+            vma_pgoff[(r["mm"], r["addr"] >> 12)] = r["pgoff"]
+    elif ev == "rmap_walk_anon_ret":
+        w = st.walks.pop(task, None)
+        if w is not None:
+            w.end = line
+            st.done.append(w)
+    elif ev == "mm_migrate_pages_start":
+        st.batch[task] = st.next_batch
+        st.batch_sets[st.next_batch] = []
+        st.next_batch += 1
+    elif ev == "mm_migrate_pages":
+        b = st.batch.pop(task, None)
+        if b is not None:
+            st.batch_end[b] = line
+    elif ev in _MIGRATION:
+        w = st.walks.get(task)
+        if w is None or not w.visits:
+            return  # a migration line outside a probed walk: tier 1 handles it
+        v = w.visits[-1]
+        v.tps.append(r)
+        key = (v.mm, r["addr"])
+        if ev.startswith("set"):
+            # one pte holds one entry: a new set means the earlier one was removed, even if
+            # that remove was not seen (lost, or made without a tracepoint)
+            for old in st.entries.get(key, []):
+                old.superseded = old.superseded or old.removed is None
+            e = _Entry(line, r["pfn"], r.get("mkind"), st.batch.get(task))
+            st.entries.setdefault(key, []).append(e)
+            if e.batch is not None:
+                st.batch_sets[e.batch].append((v.mm, r["addr"], e))
+        else:
+            open_ = [e for e in st.entries.get(key, []) if e.removed is None and not e.superseded]
+            if open_:
+                open_[0].removed = line
+                open_[0].restored_writable = r.get("writable")
+
+
+VMEMMAP_BASE = 0xFFFFEA0000000000  # x86_64 without KASLR of vmemmap; struct page is 64 bytes
+
+
+def _folio_pfn(w: _Walk) -> int | None:
+    """The pfn of a walk's folio: from the migration lines it printed, else (no line at all)
+    from the folio pointer and the default x86_64 vmemmap base."""
+    pfns = [tp["pfn"] for v in w.visits for tp in v.tps if tp.get("pfn") is not None]
+    if pfns:
+        return min(pfns)
+    if w.folio is not None and w.folio >= VMEMMAP_BASE:
+        return (w.folio - VMEMMAP_BASE) // 64
+    return None
+
+
+def _walk_findings(st: _State) -> list[dict]:
+    out: list[dict] = []
+    by_folio_remove: dict[int, list[_Walk]] = {}
+    for w in st.done:
+        if w.kind == "remove":
+            by_folio_remove.setdefault(w.folio, []).append(w)
+    for w in st.done:
+        if w.kind is None:
+            continue
+        pfn = _folio_pfn(w)
+        seen: dict[int, int] = {}
+        for i, v in enumerate(w.visits):
+            seen.setdefault(v.mm, i)
+        for i, v in enumerate(w.visits):
+            vma = st.vmas.get((v.mm, v.pgoff))
+            if vma is None or vma.src_mm is None:
+                continue
+            copying = vma.link.seq < v.line.seq and (vma.ret is None or vma.ret.seq > v.line.seq)
+            j = next((k for k in range(i + 1, len(w.visits)) if w.visits[k].mm == vma.src_mm), None)
+            if not copying or j is None or seen.get(vma.src_mm, i) < i:
+                continue
+            parent = w.visits[j]
+            out.append(
+                _finding(
+                    f"child-before-parent-{w.kind}",
+                    v.line.ts,
+                    pfn,
+                    v.addr,
+                    v.mm,
+                    [vma.link, w.start, v.line, parent.line, w.end],
+                    f"the {w.kind} walk of pfn {_hex(pfn)} visited child mm {v.mm:#x} before its "
+                    f"parent mm {vma.src_mm:#x} while the child's page tables were being copied: "
+                    + (
+                        "fork may copy a present pte into the child after the walk passed it"
+                        if w.kind == "set"
+                        else "fork may copy the parent's migration entry into "
+                        "the child after the walk passed it, leaving a stale entry"
+                    ),
+                )
+            )
+            if w.kind == "set" and not v.tps and parent.tps and vma.ret is not None:
+                out.extend(_present_copied(st, w, v, parent, vma, by_folio_remove, pfn))
+    for w in st.done:
+        if w.kind == "remove":
+            out.extend(_stale(st, w))
+    return out
+
+
+def _present_copied(st, w, v, parent, vma, removes, pfn) -> list[dict]:
+    """The set walk passed child ``v`` (empty) before its parent; did fork then copy the
+    parent's still-present pte into it?"""
+    set_ts = parent.tps[0]["ts"] if parent.tps else parent.line.ts
+    present = vma.ret.ts < set_ts  # copied before the parent's pte became an entry
+    if not present:
+        # otherwise the attempt tells: a present pte left in the child keeps the old page
+        # mapped, so the migration fails and the same folio is restored (a remove walk over
+        # the source folio) without restoring the child, which never held an entry
+        later = [rw for rw in removes.get(w.folio, []) if rw.start.seq > w.end.seq]
+        if later:
+            cv = next((x for x in later[0].visits if x.mm == v.mm), None)
+            present = cv is None or not cv.tps
+    if not present:
+        return []
+    st.present_copies.add((v.mm, v.pgoff, pfn))
+    return [
+        _finding(
+            "present-copied-after-set",
+            vma.ret.ts,
+            pfn,
+            v.addr,
+            v.mm,
+            [v.line, vma.link, vma.ret],
+            f"fork copied a present pte for pfn {_hex(pfn)} at {v.addr:#x} into child mm "
+            f"{v.mm:#x} after the set walk had visited the child: the child still maps the old "
+            "page, so this migration attempt must fail",
+        )
+    ]
+
+
+def _stale(st: _State, w: _Walk) -> list[dict]:
+    """Children that hold a copy of a parent's entry after this remove walk ended.
+
+    The walk restores the pages whose entries it removed (their old pfns). A fork child
+    whose copy ran while a parent's entry for one of them lived holds a copy of it, unless
+    this walk restored the child too, or the child's exit zapped it.
+    """
+    removed = [
+        (v, e)
+        for v in w.visits
+        for tp in v.tps
+        if (e := _entry_removed_by(st, v.mm, tp["addr"], tp["seq"])) is not None
+    ]
+    if not removed:
+        return []
+    pfns = {e.pfn for _, e in removed}
+    restored = {v.mm for v in w.visits if v.tps}
+    visits = {v.mm: v for v in w.visits}
+    out = []
+    for (cmm, pgoff), vma in st.vmas.items():
+        if vma.ret is None or vma.src_mm is None or cmm in restored:
+            continue
+        if vma.link.seq > w.end.seq:
+            continue  # forked after the walk: it copies a leftover, it is not left over
+        unlink = st.unlinked.get((cmm, pgoff))
+        if unlink is not None and unlink.seq < w.end.seq:
+            continue  # the child's vma went (its entries were zapped) before the walk ended
+        owner = st.owner.get(cmm)
+        exit_line = st.exited.get(owner) if owner is not None else None
+        if exit_line is not None and exit_line.seq < w.end.seq:
+            continue  # the child was exiting: its zap drops entries silently
+        cv = visits.get(cmm)
+        for (mm, addr), entries in st.entries.items():
+            if mm != vma.src_mm or (vma.start is not None and not vma.start <= addr < vma.end):
+                continue
+            for e in entries:
+                if e.pfn not in pfns or e.line.seq > w.start.seq:
+                    continue
+                if (cmm, pgoff, e.pfn) in st.present_copies:
+                    continue  # fork copied the pte while it was still present, not the entry
+                f = _copied_entry(
+                    st,
+                    w,
+                    e,
+                    vma,
+                    cv,
+                    cmm,
+                    addr,
+                    _downgrade_explained(st, e, vma.src_mm, addr, restored),
+                )
+                if f is not None:
+                    out.append(f)
+    return out
+
+
+def _downgrade_explained(st: _State, e: _Entry, src_mm: int, addr: int, restored: set[int]) -> bool:
+    """Whether another child, seen holding a copy of ``e`` (restored by the walk), already
+    explains a downgrade of the parent's entry."""
+    for (cmm, _), vma in st.vmas.items():
+        if vma.src_mm != src_mm or cmm not in restored or vma.ret is None:
+            continue
+        if vma.start is not None and not vma.start <= addr < vma.end:
+            continue
+        gone = e.removed.ts if e.removed is not None else None
+        if (gone is None or vma.link.ts < gone) and e.line.ts < vma.ret.ts:
+            return True
+    return False
+
+
+def _copied_entry(
+    st, w, e: _Entry, vma: _Vma, cv, cmm: int, addr: int, explained: bool
+) -> dict | None:
+    """Whether fork's copy of ``vma`` caught the parent's entry ``e`` (and kept it)."""
+    # the child's pte copy ran some time in the copy window, and after this walk found the
+    # child empty; it caught the entry if that time lies in the entry's life. Certain when
+    # every such time does; likely enough when they meet and the parent's WRITE entry came
+    # back read-only (fork's downgrade of an entry it copied).
+    lo = max(vma.link.ts, cv.line.ts) if cv is not None else vma.link.ts
+    hi = vma.ret.ts
+    if lo >= hi:
+        return None  # copied before the walk found the child empty: nothing was copied
+    gone = e.removed.ts if e.removed is not None else None
+    inside = e.line.ts < lo and (gone is None or hi < gone)
+    meets = (gone is None or lo < gone) and e.line.ts < hi
+    downgraded = e.kind == "write" and e.restored_writable is False and not explained
+    if not (inside or (meets and downgraded)):
+        return None
+    lines = [e.line, vma.link, w.start, w.end, vma.ret] + ([cv.line] if cv is not None else [])
+    return _finding(
+        "stale-child-entry",
+        max(w.end.ts, vma.ret.ts),
+        e.pfn,
+        addr,
+        cmm,
+        lines,
+        f"child mm {cmm:#x} still holds a migration entry for pfn {e.pfn:#x} at {addr:#x} "
+        "after the remove walk of that page ended: a stale entry pointing at a page that is "
+        "being freed",
+    )
+
+
+def _entry_removed_by(st: _State, mm: int, addr: int, seq: int) -> _Entry | None:
+    for e in st.entries.get((mm, addr), []):
+        if e.removed is not None and e.removed.seq == seq:
+            return e
+    return None
+
+
+def _leak_findings(st: _State, vma_pgoff: dict) -> list[dict]:
+    out = []
+    for b, sets in st.batch_sets.items():
+        end = st.batch_end.get(b)
+        if end is None:
+            continue  # the trace ends first: tier 1 says inconclusive
+        for mm, addr, e in sets:
+            if e.superseded or (e.removed is not None and e.removed.seq < end.seq):
+                continue
+            pgoff = vma_pgoff.get((mm, addr >> 12))
+            unlink = st.unlinked.get((mm, pgoff))
+            if unlink is not None and unlink.seq < end.seq:
+                continue  # zapped by the owner's exit before the batch ended
+            owner = st.owner.get(mm)
+            exited = st.exited.get(owner) if owner is not None else None
+            f = _finding(
+                "leaked-entry",
+                end.ts,
+                e.pfn,
+                addr,
+                mm,
+                [e.line, end],
+                f"migration entry for pfn {e.pfn:#x} at {addr:#x} in mm {mm:#x} was set and "
+                "never removed before its batch ended",
+            )
+            if exited is not None and exited.seq < end.seq:
+                f["verdict"] = "inconclusive"
+                f["explanation"] += " (its owner was exiting: the zap may have dropped it)"
+            out.append(f)
+    return out
+
+
+def _finding(rule: str, ts: int, pfn, addr, mm, lines: list[_Line], text: str) -> dict:
+    return {
+        "rule": rule,
+        "verdict": "violation",
+        "ts": ts,
+        "pfn": pfn,
+        "addr": addr,
+        "mm": mm,
+        "explanation": text,
+        "lines": lines,
+    }
+
+
+def _hex(v: int | None) -> str:
+    return "?" if v is None else f"{v:#x}"

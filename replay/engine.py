@@ -31,8 +31,11 @@ INPUT_EVENTS = (
     "sched_process_free",
     "exit_mmap",
 )
-#: Probe events (data/probes/README.md) are read from the generic table.
-PROBE_EVENTS = t2.PROBE_EVENTS
+#: Typed probe tables (data/probes/README.md), for tier 2.
+PROBE_TABLES = t2.PROBE_TABLES
+
+#: Formats whose files can hold a subset of the CPUs (`trace-cmd report --cpu N`).
+CPU_FILTERABLE = ("tcreport", "tcreport_latency", "trace_dat")
 
 VIOLATION_SCHEMA = {
     "rule": pl.String,
@@ -67,7 +70,9 @@ def replay_trace(
         trace.get("ts_last"),
         seen_cpus or set(range(trace.get("cpus") or 0)),
         trace.get("cpus"),
+        cpu_filtered=trace.get("format") in CPU_FILTERABLE,
     )
+    windows.exits = _exits(tables)
     batch = t1.batches(tables)
     sets, removes = t1.migration_events(tables)
     sets = t1.assign_batches(sets, batch)
@@ -83,10 +88,8 @@ def replay_trace(
     ]
     forks = t1.fork_windows(tables, migs, pl.concat(common) if common else None)
     batch = _batch_counts(batch, migs, surplus)
-    found = [_leaks(paired, migs, windows)]
-    probes = t2.probe_rows(tables.get("other_events"))
-    if probes is not None:
-        found.append(t2.violations(probes, sets, removes, windows))
+    # with probes every entry has its owner: tier 2's leaks replace tier 1's
+    found = [t2.violations(tables, windows) if t2.has_probes(tables) else _leaks(paired, migs)]
     violations = (
         pl.concat([f for f in found if f.height], how="vertical_relaxed")
         if any(f.height for f in found)
@@ -163,57 +166,71 @@ def _batch_counts(batch: pl.DataFrame, migs: pl.DataFrame, surplus: pl.DataFrame
     return batch.select(*first, *[c for c in batch.columns if c not in first])
 
 
-def _leaks(paired: pl.DataFrame, migs: pl.DataFrame, windows: t1.GapIndex) -> pl.DataFrame:
-    """``leaked-entry``: a migration entry set and never removed before its batch ended."""
+def _exits(tables: dict[str, pl.DataFrame]) -> list[int]:
+    """Timestamps of process exits (their migration entries are zapped without a trace)."""
+    ts: list[int] = []
+    for name in ("sched_process_exit", "exit_mmap"):
+        df = tables.get(name)
+        if df is not None and df.height:
+            ts.extend(df["ts"].to_list())
+    return sorted(ts)
+
+
+def _leaks(paired: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
+    """``leaked-entry``: a migration entry set and never removed before its batch ended.
+
+    Found at the batch's end (``mm_migrate_pages``). Without probes the owner of an entry is
+    unknown; when the window was cut, lost events or a CPU is missing, or a process exited
+    meanwhile (exit zaps entries without a tracepoint), the finding is inconclusive.
+    """
     if migs.is_empty() or "outcome" not in migs.columns:
         return pl.DataFrame(schema=VIOLATION_SCHEMA)
     bad = migs.filter(pl.col("outcome").is_in(["leaked", "inconclusive"]))
     if bad.is_empty():
         return pl.DataFrame(schema=VIOLATION_SCHEMA)
     unremoved = paired.filter(pl.col("r_seq").is_null())
-    rows = unremoved.join(bad.select("group", "outcome", "ts_end", "migration_id"), on="group")
-    if windows.missing_cpus:
-        cpus = ", ".join(map(str, windows.missing_cpus))
-        why_cut = pl.lit(
-            f"CPU {cpus} is missing from this trace (a per-CPU report?), where the remove may be"
-        )
-    else:
-        why_cut = (
-            pl.when(pl.col("ts_end").is_null())
-            .then(pl.lit("the trace ends before its batch does"))
-            .otherwise(pl.lit("events were lost while it was open"))
-        )
-    rows = rows.select(
+    rows = unremoved.join(
+        bad.select(
+            "group", "outcome", "why", pl.col("ts_end").alias("batch_end_ts"), "seq_last_remove"
+        ),
+        on="group",
+    )
+    reason = {
+        "cut": "the trace ends before its batch does",
+        "lost": "events were lost while it was open",
+        "missing_cpu": "a CPU is missing from this trace (a per-CPU report?), where the "
+        "remove may be",
+        "exit": "a process exited meanwhile, and exit drops migration entries without a tracepoint",
+    }
+    hexed = [pl.col(c).map_elements(hex, return_dtype=pl.String) for c in ("pfn", "addr")]
+    return rows.select(
         pl.lit("leaked-entry").alias("rule"),
         pl.when(pl.col("outcome") == "leaked")
         .then(pl.lit("violation"))
         .otherwise(pl.lit("inconclusive"))
         .alias("verdict"),
-        "ts",
+        pl.coalesce("batch_end_ts", "ts").alias("ts"),
         "pfn",
         "addr",
-        "pid",
+        pl.lit(None, pl.Int32).alias("pid"),
         pl.lit(None, pl.UInt64).alias("mm"),
         pl.when(pl.col("outcome") == "leaked")
         .then(
             pl.format(
                 "migration entry for pfn {} at {} set by {} (pid {}) was never removed before its "
                 "batch ended: a leaked migration entry (a later fault there waits forever)",
-                pl.col("pfn").map_elements(hex, return_dtype=pl.String),
-                pl.col("addr").map_elements(hex, return_dtype=pl.String),
+                *hexed,
                 "comm",
-                "pid",
+                pl.col("pid").cast(pl.String),
             )
         )
         .otherwise(
             pl.format(
                 "migration entry for pfn {} at {} has no remove, but {}",
-                pl.col("pfn").map_elements(hex, return_dtype=pl.String),
-                pl.col("addr").map_elements(hex, return_dtype=pl.String),
-                why_cut,
+                *hexed,
+                pl.col("why").replace_strict(reason, default="the trace cannot tell"),
             )
         )
         .alias("explanation"),
         pl.concat_list(pl.col("seq")).alias("evidence"),
     )
-    return rows

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import polars as pl
 
-from rmapscope.dataset import GENERIC_DIR, Dataset
+from rmapscope.dataset import Dataset
 from rmapscope.errors import DatasetError, UsageError
 
-from .engine import INPUT_EVENTS, PROBE_EVENTS, replay_trace
+from .engine import INPUT_EVENTS, PROBE_TABLES, replay_trace
 
 
 def _read(ds: Dataset, pattern: str, columns_filter: pl.Expr | None = None) -> pl.DataFrame:
@@ -29,15 +29,10 @@ def load_trace(ds: Dataset, trace_id: str) -> tuple[dict[str, pl.DataFrame], pl.
         raise UsageError(f"no trace {trace_id} in {ds.root} (see `rmapscope traces`)")
     row = manifest.row(0, named=True)
     tables = {}
-    for name in INPUT_EVENTS:
+    for name in (*INPUT_EVENTS, *PROBE_TABLES):
         df = _read(ds, f"event={name}/host=*/trace={trace_id}/*.parquet")
         if df.height:
             tables[name] = df
-    other = _read(
-        ds, f"{GENERIC_DIR}/host=*/trace={trace_id}/*.parquet", pl.col("event").is_in(PROBE_EVENTS)
-    )
-    if other.height:
-        tables[GENERIC_DIR] = other
     gaps = _read(ds, f"gaps/host=*/trace={trace_id}/*.parquet")
     return tables, gaps, row
 

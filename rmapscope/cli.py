@@ -524,8 +524,10 @@ def analyze(
 
 
 from rmapscope._record_cli import register as _register_record  # noqa: E402
+from rmapscope.replay._sim_cli import register as _register_simulate  # noqa: E402
 
 _register_record(app)
+_register_simulate(app)
 
 
 def main() -> None:

@@ -8,6 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# no example database: nothing written into the work tree, runs stay independent
+settings.register_profile("rmapscope", database=None, deadline=None)
+settings.load_profile("rmapscope")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("RMAPSCOPE_SHARED", REPO.parent / "shared"))

@@ -378,13 +378,15 @@ def test_perf_header_task_events_and_probes(tmp_path):
         "perf",
     )
     other = table(ds, "other_events")
-    assert other["event"].to_list() == [
-        "PERF_RECORD_FORK",
-        "PERF_RECORD_COMM",
-        "PERF_RECORD_COMM",
-        "remove_migration_pte",  # the kprobe, not the tracepoint
-    ]
-    assert other["fields"].to_list()[:3] == ["(1:1):(0:0)", "process_api:1/1", "exec: ls:6224/6224"]
+    assert other["event"].to_list() == ["PERF_RECORD_FORK", "PERF_RECORD_COMM", "PERF_RECORD_COMM"]
+    assert other["fields"].to_list() == ["(1:1):(0:0)", "process_api:1/1", "exec: ls:6224/6224"]
+    # the kprobe (raw address form) lands in its typed probe table, not the tracepoint's
+    probe = table(ds, "event=probe_remove_migration_pte").row(0, named=True)
+    assert (probe["folio"], probe["addr"], probe["mm"]) == (
+        0xFFFFEA0004070000,
+        0x7F12C5800000,
+        None,
+    )
     assert table(ds, "event=remove_migration_pte")["pfn"].to_list() == [0x10C522]
 
 
@@ -487,12 +489,20 @@ def test_bpftrace_without_the_attaching_line_and_probe_lines(tmp_path):
     assert detect_format(text.encode(), "t") == "bpftrace"
     ds, r = run(tmp_path, text)
     assert r.errors.total == 0, r.errors.counts
-    other = table(ds, "other_events")
-    assert other["event"].to_list() == [
-        "rmap_walk_anon",
+    # probe lines land in their typed probe tables, with their keys as numbers
+    walks = table(ds, "event=probe_rmap_walk_anon")
+    visit = table(ds, "event=probe_remove_migration_pte").row(0, named=True)
+    ret = table(ds, "event=probe_rmap_walk_anon_ret").row(0, named=True)
+    assert walks["ts"].to_list() == [2958869760000]
+    assert (visit["ts"], visit["func"], visit["addr"]) == (
+        2958869760100,
         "remove_migration_pte",
-        "rmap_walk_anon_ret",
-    ]
-    assert other["fields"][1].startswith("(remove_migration_pte+0x0/0x0) folio=")
+        0x7F12C5800000,
+    )
+    assert (ret["ts"], ret["func"], ret["caller"]) == (
+        2958869760300,
+        "rmap_walk_anon",
+        "rmap_walk_anon",
+    )
     assert table(ds, "event=remove_migration_pte")["pfn"].to_list() == [0x10C522]
-    assert other["ts"].to_list() == [2958869760000, 2958869760100, 2958869760300]
+    assert not (ds.root / "other_events").exists()

@@ -15,7 +15,6 @@ import zstandard
 from rmapscope.ingest import ingest
 
 from rmapscope.dataset import Dataset
-from rmapscope.errors import InputError
 
 from .conftest import real_lines
 
@@ -224,8 +223,23 @@ def test_format_override_and_unknown_format(tmp_path):
         run(tmp_path, text, name="u.txt", fmt="nonsense")
 
 
-def test_formats_of_the_next_issue_are_refused_clearly(tmp_path):
-    p = tmp_path / "trace.dat"
-    p.write_bytes(b"\x17\x08\x44tracing6\x00" + b"\x00" * 100)
-    with pytest.raises(InputError, match=r"trace\.dat.*not supported yet"):
-        ingest(str(p), Dataset(tmp_path / "ds"))
+def test_probe_lines_named_like_tracepoints_stay_probes(tmp_path):
+    text = (
+        "  fs_compactor-529     [000] .....  2958.899568: remove_migration_pte: "
+        "(remove_migration_pte+0x0/0x1a0) folio=0xffffea0004070000 mm=0xffff888104a8e000 "
+        "pgoff=0x7f12c5800 anon_vma=0xffff888100001000 addr=0x7f12c5800000\n"
+        "  fs_compactor-529     [000] .....  2958.899570: remove_migration_pte: "
+        "addr=7f12c5800000, pte=800000010c522005 order=0\n"
+    )
+    ds, r = run(tmp_path, text)
+    assert r.errors.total == 0
+    assert r.event_counts == {"remove_migration_pte": 1, "probe_remove_migration_pte": 1}
+    assert rows(ds, "event=remove_migration_pte")["pfn"].to_list() == [0x10C522]
+    probe = rows(ds, "event=probe_remove_migration_pte").row(0, named=True)
+    assert probe["event"] == "remove_migration_pte" and probe["func"] == "remove_migration_pte"
+    assert (probe["folio"], probe["mm"], probe["pgoff"], probe["addr"]) == (
+        0xFFFFEA0004070000,
+        0xFFFF888104A8E000,
+        0x7F12C5800,
+        0x7F12C5800000,
+    )
