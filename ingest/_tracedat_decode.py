@@ -148,10 +148,26 @@ class Buffer:
 
 
 def flag_tables(lazy_resched: bool) -> tuple[np.ndarray, ...]:
-    """Lookup tables for the 5-character latency flags, like the kernel's
-    ``trace_print_lat_fmt`` (6.13+; on older kernels bit 0x02 meant "irqs not supported",
-    printed ``X``): irqs-off, need-resched, hard/softirq from ``common_flags``, preempt and
-    migrate-disable depths from ``common_preempt_count``."""
+    """Lookup tables for the 5-character latency flags, as the kernel's
+    ``trace_print_lat_fmt`` prints them in tracefs text (and trace-cmd >= 3.3).
+
+    ``common_flags`` bits: 0x01 IRQS_OFF, 0x02 NEED_RESCHED_LAZY (Linux >= 6.13; before,
+    IRQS_NOSUPPORT), 0x04 NEED_RESCHED, 0x08 HARDIRQ, 0x10 SOFTIRQ, 0x20 PREEMPT_RESCHED,
+    0x40 NMI, 0x80 BH_OFF. The characters:
+
+    1. irqs-off: ``D`` irqs and BH off, ``d`` irqs off, ``b`` BH off, ``X`` no irq-flags
+       support (old kernels), else ``.``;
+    2. need-resched: ``B`` need+lazy+preempt, ``N`` need+preempt, ``L`` lazy+preempt,
+       ``b`` need+lazy, ``n`` need, ``p`` preempt, ``l`` lazy, else ``.``;
+    3. hard/softirq: ``Z`` NMI in hardirq, ``z`` NMI, ``H`` hardirq in softirq, ``h``,
+       ``s``, else ``.``;
+    4. preempt depth: ``common_preempt_count & 0xf`` in hex, ``.`` for 0;
+    5. migrate-disable depth: ``common_preempt_count >> 4`` in hex, ``.`` for 0.
+
+    >>> t = flag_tables(True)
+    >>> "".join(chr(t[i][x]) for i, x in enumerate((0x01, 0x01, 0x08, 0x12, 0x12)))
+    'd.h21'
+    """
     f = np.arange(256)
     irqs_off, lazy, resched, hard, soft, preempt, nmi, bh = ((f >> b & 1) == 1 for b in range(8))
     if not lazy_resched:

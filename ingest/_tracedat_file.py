@@ -127,6 +127,13 @@ class FileReader:
                 f"of the file ({self.size} bytes): truncated or corrupt trace.dat"
             )
 
+    def read_into(self, offset: int, out: memoryview, what: str) -> None:
+        """Fill ``out`` with the bytes at ``offset`` (no intermediate copy)."""
+        self.check(offset, len(out), what)
+        got = os.preadv(self._f.fileno(), [out], offset)
+        if got != len(out):
+            raise InputError(f"{self.name}: short read of {what} at byte {offset}")
+
     def read(self, offset: int, length: int, what: str) -> bytes:
         self.check(offset, length, what)
         data = os.pread(self._f.fileno(), length, offset)

@@ -296,8 +296,10 @@ def page_groups(
             n = min(per_group, n_pages - first)
             start = offset + first * ps
             length = min(n * ps, offset + size - start)
-            data = f.read(start, length, f"{label} pages")
-            yield _group(data, n, first, ps, _where_plain(f.name, label, offset, ps))
+            buf = _zeros(n * ps)
+            f.read_into(start, memoryview(buf)[:length], f"{label} pages")
+            where = _where_plain(f.name, label, offset, ps)
+            yield Group(buf, n, first, lambda p, first=first, where=where: where(first + p))
         return
     yield from _compressed_groups(f, offset, size, layout, codec, label, per_group)
 
@@ -309,9 +311,16 @@ def _where_plain(name: str, label: str, offset: int, ps: int) -> Callable[[int],
     return where
 
 
-def _group(data: bytes, n: int, first: int, ps: int, where_abs: Callable[[int], str]) -> Group:
-    buf = np.zeros(n * ps + 8 + (-(n * ps)) % 8, dtype=np.uint8)  # a multiple of 8
-    buf[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+def _zeros(n: int) -> np.ndarray:
+    """A zeroed buffer for ``n`` bytes of pages plus padding (a multiple of 8 long)."""
+    return np.zeros(n + 8 + (-n) % 8, dtype=np.uint8)
+
+
+def _group(parts: list[np.ndarray], n: int, first: int, ps: int, where_abs) -> Group:
+    """A group from decompressed pieces (one copy), zero-padded to ``n`` whole pages."""
+    size = sum(len(p) for p in parts)
+    total = n * ps + 8 + (-(n * ps)) % 8  # as _zeros(n * ps)
+    buf = np.concatenate([*parts, np.zeros(total - size, dtype=np.uint8)])
     return Group(buf, n, first, lambda p: where_abs(first + p))
 
 
@@ -331,7 +340,7 @@ def _compressed_groups(f, offset, size, layout, codec, label, per_group) -> Iter
             f"{offset}: corrupt trace.dat"
         )
     pos = offset + 4
-    pending: list[bytes] = []
+    pending: list[np.ndarray] = []
     pending_bytes = 0
     total = 0  # uncompressed bytes so far
     chunk_pages: list[int] = []  # first page index of each chunk
@@ -366,17 +375,16 @@ def _compressed_groups(f, offset, size, layout, codec, label, per_group) -> Iter
         chunk_offsets.append(pos)
         total += len(data)
         pos += 8 + zsize
-        pending.append(data)
+        pending.append(np.frombuffer(data, dtype=np.uint8))
         pending_bytes += len(data)
         if pending_bytes >= per_group * ps:
-            blob = b"".join(pending)
-            n = len(blob) // ps
-            yield _group(blob[: n * ps], n, done_pages, ps, where)
+            n = pending_bytes // ps
+            cut = n * ps - (pending_bytes - len(pending[-1]))  # whole pages only
+            head, rest = pending[-1][:cut], pending[-1][cut:]
+            yield _group([*pending[:-1], head], n, done_pages, ps, where)
             done_pages += n
-            rest = blob[n * ps :]
-            pending = [rest] if rest else []
+            pending = [rest] if len(rest) else []
             pending_bytes = len(rest)
     if pending_bytes:
-        blob = b"".join(pending)
-        n = -(-len(blob) // ps)
-        yield _group(blob, n, done_pages, ps, where)
+        n = -(-pending_bytes // ps)
+        yield _group(pending, n, done_pages, ps, where)

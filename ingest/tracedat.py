@@ -71,6 +71,7 @@ __all__ = ["TraceDatReader"]
 #: Clocks whose timestamps are nanoseconds (trace_clocks[] in the kernel, in_ns = 1).
 NS_CLOCKS = {"local", "global", "perf", "mono", "mono_raw", "boot", "tai"}
 _MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+MAX_STREAMS = 1 << 14  # CPU buffers (CPUs x instances) with data
 _NAME_ID = re.compile(r"^name:\s*(\S+)\s*\nID:\s*(\d+)", re.M)
 
 
@@ -94,7 +95,7 @@ class _FileRegistry(Registry):
             system, text = item
             try:
                 return self.add_format(text, system=system)
-            except (ValueError, IndexError, KeyError, re.error):
+            except Exception:  # any format we cannot parse is just unusable
                 pass
             # a print fmt we cannot parse: keep the fields, drop the print fmt
             plain = "\n".join(
@@ -102,7 +103,7 @@ class _FileRegistry(Registry):
             )
             try:
                 return self.add_format(plain, system=system)
-            except (ValueError, IndexError, KeyError, re.error):
+            except Exception:  # still unusable: raw text in other_events
                 self._failed.add(name)
                 self._schemas.pop(name, None)  # never decode with a shipped layout
                 return None
@@ -292,7 +293,7 @@ class TraceDatReader:
             ):
                 try:
                     dec = build_decoder(schema, text)
-                except (ValueError, IndexError, KeyError):
+                except Exception:  # an unusable format: raw text instead
                     dec = None
         self._decoders[ev_id] = dec
         return dec
@@ -304,9 +305,15 @@ class TraceDatReader:
         _c_off, c_size, d_off = meta.page_header
         streams = []
         n_streams = sum(1 for b in meta.buffers for c in b.cpus if c.size)
+        if n_streams > MAX_STREAMS:
+            raise InputError(
+                f"{self.name}: {n_streams} CPU buffers with data (BUFFER options and CPU "
+                f"tables from byte {meta.buffers[0].section}): corrupt trace.dat"
+            )
         # pages are walked a group at a time per CPU: big groups amortise the walk, but
-        # keep all CPUs' groups within ~256 MiB together
-        group = max(4 << 20, min(GROUP_BYTES, (256 << 20) // max(1, n_streams)))
+        # all CPUs' groups together stay within ~256 MiB
+        page = max(b.page_size for b in meta.buffers) if meta.buffers else 4096
+        group = min(GROUP_BYTES, max(page, (256 << 20) // max(1, n_streams)))
         for bi, b in enumerate(meta.buffers):
             layout = PageLayout(b.page_size, meta.big_endian, c_size, d_off)
             if b.page_size <= d_off:
