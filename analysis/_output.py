@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -27,16 +28,26 @@ def write_result(rel: duckdb.DuckDBPyRelation, fmt: str, output: str | None) -> 
         sys.stdout.write(text)
 
 
+def _flat(df: pl.DataFrame) -> pl.DataFrame:
+    """Nested columns (lists, maps, structs) as JSON text, for formats that need scalars."""
+    nested = [c for c, t in df.schema.items() if t.is_nested()]
+    return df.with_columns(
+        pl.Series(c, [None if v is None else json.dumps(v, default=str) for v in df[c].to_list()],
+                  dtype=pl.String)
+        for c in nested
+    )
+
+
 def render(df: pl.DataFrame, fmt: str) -> str:
     """``df`` as text in one of the text formats."""
     if fmt == "csv":
-        return df.write_csv()
+        return _flat(df).write_csv()
     if fmt == "json":
         return df.write_json() + "\n"
     if fmt == "ndjson":
         return df.write_ndjson()
     if fmt == "markdown":
-        return _markdown(df)
+        return _markdown(_flat(df))
     with pl.Config(
         tbl_rows=200,
         tbl_cols=-1,

@@ -84,6 +84,11 @@ def ingest(
         raise UsageError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
     if arch not in ptemod.ARCHES:
         raise UsageError(f"unknown arch {arch!r}; known: {', '.join(ptemod.ARCHES)}")
+    if host is not None and not valid_host(host):
+        raise UsageError(
+            f"host name {host!r} cannot name a partition: no '/', '=', '\\', control "
+            "characters, '.' or '..'"
+        )
     registry = registry or default_registry()
     src = open_source(path)
     staging = writer = reader = None
@@ -134,7 +139,7 @@ def ingest(
         gaps = job.gap_rows(header)
         result = IngestResult(
             trace_id=src.hexdigest()[:16],
-            host=host or header.host or "unknown",
+            host=host or _safe_host(header.host) or "unknown",
             source=src.name,
             format=fmt,
             events=job.seq,
@@ -166,6 +171,21 @@ def ingest(
         src.close()
         if staging is not None:
             staging.release()
+
+
+def valid_host(host: str) -> bool:
+    """Whether ``host`` can be a Hive partition value (a directory name DuckDB parses)."""
+    return bool(host) and host not in (".", "..") and not any(
+        c in "/=\\" or ord(c) < 32 or ord(c) == 127 for c in host
+    )
+
+
+def _safe_host(host: str | None) -> str | None:
+    """A host name read from a trace, made fit for a partition directory."""
+    if not host:
+        return None
+    fixed = "".join("_" if c in "/=\\" or ord(c) < 32 or ord(c) == 127 else c for c in host)
+    return fixed if valid_host(fixed) else None
 
 
 def _commit(dataset: Dataset, staging: Staging, result: IngestResult, force: bool) -> None:

@@ -494,12 +494,16 @@ def analyze(
     ] = None,
     dataset: DatasetOpt = None,
     host: Annotated[str | None, typer.Option(help="Host the trace was recorded on.")] = None,
+    report: Annotated[
+        Path, typer.Option("--report", "-o", help="Where to write the HTML report.")
+    ] = Path("rmapscope-report.html"),
 ) -> None:
-    """Run the whole pipeline on one trace: ingest, replay, and print the findings.
+    """Run the whole pipeline on one trace: ingest, replay, print the findings, write the
+    HTML report (self-contained, opens offline).
 
-    Exit code 1 when replay finds a violation. (The HTML report joins this command when it
-    is built.)
+    Exit code 1 when replay finds a violation.
     """
+    from rmapscope.dashboards import build_report
     from rmapscope.replay import replay as run_replay
 
     ds = Dataset(dataset)
@@ -517,17 +521,14 @@ def analyze(
         out.print(table)
         span = (r.ts_last - r.ts_first) / 1e9 if r.ts_first is not None else 0
         out.print(
-            f"{r.events:,} events over {span:.3f} s; {r.gaps} gaps; {r.errors.total} lines rejected"
+            f"{r.events:,} events over {span:.3f} s; {r.gaps} gaps; "
+            f"{r.errors.total} lines rejected"
         )
-    if _print_findings(run_replay(ds, [r.trace_id])):
+    violations = _print_findings(run_replay(ds, [r.trace_id]))
+    written = build_report(ds, [r.trace_id], output=report)
+    out.print(f"report: {written.resolve()}")
+    if violations:
         raise typer.Exit(1)
-
-
-from rmapscope._record_cli import register as _register_record  # noqa: E402
-from rmapscope.replay._sim_cli import register as _register_simulate  # noqa: E402
-
-_register_record(app)
-_register_simulate(app)
 
 
 def main() -> None:
@@ -542,3 +543,12 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+
+
+from rmapscope._record_cli import register as _register_record  # noqa: E402
+from rmapscope.dashboards._report_cli import register as _register_report  # noqa: E402
+from rmapscope.replay._sim_cli import register as _register_simulate  # noqa: E402
+
+_register_record(app)
+_register_simulate(app)
+_register_report(app)
