@@ -153,7 +153,7 @@ def ingest(
         typer.Option(
             "--format",
             help="Override format detection: tracefs, trace_pipe, tracefs_latency, "
-            "tcreport, tcreport_latency.",
+            "tcreport, tcreport_latency, trace_dat, perf_script, perf_data, bpftrace.",
         ),
     ] = None,
     arch: Annotated[
@@ -531,6 +531,16 @@ def analyze(
         raise typer.Exit(1)
 
 
+# commands that live next to their library code
+from rmapscope._record_cli import register as _register_record  # noqa: E402
+from rmapscope.dashboards._report_cli import register as _register_report  # noqa: E402
+from rmapscope.replay._sim_cli import register as _register_simulate  # noqa: E402
+
+_register_record(app)
+_register_simulate(app)
+_register_report(app)
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning user errors into one line."""
     try:
@@ -543,12 +553,3 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-
-
-from rmapscope._record_cli import register as _register_record  # noqa: E402
-from rmapscope.dashboards._report_cli import register as _register_report  # noqa: E402
-from rmapscope.replay._sim_cli import register as _register_simulate  # noqa: E402
-
-_register_record(app)
-_register_simulate(app)
-_register_report(app)
