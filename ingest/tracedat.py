@@ -39,6 +39,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -159,6 +160,7 @@ class _Stream:
     decoded: int = 0  # records decoded so far
     max_key: int = -(1 << 63)
     markers: list = field(default_factory=list)  # [stream record index, count, text]
+    ahead: Future | None = None  # the next page group, being decoded
 
     @property
     def last_key(self) -> int:
@@ -168,7 +170,7 @@ class _Stream:
 class TraceDatReader:
     """Reads one trace.dat: metadata at construction, event batches from :meth:`batches`."""
 
-    batch_events = 1 << 20
+    batch_events = 1 << 19
 
     def __init__(
         self,
@@ -310,10 +312,10 @@ class TraceDatReader:
                 f"{self.name}: {n_streams} CPU buffers with data (BUFFER options and CPU "
                 f"tables from byte {meta.buffers[0].section}): corrupt trace.dat"
             )
-        # pages are walked a group at a time per CPU: big groups amortise the walk, but
-        # all CPUs' groups together stay within ~256 MiB
+        # pages are walked a group at a time per CPU (and the next one decoded ahead): big
+        # groups amortise the walk, but all CPUs' groups together stay within ~256 MiB
         page = max(b.page_size for b in meta.buffers) if meta.buffers else 4096
-        group = min(GROUP_BYTES, max(page, (256 << 20) // max(1, n_streams)))
+        group = min(GROUP_BYTES, max(page, (128 << 20) // max(1, n_streams)))
         for bi, b in enumerate(meta.buffers):
             layout = PageLayout(b.page_size, meta.big_endian, c_size, d_off)
             if b.page_size <= d_off:
@@ -332,13 +334,16 @@ class TraceDatReader:
         return streams
 
     def _fill(self, s: _Stream) -> None:
-        """Decode the next page group of ``s`` (or mark it exhausted)."""
-        try:
-            group = next(s.groups)
-        except StopIteration:
+        """Take the next decoded page group of ``s`` (or mark it exhausted), and start
+        decoding the one after it in the background."""
+        future = s.ahead or self._pool.submit(self._load, s)
+        loaded = future.result()
+        s.ahead = None
+        if loaded is None:
             s.exhausted = True
             return
-        w = walk(group.buf, group.n_pages, s.layout, group.where)
+        s.ahead = self._pool.submit(self._load, s)
+        group, w, ts, common = loaded
         n = len(w.rec_off)
         if len(w.lost_pages):
             # each marker sits before the first record of its page (or of a later page)
@@ -346,17 +351,27 @@ class TraceDatReader:
             for idx, count in zip(at.tolist(), w.lost_counts.tolist(), strict=True):
                 s.markers.append([s.decoded + idx, None if count < 0 else count])
         if n:
-            ts = self._to_ns(w.raw_ts)
             key = np.maximum.accumulate(np.maximum(ts, s.max_key))
             s.max_key = int(key[-1])
-            common = self._common_fields(
-                Buffer([group.buf], self.meta.big_endian, pad=False), w.rec_off
-            )
             s.segments.append(
                 _Segment(group.buf, w.rec_off, w.rec_len, ts, key, common, first=s.decoded)
             )
             s.pending += n
             s.decoded += n
+
+    def _load(self, s: _Stream):
+        """Read, decompress and walk the next page group of ``s`` (None at its end)."""
+        group = next(s.groups, None)
+        if group is None:
+            return None
+        w = walk(group.buf, group.n_pages, s.layout, group.where)
+        if not len(w.rec_off):
+            return group, w, None, None
+        ts = self._to_ns(w.raw_ts)
+        common = self._common_fields(
+            Buffer([group.buf], self.meta.big_endian, pad=False), w.rec_off
+        )
+        return group, w, ts, common
 
     def _to_ns(self, raw: np.ndarray) -> np.ndarray:
         meta = self.meta
@@ -427,7 +442,13 @@ class TraceDatReader:
                 self.close()
 
     def _batches(self) -> Iterator[Batch]:
-        streams = self._streams()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="tracedat-pages")
+        try:
+            yield from self._merge(self._streams())
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _merge(self, streams: list[_Stream]) -> Iterator[Batch]:
         parts: list[list] = [[] for _ in streams]  # per stream: (segment, start, stop)
         size = 0
         while True:
