@@ -442,7 +442,7 @@ class TraceDatReader:
                 self.close()
 
     def _batches(self) -> Iterator[Batch]:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="tracedat-pages")
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="tracedat-pages")
         try:
             yield from self._merge(self._streams())
         finally:
