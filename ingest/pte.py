@@ -76,7 +76,8 @@ def decode_present(pte: np.ndarray, arch: str, huge: bool) -> dict[str, np.ndarr
             "present": present,
             "writable": _bit(pte, 1),
             "young": _bit(pte, 5),
-            "dirty": _bit(pte, 6),
+            # a dirty read-only pte keeps its dirty bit in _PAGE_SAVED_DIRTY (bit 58, 6.6+)
+            "dirty": _bit(pte, 6) | _bit(pte, 58),
             "nx": _bit(pte, 63),
             "soft_dirty": _bit(pte, 11),
             "uffd_wp": _bit(pte, 10),

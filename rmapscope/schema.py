@@ -111,13 +111,18 @@ TRACES_COLUMNS: list[tuple[str, pa.DataType]] = [
 ]
 
 
-def column_for(field_name: str) -> str:
-    """The column of an event field: its own name, or ``field_<name>`` if that is common.
+#: Column names of the ingest pipeline itself, kept free for it in every table.
+RESERVED_NAMES = {*COMMON_NAMES, "rel", "lineno", "host", "trace"}
 
-    >>> column_for("child_pid"), column_for("pid")
-    ('child_pid', 'field_pid')
+
+def column_for(field_name: str) -> str:
+    """The column of an event field: its own name, or ``field_<name>`` if that name is a
+    common column (or one the pipeline or the partitions use).
+
+    >>> column_for("child_pid"), column_for("pid"), column_for("rel")
+    ('child_pid', 'field_pid', 'field_rel')
     """
-    return f"field_{field_name}" if field_name in COMMON_NAMES else field_name
+    return f"field_{field_name}" if field_name in RESERVED_NAMES else field_name
 
 
 def arrow_schema(columns: list[tuple[str, pa.DataType]]) -> pa.Schema:

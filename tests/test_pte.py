@@ -45,6 +45,8 @@ def test_x86_present_pte_and_huge_pmd():
     assert d["nx"].tolist() == [True, False]
     h = decode_present(u64(0x8400000252A00085), "x86_64", huge=True)
     assert hex(int(h["pfn"][0])) == "0x252a00"
+    # read-only and dirty: the dirty bit moved to _PAGE_SAVED_DIRTY (bit 58)
+    assert h["dirty"][0] and not h["writable"][0]
 
 
 def test_x86_protnone_pte_pfn_is_inverted():
