@@ -12,6 +12,7 @@ All steps are joins and window functions over the migration events of one trace:
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 PMD_ORDER = 9  # 2 MB on x86_64 and arm64 with 4K pages
@@ -181,37 +182,47 @@ def pair(sets: pl.DataFrame, removes: pl.DataFrame) -> tuple[pl.DataFrame, pl.Da
     """
     # within one batch: an entry is set and removed by the same migrate_pages call, so an
     # entry left open in an earlier batch (zapped by an exit, or lost) cannot take a remove
-    key = ["pid", "addr", "kind", "batch_id"]
+    cols = ["pid", "addr", "kind", "batch_id"]
     ev = pl.concat(
         [
-            sets.select("seq", *key, pl.lit(1, pl.Int32).alias("delta")),
-            removes.select("seq", *key, pl.lit(-1, pl.Int32).alias("delta")),
+            sets.select("seq", *cols, pl.lit(1, pl.Int32).alias("delta")),
+            removes.select("seq", *cols, pl.lit(-1, pl.Int32).alias("delta")),
         ]
-    ).sort("seq")
+    ).sort([*cols, "seq"], nulls_last=True)
+    # Groups are many and small, so the windows are segmented numpy scans over the rows
+    # sorted by (group, seq) rather than polars windows per group.
+    n = ev.height
+    start = np.ones(n, dtype=bool)
+    for c in cols:
+        v = ev[c].to_physical() if ev[c].dtype == pl.String else ev[c]
+        v = v.cast(pl.Int64, strict=False) if v.dtype == pl.UInt64 else v
+        arr = v.fill_null(-1).to_numpy()
+        if n > 1:
+            start[1:] &= arr[1:] == arr[:-1]
+    start = ~start
+    if n:
+        start[0] = True
+    delta = ev["delta"].to_numpy().astype(np.int64)
+    group = np.cumsum(start)
+    opened = _segmented_cumsum(delta, start)
     # open entries = running sum clamped at zero; a remove that pushes the unclamped sum to
-    # a new low found nothing open (Lindley recursion: open = S - min(0, min S)).
-    ev = ev.with_columns(pl.col("delta").cum_sum().over(key).alias("_s"))
-    low = pl.min_horizontal(pl.col("_s").cum_min().over(key), pl.lit(0))
-    ev = ev.with_columns(low.alias("_low"))
-    ev = ev.with_columns(
-        (
-            (pl.col("delta") < 0)
-            & (pl.col("_low") < pl.col("_low").shift(1).over(key).fill_null(0))
-        ).alias("surplus")
+    # a new low found nothing open (Lindley recursion: open = S - min(0, min S))
+    big = 2 * n + 2
+    low = np.minimum(np.minimum.accumulate(opened - group * big) + group * big, 0)
+    prev_low = np.where(start, 0, np.r_[0, low[:-1]])
+    surplus = (delta < 0) & (low < prev_low)
+    is_set = delta > 0
+    matched = (delta < 0) & ~surplus
+    rank = np.where(is_set, _segmented_cumsum(is_set.astype(np.int64), start),
+                    _segmented_cumsum(matched.astype(np.int64), start))
+    ev = ev.select("seq").with_columns(
+        pl.Series("_g", group), pl.Series("_rank", rank), pl.Series("_set", is_set),
+        pl.Series("_matched", matched), pl.Series("surplus", surplus),
     )
-    is_set = pl.col("delta") > 0
-    matched_remove = (pl.col("delta") < 0) & ~pl.col("surplus")
-    ev = ev.with_columns(
-        pl.when(is_set)
-        .then(is_set.cast(pl.Int64).cum_sum().over(key))
-        .when(matched_remove)
-        .then(matched_remove.cast(pl.Int64).cum_sum().over(key))
-        .alias("_rank")
-    )
-    set_rank = ev.filter(is_set).select("seq", *key, "_rank")
-    rem_rank = ev.filter(matched_remove).select(pl.col("seq").alias("r_seq"), *key, "_rank")
+    set_rank = ev.filter(pl.col("_set")).select("seq", "_g", "_rank")
+    rem_rank = ev.filter(pl.col("_matched")).select(pl.col("seq").alias("r_seq"), "_g", "_rank")
     surplus_seq = ev.filter(pl.col("surplus")).select("seq")
-    pairs = set_rank.join(rem_rank, on=[*key, "_rank"], how="left").select("seq", "r_seq")
+    pairs = set_rank.join(rem_rank, on=["_g", "_rank"], how="left").select("seq", "r_seq")
     r = removes.select(
         pl.col("seq").alias("r_seq"),
         pl.col("ts").alias("r_ts"),
@@ -223,6 +234,14 @@ def pair(sets: pl.DataFrame, removes: pl.DataFrame) -> tuple[pl.DataFrame, pl.Da
     out = sets.join(pairs, on="seq", how="left").join(r, on="r_seq", how="left").sort("seq")
     surplus = removes.join(surplus_seq, on="seq", how="semi")
     return out, surplus
+
+
+def _segmented_cumsum(values: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Cumulative sum that restarts where ``start`` is true."""
+    cs = np.cumsum(values)
+    before = cs - values  # the running sum just before each row
+    first = np.maximum.accumulate(np.where(start, np.arange(len(values)), 0))
+    return cs - before[first]
 
 
 def unmap_groups(sets: pl.DataFrame) -> pl.DataFrame:
@@ -359,8 +378,6 @@ class GapIndex:
 
     def exited_in(self, lo: pl.Series, hi: pl.Series) -> list[bool]:
         """For each window [lo, hi], whether a process exit happened inside it."""
-        import numpy as np
-
         if not self.exits:
             return [False] * len(lo)
         ex = np.array(self.exits)
@@ -371,8 +388,6 @@ class GapIndex:
     def overlaps(self, lo: pl.Series, hi: pl.Series) -> list[bool]:
         """For each window [lo, hi] (hi null: until the trace ends), whether an untrusted
         span on any CPU intersects it."""
-        import numpy as np
-
         a = lo.fill_null(self.ts_first).to_numpy()
         b = hi.fill_null(self.ts_last).to_numpy()
         hit = np.zeros(len(a), dtype=bool)
@@ -398,6 +413,8 @@ def page_states(paired: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
                 "state": pl.String,
                 "ts_start": pl.Int64,
                 "ts_end": pl.Int64,
+                "seq_start": pl.Int64,
+                "seq_end": pl.Int64,
                 "migration_id": pl.Int64,
             }
         )
@@ -528,8 +545,6 @@ def _overlaps(forks: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
     before it started), so a long trace with many forks and migrations never builds the
     cross product.
     """
-    import numpy as np
-
     empty_ids = pl.lit([], pl.List(pl.Int64))
     if migs.is_empty() or "t_first_set" not in migs.columns:
         return forks.with_columns(

@@ -1,15 +1,42 @@
-"""Load one trace's events from a dataset and publish its replay tables (atomically)."""
+"""Load one trace's events from a dataset and publish its replay tables (atomically).
+
+A trace with more migration events than ``RMAPSCOPE_REPLAY_PARTITION_ROWS`` (default 20
+million) is replayed in partitions of its event order, cut only where no migration batch
+is open: tier 1 pairs sets and removes within a batch and unmap groups never cross one, so
+each partition is replayed by the same pure function with bounded memory, and its page
+states go straight to disk. Traces with probe events (tier 2, which needs the whole order
+of walks and forks) are replayed whole.
+"""
 
 from __future__ import annotations
 
+import itertools
+import math
+import os
 from collections.abc import Callable
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from rmapscope.dataset import Dataset
 from rmapscope.errors import DatasetError, UsageError
 
+from . import _tier1 as t1
+from . import _tier2 as t2
 from .engine import INPUT_EVENTS, PROBE_TABLES, replay_trace
+
+MIGRATION_EVENTS = (
+    "set_migration_pte",
+    "set_migration_pmd",
+    "remove_migration_pte",
+    "remove_migration_pmd",
+)
+REGION = 1 << 21  # 2 MB: no folio mapped at natural alignment straddles it
+
+
+def partition_rows() -> int:
+    """Migration events above which a trace is replayed in partitions."""
+    return int(os.environ.get("RMAPSCOPE_REPLAY_PARTITION_ROWS", 20_000_000))
 
 
 def _read(ds: Dataset, pattern: str, columns_filter: pl.Expr | None = None) -> pl.DataFrame:
@@ -22,14 +49,18 @@ def _read(ds: Dataset, pattern: str, columns_filter: pl.Expr | None = None) -> p
     return lf.collect()
 
 
-def load_trace(ds: Dataset, trace_id: str) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, dict]:
-    """The events replay needs, the gaps and the manifest row of one trace."""
+def load_trace(
+    ds: Dataset, trace_id: str, skip: tuple[str, ...] = ()
+) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, dict]:
+    """The events replay needs (but the tables in ``skip``), gaps and manifest of a trace."""
     manifest = _read(ds, f"traces/host=*/trace={trace_id}/*.parquet")
     if manifest.is_empty():
         raise UsageError(f"no trace {trace_id} in {ds.root} (see `rmapscope traces`)")
     row = manifest.row(0, named=True)
     tables = {}
     for name in (*INPUT_EVENTS, *PROBE_TABLES):
+        if name in skip:
+            continue
         df = _read(ds, f"event={name}/host=*/trace={trace_id}/*.parquet")
         if df.height:
             tables[name] = df
@@ -38,11 +69,16 @@ def load_trace(ds: Dataset, trace_id: str) -> tuple[dict[str, pl.DataFrame], pl.
 
 
 def replay(
-    ds: Dataset, trace_ids: list[str] | None = None, progress: Callable[[str], None] | None = None
+    ds: Dataset,
+    trace_ids: list[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+    partitions: int | None = None,
 ) -> dict[str, dict[str, pl.DataFrame]]:
     """Replay the given traces (all when None) and publish their replay tables.
 
-    Re-running replaces a trace's replay tables. Returns the tables per trace id.
+    Re-running replaces a trace's replay tables. Returns the tables per trace id (for a
+    partitioned replay without ``page_states``, which stays on disk). ``partitions``
+    forces a number of address partitions (1: whole).
     """
     ds.require()
     manifest = ds.traces()
@@ -57,6 +93,10 @@ def replay(
     for t in ids:
         if progress:
             progress(t)
+        parts = partitions or _parts_needed(ds, t)
+        if parts > 1 and not _has_probe_files(ds, t):
+            results[t] = _replay_partitioned(ds, known[t], t, parts)
+            continue
         tables, gaps, row = load_trace(ds, t)
         out = replay_trace(tables, gaps, row)
         publish(ds, known[t], t, out)
@@ -64,20 +104,145 @@ def replay(
     return results
 
 
+def _migration_files(ds: Dataset, trace_id: str) -> dict[str, list]:
+    return {
+        n: sorted(ds.root.glob(f"event={n}/host=*/trace={trace_id}/*.parquet"))
+        for n in MIGRATION_EVENTS
+    }
+
+
+def _parts_needed(ds: Dataset, trace_id: str) -> int:
+    rows = sum(
+        pq.ParquetFile(f).metadata.num_rows
+        for files in _migration_files(ds, trace_id).values()
+        for f in files
+    )
+    limit = partition_rows()
+    return 1 if rows <= limit else math.ceil(rows / limit)
+
+
+def _has_probe_files(ds: Dataset, trace_id: str) -> bool:
+    return any(
+        any(ds.root.glob(f"event={t}/host=*/trace={trace_id}/*.parquet")) for t in t2.PROBE_TABLES
+    )
+
+
+def _replay_partitioned(ds: Dataset, host: str, trace_id: str, parts: int) -> dict:
+    """Replay a trace partition by partition (see the module docstring)."""
+    tables, gaps, row = load_trace(ds, trace_id, skip=MIGRATION_EVENTS)
+    files = _migration_files(ds, trace_id)
+    staging = ds.new_staging()
+    try:
+        migs, viols, batches = [], [], []
+        offset = 0
+        (staging.path / "page_states").mkdir()
+        bounds = _cuts(t1.batches(tables), row, parts)
+        for p, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+            part = dict(tables)
+            span = (pl.col("seq") >= lo) & (pl.col("seq") < hi)
+            for name, fs in files.items():
+                if fs:
+                    df = pl.scan_parquet(fs).filter(span).collect()
+                    if df.height:
+                        part[name] = df
+            out = replay_trace(part, gaps, row)
+            shift = pl.col("migration_id") + offset
+            migs.append(out["migrations"].with_columns(shift))
+            out["page_states"].with_columns(shift).write_parquet(
+                staging.path / "page_states" / f"part-{p:05d}.parquet", compression="zstd"
+            )
+            viols.append(out["violations"])
+            batches.append(out["migration_batches"])
+            offset += out["migrations"].height
+        migrations = pl.concat(migs, how="diagonal_relaxed")
+        result = {
+            "migrations": migrations,
+            "migration_batches": _merge_batches(batches),
+            "fork_windows": t1.fork_windows(tables, migrations, _common(tables)),
+            "violations": pl.concat(viols, how="diagonal_relaxed").sort("ts"),
+        }
+        _write(staging, result)
+        _commit(ds, staging, host, trace_id, [*result, "page_states"])
+    finally:
+        staging.release()
+    return result
+
+
+def _cuts(batch: pl.DataFrame, row: dict, parts: int) -> list[int]:
+    """Seq boundaries of about ``parts`` partitions, each cut where no batch is open."""
+    total = (row.get("events") or 0) + 1
+    quiet = [0]
+    if batch.height:
+        b = batch.select(
+            pl.coalesce("seq_start", "seq_end").alias("lo"),
+            pl.coalesce("seq_end", pl.lit(total)).alias("hi"),
+        ).sort("lo")
+        reach = -1
+        for lo, hi in b.iter_rows():
+            if lo > reach:
+                quiet.append(lo)  # nothing open just before this batch starts
+            reach = max(reach, hi)
+    cuts = [0]
+    for k in range(1, parts):
+        want = total * k // parts
+        best = min(quiet, key=lambda q: abs(q - want))
+        if best > cuts[-1]:
+            cuts.append(best)
+    return [*cuts, total]
+
+
+def _merge_batches(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """One batch table from the partitions': the kernel's columns once, replay's summed."""
+    counts = [
+        "paired_migrated",
+        "paired_migrated_pages",
+        "paired_restored",
+        "leaked",
+        "inconclusive",
+        "n_set",
+        "n_remove",
+        "n_surplus_remove",
+    ]
+    first = parts[0]
+    if first.is_empty():
+        return first
+    sums = (
+        pl.concat([p.select("batch_id", *counts) for p in parts])
+        .group_by("batch_id")
+        .agg(pl.col(c).sum() for c in counts)
+    )
+    return first.drop(counts).join(sums, on="batch_id", how="left").select(first.columns)
+
+
+def _common(tables: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
+    common = [
+        df.select("pid", "seq", "ts")
+        for df in tables.values()
+        if df.height and {"pid", "seq", "ts"} <= set(df.columns)
+    ]
+    return pl.concat(common) if common else None
+
+
 def publish(ds: Dataset, host: str, trace_id: str, out: dict[str, pl.DataFrame]) -> None:
     """Write the replay tables of one trace, replacing any earlier replay of it."""
     staging = ds.new_staging()
     try:
-        for name, df in out.items():
-            path = staging.path / name / "part-00000.parquet"
-            path.parent.mkdir(parents=True)
-            df.write_parquet(path, compression="zstd")
-        with ds.lock():
-            ds.recover()
-            targets = [f"{name}/host={host}/trace={trace_id}" for name in out]
-            old = [t for t in targets if (ds.root / t).exists()]
-            ds.commit(
-                staging, [(name, f"{name}/host={host}/trace={trace_id}") for name in out], old
-            )
+        _write(staging, out)
+        _commit(ds, staging, host, trace_id, list(out))
     finally:
         staging.release()
+
+
+def _write(staging, out: dict[str, pl.DataFrame]) -> None:
+    for name, df in out.items():
+        path = staging.path / name / "part-00000.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        df.write_parquet(path, compression="zstd")
+
+
+def _commit(ds: Dataset, staging, host: str, trace_id: str, names: list[str]) -> None:
+    with ds.lock():
+        ds.recover()
+        targets = [f"{name}/host={host}/trace={trace_id}" for name in names]
+        old = [t for t in targets if (ds.root / t).exists()]
+        ds.commit(staging, [(name, f"{name}/host={host}/trace={trace_id}") for name in names], old)
