@@ -34,6 +34,18 @@ INPUT_EVENTS = (
 #: Typed probe tables (data/probes/README.md), for tier 2.
 PROBE_TABLES = t2.PROBE_TABLES
 
+#: What replay counts per migration batch (summed when a trace is replayed in partitions).
+BATCH_COUNTS = (
+    "paired_migrated",
+    "paired_migrated_pages",
+    "paired_restored",
+    "leaked",
+    "inconclusive",
+    "n_set",
+    "n_remove",
+    "n_surplus_remove",
+)
+
 #: Formats whose files can hold a subset of the CPUs (`trace-cmd report --cpu N`).
 CPU_FILTERABLE = ("tcreport", "tcreport_latency", "trace_dat")
 
@@ -141,17 +153,7 @@ def _batch_counts(batch: pl.DataFrame, migs: pl.DataFrame, surplus: pl.DataFrame
         batch = batch.join(s, on="batch_id", how="left")
     else:
         batch = batch.with_columns(pl.lit(0).alias("n_surplus_remove"))
-    counts = [
-        "paired_migrated",
-        "paired_migrated_pages",
-        "paired_restored",
-        "leaked",
-        "inconclusive",
-        "n_set",
-        "n_remove",
-        "n_surplus_remove",
-    ]
-    batch = batch.with_columns(pl.col(c).fill_null(0).cast(pl.Int64) for c in counts)
+    batch = batch.with_columns(pl.col(c).fill_null(0).cast(pl.Int64) for c in BATCH_COUNTS)
     first = [
         "batch_id",
         "pid",

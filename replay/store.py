@@ -23,7 +23,7 @@ from rmapscope.errors import DatasetError, UsageError
 
 from . import _tier1 as t1
 from . import _tier2 as t2
-from .engine import INPUT_EVENTS, PROBE_TABLES, replay_trace
+from .engine import BATCH_COUNTS, INPUT_EVENTS, PROBE_TABLES, replay_trace
 
 MIGRATION_EVENTS = (
     "set_migration_pte",
@@ -193,16 +193,7 @@ def _cuts(batch: pl.DataFrame, row: dict, parts: int) -> list[int]:
 
 def _merge_batches(parts: list[pl.DataFrame]) -> pl.DataFrame:
     """One batch table from the partitions': the kernel's columns once, replay's summed."""
-    counts = [
-        "paired_migrated",
-        "paired_migrated_pages",
-        "paired_restored",
-        "leaked",
-        "inconclusive",
-        "n_set",
-        "n_remove",
-        "n_surplus_remove",
-    ]
+    counts = list(BATCH_COUNTS)
     first = parts[0]
     if first.is_empty():
         return first

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,17 @@ settings.load_profile("rmapscope")
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("RMAPSCOPE_SHARED", REPO.parent / "shared"))
 REAL = SHARED / "data" / "real"
+
+
+def cli_command() -> list[str]:
+    """The installed ``rmapscope`` console script (the one next to this interpreter first)."""
+    script = Path(sys.executable).with_name("rmapscope")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    found = shutil.which("rmapscope")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from rmapscope.cli import main; main()"]
 
 
 def real(path: str) -> Path:

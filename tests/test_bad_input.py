@@ -28,7 +28,7 @@ import polars as pl
 import pytest
 
 from rmapscope.dataset import Dataset
-from tests.conftest import REPO, real, real_lines
+from tests.conftest import REPO, cli_command, real, real_lines
 
 SAMPLE = REPO / "data" / "samples" / "forkstorm-slice.trace.txt.gz"
 FORKSTORM_TEXT = "forkstorm/ftrace-text-default/trace.txt.gz"
@@ -36,18 +36,7 @@ GOOD_A = "forkstorm/ftrace-trace_pipe-lossy/trace_pipe.txt.gz"
 GOOD_B = "forkstorm/ftrace-text-nooverwrite/trace.txt.gz"
 
 
-def _cli() -> list[str]:
-    """The installed ``rmapscope`` console script (the one next to this interpreter first)."""
-    script = Path(sys.executable).with_name("rmapscope")
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    found = shutil.which("rmapscope")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "from rmapscope.cli import main; main()"]
-
-
-CLI = _cli()
+CLI = cli_command()
 
 
 def run_cli(*args: object, **kwargs) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,6 @@ import gzip
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import pytest
 import rmapscope.dataset as dataset_mod
 from rmapscope.dataset import MARKER, Dataset
 from rmapscope.errors import DatasetError
-from tests.conftest import REPO, real
+from tests.conftest import REPO, cli_command, real
 
 SAMPLE = REPO / "data" / "samples" / "forkstorm-slice.trace.txt.gz"
 FORKSTORM_TEXT = "forkstorm/ftrace-text-default/trace.txt.gz"
@@ -36,18 +35,7 @@ THP_TEXT = "thp/ftrace-text-default/trace.txt.gz"
 LOSSY_PIPE = "forkstorm/ftrace-trace_pipe-lossy/trace_pipe.txt.gz"
 
 
-def _cli() -> list[str]:
-    """The installed ``rmapscope`` console script (the one next to this interpreter first)."""
-    script = Path(sys.executable).with_name("rmapscope")
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    found = shutil.which("rmapscope")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "from rmapscope.cli import main; main()"]
-
-
-CLI = _cli()
+CLI = cli_command()
 
 
 def _env(**extra: str) -> dict[str, str]:
