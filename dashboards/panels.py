@@ -241,6 +241,37 @@ def _layout(fig: go.Figure, height: int, **kw: Any) -> go.Figure:
     return fig
 
 
+def _add_lane_bars(fig: go.Figure, g: pl.DataFrame, name: str, color: str, **kw: Any) -> None:
+    """Draw ``g``'s ``start_s``..``end_s`` spans as horizontal bars on their ``row`` lanes."""
+    dur = (g["end_s"] - g["start_s"]).clip(lower_bound=0)
+    fig.add_bar(
+        y=g["row"].to_list(),
+        x=dur.to_numpy(),
+        base=g["start_s"].to_numpy(),
+        orientation="h",
+        name=name,
+        marker={"color": color, "line": {"width": 1, "color": color}},
+        **kw,
+    )
+
+
+def _lane_layout(fig: go.Figure, rows: list[str], max_height: int) -> None:
+    """Lay out a swimlane chart: one category row per lane, first lane on top."""
+    _layout(
+        fig,
+        max(260, min(150 + 34 * len(rows), max_height)),
+        barmode="overlay",
+        xaxis={"title": "seconds since the trace's first event"},
+        yaxis={
+            "categoryorder": "array",
+            "categoryarray": rows[::-1],
+            "automargin": True,
+            "type": "category",
+            "range": [-0.6, len(rows) - 0.4],
+        },
+    )
+
+
 def _empty(pid: str, title: str, sql: str, why: str, description: str = "") -> Panel:
     return Panel(pid, title, sql, None, description=description, empty=why)
 
@@ -647,19 +678,16 @@ def migration_timeline_panel(ctx: Ctx) -> Panel:
         g = d.filter(pl.col("kind") == kind)
         if g.is_empty():
             continue
-        dur = (g["end_s"] - g["start_s"]).clip(lower_bound=0)
-        fig.add_bar(
-            y=g["row"].to_list(),
-            x=dur.to_numpy(),
-            base=g["start_s"].to_numpy(),
-            orientation="h",
-            name=kind,
-            marker={"color": color, "line": {"width": 1, "color": color}},
+        _add_lane_bars(
+            fig,
+            g,
+            kind,
+            color,
             customdata=list(
                 zip(
                     g["n"].to_list(),
                     g["start_s"].to_list(),
-                    (dur * 1e6).to_list(),
+                    ((g["end_s"] - g["start_s"]).clip(lower_bound=0) * 1e6).to_list(),
                     g["pid"].to_list(),
                     g["comm"].to_list(),
                     g["reason"].to_list(),
@@ -692,19 +720,7 @@ def migration_timeline_panel(ctx: Ctx) -> Panel:
             hovertemplate="%{y}: %{customdata[0]} " + kind + "(s) at %{x:.6f} s<br>"
             "parent %{customdata[2]} (pid %{customdata[1]})<extra></extra>",
         )
-    _layout(
-        fig,
-        max(260, min(150 + 34 * len(rows), 2200)),
-        barmode="overlay",
-        xaxis={"title": "seconds since the trace's first event"},
-        yaxis={
-            "categoryorder": "array",
-            "categoryarray": rows[::-1],
-            "automargin": True,
-            "type": "category",
-            "range": [-0.6, len(rows) - 0.4],
-        },
-    )
+    _lane_layout(fig, rows, max_height=2200)
     note = ""
     merged = d.filter(pl.col("n") > 1)
     if merged.height:
@@ -1158,14 +1174,11 @@ def page_drilldown_panel(ctx: Ctx) -> Panel:
         g = d.filter(pl.col("state") == state)
         if g.is_empty():
             continue
-        dur = (g["end_s"] - g["start_s"]).clip(lower_bound=0)
-        fig.add_bar(
-            y=g["row"].to_list(),
-            x=dur.to_numpy(),
-            base=g["start_s"].to_numpy(),
-            orientation="h",
-            name=state,
-            marker={"color": color, "line": {"width": 1, "color": color}},
+        _add_lane_bars(
+            fig,
+            g,
+            state,
+            color,
             text=g["pfn_hex"].to_list(),
             textposition="inside",
             insidetextanchor="start",
@@ -1205,19 +1218,7 @@ def page_drilldown_panel(ctx: Ctx) -> Panel:
             hovertemplate="%{y}: %{customdata[1]} %{customdata[0]} for pfn %{customdata[2]}"
             " at %{x:.6f} s<extra></extra>",
         )
-    _layout(
-        fig,
-        max(260, min(150 + 34 * len(rows), 2000)),
-        barmode="overlay",
-        xaxis={"title": "seconds since the trace's first event"},
-        yaxis={
-            "categoryorder": "array",
-            "categoryarray": rows[::-1],
-            "automargin": True,
-            "type": "category",
-            "range": [-0.6, len(rows) - 0.4],
-        },
-    )
+    _lane_layout(fig, rows, max_height=2000)
     pages = df.filter(pl.col("state") == "finding").select("trace", "pfn", "addr").n_unique()
     note = f"{pages} page(s) drawn" + (
         f" (at most {DRILL_PAGES})." if pages >= DRILL_PAGES else "."

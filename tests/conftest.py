@@ -59,6 +59,50 @@ def real_lines(path: str, start: int, stop: int) -> list[str]:
     return out
 
 
+def read_table(ds, table: str):
+    """All rows of one dataset table (``event=<name>``, ``gaps``, ...) in ``seq`` order.
+
+    An empty frame when the table has no files."""
+    import polars as pl
+
+    files = sorted(ds.root.glob(f"{table}/*/*/*.parquet"))
+    if not files:
+        return pl.DataFrame()
+    df = pl.concat([pl.read_parquet(f) for f in files])
+    return df.sort("seq") if "seq" in df.columns else df
+
+
+def ingest_text(tmp_path: Path, text: str, name: str = "t.txt", **kw):
+    """Write ``text`` to a file and ingest it into a fresh dataset: ``(dataset, result)``."""
+    from rmapscope.ingest import ingest
+
+    from rmapscope.dataset import Dataset
+
+    path = tmp_path / name
+    path.write_text(text)
+    ds = Dataset(tmp_path / "ds")
+    return ds, ingest(str(path), ds, **kw)
+
+
+@pytest.fixture(scope="session")
+def ingested(tmp_path_factory):
+    """``ingested(path)``: the real trace at ``path`` ingested into its own dataset, once per
+    test session, as ``(dataset, result)``."""
+    from rmapscope.ingest import ingest
+
+    from rmapscope.dataset import Dataset
+
+    cache: dict[str, tuple] = {}
+
+    def get(path: str):
+        if path not in cache:
+            ds = Dataset(tmp_path_factory.mktemp("ds"))
+            cache[path] = (ds, ingest(str(real(path)), ds))
+        return cache[path]
+
+    return get
+
+
 @pytest.fixture
 def dataset(tmp_path: Path):
     """An empty dataset directory (not yet created on disk)."""

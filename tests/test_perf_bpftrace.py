@@ -22,7 +22,7 @@ from rmapscope.ingest.detect import detect_format
 from rmapscope.dataset import Dataset
 from rmapscope.errors import InputError
 
-from .conftest import ground_truth, real
+from .conftest import ground_truth, ingest_text, read_table, real
 
 PERF_TEXT = [
     f"{w}/perf/{f}"
@@ -38,36 +38,10 @@ MIGRATION = (
 )
 
 
-def table(ds: Dataset, name: str) -> pl.DataFrame:
-    files = sorted(ds.root.glob(f"{name}/*/*/*.parquet"))
-    return pl.concat([pl.read_parquet(f) for f in files]).sort("seq") if files else pl.DataFrame()
-
-
-def run(tmp_path, text: str, name: str = "t.txt", **kw):
-    path = tmp_path / name
-    path.write_text(text)
-    ds = Dataset(tmp_path / "ds")
-    return ds, ingest(str(path), ds, **kw)
-
-
-@pytest.fixture(scope="module")
-def ingested(tmp_path_factory):
-    """Ingest each real file once (into its own dataset) for all tests here."""
-    cache: dict[str, tuple[Dataset, object]] = {}
-
-    def get(path: str):
-        if path not in cache:
-            ds = Dataset(tmp_path_factory.mktemp("ds"))
-            cache[path] = (ds, ingest(str(real(path)), ds))
-        return cache[path]
-
-    return get
-
-
 def _per_cpu(ds: Dataset, names) -> dict[str, int]:
     per_cpu: Counter[str] = Counter()
     for name in names:
-        for cpu, n in table(ds, f"event={name}").group_by("cpu").len().iter_rows():
+        for cpu, n in read_table(ds, f"event={name}").group_by("cpu").len().iter_rows():
             per_cpu[str(cpu)] += n
     return dict(per_cpu)
 
@@ -96,8 +70,8 @@ def test_real_files_match_ground_truth(path, ingested):
 def test_perf_pid_tid_form_gives_tgids(ingested):
     default, _ = ingested("forkstorm/perf/perf-script.txt.gz")
     with_pid, _ = ingested("forkstorm/perf/perf-script-F.txt.gz")
-    a = table(default, "event=sched_process_exit")
-    b = table(with_pid, "event=sched_process_exit")
+    a = read_table(default, "event=sched_process_exit")
+    b = read_table(with_pid, "event=sched_process_exit")
     assert a["tgid"].null_count() == a.height  # the default fields have no pid
     assert b["tgid"].null_count() == 0
     assert a.drop("tgid").equals(b.drop("tgid"))
@@ -111,7 +85,7 @@ def test_bpftrace_keeps_file_order_which_is_not_time_order(ingested):
     for path in BPFTRACE:
         gt = ground_truth(path)
         ds, r = ingested(path)
-        ts = pl.concat([table(ds, f"event={n}").select("seq", "ts") for n in r.event_counts])
+        ts = pl.concat([read_table(ds, f"event={n}").select("seq", "ts") for n in r.event_counts])
         ts = ts.sort("seq")["ts"]
         behind = ts.cum_max().shift(1) - ts  # how far a line is behind the latest before it
         assert (behind > 0).sum() == gt["timestamp_inversions_file_order"] > 0
@@ -121,17 +95,17 @@ def test_bpftrace_keeps_file_order_which_is_not_time_order(ingested):
 def test_bpftrace_numbers_become_the_kernels_words(ingested):
     """The script printed reason=0, mode=2, group_dead=1: typed like tracefs rows."""
     ds, _ = ingested("thp/bpftrace/bpftrace.txt.gz")
-    start = table(ds, "event=mm_migrate_pages_start")
+    start = read_table(ds, "event=mm_migrate_pages_start")
     assert Counter(start["reason"].to_list()) == {"compaction": 52, "memory_hotplug": 1}
     assert set(start["mode"].to_list()) == {"MIGRATE_SYNC"}
-    exits = table(ds, "event=sched_process_exit")
+    exits = read_table(ds, "event=sched_process_exit")
     assert exits["group_dead"].null_count() == 0 and exits["group_dead"].sum() > 0
-    end = table(ds, "event=mm_compaction_end")
+    end = read_table(ds, "event=mm_compaction_end")
     assert end["sync"].null_count() == 0 and end["status"].is_in(["complete", "contended"]).all()
 
 
 def _migration_rows(ds: Dataset, name: str) -> pl.DataFrame:
-    t = table(ds, f"event={name}")
+    t = read_table(ds, f"event={name}")
     if not t.height:
         return t
     cols = [c for c in ("addr", "pte", "pmd", "order", "pfn") if c in t.columns]
@@ -232,7 +206,7 @@ def test_perf_data_ingests_like_its_perf_script_text(workload, perf_tool, ingest
     )
     text, _ = ingested(f"{workload}/perf/perf-script-F.txt.gz")
     for name in ("set_migration_pte", "sched_process_fork", "mm_page_alloc"):
-        a, b = table(ds, f"event={name}"), table(text, f"event={name}")
+        a, b = read_table(ds, f"event={name}"), read_table(text, f"event={name}")
         # --ns: the text's µs are the ns truncated (perf prints usecs = ns / 1000)
         assert (a["ts"] // 1000 * 1000).equals(b["ts"])
         assert (a["ts"] % 1000 != 0).any()
@@ -291,10 +265,10 @@ def test_perf_comms_with_spaces_colons_and_dashes(tmp_path, comm, form):
         comm, 4242, "2958.783890", "kmem:mm_page_free", "page=0x1 pfn=0x1 order=0", **kw
     )
     assert detect_format(text.encode(), "t") == "perf_script"
-    ds, r = run(tmp_path, text)
+    ds, r = ingest_text(tmp_path, text)
     assert r.errors.total == 0, r.errors.counts
     assert r.event_counts == {"sched_process_fork": 1, "mm_page_free": 1}
-    row = table(ds, "event=sched_process_fork").row(0, named=True)
+    row = read_table(ds, "event=sched_process_fork").row(0, named=True)
     assert (row["comm"], row["pid"], row["cpu"], row["ts"]) == (comm, 4242, 1, 2958783882000)
     assert row["tgid"] == (None if form == "default" else 4000)
     assert (row["parent_comm"], row["child_pid"]) == (comm, 530)
@@ -315,10 +289,10 @@ def test_perf_ns_timestamps_period_and_no_cpu_column(tmp_path):
         + fork("bash", 2134, 2137)
         + "\n"
     )
-    ds, r = run(tmp_path, text, fmt="perf_script")  # --format perf_script
+    ds, r = ingest_text(tmp_path, text, fmt="perf_script")  # --format perf_script
     assert r.errors.total == 0 and r.events == 2
-    assert table(ds, "event=task_newtask")["ts"].to_list() == [116118248123]
-    f = table(ds, "event=sched_process_fork").row(0, named=True)
+    assert read_table(ds, "event=task_newtask")["ts"].to_list() == [116118248123]
+    f = read_table(ds, "event=sched_process_fork").row(0, named=True)
     assert (f["ts"], f["cpu"], f["pid"], f["child_pid"]) == (116118249001, None, 2134, 2137)
 
 
@@ -337,10 +311,10 @@ def test_perf_callchains_are_kept_as_stack_frames(tmp_path):
         "\n"
     )
     assert detect_format(text.encode(), "t") == "perf_script"
-    ds, r = run(tmp_path, text)
+    ds, r = ingest_text(tmp_path, text)
     assert r.errors.total == 0, r.errors.counts
     assert r.event_counts == {"sched_process_fork": 1, "sched_process_exit": 1, "stack_frame": 4}
-    frames = table(ds, "other_events")
+    frames = read_table(ds, "other_events")
     assert frames["seq"].to_list() == [1, 2, 3, 5]
     assert (
         frames["fields"].to_list()[2] == "d43b8 __vfork+0x8 (/usr/lib/x86_64-linux-gnu/libc.so.6)"
@@ -368,7 +342,7 @@ def test_perf_header_task_events_and_probes(tmp_path):
         "    fs_compactor   529/529   [000]  2958.899570000:    migrate:remove_migration_pte: "
         "addr=7f12c5800000, pte=800000010c522005 order=0\n"
     )
-    ds, r = run(tmp_path, text)
+    ds, r = ingest_text(tmp_path, text)
     assert r.errors.total == 0, r.errors.counts
     trace = ds.traces().row(0, named=True)
     assert (trace["host"], trace["kernel"], trace["cpus"], trace["clock"]) == (
@@ -377,17 +351,17 @@ def test_perf_header_task_events_and_probes(tmp_path):
         2,
         "perf",
     )
-    other = table(ds, "other_events")
+    other = read_table(ds, "other_events")
     assert other["event"].to_list() == ["PERF_RECORD_FORK", "PERF_RECORD_COMM", "PERF_RECORD_COMM"]
     assert other["fields"].to_list() == ["(1:1):(0:0)", "process_api:1/1", "exec: ls:6224/6224"]
     # the kprobe (raw address form) lands in its typed probe table, not the tracepoint's
-    probe = table(ds, "event=probe_remove_migration_pte").row(0, named=True)
+    probe = read_table(ds, "event=probe_remove_migration_pte").row(0, named=True)
     assert (probe["folio"], probe["addr"], probe["mm"]) == (
         0xFFFFEA0004070000,
         0x7F12C5800000,
         None,
     )
-    assert table(ds, "event=remove_migration_pte")["pfn"].to_list() == [0x10C522]
+    assert read_table(ds, "event=remove_migration_pte")["pfn"].to_list() == [0x10C522]
 
 
 def test_formats_are_accepted_by_name():
@@ -427,7 +401,7 @@ def test_bpftrace_lost_events_maps_and_messages(tmp_path):
         + "[4K, 8K)               2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n"
     )
     assert detect_format(text.encode(), "t") == "bpftrace"
-    ds, r = run(tmp_path, text)
+    ds, r = ingest_text(tmp_path, text)
     assert r.event_counts == {
         "set_migration_pte": 1,
         "sched_process_exit": 1,
@@ -439,15 +413,15 @@ def test_bpftrace_lost_events_maps_and_messages(tmp_path):
     assert (gap["ts_start"], gap["ts_end"]) == (2958869761873, 2958869762000)
     # map dumps and bpftrace's own messages are not events: counted, with samples
     assert r.errors.counts == {"bpftrace_map": 3, "tool_message": 1}
-    exit_ = table(ds, "event=sched_process_exit").row(0, named=True)
+    exit_ = read_table(ds, "event=sched_process_exit").row(0, named=True)
     assert (exit_["comm"], exit_["pid"], exit_["group_dead"]) == ("memfd:sealed-91", 32685, True)
-    start = table(ds, "event=mm_migrate_pages_start").row(0, named=True)
+    start = read_table(ds, "event=mm_migrate_pages_start").row(0, named=True)
     assert (start["comm"], start["mode"], start["reason"]) == (
         "fs compactor",
         "MIGRATE_SYNC",
         "compaction",
     )
-    assert table(ds, "event=set_migration_pte")["pfn"].null_count() == 0
+    assert read_table(ds, "event=set_migration_pte")["pfn"].null_count() == 0
     assert ds.traces()["clock"].to_list() == ["mono"]
 
 
@@ -487,12 +461,12 @@ def test_bpftrace_without_the_attaching_line_and_probe_lines(tmp_path):
         )
     )
     assert detect_format(text.encode(), "t") == "bpftrace"
-    ds, r = run(tmp_path, text)
+    ds, r = ingest_text(tmp_path, text)
     assert r.errors.total == 0, r.errors.counts
     # probe lines land in their typed probe tables, with their keys as numbers
-    walks = table(ds, "event=probe_rmap_walk_anon")
-    visit = table(ds, "event=probe_remove_migration_pte").row(0, named=True)
-    ret = table(ds, "event=probe_rmap_walk_anon_ret").row(0, named=True)
+    walks = read_table(ds, "event=probe_rmap_walk_anon")
+    visit = read_table(ds, "event=probe_remove_migration_pte").row(0, named=True)
+    ret = read_table(ds, "event=probe_rmap_walk_anon_ret").row(0, named=True)
     assert walks["ts"].to_list() == [2958869760000]
     assert (visit["ts"], visit["func"], visit["addr"]) == (
         2958869760100,
@@ -504,5 +478,5 @@ def test_bpftrace_without_the_attaching_line_and_probe_lines(tmp_path):
         "rmap_walk_anon",
         "rmap_walk_anon",
     )
-    assert table(ds, "event=remove_migration_pte")["pfn"].to_list() == [0x10C522]
+    assert read_table(ds, "event=remove_migration_pte")["pfn"].to_list() == [0x10C522]
     assert not (ds.root / "other_events").exists()

@@ -18,7 +18,7 @@ from rmapscope.ingest import ingest
 
 from rmapscope.dataset import Dataset
 
-from .conftest import REAL, ground_truth, real
+from .conftest import REAL, ground_truth, read_table, real
 
 TEXT_TRACES = [
     f"{w}/{d}"
@@ -68,24 +68,7 @@ EXPECTED_FORMAT = {
 
 
 def table(ds: Dataset, name: str) -> pl.DataFrame:
-    files = sorted(ds.root.glob(f"event={name}/*/*/*.parquet"))
-    if not files:
-        return pl.DataFrame()
-    return pl.concat([pl.read_parquet(f) for f in files])
-
-
-@pytest.fixture(scope="module")
-def ingested(tmp_path_factory):
-    """Ingest each real text trace once (into its own dataset) for all tests here."""
-    cache: dict[str, tuple[Dataset, object]] = {}
-
-    def get(path: str):
-        if path not in cache:
-            ds = Dataset(tmp_path_factory.mktemp("ds"))
-            cache[path] = (ds, ingest(str(real(path)), ds))
-        return cache[path]
-
-    return get
+    return read_table(ds, f"event={name}")
 
 
 @pytest.mark.parametrize("path", TEXT_TRACES)

@@ -16,24 +16,12 @@ from rmapscope.ingest import ingest
 
 from rmapscope.dataset import Dataset
 
-from .conftest import real_lines
+from .conftest import ingest_text, read_table, real_lines
 
 
 def tracefs_header() -> str:
     """The 12 header lines of a real tracefs ``trace`` file."""
     return "".join(real_lines("forkstorm/ftrace-text-default/trace.txt.gz", 1, 12))
-
-
-def rows(ds: Dataset, table: str) -> pl.DataFrame:
-    files = sorted(ds.root.glob(f"{table}/*/*/*.parquet"))
-    return pl.concat([pl.read_parquet(f) for f in files]).sort("seq") if files else pl.DataFrame()
-
-
-def run(tmp_path, text: str, name: str = "t.txt", **kw):
-    path = tmp_path / name
-    path.write_text(text)
-    ds = Dataset(tmp_path / "ds")
-    return ds, ingest(str(path), ds, **kw)
 
 
 FORK = (
@@ -58,9 +46,9 @@ FORK = (
 )
 def test_comms_with_spaces_dashes_colons_and_brackets(tmp_path, comm):
     line = f"{comm:>16}-528     [001] .N...  2958.783882: task_rename: pid=528 oldcomm=a newcomm=b oom_score_adj=0\n"  # noqa: E501
-    ds, r = run(tmp_path, tracefs_header() + line)
+    ds, r = ingest_text(tmp_path, tracefs_header() + line)
     assert r.errors.total == 0
-    got = rows(ds, "event=task_rename").row(0, named=True)
+    got = read_table(ds, "event=task_rename").row(0, named=True)
     assert (got["comm"], got["pid"], got["cpu"], got["flags"]) == (comm, 528, 1, ".N...")
     assert got["ts"] == 2958783882000
 
@@ -72,16 +60,16 @@ def test_old_kernel_layout_pid_width_5_and_4_flag_chars(tmp_path):
         "         python3-2137  [001] d..1   116.685520: set_migration_pte: "
         "addr=7f6cf5de6000, pte=e7ffffffdfc7c000 order=0\n"
     )
-    ds, r = run(tmp_path, text)
+    ds, r = ingest_text(tmp_path, text)
     assert r.format == "trace_pipe" and r.errors.total == 0
-    t = rows(ds, "event=task_newtask").row(0, named=True)
+    t = read_table(ds, "event=task_newtask").row(0, named=True)
     assert (t["pid"], t["field_pid"], t["clone_flags"], t["flags"]) == (
         2134,
         2137,
         0x1200000,
         "....",
     )
-    s = rows(ds, "event=set_migration_pte").row(0, named=True)
+    s = read_table(ds, "event=set_migration_pte").row(0, named=True)
     assert (s["pfn"], s["addr"], s["flags"]) == (0x101C1F, 0x7F6CF5DE6000, "d..1")
 
 
@@ -99,10 +87,10 @@ def test_trace_cmd_variants(tmp_path):
         "            bash-2134  [001]   116.118500: mm_page_free:         page=0x1289db "
         "pfn=0x1289db order=0\n"
     )
-    ds, r = run(tmp_path, text)
+    ds, r = ingest_text(tmp_path, text)
     assert r.format == "tcreport" and r.errors.total == 0
     assert r.event_counts == {"sched_process_fork": 1, "mm_page_free": 3}
-    free = rows(ds, "event=mm_page_free")
+    free = read_table(ds, "event=mm_page_free")
     assert free["instance"].to_list() == [None, "inst", None]
     assert free["pfn"].to_list() == [0x1289D9, 0x1289DA, 0x1289DB]
     gaps = pl.read_parquet(next(ds.root.glob("gaps/*/*/*.parquet"))).row(0, named=True)
@@ -116,8 +104,8 @@ def test_trace_cmd_raw_counter_clock(tmp_path):
         "            bash-2134  [000]     0.000000394709: mm_page_free:         page=0x1 "
         "pfn=0x1 order=0\n"
     )
-    ds, _r = run(tmp_path, text)
-    assert rows(ds, "event=mm_page_free")["ts"].to_list() == [394709]
+    ds, _r = ingest_text(tmp_path, text)
+    assert read_table(ds, "event=mm_page_free")["ts"].to_list() == [394709]
     assert ds.traces()["clock"].to_list() == ["counter"]
 
 
@@ -131,18 +119,18 @@ def test_older_kernel_field_sets_parse_by_key(tmp_path):
         "            bash-2134  [000] .....   116.3: mm_page_free: page=000000001234abcd "
         "pfn=1193046 order=0\n"
     )
-    ds, r = run(tmp_path, text)
+    ds, r = ingest_text(tmp_path, text)
     assert r.errors.total == 0
-    ex = rows(ds, "event=sched_process_exit").row(0, named=True)
+    ex = read_table(ds, "event=sched_process_exit").row(0, named=True)
     assert (ex["field_pid"], ex["prio"], ex["group_dead"]) == (2134, 120, None)
-    mp = rows(ds, "event=mm_migrate_pages").row(0, named=True)
+    mp = read_table(ds, "event=mm_migrate_pages").row(0, named=True)
     assert (mp["succeeded"], mp["failed"], mp["thp_succeeded"], mp["reason"]) == (
         3,
         1,
         None,
         "compaction",
     )
-    assert rows(ds, "event=mm_page_free")["pfn"].to_list() == [1193046]
+    assert read_table(ds, "event=mm_page_free")["pfn"].to_list() == [1193046]
 
 
 def test_unknown_events_kprobes_and_stacks_are_kept_raw(tmp_path):
@@ -154,9 +142,9 @@ def test_unknown_events_kprobes_and_stacks_are_kept_raw(tmp_path):
         " => try_to_migrate_one+0x1a/0x5d0\n"
         " => rmap_walk_anon+0x12b/0x200\n"
     )
-    ds, r = run(tmp_path, text)
+    ds, r = ingest_text(tmp_path, text)
     assert r.errors.total == 0 and r.events == 5
-    other = rows(ds, "other_events")
+    other = read_table(ds, "other_events")
     assert other["event"].to_list() == [
         "myprobe",
         "tracing_mark_write",
@@ -217,10 +205,10 @@ def test_stdin(tmp_path):
 
 def test_format_override_and_unknown_format(tmp_path):
     text = "".join(real_lines("forkstorm/ftrace-trace_pipe/trace_pipe.txt.gz", 1, 50))
-    _ds, r = run(tmp_path, text, fmt="tracefs")
+    _ds, r = ingest_text(tmp_path, text, fmt="tracefs")
     assert r.format == "tracefs" and r.events == 50
     with pytest.raises(Exception, match="unknown format"):
-        run(tmp_path, text, name="u.txt", fmt="nonsense")
+        ingest_text(tmp_path, text, name="u.txt", fmt="nonsense")
 
 
 def test_probe_lines_named_like_tracepoints_stay_probes(tmp_path):
@@ -231,11 +219,11 @@ def test_probe_lines_named_like_tracepoints_stay_probes(tmp_path):
         "  fs_compactor-529     [000] .....  2958.899570: remove_migration_pte: "
         "addr=7f12c5800000, pte=800000010c522005 order=0\n"
     )
-    ds, r = run(tmp_path, text)
+    ds, r = ingest_text(tmp_path, text)
     assert r.errors.total == 0
     assert r.event_counts == {"remove_migration_pte": 1, "probe_remove_migration_pte": 1}
-    assert rows(ds, "event=remove_migration_pte")["pfn"].to_list() == [0x10C522]
-    probe = rows(ds, "event=probe_remove_migration_pte").row(0, named=True)
+    assert read_table(ds, "event=remove_migration_pte")["pfn"].to_list() == [0x10C522]
+    probe = read_table(ds, "event=probe_remove_migration_pte").row(0, named=True)
     assert probe["event"] == "remove_migration_pte" and probe["func"] == "remove_migration_pte"
     assert (probe["folio"], probe["mm"], probe["pgoff"], probe["addr"]) == (
         0xFFFFEA0004070000,

@@ -34,7 +34,7 @@ from rmapscope.ingest.tracedat import TraceDatReader
 from rmapscope.dataset import Dataset
 from rmapscope.errors import InputError
 from rmapscope.schema import default_registry
-from tests.conftest import ground_truth, real
+from tests.conftest import ground_truth, read_table, real
 
 WORKLOADS = ("forkstorm", "thp")
 DATS = [
@@ -48,28 +48,11 @@ NOT_IN_TEXT = ["flags", "page", "mt", "mm"]
 
 
 def table(ds: Dataset, name: str) -> pl.DataFrame:
-    files = sorted(ds.root.glob(f"event={name}/*/*/*.parquet"))
-    if not files:
-        return pl.DataFrame()
-    return pl.concat([pl.read_parquet(f) for f in files]).sort("seq")
+    return read_table(ds, f"event={name}")
 
 
 def side(ds: Dataset, name: str) -> pl.DataFrame:
     return pl.read_parquet(next(ds.root.glob(f"{name}/*/*/*.parquet")))
-
-
-@pytest.fixture(scope="module")
-def ingested(tmp_path_factory):
-    """Ingest each real file once for all tests of this module."""
-    cache: dict[str, tuple[Dataset, object]] = {}
-
-    def get(path: str):
-        if path not in cache:
-            ds = Dataset(tmp_path_factory.mktemp("ds"))
-            cache[path] = (ds, ingest(str(real(path)), ds))
-        return cache[path]
-
-    return get
 
 
 # -- the real files ---------------------------------------------------------------------------
@@ -139,12 +122,12 @@ def test_small_batches_and_page_groups_give_the_same_rows(tmp_path, monkeypatch,
     """Batch and page-group edges fall anywhere: merging across them loses nothing."""
     from rmapscope.ingest import tracedat
 
+    path = "thp/trace-cmd-v7/trace.dat"
+    ref, ref_result = ingested(path)  # with the default sizes, before they are patched
     monkeypatch.setattr(tracedat.TraceDatReader, "batch_events", 7919)
     monkeypatch.setattr(tracedat, "GROUP_BYTES", 5 * 4096)
-    path = "thp/trace-cmd-v7/trace.dat"
     ds = Dataset(tmp_path / "ds")
     r = ingest(str(real(path)), ds)
-    ref, ref_result = ingested(path)
     assert r.event_counts == ref_result.event_counts and r.errors.total == 0
     for name in r.event_counts:
         assert table(ds, name).equals(table(ref, name)), name

@@ -67,8 +67,12 @@ def main() -> None:
     )
     ap.add_argument("--events", type=int, default=10_200_000)
     ap.add_argument("--workdir", type=Path, default=None)
-    ap.add_argument("--partition-rows", type=int, default=None,
-                    help="replay in partitions of at most this many migration events")
+    ap.add_argument(
+        "--partition-rows",
+        type=int,
+        default=None,
+        help="replay in partitions of at most this many migration events",
+    )
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="rmapscope-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -94,7 +98,10 @@ def main() -> None:
         child = CHILD_PARTITIONED
     r = json.loads(
         subprocess.run(
-            [sys.executable, "-c", child, str(ds)], check=True, capture_output=True, text=True,
+            [sys.executable, "-c", child, str(ds)],
+            check=True,
+            capture_output=True,
+            text=True,
             env=env,
         ).stdout
     )
