@@ -49,17 +49,8 @@ BATCH_COUNTS = (
 #: Formats whose files can hold a subset of the CPUs (`trace-cmd report --cpu N`).
 CPU_FILTERABLE = ("tcreport", "tcreport_latency", "trace_dat")
 
-VIOLATION_SCHEMA = {
-    "rule": pl.String,
-    "verdict": pl.String,
-    "ts": pl.Int64,
-    "pfn": pl.UInt64,
-    "addr": pl.UInt64,
-    "pid": pl.Int32,
-    "mm": pl.UInt64,
-    "explanation": pl.String,
-    "evidence": pl.List(pl.Int64),
-}
+#: Columns and types of the violations table (tier 2 builds its findings with it).
+VIOLATION_SCHEMA = t2.SCHEMA
 
 
 def replay_trace(
@@ -137,16 +128,7 @@ def _batch_counts(batch: pl.DataFrame, migs: pl.DataFrame, surplus: pl.DataFrame
         batch = batch.join(c, on="batch_id", how="left")
     else:
         batch = batch.with_columns(
-            pl.lit(0).alias(c)
-            for c in (
-                "paired_migrated",
-                "paired_migrated_pages",
-                "paired_restored",
-                "leaked",
-                "inconclusive",
-                "n_set",
-                "n_remove",
-            )
+            pl.lit(0).alias(c) for c in BATCH_COUNTS if c != "n_surplus_remove"
         )
     if surplus.height and "batch_id" in surplus.columns:
         s = surplus.group_by("batch_id").agg(pl.len().alias("n_surplus_remove"))

@@ -51,6 +51,11 @@ DatasetOpt = Annotated[
         "--dataset", "-d", help=f"Dataset directory [default: ${ENV} or ./rmapscope-data]."
     ),
 ]
+#: How `sql` and `query` print their result, and where to.
+ResultFormatOpt = Annotated[
+    str, typer.Option("--format", help="table, csv, json, ndjson, parquet, markdown.")
+]
+ResultOutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="Write to FILE.")]
 
 
 def _version(value: bool) -> None:
@@ -288,10 +293,8 @@ def sql(
     file: Annotated[
         Path | None, typer.Option("--file", "-f", help="Run the queries in FILE.")
     ] = None,
-    fmt: Annotated[
-        str, typer.Option("--format", help="table, csv, json, ndjson, parquet, markdown.")
-    ] = "table",
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Write to FILE.")] = None,
+    fmt: ResultFormatOpt = "table",
+    output: ResultOutputOpt = None,
     dataset: DatasetOpt = None,
 ) -> None:
     """Run SQL (DuckDB) over the dataset: every table is a view, plus `events`.
@@ -457,10 +460,8 @@ def query(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="k=v parameter (repeatable).")
     ] = None,
-    fmt: Annotated[
-        str, typer.Option("--format", help="table, csv, json, ndjson, parquet, markdown.")
-    ] = "table",
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Write to FILE.")] = None,
+    fmt: ResultFormatOpt = "table",
+    output: ResultOutputOpt = None,
     dataset: DatasetOpt = None,
 ) -> None:
     """Run a named query for a common question (`rmapscope query list` shows them)."""
@@ -521,8 +522,7 @@ def analyze(
         out.print(table)
         span = (r.ts_last - r.ts_first) / 1e9 if r.ts_first is not None else 0
         out.print(
-            f"{r.events:,} events over {span:.3f} s; {r.gaps} gaps; "
-            f"{r.errors.total} lines rejected"
+            f"{r.events:,} events over {span:.3f} s; {r.gaps} gaps; {r.errors.total} lines rejected"
         )
     violations = _print_findings(run_replay(ds, [r.trace_id]))
     written = build_report(ds, [r.trace_id], output=report)
