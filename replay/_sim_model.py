@@ -739,21 +739,39 @@ class Model:
         )
         w.waiting.setdefault(id(p), []).append(f)
 
-    def set_walk(self, task: Task, op: Op, locked: bool = False):
-        """try_to_migrate: install migration entries in every vma mapping the folio."""
-        folio = op.folio
+    def _walk_begin(self, task: Task, folio: Folio, op_name: str, locked: bool):
+        """Enter rmap_walk on ``folio``: take its anon_vma lock for reading unless the caller
+        holds it, then the entry probe. A generator step; returns the probe's event."""
         if not locked:
             yield lambda: folio.anon_vma.top.writer is None
             folio.anon_vma.top.readers += 1
         else:
             yield None
-        start = self.probe(
+        return self.probe(
             task,
             "rmap_walk_anon",
             folio=folio_ptr(folio.pfn),
             anon_vma=folio.anon_vma.ptr | PAGE_MAPPING_ANON,
-            op=OP_ADDR["set"],
+            op=OP_ADDR[op_name],
         )
+
+    def _walk_end(self, w: Walk, locked: bool) -> None:
+        """Leave the walk: the return probe, the lock, and the end event as evidence."""
+        w.end_ev = self.retprobe(
+            w.task,
+            "rmap_walk_anon_ret",
+            "rmap_walk_anon",
+            "rmap_walk_locked" if locked else "rmap_walk",
+        )
+        if not locked:
+            w.folio.anon_vma.top.readers -= 1
+        for f in w.pending:
+            f.evidence.append(w.end_ev)
+
+    def set_walk(self, task: Task, op: Op, locked: bool = False):
+        """try_to_migrate: install migration entries in every vma mapping the folio."""
+        folio = op.folio
+        start = yield from self._walk_begin(task, folio, "set", locked)
         w = Walk("set", folio, folio, task, op, start, self.walk_order(folio))
         op.set_walk, op.phase = w, "set"
         self.stats["walks"] += 1
@@ -809,33 +827,13 @@ class Model:
         folio.exclusive = False  # folio_try_share_anon_rmap_*; restored by the remove walk
         yield None
         folio.set_walks_done += 1
-        w.end_ev = self.retprobe(
-            task,
-            "rmap_walk_anon_ret",
-            "rmap_walk_anon",
-            "rmap_walk_locked" if locked else "rmap_walk",
-        )
-        if not locked:
-            folio.anon_vma.top.readers -= 1
-        for f in w.pending:
-            f.evidence.append(w.end_ev)
+        self._walk_end(w, locked)
 
     def remove_walk(
         self, task: Task, op: Op, dst: Folio, src: Folio, locked: bool = False, droppable=False
     ):
         """remove_migration_ptes(src, dst): restore every migration entry for ``src``."""
-        if not locked:
-            yield lambda: dst.anon_vma.top.writer is None
-            dst.anon_vma.top.readers += 1
-        else:
-            yield None
-        start = self.probe(
-            task,
-            "rmap_walk_anon",
-            folio=folio_ptr(dst.pfn),
-            anon_vma=dst.anon_vma.ptr | PAGE_MAPPING_ANON,
-            op=OP_ADDR["remove"],
-        )
+        start = yield from self._walk_begin(task, dst, "remove", locked)
         w = Walk("remove", dst, src, task, op, start, self.walk_order(dst))
         op.phase = "remove"
         self.stats["walks"] += 1
@@ -885,16 +883,7 @@ class Model:
                 e.gone_ev = rev
         dst.exclusive = exclusive
         yield None
-        w.end_ev = self.retprobe(
-            task,
-            "rmap_walk_anon_ret",
-            "rmap_walk_anon",
-            "rmap_walk_locked" if locked else "rmap_walk",
-        )
-        if not locked:
-            dst.anon_vma.top.readers -= 1
-        for f in w.pending:
-            f.evidence.append(w.end_ev)
+        self._walk_end(w, locked)
         self._stale_check(w)
 
     def _entries_for(self, vma: Vma, src: Folio) -> list[tuple[int, int]]:
