@@ -706,6 +706,22 @@ class Model:
         cvma.pending.clear()
 
     # -- rmap walks -----------------------------------------------------------------------
+    def _visit(self, w: Walk, vma: Vma, probe: str) -> None:
+        """The walk reaches ``vma``: its rmap_one probe line, the ordering check, and the
+        bookkeeping later visits and fork copies look at."""
+        ev = self.probe(
+            w.task,
+            probe,
+            folio=folio_ptr(w.folio.pfn),
+            mm=vma.mm.ptr,
+            pgoff=vma.pgoff,
+            anon_vma=vma.anon_vma.ptr,
+            addr=vma.addr_of(w.folio.index),
+        )
+        self._visit_check(w, vma, ev)
+        w.visited.append(vma)
+        w.visit_ev[id(vma)] = ev
+
     def _visit_check(self, w: Walk, vma: Vma, ev: int) -> None:
         """child-before-parent-{set,remove}: the walk visits a fork child while its copy is
         in progress, and visits the child's parent (the copy source) only later."""
@@ -777,19 +793,7 @@ class Model:
         self.stats["walks"] += 1
         for vma in w.order:
             yield None
-            addr0 = vma.addr_of(folio.index)
-            ev = self.probe(
-                task,
-                "try_to_migrate_one",
-                folio=folio_ptr(folio.pfn),
-                mm=vma.mm.ptr,
-                pgoff=vma.pgoff,
-                anon_vma=vma.anon_vma.ptr,
-                addr=addr0,
-            )
-            self._visit_check(w, vma, ev)
-            w.visited.append(vma)
-            w.visit_ev[id(vma)] = ev
+            self._visit(w, vma, "try_to_migrate_one")
             for addr, pfn in self.pages_in(vma, folio):
                 e = vma.mm.pt.get(addr)
                 if e is None or e.migration or e.pfn != pfn or e.huge != folio.huge:
@@ -847,18 +851,7 @@ class Model:
             if vma is skip:
                 continue
             yield None
-            ev = self.probe(
-                task,
-                "remove_migration_pte",
-                folio=folio_ptr(dst.pfn),
-                mm=vma.mm.ptr,
-                pgoff=vma.pgoff,
-                anon_vma=vma.anon_vma.ptr,
-                addr=vma.addr_of(dst.index),
-            )
-            self._visit_check(w, vma, ev)
-            w.visited.append(vma)
-            w.visit_ev[id(vma)] = ev
+            self._visit(w, vma, "remove_migration_pte")
             for addr, spfn in self._entries_for(vma, src):
                 e = vma.mm.pt[addr]
                 i = spfn - src.pfn
