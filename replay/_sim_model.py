@@ -721,6 +721,14 @@ class Model:
         self._visit_check(w, vma, ev)
         w.visited.append(vma)
         w.visit_ev[id(vma)] = ev
+        if w.kind == "remove" and vma.copying:
+            # the walk finds the child empty while fork is still copying it: whether fork
+            # copied the present pte before the set or after this restore, no line tells
+            lo, hi = w.src.pfn, w.src.pfn + w.src.nr
+            for f in vma.pending:
+                if f.rule == "present-copied-after-set" and lo <= f.pfn < hi:
+                    f.decidable = False
+                    f.evidence.append(ev)
 
     def _visit_check(self, w: Walk, vma: Vma, ev: int) -> None:
         """child-before-parent-{set,remove}: the walk visits a fork child while its copy is
@@ -1145,11 +1153,13 @@ class Model:
     def finish(self) -> None:
         """Decide, once every line is known, which findings the lines alone determine.
 
-        Only ``stale-child-entry`` can be undecidable: the pte copy itself prints nothing,
+        ``stale-child-entry`` can be undecidable: the pte copy itself prints nothing,
         so the lines prove that fork copied the parent's migration entry (and not the pte
         the walk restored) only when the child's whole copy window lies inside the life of
         the parent's entry (its set line .. its restore line), or when the parent's WRITE
-        entry was restored read-only (fork's downgrade).
+        entry was restored read-only (fork's downgrade). ``present-copied-after-set`` is
+        marked undecidable as it happens (in ``_visit``), when the remove walk finds the
+        child empty while its copy still runs.
         """
         ts = [e.ts for e in self.events]
         for f in self.findings:

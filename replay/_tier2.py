@@ -346,6 +346,10 @@ def _present_copied(st, w, v, parent, vma, removes, pfn) -> list[dict]:
         later = [rw for rw in removes.get(w.folio, []) if rw.start.seq > w.end.seq]
         if later:
             cv = next((x for x in later[0].visits if x.mm == v.mm), None)
+            if cv is not None and vma.ret.seq > cv.line.seq:
+                # the remove walk passed the child while fork was still copying it: an
+                # empty child then says nothing about what fork copied, nor when
+                return []
             present = cv is None or not cv.tps
     if not present:
         return []
