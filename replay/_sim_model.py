@@ -371,6 +371,7 @@ class Model:
         self.info: list[Finding] = []
         self.agents: list[Agent] = []
         self.mms: list[Mm] = []
+        self.fork_vmas: list[Vma] = []  # every vma fork created, in link order
         self.folios: dict[int, Folio] = {}  # pfn of every page -> its folio
         self._mm_next = 0xFFFF888104A8E000
         self._av_next = 0xFFFF888103C1D000
@@ -604,6 +605,7 @@ class Model:
     def _link(self, task: Task, pvma: Vma, cmm: Mm) -> Vma:
         """anon_vma_fork (the child vma becomes visible to walks) + copy_page_range entry."""
         cvma = Vma(cmm, pvma.start, pvma.end, pvma.pgoff, fork_src=pvma, copying=True)
+        self.fork_vmas.append(cvma)
         cmm.vmas.append(cvma)
         cvma.link_ev = self.probe(
             task,
@@ -1157,9 +1159,10 @@ class Model:
         so the lines prove that fork copied the parent's migration entry (and not the pte
         the walk restored) only when the child's whole copy window lies inside the life of
         the parent's entry (its set line .. its restore line), or when the parent's WRITE
-        entry was restored read-only (fork's downgrade). ``present-copied-after-set`` is
-        marked undecidable as it happens (in ``_visit``), when the remove walk finds the
-        child empty while its copy still runs.
+        entry was restored read-only (fork's downgrade) and no other child's copy window
+        meets that entry's life (its copy could explain the downgrade as well).
+        ``present-copied-after-set`` is marked undecidable as it happens (in ``_visit``),
+        when the remove walk finds the child empty while its copy still runs.
         """
         ts = [e.ts for e in self.events]
         for f in self.findings:
@@ -1175,7 +1178,23 @@ class Model:
                 and (pe.gone_ev is None or ts[cv.ret_ev] < ts[pe.gone_ev])
             )
             downgraded = pe.set_kind == "write" and pe.gone_ev is not None and not pe.writable
-            f.decidable = inside or downgraded
+            f.decidable = inside or (downgraded and not self._downgrade_shared(f, ts))
+
+    def _downgrade_shared(self, f: Finding, ts: list[int]) -> bool:
+        """Whether, in the lines, another fork child of the same parent may have copied the
+        entry behind ``f`` too (its copy window meets the entry's life), so the parent's
+        downgrade does not point at ``f``'s child."""
+        pe, cv = f.copied, f.child_vma
+        assert pe is not None and cv is not None and cv.fork_src is not None
+        gone = ts[pe.gone_ev] if pe.gone_ev is not None else None
+        for v in self.fork_vmas:
+            if v is cv or v.fork_src is None or v.fork_src.mm is not cv.fork_src.mm:
+                continue
+            if not v.start <= f.addr < v.end or v.link_ev is None or v.ret_ev is None:
+                continue
+            if (gone is None or ts[v.link_ev] < gone) and ts[pe.set_ev] < ts[v.ret_ev]:
+                return True
+        return False
 
 
 # --------------------------------------------------------------------------------------

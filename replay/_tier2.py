@@ -112,6 +112,8 @@ class _State:
         self.unlinked: dict[tuple[int, int], _Line] = {}  # (mm, pgoff) -> unlink line
         self.next_batch = 0
         self.present_copies: set[tuple[int, int, int | None]] = set()  # (child mm, pgoff, pfn)
+        # children that may hold a present copy (the lines cannot tell): same key
+        self.maybe_present: set[tuple[int, int, int | None]] = set()
 
 
 def violations(tables: dict[str, pl.DataFrame], windows) -> pl.DataFrame:
@@ -349,6 +351,7 @@ def _present_copied(st, w, v, parent, vma, removes, pfn) -> list[dict]:
             if cv is not None and vma.ret.seq > cv.line.seq:
                 # the remove walk passed the child while fork was still copying it: an
                 # empty child then says nothing about what fork copied, nor when
+                st.maybe_present.add((v.mm, v.pgoff, pfn))
                 return []
             present = cv is None or not cv.tps
     if not present:
@@ -384,7 +387,9 @@ def _stale(st: _State, w: _Walk) -> list[dict]:
     ]
     if not removed:
         return []
-    pfns = {e.pfn for _, e in removed}
+    # the (pfn, migration batch) of each removed entry: one life of the page; an entry set
+    # on the same pfn in another batch belongs to an earlier life (the pfn was reused)
+    lives = {(e.pfn, e.batch) for _, e in removed}
     restored = {v.mm for v in w.visits if v.tps}
     visits = {v.mm: v for v in w.visits}
     out = []
@@ -405,8 +410,10 @@ def _stale(st: _State, w: _Walk) -> list[dict]:
             if mm != vma.src_mm or (vma.start is not None and not vma.start <= addr < vma.end):
                 continue
             for e in entries:
-                if e.pfn not in pfns or e.line.seq > w.start.seq:
+                if (e.pfn, e.batch) not in lives or e.line.seq > w.start.seq:
                     continue
+                if e.removed is not None and e.removed.seq < w.start.seq:
+                    continue  # an earlier walk restored it: that walk answers for its copies
                 if (cmm, pgoff, e.pfn) in st.present_copies:
                     continue  # fork copied the pte while it was still present, not the entry
                 f = _copied_entry(
@@ -417,18 +424,19 @@ def _stale(st: _State, w: _Walk) -> list[dict]:
                     cv,
                     cmm,
                     addr,
-                    _downgrade_explained(st, e, vma.src_mm, addr, restored),
+                    _downgrade_explained(st, e, vma.src_mm, addr, (cmm, pgoff)),
+                    (cmm, pgoff, e.pfn) in st.maybe_present,
                 )
                 if f is not None:
                     out.append(f)
     return out
 
 
-def _downgrade_explained(st: _State, e: _Entry, src_mm: int, addr: int, restored: set[int]) -> bool:
-    """Whether another child, seen holding a copy of ``e`` (restored by the walk), already
-    explains a downgrade of the parent's entry."""
-    for (cmm, _), vma in st.vmas.items():
-        if vma.src_mm != src_mm or cmm not in restored or vma.ret is None:
+def _downgrade_explained(st: _State, e: _Entry, src_mm: int, addr: int, child: tuple) -> bool:
+    """Whether another fork child of the parent (not ``child``) may have copied ``e`` too:
+    its copy window meets the entry's life, so the parent's downgrade may be its doing."""
+    for key, vma in st.vmas.items():
+        if key == child or vma.src_mm != src_mm or vma.ret is None:
             continue
         if vma.start is not None and not vma.start <= addr < vma.end:
             continue
@@ -439,9 +447,12 @@ def _downgrade_explained(st: _State, e: _Entry, src_mm: int, addr: int, restored
 
 
 def _copied_entry(
-    st, w, e: _Entry, vma: _Vma, cv, cmm: int, addr: int, explained: bool
+    st, w, e: _Entry, vma: _Vma, cv, cmm: int, addr: int, explained: bool, maybe_present: bool
 ) -> dict | None:
-    """Whether fork's copy of ``vma`` caught the parent's entry ``e`` (and kept it)."""
+    """Whether fork's copy of ``vma`` caught the parent's entry ``e`` (and kept it).
+
+    ``maybe_present``: the child may already hold a present copy of the page, so finding it
+    empty of entries proves nothing about the copy's time; only the downgrade can tell."""
     # the child's pte copy ran some time in the copy window, and after this walk found the
     # child empty; it caught the entry if that time lies in the entry's life. Certain when
     # every such time does; likely enough when they meet and the parent's WRITE entry came
@@ -451,7 +462,7 @@ def _copied_entry(
     if lo >= hi:
         return None  # copied before the walk found the child empty: nothing was copied
     gone = e.removed.ts if e.removed is not None else None
-    inside = e.line.ts < lo and (gone is None or hi < gone)
+    inside = e.line.ts < lo and (gone is None or hi < gone) and not maybe_present
     meets = (gone is None or lo < gone) and e.line.ts < hi
     downgraded = e.kind == "write" and e.restored_writable is False and not explained
     if not (inside or (meets and downgraded)):
