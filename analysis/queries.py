@@ -1,8 +1,11 @@
 """Named SQL for the common questions (``rmapscope query NAME``).
 
 Each query is plain SQL over the views of :func:`rmapscope.analysis.connect`, with
-``$name`` parameters bound by DuckDB (never pasted into the text). ``trace`` is optional
-everywhere: NULL means every trace.
+``$name`` parameters bound by the engine (never pasted into the text). ``trace`` is optional
+everywhere: NULL means every trace. The text is in the subset of SQL that DuckDB and Spark
+SQL read alike (``percentile_cont ... WITHIN GROUP``, ``cardinality``, no ``//``, explicit
+``NULLS LAST`` and an order that leaves no ties, as the engines break ties differently), so
+:mod:`rmapscope.analysis.spark` runs the same queries; the tests compare both engines.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ CANNED: dict[str, CannedQuery] = {
             "Folio migrations by reason, mode and outcome (replay's migrations table).",
             f"""SELECT reason, mode, outcome, count(*) AS migrations, sum(n_set) AS ptes
                 FROM migrations WHERE {_TRACE}
-                GROUP BY ALL ORDER BY migrations DESC""",
+                GROUP BY ALL
+                ORDER BY migrations DESC, reason NULLS LAST, mode NULLS LAST, outcome""",
             {"trace": None},
             ("migrations",),
         ),
@@ -43,13 +47,13 @@ CANNED: dict[str, CannedQuery] = {
             "migration-latency",
             "Time from first set to last remove of each migrated folio, percentiles by reason.",
             f"""SELECT reason, count(*) AS migrations,
-                       quantile_cont(lat, 0.5) / 1e3 AS p50_us,
-                       quantile_cont(lat, 0.9) / 1e3 AS p90_us,
-                       quantile_cont(lat, 0.99) / 1e3 AS p99_us,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY lat) / 1e3 AS p50_us,
+                       percentile_cont(0.9) WITHIN GROUP (ORDER BY lat) / 1e3 AS p90_us,
+                       percentile_cont(0.99) WITHIN GROUP (ORDER BY lat) / 1e3 AS p99_us,
                        max(lat) / 1e3 AS max_us
                 FROM (SELECT reason, t_last_remove - t_first_set AS lat FROM migrations
                       WHERE outcome IN ('migrated', 'restored') AND {_TRACE})
-                GROUP BY reason ORDER BY migrations DESC""",
+                GROUP BY reason ORDER BY migrations DESC, reason NULLS LAST""",
             {"trace": None},
             ("migrations",),
         ),
@@ -57,19 +61,19 @@ CANNED: dict[str, CannedQuery] = {
             "forks-during-migrations",
             "Forks whose window overlapped the set->remove window of a migration.",
             f"""SELECT trace, fork_id, parent_pid, parent_comm, child_pid, ts_start, ts_end,
-                       len(overlapping_migrations) AS overlapping
-                FROM fork_windows WHERE len(overlapping_migrations) > 0 AND {_TRACE}
-                ORDER BY overlapping DESC, ts_start""",
+                       cardinality(overlapping_migrations) AS overlapping
+                FROM fork_windows WHERE cardinality(overlapping_migrations) > 0 AND {_TRACE}
+                ORDER BY overlapping DESC, ts_start, trace, fork_id""",
             {"trace": None},
             ("fork_windows",),
         ),
         CannedQuery(
             "leaked-entries",
             "Migration entries never removed (violations and inconclusive findings).",
-            f"""SELECT trace, verdict, ts, printf('0x%x', pfn) AS pfn, printf('0x%x', addr) AS addr,
-                       pid, explanation
+            f"""SELECT trace, verdict, ts, '0x' || lower(hex(CAST(pfn AS BIGINT))) AS pfn,
+                       '0x' || lower(hex(CAST(addr AS BIGINT))) AS addr, pid, explanation
                 FROM violations WHERE rule = 'leaked-entry' AND {_TRACE}
-                ORDER BY verdict DESC, ts""",
+                ORDER BY verdict DESC, ts, trace, pfn, addr, explanation""",
             {"trace": None},
             ("violations",),
         ),
@@ -77,17 +81,18 @@ CANNED: dict[str, CannedQuery] = {
             "violations",
             "Every finding of replay, by rule and verdict.",
             f"""SELECT rule, verdict, count(*) AS findings, min(ts) AS first_ts
-                FROM violations WHERE {_TRACE} GROUP BY ALL ORDER BY findings DESC""",
+                FROM violations WHERE {_TRACE}
+                GROUP BY ALL ORDER BY findings DESC, rule, verdict""",
             {"trace": None},
             ("violations",),
         ),
         CannedQuery(
             "top-forkers",
             "Processes that forked most (clone without CLONE_VM copies page tables).",
-            f"""SELECT parent_pid, any_value(parent_comm) AS comm, count(*) AS forks,
+            f"""SELECT parent_pid, min(parent_comm) AS comm, count(*) AS forks,
                        count(*) FILTER (WHERE NOT shares_vm) AS forks_copying_mm
                 FROM fork_windows WHERE {_TRACE}
-                GROUP BY parent_pid ORDER BY forks DESC LIMIT $limit""",
+                GROUP BY parent_pid ORDER BY forks DESC, parent_pid LIMIT $limit""",
             {"trace": None, "limit": 20},
             ("fork_windows",),
         ),
@@ -95,15 +100,17 @@ CANNED: dict[str, CannedQuery] = {
             "lost-events-per-cpu",
             "Lost, dropped and overwritten events per trace and CPU.",
             f"""SELECT trace, cpu, kind, count(*) AS markers, sum(count) AS events_lost
-                FROM gaps WHERE {_TRACE} GROUP BY ALL ORDER BY trace, cpu""",
+                FROM gaps WHERE {_TRACE} GROUP BY ALL ORDER BY trace, cpu NULLS LAST, kind""",
             {"trace": None},
             ("gaps",),
         ),
         CannedQuery(
             "events-per-second",
             "Events per second of trace time, per event name.",
-            f"""SELECT trace, ts // 1000000000 AS second, event, count(*) AS events
-                FROM events WHERE {_TRACE} GROUP BY ALL ORDER BY trace, second, events DESC""",
+            f"""SELECT trace, CAST((ts - ts % 1000000000) / 1000000000 AS BIGINT) AS second,
+                       event, count(*) AS events
+                FROM events WHERE {_TRACE}
+                GROUP BY ALL ORDER BY trace, second, events DESC, event""",
             {"trace": None},
             (),
         ),
@@ -118,6 +125,20 @@ def run_canned(
     q = CANNED.get(name)
     if q is None:
         raise UsageError(f"no canned query {name!r}; see `rmapscope query list`")
+    values = bind_params(q, params)
+    existing = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    missing = [t for t in q.needs if t not in existing]
+    if missing:
+        raise UsageError(
+            f"query {name} needs the {', '.join(missing)} table(s): run `rmapscope replay --all` "
+            "first"
+        )
+    return con.sql(q.sql, params=values)
+
+
+def bind_params(q: CannedQuery, params: dict[str, str] | None) -> dict[str, object]:
+    """The query's defaults updated with ``params`` (strings, converted to the default's type)."""
+    name = q.name
     values = dict(q.params)
     for k, v in (params or {}).items():
         if k not in q.params:
@@ -129,11 +150,4 @@ def run_canned(
             values[k] = int(v) if isinstance(default, int) else v
         except ValueError:
             raise UsageError(f"parameter {k} of {name} must be an integer, not {v!r}") from None
-    existing = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
-    missing = [t for t in q.needs if t not in existing]
-    if missing:
-        raise UsageError(
-            f"query {name} needs the {', '.join(missing)} table(s): run `rmapscope replay --all` "
-            "first"
-        )
-    return con.sql(q.sql, params=values)
+    return values

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
@@ -37,7 +38,7 @@ from .perf import PerfDataReader
 from .text import TEXT_FORMATS, TextReader
 from .tracedat import TraceDatReader
 
-__all__ = ["FORMATS", "IngestResult", "ingest"]
+__all__ = ["FORMATS", "IngestResult", "ingest", "stage"]
 
 #: Values accepted by ``--format``.
 FORMATS = (*TEXT_FORMATS, "perf_data", "trace_dat")
@@ -80,18 +81,45 @@ def ingest(
     the same content is a no-op unless ``force``. Raises :class:`InputError` for input that
     is not a trace; then nothing is written.
     """
-    if fmt is not None and fmt not in FORMATS:
-        raise UsageError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    if arch not in ptemod.ARCHES:
-        raise UsageError(f"unknown arch {arch!r}; known: {', '.join(ptemod.ARCHES)}")
-    if host is not None and not valid_host(host):
-        raise UsageError(
-            f"host name {host!r} cannot name a partition: no '/', '=', '\\', control "
-            "characters, '.' or '..'"
+    staged: list[Staging] = []
+
+    def new_staging() -> Path:  # only once the input has proved to be a trace
+        dataset.create()
+        staged.append(dataset.new_staging())
+        return staged[0].path
+
+    try:
+        result = stage(
+            path, new_staging, host=host, fmt=fmt, arch=arch, registry=registry, progress=progress
         )
+        _commit(dataset, staged[0], result, force)
+        return result
+    finally:
+        for staging in staged:
+            staging.release()
+
+
+def stage(
+    path: str,
+    target: Callable[[], Path],
+    *,
+    host: str | None = None,
+    fmt: str | None = None,
+    arch: str = "x86_64",
+    registry: Registry | None = None,
+    progress: Callable[[int, int | None, int], None] | None = None,
+) -> IngestResult:
+    """Read one trace file and write its tables into the directory ``target()`` returns (one
+    directory per table, ``<table>/part-00000.parquet``), without publishing anything.
+
+    ``target`` is called once the input is known to be a trace, so bad input creates
+    nothing. :func:`ingest` stages into a private directory of the dataset and commits it;
+    the Spark engine stages many files on the executors and commits them all at once.
+    """
+    _check_options(fmt, arch, host)
     registry = registry or default_registry()
     src = open_source(path)
-    staging = writer = reader = None
+    writer = reader = None
     try:
         blocks = read_blocks(src)
         first = next(blocks, b"")
@@ -106,9 +134,8 @@ def ingest(
             reader = TraceDatReader(src, first, blocks, arch, registry.copy())
         else:
             reader = TextReader(src, first, blocks, fmt, arch, registry.copy())
-        dataset.create()
-        staging = dataset.new_staging()
-        writer = StagingWriter(staging.path)
+        root = target()
+        writer = StagingWriter(root)
         job = Assembler()
         schemas: dict[str, pa.Schema] = {}
 
@@ -134,7 +161,7 @@ def ingest(
         kinds, how = job.calibration()
         writer.close()
         writer = None
-        fill_migration_kinds(staging.path, kinds)
+        fill_migration_kinds(root, kinds)
         header = reader.header
         gaps = job.gap_rows(header)
         result = IngestResult(
@@ -152,16 +179,15 @@ def ingest(
             ts_last=job.ts_last,
         )
         write_side_table(
-            staging.path, "gaps", pa.Table.from_pylist(gaps, schema=arrow_schema(GAPS_COLUMNS))
+            root, "gaps", pa.Table.from_pylist(gaps, schema=arrow_schema(GAPS_COLUMNS))
         )
         write_side_table(
-            staging.path, "ingest_errors", job.errors.table().cast(arrow_schema(ERRORS_COLUMNS))
+            root, "ingest_errors", job.errors.table().cast(arrow_schema(ERRORS_COLUMNS))
         )
         manifest = _manifest(
             result, header, header.arch or arch, header.clock or job.clock, src, kinds, how
         )
-        write_side_table(staging.path, "traces", manifest)
-        _commit(dataset, staging, result, force)
+        write_side_table(root, "traces", manifest)
         return result
     finally:
         if writer is not None:
@@ -169,8 +195,18 @@ def ingest(
         if isinstance(reader, PerfDataReader):
             reader.close()
         src.close()
-        if staging is not None:
-            staging.release()
+
+
+def _check_options(fmt: str | None, arch: str, host: str | None) -> None:
+    if fmt is not None and fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    if arch not in ptemod.ARCHES:
+        raise UsageError(f"unknown arch {arch!r}; known: {', '.join(ptemod.ARCHES)}")
+    if host is not None and not valid_host(host):
+        raise UsageError(
+            f"host name {host!r} cannot name a partition: no '/', '=', '\\', control "
+            "characters, '.' or '..'"
+        )
 
 
 def valid_host(host: str) -> bool:

@@ -14,11 +14,12 @@ import itertools
 import math
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 
-from rmapscope.dataset import Dataset
+from rmapscope.dataset import REPLAY_TABLES, Dataset
 from rmapscope.errors import DatasetError, UsageError
 
 from . import _tier1 as t1
@@ -68,6 +69,15 @@ def load_trace(
     return tables, gaps, row
 
 
+def read_replay(ds: Dataset, trace_id: str, skip: tuple[str, ...] = ()) -> dict[str, pl.DataFrame]:
+    """The published replay tables of one trace (but those in ``skip``)."""
+    return {
+        name: _read(ds, f"{name}/host=*/trace={trace_id}/*.parquet")
+        for name in REPLAY_TABLES
+        if name not in skip
+    }
+
+
 def replay(
     ds: Dataset,
     trace_ids: list[str] | None = None,
@@ -80,17 +90,9 @@ def replay(
     partitioned replay without ``page_states``, which stays on disk). ``partitions``
     forces a number of address partitions (1: whole).
     """
-    ds.require()
-    manifest = ds.traces()
-    if manifest.is_empty():
-        raise DatasetError(f"{ds.root}: no traces to replay")
-    known = dict(zip(manifest["trace_id"], manifest["host"], strict=True))
-    ids = trace_ids or list(known)
-    for t in ids:
-        if t not in known:
-            raise UsageError(f"no trace {t} in {ds.root} (see `rmapscope traces`)")
+    known = select_traces(ds, trace_ids)
     results = {}
-    for t in ids:
+    for t in known:
         if progress:
             progress(t)
         parts = partitions or _parts_needed(ds, t)
@@ -102,6 +104,19 @@ def replay(
         publish(ds, known[t], t, out)
         results[t] = out
     return results
+
+
+def select_traces(ds: Dataset, trace_ids: list[str] | None) -> dict[str, str]:
+    """The traces to replay (all when None), trace id -> host; unknown ids are an error."""
+    ds.require()
+    manifest = ds.traces()
+    if manifest.is_empty():
+        raise DatasetError(f"{ds.root}: no traces to replay")
+    known = dict(zip(manifest["trace_id"], manifest["host"], strict=True))
+    for t in trace_ids or []:
+        if t not in known:
+            raise UsageError(f"no trace {t} in {ds.root} (see `rmapscope traces`)")
+    return {t: known[t] for t in trace_ids} if trace_ids else known
 
 
 def _migration_files(ds: Dataset, trace_id: str) -> dict[str, list]:
@@ -161,7 +176,7 @@ def _replay_partitioned(ds: Dataset, host: str, trace_id: str, parts: int) -> di
             "fork_windows": t1.fork_windows(tables, migrations, _common(tables)),
             "violations": pl.concat(viols, how="diagonal_relaxed").sort("ts"),
         }
-        _write(staging, result)
+        write_tables(staging.path, result)
         _commit(ds, staging, host, trace_id, [*result, "page_states"])
     finally:
         staging.release()
@@ -218,22 +233,36 @@ def publish(ds: Dataset, host: str, trace_id: str, out: dict[str, pl.DataFrame])
     """Write the replay tables of one trace, replacing any earlier replay of it."""
     staging = ds.new_staging()
     try:
-        _write(staging, out)
+        write_tables(staging.path, out)
         _commit(ds, staging, host, trace_id, list(out))
     finally:
         staging.release()
 
 
-def _write(staging, out: dict[str, pl.DataFrame]) -> None:
+def write_tables(root: Path, out: dict[str, pl.DataFrame]) -> None:
+    """Write replay tables as ``<root>/<table>/part-00000.parquet`` (a staged trace)."""
     for name, df in out.items():
-        path = staging.path / name / "part-00000.parquet"
+        path = root / name / "part-00000.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         df.write_parquet(path, compression="zstd")
 
 
 def _commit(ds: Dataset, staging, host: str, trace_id: str, names: list[str]) -> None:
+    commit_staged(ds, staging, [("", host, trace_id, names)])
+
+
+def commit_staged(ds: Dataset, staging, traces: list[tuple[str, str, str, list[str]]]) -> None:
+    """Publish staged replay tables of several traces in one atomic commit.
+
+    ``traces`` lists (directory in staging, host, trace id, table names); each table
+    replaces that trace's earlier replay of it.
+    """
+    moves = [
+        (f"{sub}/{name}" if sub else name, f"{name}/host={host}/trace={trace_id}")
+        for sub, host, trace_id, names in traces
+        for name in names
+    ]
     with ds.lock():
         ds.recover()
-        targets = [f"{name}/host={host}/trace={trace_id}" for name in names]
-        old = [t for t in targets if (ds.root / t).exists()]
-        ds.commit(staging, [(name, f"{name}/host={host}/trace={trace_id}") for name in names], old)
+        old = [dst for _, dst in moves if (ds.root / dst).exists()]
+        ds.commit(staging, moves, old)

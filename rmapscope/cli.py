@@ -56,6 +56,28 @@ ResultFormatOpt = Annotated[
     str, typer.Option("--format", help="table, csv, json, ndjson, parquet, markdown.")
 ]
 ResultOutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="Write to FILE.")]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        help="duckdb: run here, in this process (the default); spark: run on Apache Spark "
+        "(pip install 'rmapscope[spark]', needs Java 17+).",
+    ),
+]
+MasterOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Spark master URL (local[4], spark://host:7077, yarn, ...) [default: the one "
+        "spark-submit gives, else local[*]].",
+        show_default=False,
+    ),
+]
+ConfOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--conf", help="Spark setting KEY=VALUE (repeatable), as spark-submit --conf.",
+        show_default=False,
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -110,6 +132,17 @@ def _progress_bar(name: str):
         progress.update(task, completed=done, total=total, rate=f"{events / elapsed:,.0f} events/s")
 
     return progress, update
+
+
+def _spark(engine: str, master: str | None, conf: list[str] | None):
+    """The Spark session for ``--engine spark`` (None for the local engine)."""
+    from rmapscope import spark
+
+    if spark.check_engine(engine) != "spark":
+        if master or conf:
+            raise UsageError("--master and --conf only apply with --engine spark")
+        return None
+    return spark.session(master, spark.parse_conf(conf), verbose=_state["debug"])
 
 
 def _ingest_one(path: str, dataset: Dataset, **kwargs):
@@ -171,13 +204,22 @@ def ingest(
     force: Annotated[
         bool, typer.Option(help="Replace a trace that is already in the dataset.")
     ] = False,
+    engine: EngineOpt = "duckdb",
+    master: MasterOpt = None,
+    conf: ConfOpt = None,
 ) -> None:
     """Ingest trace files into the dataset (one typed Parquet table per event).
 
     Re-ingesting the same content is a no-op. A file that is not a trace is reported
     as `error: FILE: why` and nothing of it is written; the other files still land.
+    With --engine spark the files (globs are expanded) are ingested in parallel by the
+    executors and published together in one commit at the end.
     """
     ds = Dataset(dataset)
+    spark = _spark(engine, master, conf)
+    if spark is not None:
+        _ingest_spark(files, ds, spark, host=host, fmt=fmt, arch=arch, force=force)
+        return
     failed = 0
     for path in files:
         try:
@@ -187,6 +229,20 @@ def ingest(
                 raise
             _error(str(e))
             failed = max(failed, e.exit_code)
+    if failed:
+        raise typer.Exit(failed)
+
+
+def _ingest_spark(files: list[str], ds: Dataset, spark, **kwargs) -> None:
+    from rmapscope.ingest.spark import FailedIngest, ingest_spark
+
+    failed = 0
+    for r in ingest_spark(files, ds, spark, **kwargs):
+        if isinstance(r, FailedIngest):
+            _error(r.error)
+            failed = max(failed, r.exit_code)
+        else:
+            _print_result(r)
     if failed:
         raise typer.Exit(failed)
 
@@ -243,20 +299,46 @@ def replay(
     ] = None,
     all_traces: Annotated[bool, typer.Option("--all", help="Replay every trace.")] = False,
     dataset: DatasetOpt = None,
+    engine: EngineOpt = "duckdb",
+    master: MasterOpt = None,
+    conf: ConfOpt = None,
 ) -> None:
     """Replay traces: per-page rmap state, migrations, fork windows and violations.
 
     Writes the tables migrations, migration_batches, page_states, fork_windows and
     violations next to the events (replacing an earlier replay of the same trace) and prints
-    the findings. Exit code 1 when a violation is found, 0 otherwise.
+    the findings. With --engine spark each trace is replayed by a Spark task (the same
+    code) and every trace that succeeded is published in one commit. Exit code 1 when a
+    violation is found (or, on Spark, a trace failed), 0 otherwise.
     """
     from rmapscope.replay import replay as run_replay
 
     if not trace and not all_traces:
         raise UsageError("say which traces: --trace ID (repeatable) or --all")
-    results = run_replay(Dataset(dataset), None if all_traces else trace)
-    if _print_findings(results):
+    ds = Dataset(dataset)
+    spark = _spark(engine, master, conf)
+    if spark is None:
+        results, failed = run_replay(ds, None if all_traces else trace), 0
+    else:
+        results, failed = _replay_spark(ds, spark, None if all_traces else trace)
+    if _print_findings(results) or failed:
         raise typer.Exit(1)
+
+
+def _replay_spark(ds: Dataset, spark, trace_ids: list[str] | None) -> tuple[dict, int]:
+    """Replay on Spark: the published tables per trace, and how many traces failed."""
+    from rmapscope.replay.spark import replay_spark
+    from rmapscope.replay.store import read_replay
+
+    done = replay_spark(ds, spark, trace_ids)
+    results, failed = {}, 0
+    for r in done:
+        if r.error is not None:
+            _error(f"trace {r.trace_id} (host {r.host}): replay failed: {r.error}")
+            failed += 1
+        else:
+            results[r.trace_id] = read_replay(ds, r.trace_id, skip=("page_states",))
+    return results, failed
 
 
 def _print_findings(results: dict) -> int:
@@ -296,8 +378,12 @@ def sql(
     fmt: ResultFormatOpt = "table",
     output: ResultOutputOpt = None,
     dataset: DatasetOpt = None,
+    engine: EngineOpt = "duckdb",
+    master: MasterOpt = None,
+    conf: ConfOpt = None,
 ) -> None:
-    """Run SQL (DuckDB) over the dataset: every table is a view, plus `events`.
+    """Run SQL over the dataset (DuckDB, or Spark SQL with --engine spark): every table is
+    a view, plus `events`.
 
     Views: one per event (set_migration_pte, mm_migrate_pages, ...), other_events, traces,
     gaps, ingest_errors, and after `rmapscope replay` migrations, migration_batches,
@@ -305,25 +391,98 @@ def sql(
     with the common columns. Without a query, an interactive prompt (`.tables`,
     `.schema NAME`, statements end with `;`, Ctrl-D to leave).
     """
-    from rmapscope.analysis import connect
     from rmapscope.analysis._output import FORMATS
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    con = connect(Dataset(dataset))
+    ds = Dataset(dataset)
+    spark = _spark(engine, master, conf)
+    if spark is None:
+        from rmapscope.analysis import connect
+
+        con = connect(ds)
+
+        def run(statement: str, fmt: str, output: str | None) -> None:
+            _run_sql(con, statement, fmt, output)
+
+        split, tables = _split_sql, (
+            "SELECT view_name AS name FROM duckdb_views() WHERE NOT internal ORDER BY 1"
+        )
+    else:
+        from rmapscope.analysis.spark import register_views
+
+        ds.require()
+        register_views(spark, ds)
+
+        def run(statement: str, fmt: str, output: str | None) -> None:
+            _run_spark_sql(spark, statement, fmt, output)
+
+        split, tables = _split_statements, "SHOW VIEWS"
     if file is not None:
         try:
             script = file.read_text()
         except OSError as e:
             raise UsageError(f"{file}: {e.strerror}") from None
-        statements = [s for s in _split_sql(script) if s.strip()]
+        statements = [s for s in split(script) if s.strip()]
     elif query is not None:
         statements = [query]
     else:
-        _prompt(con)
+        _prompt(run, tables)
         return
     for i, statement in enumerate(statements):
-        _run_sql(con, statement, fmt, output if i == len(statements) - 1 else None)
+        run(statement, fmt, output if i == len(statements) - 1 else None)
+
+
+def _split_statements(script: str) -> list[str]:
+    """Statements of a SQL script, split at ``;`` outside quotes and comments.
+
+    >>> _split_statements("SELECT ';' AS a; -- x;\nSELECT 2")
+    ["SELECT ';' AS a", ' -- x;\nSELECT 2']
+    """
+    import re
+
+    token = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|--[^\n]*|/\*.*?\*/|;", re.S)
+    out, start = [], 0
+    for m in token.finditer(script):
+        if m.group() == ";":
+            out.append(script[start : m.start()])
+            start = m.end()
+    out.append(script[start:])
+    return [s for s in out if s.strip()]
+
+
+def _run_spark_sql(spark, statement: str, fmt: str, output: str | None) -> None:
+    import duckdb
+
+    from rmapscope.analysis._output import write_result
+
+    try:
+        df = spark.sql(statement)
+        if df.columns:  # DDL and the like return no columns
+            write_result(duckdb.from_arrow(df.toArrow()), fmt, output)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    except Exception as e:
+        from pyspark.errors import PySparkException
+
+        if not isinstance(e, PySparkException):
+            raise
+        raise SqlError(_explain_spark_error(spark, e)) from None
+
+
+def _explain_spark_error(spark, e: Exception) -> str:
+    """Spark's message on one line; for an unknown table, the closest views."""
+    import difflib
+    import re
+
+    text = " ".join(str(e).split("\n")[0].split())
+    m = re.search(r"table or view `?([^` ]+?)`? cannot be found", text)
+    if m:
+        views = [r.viewName for r in spark.sql("SHOW VIEWS").collect()]
+        close = difflib.get_close_matches(m.group(1), views, n=3, cutoff=0.4)
+        text = re.sub(r" Verify the spelling.*", "", text)
+        text += f" Closest tables: {', '.join(close)}." if close else " See `.tables`."
+    return text
 
 
 def _split_sql(script: str) -> list[str]:
@@ -401,7 +560,7 @@ class SqlError(RmapscopeError):
     exit_code = 1
 
 
-def _prompt(con) -> None:
+def _prompt(run, tables: str) -> None:
     """A small interactive SQL prompt with history and multi-line statements."""
     import contextlib
 
@@ -434,9 +593,7 @@ def _prompt(con) -> None:
             if cmd in (".quit", ".exit"):
                 return
             if cmd == ".tables":
-                statement = (
-                    "SELECT view_name AS name FROM duckdb_views() WHERE NOT internal ORDER BY 1"
-                )
+                statement = tables
             elif cmd == ".schema" and arg:
                 statement = f"DESCRIBE {arg}"
             else:
@@ -448,7 +605,7 @@ def _prompt(con) -> None:
             buf.append(line)
         if stripped.endswith(";"):
             try:
-                _run_sql(con, "\n".join(buf), "table", None)
+                run("\n".join(buf), "table", None)
             except RmapscopeError as e:
                 _error(str(e))
             buf = []
@@ -463,8 +620,13 @@ def query(
     fmt: ResultFormatOpt = "table",
     output: ResultOutputOpt = None,
     dataset: DatasetOpt = None,
+    engine: EngineOpt = "duckdb",
+    master: MasterOpt = None,
+    conf: ConfOpt = None,
 ) -> None:
-    """Run a named query for a common question (`rmapscope query list` shows them)."""
+    """Run a named query for a common question (`rmapscope query list` shows them).
+
+    The same SQL runs on DuckDB and, with --engine spark, on Spark SQL."""
     from rmapscope.analysis import CANNED, connect, run_canned
     from rmapscope.analysis._output import write_result
 
@@ -479,7 +641,19 @@ def query(
         if not sep:
             raise UsageError(f"--param takes k=v, not {p!r}")
         params[k] = v
-    con = connect(Dataset(dataset))
+    ds = Dataset(dataset)
+    spark = _spark(engine, master, conf)
+    if spark is not None:
+        import duckdb
+
+        from rmapscope.analysis import spark as on_spark
+
+        ds.require()
+        on_spark.register_views(spark, ds)
+        result = on_spark.run_canned(spark, name, params)
+        write_result(duckdb.from_arrow(result), fmt, output)
+        return
+    con = connect(ds)
     import duckdb
 
     try:
