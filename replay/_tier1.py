@@ -84,17 +84,10 @@ def batches(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
                 pl.lit("end").alias("mark")
             )
         )
-    if not parts:
-        return pl.DataFrame(
-            schema={
-                "batch_id": pl.Int64,
-                "pid": pl.Int32,
-                "seq_start": pl.Int64,
-                "seq_end": pl.Int64,
-                "ts_start": pl.Int64,
-                "ts_end": pl.Int64,
-            }
-        )
+    if not parts:  # no batches: the same steps on no rows give the same columns
+        types = {"seq": pl.Int64, "ts": pl.Int64, "cpu": pl.Int32, "pid": pl.Int32}
+        none = pl.DataFrame(schema={**types, "mode": pl.String, "reason": pl.String})
+        parts.append(none.with_columns(pl.lit("start").alias("mark")))
     marks = pl.concat(parts, how="diagonal_relaxed").sort("pid", "seq")
     prev = pl.col("mark").shift(1).over("pid")
     nxt = pl.col("mark").shift(-1).over("pid")

@@ -434,7 +434,7 @@ def sql(
 
 
 def _split_statements(script: str) -> list[str]:
-    """Statements of a SQL script, split at ``;`` outside quotes and comments.
+    r"""Statements of a SQL script, split at ``;`` outside quotes and comments.
 
     >>> _split_statements("SELECT ';' AS a; -- x;\nSELECT 2")
     ["SELECT ';' AS a", ' -- x;\nSELECT 2']

@@ -174,3 +174,20 @@ def test_partitioned_replay_equals_the_whole_one(tmp_path, path):
     assert states.height == whole["page_states"].height
     # cut only where no batch is open: as many parts as the trace has quiet points, up to 4
     assert 2 <= len(list(ds.root.glob(f"page_states/*/trace={r.trace_id}/*.parquet"))) <= 4
+
+
+def test_a_trace_without_migrations_replays_to_empty_tables(tmp_path):
+    """A trace of scheduler events only: no batches, nothing to pair, no crash."""
+    line = (
+        "            bash-1     [000] d..2.   100.000001: sched_switch: prev_comm=bash prev_pid=1 "
+        "prev_prio=120 prev_state=S ==> next_comm=swapper/0 next_pid=0 next_prio=120\n"
+    )
+    path = tmp_path / "sched.txt"
+    path.write_text("# tracer: nop\n#\n" + line)
+    ds = Dataset(tmp_path / "ds")
+    r = ingest(str(path), ds)
+    out = replay(ds)[r.trace_id]
+    assert all(df.height == 0 for df in out.values())
+    assert {"batch_id", "mode", "reason", "ts_start", "ts_end"} <= set(
+        out["migration_batches"].columns
+    )
