@@ -1,33 +1,34 @@
 """Replay on Apache Spark: the same :func:`~rmapscope.replay.replay_trace` per (host, trace).
 
-The driver reads every table replay needs with Spark, packs each table's columns into one
-struct column (so tables with clashing column types never meet), unions them and groups by
-(host, trace); ``applyInArrow`` hands each group to :func:`_replay_group` on an executor,
-which unpacks the tables exactly as the local engine reads them (column types from the
-trace's own Parquet footers, rows in file order), replays them and writes the replay tables
-into a staging directory of the dataset. The driver then publishes every trace that
-succeeded in one atomic commit; a trace whose replay failed is reported and the others
-still land.
+The driver has Spark read the Parquet files of every table replay needs as they are, as
+bytes (Spark's ``binaryFile`` source, with ``host``/``trace`` from the Hive partitions,
+pruned to the traces asked for), and group them by (host, trace); ``applyInArrow`` hands each
+group to :func:`_replay_group` on an executor, which decodes the files exactly as the local
+engine reads them (the same polars reader, files in path order), replays them and writes the
+replay tables into a staging directory of the dataset. Only compressed Parquet moves, and no
+value goes through Spark's row format, so types (unsigned integers above all, which Spark
+lacks) stay the dataset's own. The driver then publishes every trace that succeeded in one
+atomic commit; a trace whose replay failed is reported and the others still land.
 
 A trace is one group: executors need the memory the local engine needs for the largest
-trace (the local engine's batch-aligned partitioning of huge traces is not used here).
+trace (the local engine's batch-aligned partitioning of huge traces is not used here), and
+one Parquet file of a table may be at most 2 GB (Spark's limit for a binary value).
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import json
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from rmapscope.dataset import REPLAY_TABLES, Dataset
 
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 
 #: Side tables a replay reads besides the events.
 _SIDE = ("gaps", "traces")
-#: Columns added to each packed row: which file it came from and its index there.
-_FILE, _ROW = "_file", "_row"
 
 RESULT_SCHEMA = "host string, trace string, error string, seconds double, events long, rows string"
 _RESULT_ARROW = pa.schema(
@@ -81,22 +80,23 @@ def replay_spark(
     known = select_traces(ds, trace_ids)
     staging = ds.new_staging()
     try:
-        packed = _packed_events(spark, ds, list(known))
-        root, staged = str(ds.root.resolve()), str(staging.path.resolve())
+        files = _trace_files(spark, ds, list(known))
+        staged = str(staging.path.resolve())
 
-        def job(packed: pa.Table) -> pa.Table:  # type hints tell Spark it takes a whole group
-            return _replay_group(packed, root=root, staging=staged)
+        def job(files: pa.Table) -> pa.Table:  # type hints tell Spark it takes a whole group
+            return _replay_group(files, staging=staged)
 
         if progress:
             progress(f"replaying {len(known)} traces on {spark.sparkContext.master}")
-        rows = packed.groupBy("host", "trace").applyInArrow(job, RESULT_SCHEMA).collect()
+        rows = files.groupBy("host", "trace").applyInArrow(job, RESULT_SCHEMA).collect()
         done = {
             r["trace"]: TraceReplay(
                 r["host"], r["trace"], r["seconds"], r["events"], json.loads(r["rows"]), r["error"]
             )
             for r in rows
         }
-        results = [done[t] for t in known if t in done]
+        lost = TraceReplay("", "", 0.0, 0, {}, "Spark returned no result for it")
+        results = [done.get(t) or replace(lost, host=h, trace_id=t) for t, h in known.items()]
         ok = [r for r in results if r.error is None]
         if ok:
             commit_staged(
@@ -107,45 +107,41 @@ def replay_spark(
         staging.release()
 
 
-def _packed_events(spark: SparkSession, ds: Dataset, trace_ids: list[str]) -> DataFrame:
-    """One row per input row of the given traces: host, trace and one struct per table."""
+def _trace_files(spark: SparkSession, ds: Dataset, trace_ids: list[str]) -> DataFrame:
+    """The Parquet files of every table replay reads, of the given traces: host, trace,
+    path and content."""
     from pyspark.sql import functions as F
 
-    parts = []
-    for name in (*INPUT_EVENTS, *PROBE_TABLES, *_SIDE):
-        path = ds.root / (name if name in _SIDE else f"event={name}")
-        if not any(path.glob("host=*/trace=*/*.parquet")):
-            continue
-        df = (
-            spark.read.option("mergeSchema", "true")
-            .option("basePath", str(path))
-            .parquet(str(path))
-            .where(F.col("trace").isin(trace_ids))
-        )
-        fields = [c for c in df.columns if c not in ("host", "trace")]
-        parts.append(
-            df.select(
-                "host",
-                "trace",
-                F.struct(
-                    *fields,
-                    F.col("_metadata.file_path").alias(_FILE),
-                    F.col("_metadata.row_index").alias(_ROW),
-                ).alias(name),
-            )
-        )
-    if not parts:
-        # every trace has a manifest row, so this only happens in an empty dataset
+    dirs = [
+        str(path)
+        for name in (*INPUT_EVENTS, *PROBE_TABLES, *_SIDE)
+        if any((path := ds.root / _dir(name)).glob("host=*/trace=*/*.parquet"))
+    ]
+    if not dirs:  # every trace has a manifest row, so only in an empty dataset
         raise ValueError(f"{ds.root}: nothing to replay")
-    return functools.reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
+    reader = spark.read.format("binaryFile").option("pathGlobFilter", "*.parquet")
+    tables = [
+        reader.load(d)
+        .where(F.col("trace").isin(trace_ids))
+        .select("host", "trace", "path", "content")
+        for d in dirs
+    ]
+    return functools.reduce(lambda a, b: a.unionByName(b), tables)
 
 
-def _replay_group(packed: pa.Table, *, root: str, staging: str) -> pa.Table:
-    """Replay one trace's packed rows (runs on an executor) and stage its replay tables."""
-    host, trace = packed["host"][0].as_py(), packed["trace"][0].as_py()
+def _dir(table: str) -> str:
+    """The directory of a table replay reads, under the dataset's root."""
+    return table if table in _SIDE else f"event={table}"
+
+
+def _replay_group(files: pa.Table, *, staging: str) -> pa.Table:
+    """Replay one trace from its files (runs on an executor) and stage its replay tables."""
+    host, trace = files["host"][0].as_py(), files["trace"][0].as_py()
     start = time.perf_counter()
+    events = 0
     try:
-        tables, gaps, manifest = unpack(packed, Path(root), host, trace)
+        tables, gaps, manifest = unpack(files)
+        events = sum(df.height for df in tables.values())
         out = replay_trace(tables, gaps, manifest)
         write_tables(Path(staging) / trace, out)
         rows, error = {k: v.height for k, v in out.items()}, None
@@ -158,7 +154,7 @@ def _replay_group(packed: pa.Table, *, root: str, staging: str) -> pa.Table:
                 "trace": trace,
                 "error": error,
                 "seconds": time.perf_counter() - start,
-                "events": _event_rows(packed),
+                "events": events,
                 "rows": json.dumps(rows),
             }
         ],
@@ -171,47 +167,21 @@ def _where(e: Exception) -> str:
     return f"{Path(frame.filename).name}:{frame.lineno}"
 
 
-def _event_rows(packed: pa.Table) -> int:
-    """How many event rows of the trace replay read."""
-    return sum(
-        packed.num_rows - packed[name].null_count
-        for name in packed.column_names
-        if name not in ("host", "trace", *_SIDE)
-    )
-
-
-def unpack(
-    packed: pa.Table, root: Path, host: str, trace: str
-) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, dict]:
-    """The tables, gaps and manifest row of one trace, as :func:`load_trace` reads them.
-
-    Each table's rows are put back in file order and cast to the schema of the trace's own
-    Parquet files (Spark reads unsigned integers as wider signed or decimal types, and a
-    table's merged schema may have columns this trace's files lack).
-    """
+def unpack(files: pa.Table) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, dict]:
+    """The tables, gaps and manifest row of one trace from its files (``path``, ``content``),
+    as :func:`~rmapscope.replay.store.load_trace` reads them: polars' reader, files in
+    path order."""
+    parts: dict[str, list[pl.DataFrame]] = {}
+    order = sorted(zip(files["path"].to_pylist(), range(files.num_rows), strict=True))
+    content = files["content"]
+    for path, i in order:
+        table = _table_of(path)
+        parts.setdefault(table, []).append(pl.read_parquet(io.BytesIO(content[i].as_py())))
     tables: dict[str, pl.DataFrame] = {}
     gaps = pl.DataFrame()
     manifest: dict = {}
-    for name in packed.column_names:
-        if name in ("host", "trace"):
-            continue
-        directory = root / (name if name in _SIDE else f"event={name}") / f"host={host}"
-        files = sorted((directory / f"trace={trace}").glob("*.parquet"))
-        if not files:
-            continue
-        schema = pq.read_schema(files[0])
-        column = packed[name]
-        rows = packed.filter(pc.is_valid(column))[name].combine_chunks()
-        flat = pa.Table.from_struct_array(rows) if len(rows) else None
-        if flat is None:
-            frame = pl.from_arrow(schema.empty_table())
-        else:
-            flat = flat.sort_by([(_FILE, "ascending"), (_ROW, "ascending")])
-            # a table's own host column (the manifest's) reads as the partition column
-            for col, value in (("host", host), ("trace", trace)):
-                if col in schema.names and col not in flat.column_names:
-                    flat = flat.append_column(col, pa.repeat(value, flat.num_rows))
-            frame = pl.from_arrow(flat.select(schema.names).cast(schema))
+    for name, frames in parts.items():
+        frame = pl.concat(frames) if len(frames) > 1 else frames[0]
         if name == "gaps":
             gaps = frame
         elif name == "traces":
@@ -219,3 +189,14 @@ def unpack(
         elif frame.height:
             tables[name] = frame
     return tables, gaps, manifest
+
+
+def _table_of(path: str) -> str:
+    """The table a dataset file belongs to (``<table>/host=H/trace=T/<file>``).
+
+    >>> _table_of("file:/d/event=set_migration_pte/host=a/trace=1/part-00000.parquet")
+    'set_migration_pte'
+    >>> _table_of("file:/d/gaps/host=a/trace=1/part-00000.parquet")
+    'gaps'
+    """
+    return path.split("/")[-4].removeprefix("event=")

@@ -330,7 +330,7 @@ def _replay_spark(ds: Dataset, spark, trace_ids: list[str] | None) -> tuple[dict
     from rmapscope.replay.spark import replay_spark
     from rmapscope.replay.store import read_replay
 
-    done = replay_spark(ds, spark, trace_ids)
+    done = replay_spark(ds, spark, trace_ids, progress=None if _state["quiet"] else err.print)
     results, failed = {}, 0
     for r in done:
         if r.error is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from importlib import resources
 from typing import TYPE_CHECKING
 
 from rmapscope.errors import UsageError
@@ -87,6 +88,10 @@ def session(
     settings = dict(REQUIRED_CONF)
     if local and not os.environ.get("PYSPARK_PYTHON"):
         settings["spark.pyspark.python"] = sys.executable
+    if local and not given.contains("spark.driver.extraJavaOptions"):
+        # the JVM starts here: quiet its start-up logging (our errors are one line each)
+        logging = resources.files("rmapscope.data") / "spark-log4j2.properties"
+        settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{logging}"
     settings["spark.ui.showConsoleProgress"] = str(sys.stderr.isatty()).lower()
     settings.update(conf or {})
     for k, v in settings.items():
