@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -162,7 +163,7 @@ def stage(
         writer.close()
         writer = None
         fill_migration_kinds(root, kinds)
-        header = reader.header
+        header = _with_sidecar(reader.header, path)
         gaps = job.gap_rows(header)
         result = IngestResult(
             trace_id=src.hexdigest()[:16],
@@ -207,6 +208,28 @@ def _check_options(fmt: str | None, arch: str, host: str | None) -> None:
             f"host name {host!r} cannot name a partition: no '/', '=', '\\', control "
             "characters, '.' or '..'"
         )
+
+
+def _with_sidecar(header: HeaderInfo, path: str) -> HeaderInfo:
+    """``header`` completed from the ``<file>.meta.json`` that ``rmapscope record`` writes
+    next to its recordings (a trace_pipe stream says nothing of its kernel, clock, CPUs or
+    host); what the trace itself says wins. An unreadable sidecar is ignored."""
+    if path == "-":
+        return header
+    try:
+        meta = json.loads(Path(path + ".meta.json").read_text())
+    except (OSError, ValueError):
+        return header
+    if not isinstance(meta, dict) or meta.get("tool") != "rmapscope record":
+        return header
+    cpus = meta.get("cpus")
+    return dataclasses.replace(
+        header,
+        kernel=header.kernel or meta.get("kernel_release"),
+        cpus=header.cpus or (cpus if isinstance(cpus, int) else None),
+        clock=header.clock or meta.get("clock"),
+        host=header.host or meta.get("host"),
+    )
 
 
 def valid_host(host: str) -> bool:

@@ -226,6 +226,9 @@ def test_records_fork_and_compaction_workload_and_restores_everything(tmp_path):
     assert '"complete": true' in meta and os.uname().release in meta
 
     result = ingest_file(out, tmp_path)
+    manifest = Dataset(tmp_path / "ds").traces().row(0, named=True)
+    assert manifest["kernel"] == os.uname().release  # from the sidecar
+    assert manifest["clock"] == r.clock and manifest["cpus"] == os.cpu_count()
     counts = result.event_counts
     assert result.events == r.lines - r.lost_markers
     assert counts.get("sched_process_fork", 0) >= 3  # the workload's own forks
@@ -475,3 +478,35 @@ def test_existing_output_needs_force(tmp_path):
     with pytest.raises(UsageError, match="already exists"):
         record(out, duration=1)
     assert out.read_bytes() == b"keep"
+
+
+def test_ingest_reads_the_sidecar_record_writes(tmp_path):
+    """A trace_pipe stream says nothing of its kernel, clock, CPUs or host: the sidecar
+    `record` writes next to it does, and ingest puts that in the manifest."""
+    import json
+
+    from rmapscope.ingest import ingest
+
+    line = (
+        "            bash-7     [001] d..2.   100.000001: task_rename: pid=7 oldcomm=a "
+        "newcomm=b oom_score_adj=0\n"
+    )
+    trace = tmp_path / "rec.trace"
+    trace.write_text(line)
+    meta = {
+        "tool": "rmapscope record",
+        "kernel_release": "6.18.0-test",
+        "clock": "mono",
+        "cpus": 64,
+        "host": "box7.example.org",
+    }
+    (tmp_path / "rec.trace.meta.json").write_text(json.dumps(meta))
+    ds = Dataset(tmp_path / "ds")
+    r = ingest(str(trace), ds)
+    row = ds.traces().row(0, named=True)
+    assert (row["kernel"], row["clock"], row["cpus"]) == ("6.18.0-test", "mono", 64)
+    assert r.host == row["host"] == "box7.example.org"
+    # a sidecar of another tool, or broken JSON, is ignored
+    (tmp_path / "rec.trace.meta.json").write_text("{broken")
+    r2 = ingest(str(trace), Dataset(tmp_path / "ds2"))
+    assert r2.host == "unknown" and Dataset(tmp_path / "ds2").traces()["kernel"][0] is None
