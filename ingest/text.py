@@ -456,13 +456,16 @@ class TextReader:
     def batches(self) -> Iterator[Batch]:
         """Parsed blocks in trace order (at most ``workers`` + 1 in flight)."""
         inflight: deque[Future[Batch]] = deque()
+        context: dict | None = None
         with ThreadPoolExecutor(self.workers) as pool:
             for block in _chain(self.first, self.rest):
                 inflight.append(pool.submit(self.parse_block, block))
                 while len(inflight) > self.workers:
-                    yield inflight.popleft().result()
+                    batch, context = _carry_context(inflight.popleft().result(), context)
+                    yield batch
             while inflight:
-                yield inflight.popleft().result()
+                batch, context = _carry_context(inflight.popleft().result(), context)
+                yield batch
 
     def parse_block(self, block: bytes) -> Batch:
         """Parse one block; line numbers are relative to it (``consume`` shifts them)."""
@@ -553,6 +556,36 @@ class TextReader:
         for rx, repl in subs:
             payload = payload.str.replace_all(rx, repl)
         return payload
+
+
+#: What a stack or callchain frame line takes from the event line above it.
+_INHERITED = ("ts", "cpu", "pid", "tgid", "comm", "flags")
+
+
+def _carry_context(batch: Batch, context: dict | None) -> tuple[Batch, dict | None]:
+    """Give the frame lines at the top of a block (a callchain or stack the block boundary
+    cut from its event) the time, cpu and task of the last event of the blocks before;
+    return the batch and its own last event's context for the next one."""
+    timed = [
+        df.filter(pl.col("ts").is_not_null()).select("rel", *_INHERITED)
+        for df in batch.frames.values()
+        if df.height and "ts" in df.columns
+    ]
+    timed = [df for df in timed if df.height]
+    first = min(df["rel"].min() for df in timed) if timed else None
+    frames = batch.frames.get(GENERIC_DIR)
+    if context is not None and frames is not None:
+        lead = (pl.col("event") == "stack_frame") & pl.col("ts").is_null()
+        if first is not None:
+            lead = lead & (pl.col("rel") < first)
+        batch.frames[GENERIC_DIR] = frames.with_columns(
+            pl.when(lead).then(pl.lit(context[c], frames.schema[c])).otherwise(pl.col(c)).alias(c)
+            for c in _INHERITED
+        )
+    if timed:
+        last = max(timed, key=lambda df: df["rel"].max())
+        context = last.sort("rel").row(-1, named=True)
+    return batch, context
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

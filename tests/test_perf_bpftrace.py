@@ -480,3 +480,33 @@ def test_bpftrace_without_the_attaching_line_and_probe_lines(tmp_path):
     )
     assert read_table(ds, "event=remove_migration_pte")["pfn"].to_list() == [0x10C522]
     assert not (ds.root / "other_events").exists()
+
+
+def test_callchain_cut_by_a_block_boundary_keeps_its_event_context(tmp_path, monkeypatch):
+    """Blocks of 4 KiB cut callchains everywhere: every frame still has its event's time,
+    cpu and task (the frames at the top of a block take them from the block before)."""
+    from rmapscope.ingest import _source
+
+    monkeypatch.setattr(_source, "BLOCK_SIZE", 1 << 12)
+    events = []
+    for i in range(400):
+        events.append(
+            f"sh  {7000 + i} [00{i % 4}]  {2375 + i / 1000:.6f}: sched:sched_process_fork: "
+            f"comm=sh pid={7000 + i} child_comm=sh child_pid={9000 + i}\n"
+            + "".join(
+                f"\tffffffff813a5{k:03x} frame{k}+0x31 ([kernel.kallsyms])\n" for k in range(5)
+            )
+            + "\n"
+        )
+    ds, r = ingest_text(tmp_path, "".join(events), fmt="perf_script")
+    assert r.errors.total == 0 and r.event_counts == {
+        "sched_process_fork": 400,
+        "stack_frame": 2000,
+    }
+    forks = read_table(ds, "event=sched_process_fork").select("seq", "ts", "cpu", "pid")
+    frames = read_table(ds, "other_events").select("seq", "ts", "cpu", "pid")
+    assert frames["ts"].null_count() == 0
+    # each frame carries exactly its own event's values (the event is 1..5 rows above it)
+    own = frames.join_asof(forks.rename(lambda c: f"e_{c}"), left_on="seq", right_on="e_seq")
+    assert (own["ts"] == own["e_ts"]).all() and (own["pid"] == own["e_pid"]).all()
+    assert (own["cpu"] == own["e_cpu"]).all() and (own["seq"] - own["e_seq"]).max() == 5
