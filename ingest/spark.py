@@ -116,6 +116,7 @@ def _stage_one(i: int, path: str, base: str, host: str | None, fmt: str | None, 
     root = Path(base) / f"{i:06d}"
 
     def target() -> Path:
+        shutil.rmtree(root, ignore_errors=True)  # what a failed attempt of this task left
         root.mkdir()
         return root
 

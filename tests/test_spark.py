@@ -209,8 +209,11 @@ def test_parallel_ingest_of_many_files_equals_one_by_one(tmp_path, spark):
     assert _dataset_rows(parallel) == _dataset_rows(one_by_one)
     assert not any((parallel.root / ".staging").iterdir())
 
-    again = ingest_spark(files[:3], parallel, spark, host="fleet")
+    again = ingest_spark([*files[:2], files[0]], parallel, spark, host="fleet")
     assert [r.skipped for r in again] == [True, True, True]
+    forced = ingest_spark([files[0], files[0]], parallel, spark, host="fleet", force=True)
+    assert [(r.replaced, r.skipped) for r in forced] == [(True, False), (False, True)]
+    assert _dataset_rows(parallel) == _dataset_rows(one_by_one)
 
 
 def _dataset_rows(ds: Dataset) -> dict[str, list]:
@@ -251,6 +254,9 @@ def test_cli_spark_engine(fleet, tmp_path, spark):
 
     ds = _copy(fleet, tmp_path / "cli")
     runner = CliRunner()
+    one = fleet.traces()["trace_id"][0]
+    r = runner.invoke(app, ["replay", "-t", one, "-d", str(ds.root), "--engine", "spark"])
+    assert {p.name for p in ds.root.glob("migrations/host=*/trace=*")} == {f"trace={one}"}
     r = runner.invoke(app, ["replay", "--all", "-d", str(ds.root), "--engine", "spark"])
     assert r.exit_code == 1, r.output  # the fleet has violations
     assert r.output.count("trace ") >= fleet.traces().height
