@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+from numpy.lib.stride_tricks import as_strided
 
 from rmapscope._printfmt import _split_fmt, split_args
 from rmapscope.schema import DECODED, EventSchema, FieldDef, column_for
@@ -203,6 +204,19 @@ def flag_tables(lazy_resched: bool) -> tuple[np.ndarray, ...]:
     )
 
 
+def enum_column(name: str, labels: list, codes: np.ndarray) -> pl.Series:
+    """``labels[codes]`` as a polars ``Enum`` column (the distinct labels as categories, no
+    string per row). ``None`` labels give nulls."""
+    return enum_labels(name, labels).gather(codes)
+
+
+def enum_labels(name: str, labels: list) -> pl.Series:
+    """``labels`` as a Series of an ``Enum`` of its distinct non-null values, ready to be
+    gathered from."""
+    cats = list(dict.fromkeys(x for x in labels if x is not None))
+    return pl.Series(name, labels, dtype=pl.Enum(cats))
+
+
 def flags_column(key: np.ndarray, tables) -> pl.Series:
     """The ``flags`` strings (``d..1.``) from ``key = common_flags << 8 | preempt_count``."""
     present = np.flatnonzero(np.bincount(key, minlength=1 << 16))
@@ -211,7 +225,7 @@ def flags_column(key: np.ndarray, tables) -> pl.Series:
     f, p = present >> 8, present & 0xFF
     chars = np.stack([tables[0][f], tables[1][f], tables[2][f], tables[3][p], tables[4][p]], axis=1)
     labels = [bytes(row).decode("ascii") for row in chars.tolist()]
-    return pl.Series("flags", labels, dtype=pl.String).gather(np.take(code, key))
+    return enum_column("flags", labels, np.take(code, key))
 
 
 class CommMap:
@@ -220,7 +234,7 @@ class CommMap:
 
     def __init__(self, cmdlines: dict[int, str]) -> None:
         items = sorted((p, c) for p, c in cmdlines.items() if 0 < p < (1 << 23))
-        self.names = pl.Series("comm", [c for _, c in items] + ["<...>", "<idle>"], dtype=pl.String)
+        self.names = enum_labels("comm", [c for _, c in items] + ["<...>", "<idle>"])
         unknown = len(items)
         top = (items[-1][0] + 1) if items else 1
         # a dense table (pid_max is at most 4M); its last slot answers every other pid
@@ -257,6 +271,7 @@ class EventDecoder:
     columns: list[_Column] = field(default_factory=list)
     flexible: set[str] = field(default_factory=set)  # ``char buf[]`` inline tail arrays
     common: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (off, size)
+    plan: tuple | None = None  # see _block_plan
 
 
 def _flexible_fields(text: str) -> set[str]:
@@ -458,6 +473,87 @@ def render_flags(value: int, delim: str, entries: tuple[tuple[int, str], ...]) -
     return delim.join(parts)
 
 
+def _is_number(f: FieldDef, dec: EventDecoder) -> bool:
+    return not (f.is_string or f.array_len is not None or f.dynamic or f.name in dec.flexible)
+
+
+def _block_plan(dec: EventDecoder) -> tuple[int, int, dict[str, int]]:
+    """The 4-byte words ``[lo, lo + k)`` of a record that hold the numeric fields the
+    columns read, and each such field's byte offset in that block."""
+    if dec.plan is not None:
+        return dec.plan
+    fields = {f.name: f for f in dec.schema.fields}
+    names: set[str] = set()
+    for col in dec.columns:
+        if col.fdef is not None:
+            names.add(col.fdef.name)
+        for node in (col.node, col.table[2] if col.kind == "flags" and col.table else None):
+            if node is not None:
+                names |= expr.fields_of(node)
+    nums = [
+        fields[n]
+        for n in sorted(names)
+        if n in fields
+        and _is_number(fields[n], dec)
+        and fields[n].size in (1, 2, 4, 8)
+        and fields[n].offset + fields[n].size <= dec.min_size
+    ]
+    if len(nums) < 2:
+        plan = (0, 0, {})
+    else:
+        lo = min(f.offset for f in nums) // 4
+        hi = -(-max(f.offset + f.size for f in nums) // 4)
+        plan = (lo, hi - lo, {f.name: f.offset - 4 * lo for f in nums})
+    dec.plan = plan
+    return plan
+
+
+class _Records:
+    """The records of one event type in a batch; each numeric field is read once.
+
+    When the columns need several numeric fields, the words holding them are gathered in
+    one pass (a row of ``k`` words per record) and the fields cut out of those rows: one
+    random access per record instead of one per field.
+    """
+
+    def __init__(self, buf: Buffer, rec: np.ndarray, dec: EventDecoder) -> None:
+        self.buf, self.rec, self.dec = buf, rec, dec
+        self._values: dict[str, np.ndarray] = {}
+        self._u64: dict[str, np.ndarray] = {}
+        self._rows: np.ndarray | None = None
+
+    def number(self, f: FieldDef) -> np.ndarray:
+        """The field's values as numpy integers of its width and signedness."""
+        v = self._values.get(f.name)
+        if v is None:
+            v = self._values[f.name] = self._read(f)
+        return v
+
+    def u64(self, f: FieldDef) -> np.ndarray:
+        """The field's values as uint64 (signed fields sign-extended), for expressions."""
+        v = self._u64.get(f.name)
+        if v is None:
+            v = self.number(f)
+            v = self._u64[f.name] = v.astype(np.int64).astype(_U64) if f.signed else v.astype(_U64)
+        return v
+
+    def _read(self, f: FieldDef) -> np.ndarray:
+        buf = self.buf
+        lo, k, offsets = _block_plan(self.dec)
+        at = offsets.get(f.name)
+        if at is None:
+            size = f.size if f.size else 4
+            aligned = f.offset % min(size, 4) == 0  # records start 4-byte aligned
+            return buf.value(self.rec + f.offset, size, f.signed, aligned)
+        if self._rows is None:
+            words = buf.u32
+            rows = as_strided(words, shape=(len(words) - k + 1, k), strides=(4, 4))
+            self._rows = rows[(self.rec >> 2) + lo].view(np.uint8)
+        cut = np.ascontiguousarray(self._rows[:, at : at + f.size])
+        v = cut.view(f"{buf.e}{'i' if f.signed else 'u'}{f.size}").reshape(-1)
+        return v.astype(v.dtype.newbyteorder("="), copy=False)
+
+
 class Decoder:
     """Decodes the records of each event type of one file into typed columns."""
 
@@ -469,15 +565,15 @@ class Decoder:
         aligned = f.offset % min(size, 4) == 0  # records start 4-byte aligned
         return buf.value(rec + f.offset, size, f.signed, aligned)
 
-    def _u64_values(self, buf: Buffer, rec: np.ndarray, dec: EventDecoder, node: expr.Node) -> dict:
+    @staticmethod
+    def _u64_values(recs: _Records, dec: EventDecoder, node: expr.Node) -> dict:
         fields = {f.name: f for f in dec.schema.fields}
         out = {}
         for name in expr.fields_of(node):
             f = fields[name]
-            if f.dynamic or f.array_len is not None or name in dec.flexible:
+            if not _is_number(f, dec):
                 raise expr.Unsupported(f"{name} is not a number")
-            v = self.field_values(buf, rec, f)
-            out[name] = v.astype(np.int64).astype(_U64) if f.signed else v.astype(_U64)
+            out[name] = recs.u64(f)
         return out
 
     def columns(
@@ -486,18 +582,20 @@ class Decoder:
         """The event's own columns for records at ``rec`` (byte offsets into ``buf``)."""
         out: dict[str, pl.Series] = {}
         n = len(rec)
+        recs = _Records(buf, rec, dec)
         for col in dec.columns:
             if col.source == "decoded":
                 continue
             try:
-                value = self._column(buf, rec, rec_len, dec, col)
+                value = self._column(recs, rec_len, dec, col)
             except expr.Unsupported:
                 value = None
             out[col.name] = to_series(col.name, value, col.type, n)
         return out
 
-    def _column(self, buf, rec, rec_len, dec, col: _Column):
+    def _column(self, recs: _Records, rec_len, dec, col: _Column):
         """A numpy array, a pyarrow array, a polars Series, or None (all null)."""
+        buf, rec = recs.buf, recs.rec
         n = len(rec)
         f = col.fdef
         if col.source == "null" or (col.kind == "flags" and not col.table):
@@ -506,15 +604,15 @@ class Decoder:
             if col.node is None:
                 if f is None or f.is_string or f.array_len is not None or f.dynamic:
                     return None
-                values = self.field_values(buf, rec, f).astype(np.int64).astype(_U64)
+                values = recs.number(f).astype(np.int64).astype(_U64)
             else:
-                values = expr.evaluate(col.node, self._u64_values(buf, rec, dec, col.node))
+                values = expr.evaluate(col.node, self._u64_values(recs, dec, col.node))
                 values = np.broadcast_to(np.asarray(values, dtype=_U64), (n,))
             if col.kind == "symbolic":
                 return _symbolic(values, col.table)
             if col.kind == "flags":
                 cond = col.table[2]
-                cond_values = self._u64_values(buf, rec, dec, cond) if cond else None
+                cond_values = self._u64_values(recs, dec, cond) if cond else None
                 return _flags(values, col.table, cond_values)
             if col.kind == "bool":
                 return values != 0
@@ -527,9 +625,9 @@ class Decoder:
         if f.array_len is not None or f.dynamic is not None or f.name in dec.flexible:
             return self._array_text(buf, rec, rec_len, dec, f)
         if col.node is not None:
-            values = expr.evaluate(col.node, self._u64_values(buf, rec, dec, col.node))
+            values = expr.evaluate(col.node, self._u64_values(recs, dec, col.node))
             return np.broadcast_to(np.asarray(values, dtype=_U64), (n,))
-        return self.field_values(buf, rec, f)
+        return recs.number(f)
 
     def _bounds(self, buf, rec, rec_len, dec, f) -> tuple[np.ndarray, np.ndarray]:
         """(start address, length) of an array field; length -1 where it is out of bounds."""
@@ -585,6 +683,8 @@ def to_series(name: str, value, typ: pa.DataType, n: int) -> pl.Series:
         return pl.Series(name, [None], dtype=dtype).new_from_index(0, n)
     if isinstance(value, pl.Series):
         s = value.alias(name)
+        if isinstance(s.dtype, pl.Enum) and dtype == pl.String:
+            return s  # labels stay dictionary-encoded (the writer stores them as strings)
     elif isinstance(value, pa.Array):
         s = pl.Series(name, value)
     else:
@@ -600,11 +700,16 @@ def to_series(name: str, value, typ: pa.DataType, n: int) -> pl.Series:
 
 
 def _labels(values: np.ndarray, label) -> pl.Series:
-    """``label(value)`` for every element, computed once per distinct value."""
+    """``label(value)`` for every element, computed once per distinct value (an ``Enum``
+    of the labels)."""
+    uniq, codes = _distinct(values)
+    return enum_column("", [label(v) for v in uniq], codes)
+
+
+def _distinct(values: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """The distinct values (as Python ints) and each element's index among them."""
     enc = pc.dictionary_encode(pa.array(np.ascontiguousarray(values)))
-    uniq = enc.dictionary.to_pylist()
-    names = pl.Series([label(int(v)) for v in uniq], dtype=pl.String)
-    return names.gather(enc.indices.to_numpy(zero_copy_only=False))
+    return enc.dictionary.to_pylist(), enc.indices.to_numpy(zero_copy_only=False)
 
 
 def _symbolic(values: np.ndarray, table: tuple) -> pl.Series:
@@ -627,15 +732,12 @@ def _flags(values: np.ndarray, table: tuple, cond_values) -> pl.Series:
     if cond_node.op == "field" and np.array_equal(cond, values):
         # ``(REC->x) ? __print_flags(REC->x, ...) : "none"``: a zero value shows the else text
         return _labels(values, lambda v: render_flags(v, delim, entries) if v else other)
-    key = np.where(cond != 0, values, _U64(0))
-    zero_label = other
-    return pl.select(
-        pl.when(pl.Series(cond != 0))
-        .then(_labels(key, lambda v: render_flags(v, delim, entries)))
-        .otherwise(pl.lit(zero_label))
-    ).to_series()
+    on = cond != 0
+    uniq, codes = _distinct(np.where(on, values, _U64(0)))
+    labels = [render_flags(v, delim, entries) for v in uniq] + [other]
+    return enum_column("", labels, np.where(on, codes, len(uniq)))
 
 
 def repeat_string(text: str, n: int, name: str = "") -> pl.Series:
-    """``n`` copies of ``text``."""
-    return pl.Series(name, [text], dtype=pl.String).new_from_index(0, n)
+    """``n`` copies of ``text`` (an ``Enum`` of that one value)."""
+    return pl.Series(name, [text], dtype=pl.Enum([text])).new_from_index(0, n)

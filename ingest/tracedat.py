@@ -58,6 +58,7 @@ from ._tracedat_decode import (
     Decoder,
     EventDecoder,
     build_decoder,
+    enum_column,
     flag_tables,
     flags_column,
     repeat_string,
@@ -662,6 +663,8 @@ class TraceDatReader:
             if dec is None:
                 text = self._generic_fields(buf, r, lens, t)
                 fields = pl.Series("fields", text, dtype=pl.String)
+                # one table for many events: plain strings, so the frames concatenate
+                head = {k: v.cast(pl.String) if v.dtype == pl.Enum else v for k, v in head.items()}
                 generic.append(pl.DataFrame({**head, "fields": fields}))
                 continue
             cols = self._decoder.columns(buf, r, lens, dec)
@@ -717,8 +720,7 @@ class TraceDatReader:
     def _instances(inst_of: list[str | None], stream: np.ndarray) -> pl.Series:
         if not any(inst_of):
             return to_series("instance", None, pa.string(), len(stream))
-        names = pl.Series("instance", inst_of, dtype=pl.String)
-        return names.gather(stream.astype(np.uint32))
+        return enum_column("instance", inst_of, stream.astype(np.uint32))
 
     def _add_decoded(self, dec: EventDecoder, cols: dict, n: int) -> None:
         """The migration columns (pfn, swp_type, ...) decoded from pte/pmd like the text path."""

@@ -147,6 +147,53 @@ def test_small_batches_keep_lost_event_markers_in_place(tmp_path, monkeypatch):
         assert everything(ds)[name].equals(frame), name
 
 
+@pytest.mark.parametrize("path", ["thp/trace-cmd-v7/trace.dat", "forkstorm/trace-cmd-v6/trace.dat"])
+def test_tables_read_back_with_the_schema_of_their_event(path, ingested):
+    """Labels (comm, flags, symbolic fields...) are staged dictionary-encoded, yet every
+    file reads back, in pyarrow and polars, with exactly the event's schema: strings."""
+    import pyarrow.parquet as pq
+
+    ds, result = ingested(path)
+    registry = default_registry()
+    for name in result.event_counts:
+        want = registry.get(name).arrow_schema()
+        (file,) = ds.root.glob(f"event={name}/*/*/*.parquet")
+        got = pq.read_table(file).schema
+        assert got.remove_metadata() == want.remove_metadata(), name
+        frame = pl.read_parquet(file)
+        assert frame.schema["comm"] == pl.String and frame.schema["flags"] == pl.String, name
+
+
+def test_writer_stages_dictionary_and_plain_frames_of_one_table_alike(tmp_path):
+    """Frames of one table may hold a string column as Enum or as String (and all-null):
+    whichever comes first, the rows read back the same, as strings."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from rmapscope.ingest import _writer
+
+    schema = pa.schema([("seq", pa.int64()), ("ts", pa.int64()), ("comm", pa.string())])
+    names = ["a", "b", None, "c", "b"]
+    enum = pl.Series("comm", names, dtype=pl.Enum(["c", "b", "a"]))
+    other = pl.Series("comm", names[::-1], dtype=pl.Enum(["b", "a", "c", "zz"]))
+    plain = pl.Series("comm", ["x", None, "a", "y", "y"], dtype=pl.String)
+    null = pl.Series("comm", [None] * 5, dtype=pl.String)
+    frames = [enum, plain, other, null]
+    expect = [v for s in frames for v in s.cast(pl.String).to_list()]
+    for order in (frames, frames[1:] + frames[:1]):
+        root = tmp_path / f"stage{len(list(tmp_path.iterdir()))}"
+        writer = _writer.StagingWriter(root)
+        for i, comm in enumerate(order):
+            seq = pl.Series("seq", range(5 * i, 5 * i + 5), dtype=pl.Int64)
+            writer.add("t", pl.DataFrame([seq, seq.alias("ts"), comm]), schema)
+        writer.close()
+        table = pq.read_table(root / "t" / "part-00000.parquet")
+        assert table.schema.remove_metadata() == schema
+        got = table.column("comm").to_pylist()
+        assert got == [v for s in order for v in s.cast(pl.String).to_list()]
+        assert sorted(got, key=str) == sorted(expect, key=str)
+        assert table.column("seq").to_pylist() == list(range(20))
+
+
 def test_registry_has_the_files_formats(tmp_path):
     path = str(real("thp/trace-cmd-v7/trace.dat"))
     src = open_source(path)
