@@ -29,7 +29,6 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-from numpy.lib.stride_tricks import as_strided
 
 from rmapscope._printfmt import _split_fmt, split_args
 from rmapscope.schema import DECODED, EventSchema, FieldDef, column_for
@@ -271,7 +270,6 @@ class EventDecoder:
     columns: list[_Column] = field(default_factory=list)
     flexible: set[str] = field(default_factory=set)  # ``char buf[]`` inline tail arrays
     common: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (off, size)
-    plan: tuple | None = None  # see _block_plan
 
 
 def _flexible_fields(text: str) -> set[str]:
@@ -477,50 +475,19 @@ def _is_number(f: FieldDef, dec: EventDecoder) -> bool:
     return not (f.is_string or f.array_len is not None or f.dynamic or f.name in dec.flexible)
 
 
-def _block_plan(dec: EventDecoder) -> tuple[int, int, dict[str, int]]:
-    """The 4-byte words ``[lo, lo + k)`` of a record that hold the numeric fields the
-    columns read, and each such field's byte offset in that block."""
-    if dec.plan is not None:
-        return dec.plan
-    fields = {f.name: f for f in dec.schema.fields}
-    names: set[str] = set()
-    for col in dec.columns:
-        if col.fdef is not None:
-            names.add(col.fdef.name)
-        for node in (col.node, col.table[2] if col.kind == "flags" and col.table else None):
-            if node is not None:
-                names |= expr.fields_of(node)
-    nums = [
-        fields[n]
-        for n in sorted(names)
-        if n in fields
-        and _is_number(fields[n], dec)
-        and fields[n].size in (1, 2, 4, 8)
-        and fields[n].offset + fields[n].size <= dec.min_size
-    ]
-    if len(nums) < 2:
-        plan = (0, 0, {})
-    else:
-        lo = min(f.offset for f in nums) // 4
-        hi = -(-max(f.offset + f.size for f in nums) // 4)
-        plan = (lo, hi - lo, {f.name: f.offset - 4 * lo for f in nums})
-    dec.plan = plan
-    return plan
-
-
 class _Records:
-    """The records of one event type in a batch; each numeric field is read once.
+    """The records of one event type in a batch; each numeric field is read once (a
+    field may feed several columns and conditions).
 
-    When the columns need several numeric fields, the words holding them are gathered in
-    one pass (a row of ``k`` words per record) and the fields cut out of those rows: one
-    random access per record instead of one per field.
+    Fields are read one gather each: records of a type lie in trace order, mostly a few
+    dozen bytes apart, so each gather streams through the batch buffer; cutting all
+    fields out of one gathered block per record was slower.
     """
 
     def __init__(self, buf: Buffer, rec: np.ndarray, dec: EventDecoder) -> None:
         self.buf, self.rec, self.dec = buf, rec, dec
         self._values: dict[str, np.ndarray] = {}
         self._u64: dict[str, np.ndarray] = {}
-        self._rows: np.ndarray | None = None
 
     def number(self, f: FieldDef) -> np.ndarray:
         """The field's values as numpy integers of its width and signedness."""
@@ -534,24 +501,15 @@ class _Records:
         v = self._u64.get(f.name)
         if v is None:
             v = self.number(f)
-            v = self._u64[f.name] = v.astype(np.int64).astype(_U64) if f.signed else v.astype(_U64)
+            if f.signed:
+                v = v.astype(np.int64, copy=False)
+            v = self._u64[f.name] = v.astype(_U64, copy=False)
         return v
 
     def _read(self, f: FieldDef) -> np.ndarray:
-        buf = self.buf
-        lo, k, offsets = _block_plan(self.dec)
-        at = offsets.get(f.name)
-        if at is None:
-            size = f.size if f.size else 4
-            aligned = f.offset % min(size, 4) == 0  # records start 4-byte aligned
-            return buf.value(self.rec + f.offset, size, f.signed, aligned)
-        if self._rows is None:
-            words = buf.u32
-            rows = as_strided(words, shape=(len(words) - k + 1, k), strides=(4, 4))
-            self._rows = rows[(self.rec >> 2) + lo].view(np.uint8)
-        cut = np.ascontiguousarray(self._rows[:, at : at + f.size])
-        v = cut.view(f"{buf.e}{'i' if f.signed else 'u'}{f.size}").reshape(-1)
-        return v.astype(v.dtype.newbyteorder("="), copy=False)
+        size = f.size if f.size else 4
+        aligned = f.offset % min(size, 4) == 0  # records start 4-byte aligned
+        return self.buf.value(self.rec + f.offset, size, f.signed, aligned)
 
 
 class Decoder:

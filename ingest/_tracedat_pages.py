@@ -225,17 +225,15 @@ def _records(words, vpos, ts0, first, counts, end_w, wps, where, want_pages, big
     base = ts0[pages] - (cs[starts] - delta[starts])
     ts = np.repeat(base, counts[pages]) + cs
     if len(is_abs):
-        # after an absolute stamp (in its page), time continues from its value
+        # after an absolute stamp, time continues from its value until the end of its page
+        # or the next stamp: only those entries are redone (stamps are rare)
         abs_page = np.searchsorted(first, is_abs, side="right") - 1
         absval = (a0_sp[absm].astype(_U64) << _U64(27)) | d_sp[absm]
         absval |= ts0[abs_page] & TS_MSB
-        anchor = np.full(n, -1, dtype=np.int64)
-        anchor[starts] = -2
-        anchor[is_abs] = np.arange(len(is_abs))
-        idx = np.maximum.accumulate(np.where(anchor != -1, np.arange(n), 0))
-        which = anchor[idx]
-        hit = which >= 0
-        k = which[hit]
+        stop = np.minimum(first[abs_page] + counts[abs_page], np.append(is_abs[1:], n))
+        span = stop - is_abs
+        k = np.repeat(np.arange(len(is_abs)), span)
+        hit = np.arange(len(k)) + np.repeat(is_abs - (np.cumsum(span) - span), span)
         ts[hit] = absval[k] + (cs[hit] - cs[is_abs[k]])
 
     # data records: type 1..28 (payload right after the header word) and 0 (after array[0])
