@@ -271,6 +271,15 @@ class EventDecoder:
     flexible: set[str] = field(default_factory=set)  # ``char buf[]`` inline tail arrays
     common: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (off, size)
 
+    @property
+    def sized(self) -> bool:
+        """Whether a column needs the records' lengths (string and array fields)."""
+        return any(
+            c.fdef is not None and not _is_number(c.fdef, self)
+            for c in self.columns
+            if c.source == "field"
+        )
+
 
 def _flexible_fields(text: str) -> set[str]:
     """Names of ``type name[]`` fields declared without ``__data_loc``: inline arrays that

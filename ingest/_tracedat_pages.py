@@ -35,7 +35,7 @@ COMMIT_MASK = (1 << 27) - 1
 MISSING_EVENTS = 1 << 31
 MISSING_STORED = 1 << 30
 TS_MSB = np.uint64(0xF8 << 56)
-GROUP_BYTES = 32 << 20  # pages walked together (at most; less with many CPUs)
+GROUP_BYTES = 8 << 20  # pages walked together (at most; less with many CPUs)
 
 _U64 = np.uint64
 

@@ -171,7 +171,7 @@ class _Stream:
 class TraceDatReader:
     """Reads one trace.dat: metadata at construction, event batches from :meth:`batches`."""
 
-    batch_events = 1 << 19
+    batch_events = 1 << 18
 
     def __init__(
         self,
@@ -541,7 +541,7 @@ class TraceDatReader:
         """
         arrays: list[np.ndarray] = []
         base = 0
-        cols: list[list[np.ndarray]] = [[] for _ in range(8)]
+        cols: list[list[np.ndarray]] = [[] for _ in range(9)]
         ranges: list[tuple[int, int, int]] = []  # (stream, first cat row, stream index)
         rows = 0
         for s in streams:
@@ -560,6 +560,7 @@ class TraceDatReader:
                     seg.key[a:b],
                     np.full(b - a, s.index, dtype=np.int32),
                     *(c[a:b] for c in seg.common),
+                    np.full(b - a, s.cpu, dtype=np.int32),
                 )
                 for i, arr in enumerate(pieces):
                     cols[i].append(arr)
@@ -575,6 +576,7 @@ class TraceDatReader:
                 np.uint16,
                 np.uint16,
                 np.int32,
+                np.int32,
             )
             cols = [[np.zeros(0, t)] for t in types]
         buf = Buffer(arrays, self.meta.big_endian)
@@ -586,7 +588,7 @@ class TraceDatReader:
 
     def _decode(self, streams, buf, cat, order, ranges, final) -> Batch:
         errors = ErrorLog()
-        rec, rec_len, ts, _key, stream, ev_type, fkey, pid = cat
+        rec, rec_len, ts, _key, stream, ev_type, fkey, pid, cpu = cat
         n_cat = len(rec)
         ok = rec_len >= self._min_record
         all_ok = bool(ok.all())
@@ -631,6 +633,7 @@ class TraceDatReader:
         n = len(order)
         cpu_of = np.array([s.cpu for s in streams] or [0], dtype=np.int32)
         inst_of = [self.meta.buffers[s.buffer].name or None for s in streams]
+        one_instance = len(set(inst_of)) <= 1
         frames: dict[str, pl.DataFrame] = {}
         generic: list[pl.DataFrame] = []
         t_sorted = np.take(ev_type, order)
@@ -647,19 +650,23 @@ class TraceDatReader:
             name = dec.schema.name if dec is not None else self._ids[t][0]
             m = len(rel)
             p = np.take(pid, src)
-            st = np.take(stream, src)
+            if one_instance:  # the usual case: one buffer, one name (or none) for all
+                instance = self._instances(inst_of[:1], np.zeros(m, dtype=np.uint32))
+            else:
+                instance = self._instances(inst_of, np.take(stream, src))
             head = {
                 "rel": pl.Series("rel", rel.astype(np.uint32)),
                 "ts": pl.Series("ts", np.take(ts, src)),
-                "cpu": pl.Series("cpu", np.take(cpu_of, st)),
+                "cpu": pl.Series("cpu", np.take(cpu, src)),
                 "pid": pl.Series("pid", p),
                 "tgid": to_series("tgid", None, pa.int32(), m),
                 "comm": self._comms(p).alias("comm"),
                 "flags": flags_column(np.take(fkey, src), self._flag_tables),
                 "event": repeat_string(name, m, "event"),
-                "instance": self._instances(inst_of, st),
+                "instance": instance,
             }
-            lens = np.take(rec_len, src)
+            # record lengths: only string and array fields (and raw text) need them
+            lens = np.take(rec_len, src) if dec is None or dec.sized else None
             if dec is None:
                 text = self._generic_fields(buf, r, lens, t)
                 fields = pl.Series("fields", text, dtype=pl.String)
@@ -720,6 +727,8 @@ class TraceDatReader:
     def _instances(inst_of: list[str | None], stream: np.ndarray) -> pl.Series:
         if not any(inst_of):
             return to_series("instance", None, pa.string(), len(stream))
+        if len(inst_of) == 1:
+            return repeat_string(inst_of[0], len(stream), "instance")
         return enum_column("instance", inst_of, stream.astype(np.uint32))
 
     def _add_decoded(self, dec: EventDecoder, cols: dict, n: int) -> None:
