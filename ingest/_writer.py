@@ -148,7 +148,7 @@ def _conform(data: pa.Table, stored: pa.Schema) -> pa.Table:
             if pa.types.is_dictionary(col.type):
                 chunks = [
                     pa.DictionaryArray.from_arrays(
-                        c.indices.cast(pa.int32()), c.dictionary.cast(pa.string())
+                        c.indices.cast(pa.int32()), c.dictionary.cast(pa.string()), safe=False
                     )
                     for c in col.chunks
                 ]

@@ -604,12 +604,13 @@ class TraceDatReader:
                 usable[t] = True
             elif t in self._ids:
                 usable[t] = True  # raw name=value text in other_events
-        if all_ok and usable[np.flatnonzero(counts)].all() and min_size.max() <= rec_len.min():
-            bad = None  # the usual case: nothing to drop, no per-record checks needed
+        if all_ok and usable[np.flatnonzero(counts)].all():
+            # the usual case: only records shorter than their format are left to check
+            bad = None if min_size.max() <= rec_len.min() else rec_len < np.take(min_size, ev_type)
         else:
             bad = ~ok | ~usable[ev_type] | (rec_len < min_size[ev_type])
-            if not bad.any():
-                bad = None
+        if bad is not None and not bad.any():
+            bad = None
         any_bad = bad is not None
         index = None
         if any_bad or any(s.markers for s in streams):
@@ -655,7 +656,7 @@ class TraceDatReader:
             else:
                 instance = self._instances(inst_of, np.take(stream, src))
             head = {
-                "rel": pl.Series("rel", rel.astype(np.uint32)),
+                "rel": pl.Series("rel", rel),  # int64, as the seq it becomes
                 "ts": pl.Series("ts", np.take(ts, src)),
                 "cpu": pl.Series("cpu", np.take(cpu, src)),
                 "pid": pl.Series("pid", p),
