@@ -203,28 +203,51 @@ def flag_tables(lazy_resched: bool) -> tuple[np.ndarray, ...]:
     )
 
 
+class EnumLabels:
+    """Labels as the categories of a polars ``Enum``: columns of them are built from
+    integer codes, with no string per row.
+
+    ``remap[i]`` is the category of ``labels[i]`` (distinct labels become one category).
+    """
+
+    def __init__(self, labels: list[str]) -> None:
+        cats = list(dict.fromkeys(labels))
+        at = {c: i for i, c in enumerate(cats)}
+        self.dtype = pl.Enum(cats)
+        self.cats = pl.Series(cats, dtype=self.dtype)
+        self.code = self.cats.to_physical().to_numpy().dtype  # uint8, uint16 or uint32
+        self.remap = np.array([at[x] for x in labels], dtype=self.code)
+
+    def column(self, name: str, codes: np.ndarray) -> pl.Series:
+        """The column of the categories ``codes`` (not label indices: see ``remap``)."""
+        if _FROM_CODES:
+            return pl.Series(name, codes.astype(self.code, copy=False)).cat.to(self.dtype)
+        return self.cats.gather(codes).alias(name)
+
+
+#: polars >= 1.32 builds Enum columns straight from their codes; older ones gather labels
+_FROM_CODES = hasattr(pl.Series(dtype=pl.Enum([])).cat, "to")
+
+
 def enum_column(name: str, labels: list, codes: np.ndarray) -> pl.Series:
     """``labels[codes]`` as a polars ``Enum`` column (the distinct labels as categories, no
     string per row). ``None`` labels give nulls."""
-    return enum_labels(name, labels).gather(codes)
-
-
-def enum_labels(name: str, labels: list) -> pl.Series:
-    """``labels`` as a Series of an ``Enum`` of its distinct non-null values, ready to be
-    gathered from."""
-    cats = list(dict.fromkeys(x for x in labels if x is not None))
-    return pl.Series(name, labels, dtype=pl.Enum(cats))
+    if None in labels:
+        cats = list(dict.fromkeys(x for x in labels if x is not None))
+        return pl.Series(name, labels, dtype=pl.Enum(cats)).gather(codes)
+    enum = EnumLabels(labels)
+    return enum.column(name, np.take(enum.remap, codes))
 
 
 def flags_column(key: np.ndarray, tables) -> pl.Series:
     """The ``flags`` strings (``d..1.``) from ``key = common_flags << 8 | preempt_count``."""
     present = np.flatnonzero(np.bincount(key, minlength=1 << 16))
-    code = np.zeros(1 << 16, dtype=np.uint32)
-    code[present] = np.arange(len(present), dtype=np.uint32)
     f, p = present >> 8, present & 0xFF
     chars = np.stack([tables[0][f], tables[1][f], tables[2][f], tables[3][p], tables[4][p]], axis=1)
-    labels = [bytes(row).decode("ascii") for row in chars.tolist()]
-    return enum_column("flags", labels, np.take(code, key))
+    enum = EnumLabels([bytes(row).decode("ascii") for row in chars.tolist()])
+    code = np.zeros(1 << 16, dtype=enum.code)
+    code[present] = enum.remap
+    return enum.column("flags", np.take(code, key))
 
 
 class CommMap:
@@ -233,18 +256,20 @@ class CommMap:
 
     def __init__(self, cmdlines: dict[int, str]) -> None:
         items = sorted((p, c) for p, c in cmdlines.items() if 0 < p < (1 << 23))
-        self.names = enum_labels("comm", [c for _, c in items] + ["<...>", "<idle>"])
+        self.enum = EnumLabels([c for _, c in items] + ["<...>", "<idle>"])
+        remap = self.enum.remap
         unknown = len(items)
         top = (items[-1][0] + 1) if items else 1
-        # a dense table (pid_max is at most 4M); its last slot answers every other pid
-        self.table = np.full(top + 1, unknown, dtype=np.uint32)
-        self.table[[p for p, _ in items]] = np.arange(unknown, dtype=np.uint32)
-        self.table[0] = unknown + 1
+        # a dense table (pid_max is at most 4M) of categories; its last slot answers every
+        # other pid
+        self.table = np.full(top + 1, remap[unknown], dtype=remap.dtype)
+        self.table[[p for p, _ in items]] = remap[:unknown]
+        self.table[0] = remap[unknown + 1]
         self.top = top
 
     def __call__(self, pid: np.ndarray) -> pl.Series:
         idx = np.minimum(pid.view(np.uint32), np.uint32(self.top))  # negative pids: unknown
-        return self.names.gather(np.take(self.table, idx))
+        return self.enum.column("comm", np.take(self.table, idx))
 
 
 # -- per-event decoders ----------------------------------------------------------------------

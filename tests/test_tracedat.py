@@ -493,6 +493,25 @@ def test_every_field_kind_is_decoded(tmp_path):
     assert render_flags(0, "|", ((1, "A"),)) == ""
 
 
+def test_labels_are_the_same_built_from_codes_or_gathered(tmp_path, monkeypatch):
+    """Label columns (comm, flags, symbolic and flags fields) are Enums built straight from
+    their codes where polars can, else gathered from their labels: the rows are equal."""
+    from rmapscope.ingest import _tracedat_decode as dec
+
+    path = write(tmp_path, synthetic(instance=True))
+    got = {}
+    for from_codes in (True, False):
+        monkeypatch.setattr(dec, "_FROM_CODES", from_codes)
+        ds = Dataset(tmp_path / f"ds{from_codes}")
+        ingest(str(path), ds)
+        got[from_codes] = everything(ds)
+    assert got[True].keys() == got[False].keys() and got[True]
+    for name, frame in got[True].items():
+        assert frame.equals(got[False][name]), name
+    kinds = got[True]["kinds"]
+    assert kinds["field_comm"].to_list() == ["worker/0", "x"] and kinds["state"][1] == "0x9"
+
+
 def test_lost_events_become_gaps(tmp_path):
     ds = Dataset(tmp_path / "ds")
     r = ingest(str(write(tmp_path, synthetic())), ds)
