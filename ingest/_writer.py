@@ -15,6 +15,7 @@ MAX_BUFFERED_ROWS = 1 << 20
 #: Columns written with DELTA_BINARY_PACKED: ``seq`` and ``ts`` rise (almost) monotonically,
 #: so deltas encode in a fraction of the time and space of plain values plus zstd.
 DELTA_COLUMNS = ("seq", "ts")
+IO_THREADS = 2
 _DICT = pa.dictionary(pa.int32(), pa.string())
 
 
@@ -33,8 +34,9 @@ class StagingWriter:
         self._schemas: dict[str, pa.Schema] = {}
         self._stored: dict[str, pa.Schema] = {}  # as staged: dictionary-encoded string columns
         self._writers: dict[str, pq.ParquetWriter] = {}
-        self._io = ThreadPoolExecutor(1)
+        self._io = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="staging-writer")
         self._pending: list[Future] = []
+        self._last: dict[str, Future] = {}  # each table's latest write (they run in order)
         self.rows: dict[str, int] = {}
 
     def add(self, table: str, frame: pl.DataFrame, schema: pa.Schema) -> None:
@@ -53,9 +55,9 @@ class StagingWriter:
             stored = self._stored[table] = _stored_schema(schema, frame)
         # Copy into compact Arrow buffers now: polars string columns are views into the
         # whole block they were cut from, and a few rows of a rare event would otherwise keep
-        # every block alive until their row group fills.
+        # every block alive until their row group fills. (Casting to the staged types waits
+        # for the writing thread: the caller's thread has other work.)
         data = frame.to_arrow(compat_level=pl.CompatLevel.oldest()).select(schema.names)
-        data = _conform(data, stored)
         self._buffers.setdefault(table, []).append(data)
         self._buffered[table] = self._buffered.get(table, 0) + frame.height
         self.rows[table] = self.rows.get(table, 0) + frame.height
@@ -69,16 +71,22 @@ class StagingWriter:
         self._buffered.pop(table, None)
         if not parts:
             return
-        # Encoding and compressing run on one background thread, in order; at most two
-        # row groups wait, so memory stays bounded.
-        self._pending.append(self._io.submit(self._write, table, parts))
-        while len(self._pending) > 2:
+        # Casting, encoding and compressing run on background threads (each table's row
+        # groups in order, tables side by side); at most three row groups wait, so memory
+        # stays bounded.
+        future = self._io.submit(self._write, table, parts, self._last.get(table))
+        self._last[table] = future
+        self._pending.append(future)
+        while len(self._pending) > 3:
             self._pending.pop(0).result()
 
-    def _write(self, table: str, parts: list[pa.Table]) -> None:
+    def _write(self, table: str, parts: list[pa.Table], before: Future | None) -> None:
+        if before is not None:
+            # submitted earlier to the same FIFO pool, so already running or done
+            before.result()
         schema = self._schemas[table]
         stored = self._stored[table]
-        data = pa.concat_tables(parts)
+        data = pa.concat_tables([_conform(p, stored) for p in parts])
         dictionaries = stored != schema
         if dictionaries:
             # one dictionary per column, so Parquet takes the indices as they are

@@ -172,6 +172,7 @@ class TraceDatReader:
     """Reads one trace.dat: metadata at construction, event batches from :meth:`batches`."""
 
     batch_events = 1 << 18
+    page_threads = 2  # threads reading, decompressing and walking page groups
 
     def __init__(
         self,
@@ -443,7 +444,7 @@ class TraceDatReader:
                 self.close()
 
     def _batches(self) -> Iterator[Batch]:
-        self._pool = ThreadPoolExecutor(2, thread_name_prefix="tracedat-pages")
+        self._pool = ThreadPoolExecutor(self.page_threads, thread_name_prefix="tracedat-pages")
         try:
             yield from self._merge(self._streams())
         finally:
@@ -460,6 +461,14 @@ class TraceDatReader:
             if not any(s.pending for s in streams):
                 break
             cut = min((s.last_key for s in live), default=None)
+            # no more than about a batch per round: a lower cut where streams hold more
+            # (so a batch is not a whole page group of every stream, and decoding starts
+            # before the next groups are needed)
+            cap = -(-(self.batch_events - size) // max(1, len(live)))
+            for s in streams:
+                if s.pending > cap:
+                    k = self._key_at(s, cap - 1)
+                    cut = k if cut is None else min(cut, k)
             blocked = False  # an earlier stream may still hold records at ``cut``
             for s in streams:
                 if not s.pending:
@@ -481,6 +490,15 @@ class TraceDatReader:
                 size = 0
         if size or any(s.markers for s in streams):
             yield self._build(streams, parts, final=True)
+
+    @staticmethod
+    def _key_at(s: _Stream, i: int) -> int:
+        """The key of the ``i``-th pending record of ``s``."""
+        for seg in s.segments:
+            if i < seg.left:
+                return int(seg.key[seg.pos + i])
+            i -= seg.left
+        raise IndexError(i)
 
     @staticmethod
     def _count_below(s: _Stream, cut: int, inclusive: bool) -> int:
