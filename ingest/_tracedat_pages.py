@@ -36,6 +36,7 @@ MISSING_EVENTS = 1 << 31
 MISSING_STORED = 1 << 30
 TS_MSB = np.uint64(0xF8 << 56)
 GROUP_BYTES = 8 << 20  # pages walked together (at most; less with many CPUs)
+FIRST_GROUP_BYTES = 1 << 20  # the first group of a CPU: small, so decoding starts soon
 
 _U64 = np.uint64
 
@@ -287,19 +288,31 @@ def page_groups(
     """
     ps = layout.page_size
     f.check(offset, size, f"{label} data")
-    per_group = max(1, group_bytes // ps)
+    per_group = _group_pages(max(1, group_bytes // ps), ps)
     if codec is None:
         n_pages = -(-size // ps)
-        for first in range(0, n_pages, per_group):
-            n = min(per_group, n_pages - first)
+        first = 0
+        while first < n_pages:
+            n = min(next(per_group), n_pages - first)
             start = offset + first * ps
             length = min(n * ps, offset + size - start)
             buf = _zeros(n * ps)
             f.read_into(start, memoryview(buf)[:length], f"{label} pages")
             where = _where_plain(f.name, label, offset, ps)
             yield Group(buf, n, first, lambda p, first=first, where=where: where(first + p))
+            first += n
         return
     yield from _compressed_groups(f, offset, size, layout, codec, label, per_group)
+
+
+def _group_pages(most: int, ps: int) -> Iterator[int]:
+    """Pages per group: from about FIRST_GROUP_BYTES, doubling up to ``most``. The first
+    batch needs the first group of every CPU, so it comes quickly; later, bigger groups
+    walk more pages per step."""
+    n = max(1, min(most, FIRST_GROUP_BYTES // ps))
+    while True:
+        yield n
+        n = min(most, 2 * n)
 
 
 def _where_plain(name: str, label: str, offset: int, ps: int) -> Callable[[int], str]:
@@ -344,6 +357,7 @@ def _compressed_groups(f, offset, size, layout, codec, label, per_group) -> Iter
     chunk_pages: list[int] = []  # first page index of each chunk
     chunk_offsets: list[int] = []  # its file offset
     done_pages = 0
+    want = next(per_group) * ps  # bytes of the next group
 
     def where(page: int) -> str:
         i = bisect.bisect_right(chunk_pages, page) - 1
@@ -375,7 +389,8 @@ def _compressed_groups(f, offset, size, layout, codec, label, per_group) -> Iter
         pos += 8 + zsize
         pending.append(np.frombuffer(data, dtype=np.uint8))
         pending_bytes += len(data)
-        if pending_bytes >= per_group * ps:
+        if pending_bytes >= want:
+            want = next(per_group) * ps
             n = pending_bytes // ps
             cut = n * ps - (pending_bytes - len(pending[-1]))  # whole pages only
             head, rest = pending[-1][:cut], pending[-1][cut:]
