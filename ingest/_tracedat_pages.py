@@ -39,6 +39,9 @@ GROUP_BYTES = 8 << 20  # pages walked together (at most; less with many CPUs)
 FIRST_GROUP_BYTES = 1 << 20  # the first group of a CPU: small, so decoding starts soon
 
 _U64 = np.uint64
+#: Words an entry takes by its type_len: 1..28 are data (header + type_len words); 0 marks
+#: the types whose length is elsewhere (0: array[0]; 29 padding; 30, 31 time stamps).
+_STEPS = np.array([0, *range(2, 30), 0, 0, 0], dtype=np.int64)
 
 
 @dataclass
@@ -107,18 +110,20 @@ def walk(buf: np.ndarray, n_pages: int, layout: PageLayout, where: Callable[[int
     end = end_w[lanes]
     visited: list[np.ndarray] = []
     owners: list[np.ndarray] = []
+    big = layout.big_endian
     for _ in range(wps + 1):
         if not len(pos):
             break
         visited.append(pos)
         owners.append(lanes)
-        w = _header(np.take(words, pos), layout.big_endian)
-        tl = w & 31
-        step = tl + 1
-        special = np.flatnonzero((tl - 1) >= 28)  # type 0 (wraps around) or 29..31
-        if len(special):
+        w = np.take(words, pos)
+        if big:
+            w = _header(w, big)
+        step = np.take(_STEPS, w & 31)
+        if not step.all():  # type 0 (length in array[0]) or 29..31
+            special = np.flatnonzero(step == 0)
             sp_pos = pos[special]
-            sp_tl = tl[special]
+            sp_tl = w[special] & 31
             a0 = np.take(words, sp_pos + 1).astype(np.int64)
             d = w[special] >> 5
             st = np.where(
@@ -147,7 +152,6 @@ def walk(buf: np.ndarray, n_pages: int, layout: PageLayout, where: Callable[[int
     vpos = np.empty(int(first[-1] + counts[-1]), dtype=np.int64)
     for k, (pos_k, lanes_k) in enumerate(zip(visited, owners, strict=True)):
         vpos[first[lanes_k] + k] = pos_k
-    big = layout.big_endian
     out = _records(words, vpos, ts0, first, counts, end_w, wps, where, bool(len(lost_pages)), big)
     out.lost_pages, out.lost_counts = lost_pages, lost_counts
     return out
