@@ -239,15 +239,16 @@ def enum_column(name: str, labels: list, codes: np.ndarray) -> pl.Series:
     return enum.column(name, np.take(enum.remap, codes))
 
 
-def flags_column(key: np.ndarray, tables) -> pl.Series:
-    """The ``flags`` strings (``d..1.``) from ``key = common_flags << 8 | preempt_count``."""
+def flag_codes(key: np.ndarray, tables) -> tuple[EnumLabels, np.ndarray]:
+    """The ``flags`` strings (``d..1.``) of ``key = common_flags << 8 | preempt_count``:
+    their Enum, and each key's category (``enum.column("flags", codes)`` is the column)."""
     present = np.flatnonzero(np.bincount(key, minlength=1 << 16))
     f, p = present >> 8, present & 0xFF
     chars = np.stack([tables[0][f], tables[1][f], tables[2][f], tables[3][p], tables[4][p]], axis=1)
     enum = EnumLabels([bytes(row).decode("ascii") for row in chars.tolist()])
     code = np.zeros(1 << 16, dtype=enum.code)
     code[present] = enum.remap
-    return enum.column("flags", np.take(code, key))
+    return enum, np.take(code, key)
 
 
 class CommMap:
@@ -596,7 +597,7 @@ class Decoder:
             if col.node is None:
                 if f is None or f.is_string or f.array_len is not None or f.dynamic:
                     return None
-                values = recs.number(f).astype(np.int64).astype(_U64)
+                values = recs.u64(f)
             else:
                 values = expr.evaluate(col.node, self._u64_values(recs, dec, col.node))
                 values = np.broadcast_to(np.asarray(values, dtype=_U64), (n,))
@@ -605,7 +606,11 @@ class Decoder:
             if col.kind == "flags":
                 cond = col.table[2]
                 cond_values = self._u64_values(recs, dec, cond) if cond else None
-                return _flags(values, col.table, cond_values)
+                # ``(REC->x) ? __print_flags(REC->x, ...)``: the condition is the value
+                same = cond is not None and cond.op == "field" and (
+                    cond == col.node or (col.node is None and f is not None and cond.name == f.name)
+                )
+                return _flags(values, col.table, cond_values, same)
             if col.kind == "bool":
                 return values != 0
             return values
@@ -711,7 +716,9 @@ def _symbolic(values: np.ndarray, table: tuple) -> pl.Series:
     return _labels(values, lambda v: lookup.get(v, f"0x{v:x}"))
 
 
-def _flags(values: np.ndarray, table: tuple, cond_values) -> pl.Series:
+def _flags(values: np.ndarray, table: tuple, cond_values, same: bool = False) -> pl.Series:
+    """``__print_flags`` labels; ``same``: the ternary's condition is known to be the value
+    itself (no need to compare them)."""
     delim, entries, cond_node, other = table
     if cond_node is None or other is None:
         return _labels(values, lambda v: render_flags(v, delim, entries))
@@ -721,7 +728,7 @@ def _flags(values: np.ndarray, table: tuple, cond_values) -> pl.Series:
             return repeat_string(other, len(values))
         return _labels(values, lambda v: render_flags(v, delim, entries))
     cond = np.asarray(cond, dtype=_U64)
-    if cond_node.op == "field" and np.array_equal(cond, values):
+    if same or (cond_node.op == "field" and np.array_equal(cond, values)):
         # ``(REC->x) ? __print_flags(REC->x, ...) : "none"``: a zero value shows the else text
         return _labels(values, lambda v: render_flags(v, delim, entries) if v else other)
     on = cond != 0

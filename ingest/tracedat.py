@@ -59,8 +59,8 @@ from ._tracedat_decode import (
     EventDecoder,
     build_decoder,
     enum_column,
+    flag_codes,
     flag_tables,
-    flags_column,
     repeat_string,
     to_series,
 )
@@ -655,6 +655,8 @@ class TraceDatReader:
         one_instance = len(set(inst_of)) <= 1
         frames: dict[str, pl.DataFrame] = {}
         generic: list[pl.DataFrame] = []
+        # the flags of every record of the batch at once (one Enum for all its tables)
+        flags_enum, flags = flag_codes(fkey, self._flag_tables)
         t_sorted = np.take(ev_type, order)
         by_type = np.argsort(t_sorted, kind="stable")
         type_counts = np.bincount(t_sorted, minlength=1) if n else np.zeros(1, np.int64)
@@ -680,7 +682,7 @@ class TraceDatReader:
                 "pid": pl.Series("pid", p),
                 "tgid": to_series("tgid", None, pa.int32(), m),
                 "comm": self._comms(p).alias("comm"),
-                "flags": flags_column(np.take(fkey, src), self._flag_tables),
+                "flags": flags_enum.column("flags", np.take(flags, src)),
                 "event": repeat_string(name, m, "event"),
                 "instance": instance,
             }
