@@ -67,6 +67,21 @@ class Buffer:
         self.big = big_endian
         self.u16 = data.view(self.e + "u2")
         self.u32 = data.view(self.e + "u4")
+        self._any: dict[int, np.ndarray] = {}
+
+    def _at_any(self, size: int) -> np.ndarray:
+        """A view of ``size``-byte integers starting at every byte (stride 1): one gather
+        reads a field at any address (x86 and arm64 load unaligned words at full speed)."""
+        v = self._any.get(size)
+        if v is None:
+            data = self.u8
+            v = self._any[size] = np.ndarray(
+                shape=(len(data) - size + 1,),
+                dtype=f"{self.e}u{size}",
+                buffer=data,
+                strides=(1,),
+            )
+        return v
 
     def uint(self, addr: np.ndarray, size: int, aligned: bool | None = None) -> np.ndarray:
         """Unsigned values of ``size`` bytes at byte addresses ``addr``.
@@ -75,24 +90,20 @@ class Buffer:
         4-byte aligned, so callers know it from the field offset); None: check.
         """
         if size == 1:
-            return np.take(self.u8, addr)
+            return self.u8[addr]
         if size in (2, 4, 8):
             if aligned is None:
                 aligned = not (addr & (min(size, 4) - 1)).any()
             if aligned and size == 2:
-                return np.take(self.u16, addr >> 1).astype(np.uint16, copy=False)
+                return self.u16[addr >> 1]
             if aligned and size == 4:
-                return np.take(self.u32, addr >> 2).astype(np.uint32, copy=False)
-            if aligned:
-                w = addr >> 2
-                a = np.take(self.u32, w).astype(_U64)
-                b = np.take(self.u32, w + 1).astype(_U64)
-                return (a << _U64(32)) | b if self.big else a | (b << _U64(32))
-        # unaligned, or an odd size: byte by byte (the first 8 bytes of a bigger field)
+                return self.u32[addr >> 2]
+            return self._at_any(size)[addr]
+        # an odd size: byte by byte (the first 8 bytes of a bigger field)
         size = min(size, 8)
         out = np.zeros(len(addr), dtype=_U64)
         for k in range(size):
-            byte = np.take(self.u8, addr + k).astype(_U64)
+            byte = self.u8[addr + k].astype(_U64)
             shift = (size - 1 - k) if self.big else k
             out |= byte << _U64(8 * shift)
         if size in (1, 2, 4):
