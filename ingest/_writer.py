@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 ROW_GROUP_ROWS = 1 << 19
@@ -96,11 +97,7 @@ class StagingWriter:
             path = self.root / table / "part-00000.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
             strings = [f.name for f in schema if pa.types.is_string(f.type)]
-            delta = {
-                f.name: "DELTA_BINARY_PACKED"
-                for f in schema
-                if f.name in DELTA_COLUMNS and pa.types.is_int64(f.type)
-            }
+            delta = {f.name: "DELTA_BINARY_PACKED" for f in schema if _delta(f, data)}
             writer = pq.ParquetWriter(
                 path,
                 stored,
@@ -132,6 +129,20 @@ class StagingWriter:
         for writer in self._writers.values():
             with contextlib.suppress(Exception):
                 writer.close()
+
+
+def _delta(field: pa.Field, data: pa.Table) -> bool:
+    """Whether to write a column DELTA_BINARY_PACKED: ``seq`` and ``ts``, and 64-bit
+    integers whose first row group spans less than 2^32 (page frame numbers, counters):
+    their deltas pack in a few bits, in half the time plain values take to compress.
+    Scattered 64-bit values (pointers, raw ptes) stay plain, which compresses them faster."""
+    if not (pa.types.is_int64(field.type) or pa.types.is_uint64(field.type)):
+        return False
+    if field.name in DELTA_COLUMNS:
+        return True
+    span = pc.min_max(data.column(field.name))
+    lo, hi = span["min"].as_py(), span["max"].as_py()
+    return lo is not None and hi - lo < 1 << 32
 
 
 def _stored_schema(schema: pa.Schema, frame: pl.DataFrame) -> pa.Schema:
