@@ -37,6 +37,7 @@ MISSING_STORED = 1 << 30
 TS_MSB = np.uint64(0xF8 << 56)
 GROUP_BYTES = 8 << 20  # pages walked together (at most; less with many CPUs)
 FIRST_GROUP_BYTES = 1 << 20  # the first group of a CPU: small, so decoding starts soon
+READ_AHEAD = 1 << 20  # compressed CPU data read at once (chunks are ~10 pages each)
 
 _U64 = np.uint64
 #: Words an entry takes by its type_len: 1..28 are data (header + type_len words); 0 marks
@@ -362,6 +363,14 @@ def _compressed_groups(f, offset, size, layout, codec, label, per_group) -> Iter
     chunk_offsets: list[int] = []  # its file offset
     done_pages = 0
     want = next(per_group) * ps  # bytes of the next group
+    window, window_at = b"", offset  # compressed bytes read ahead (many chunks per read)
+
+    def read(at: int, n: int, what: str) -> memoryview:
+        nonlocal window, window_at
+        if at < window_at or at + n > window_at + len(window):
+            window = memoryview(f.read(at, max(n, min(READ_AHEAD, end - at)), what))
+            window_at = at
+        return window[at - window_at : at - window_at + n]
 
     def where(page: int) -> str:
         i = bisect.bisect_right(chunk_pages, page) - 1
@@ -374,7 +383,7 @@ def _compressed_groups(f, offset, size, layout, codec, label, per_group) -> Iter
                 f"{f.name}: {label} chunk {i} header at byte {pos} lies beyond its data "
                 f"({end}): corrupt trace.dat"
             )
-        zsize, usize = struct.unpack(e + "II", f.read(pos, 8, f"{label} chunk header"))
+        zsize, usize = struct.unpack(e + "II", read(pos, 8, f"{label} chunk header"))
         if pos + 8 + zsize > end:
             raise InputError(
                 f"{f.name}: {label} chunk {i} at byte {pos} claims {zsize} bytes, beyond its "
@@ -385,7 +394,7 @@ def _compressed_groups(f, offset, size, layout, codec, label, per_group) -> Iter
                 f"{f.name}: {label} chunk {i} at byte {pos} claims {usize} uncompressed bytes "
                 f"(limit {MAX_CHUNK}): corrupt trace.dat"
             )
-        zdata = f.read(pos + 8, zsize, f"{label} chunk")
+        zdata = read(pos + 8, zsize, f"{label} chunk")
         data = decompress(codec, zdata, usize, f.name, f"{label} chunk at byte {pos}")
         chunk_pages.append(total // ps)
         chunk_offsets.append(pos)
