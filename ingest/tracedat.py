@@ -173,6 +173,7 @@ class TraceDatReader:
 
     batch_events = 1 << 18
     page_threads = 2  # threads reading, decompressing and walking page groups
+    build_threads = 2  # threads decoding batches (in parallel, handed on in order)
 
     def __init__(
         self,
@@ -445,12 +446,25 @@ class TraceDatReader:
 
     def _batches(self) -> Iterator[Batch]:
         self._pool = ThreadPoolExecutor(self.page_threads, thread_name_prefix="tracedat-pages")
+        builds = ThreadPoolExecutor(self.build_threads, thread_name_prefix="tracedat-build")
         try:
-            yield from self._merge(self._streams())
+            streams = self._streams()
+            running: deque[Future] = deque()
+            # the merge runs here; each batch it cuts is decoded on a build thread, up to
+            # build_threads at once, and handed on in order
+            for job in self._merge(streams):
+                running.append(builds.submit(self._build, streams, *job))
+                while len(running) >= self.build_threads:
+                    yield running.popleft().result()
+            while running:
+                yield running.popleft().result()
         finally:
+            builds.shutdown(wait=True, cancel_futures=True)
             self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _merge(self, streams: list[_Stream]) -> Iterator[Batch]:
+    def _merge(self, streams: list[_Stream]) -> Iterator[tuple]:
+        """Cut the streams into batches in trace order: yields ``(parts, markers)`` for
+        :meth:`_build` (the markers are those the batch places: see :meth:`_due_markers`)."""
         parts: list[list] = [[] for _ in streams]  # per stream: (segment, start, stop)
         size = 0
         while True:
@@ -485,11 +499,30 @@ class TraceDatReader:
                     size += take
                     self._take(s, take, parts[s.index])
             if size >= self.batch_events:
-                yield self._build(streams, parts)
+                yield parts, self._due_markers(streams, parts, False)
                 parts = [[] for _ in streams]
                 size = 0
         if size or any(s.markers for s in streams):
-            yield self._build(streams, parts, final=True)
+            yield parts, self._due_markers(streams, parts, True)
+
+    @staticmethod
+    def _due_markers(streams: list[_Stream], parts: list[list], final: bool) -> dict:
+        """Take from each stream the lost-event markers a batch of ``parts`` places: those
+        at or before its last record in the batch, and all of them once the stream is done
+        (or the batch is the last). Decided here, in merge order, since the batch itself
+        may be decoded while the merge goes on."""
+        due = {}
+        for s in streams:
+            if not s.markers:
+                continue
+            taken = parts[s.index]
+            hi = taken[-1][0].first + taken[-1][2] - 1 if taken else -1
+            done = final or (s.exhausted and s.pending == 0)
+            now = [m for m in s.markers if done or m[0] <= hi]
+            if now:
+                due[s.index] = now
+                s.markers = [m for m in s.markers if not (done or m[0] <= hi)]
+        return due
 
     @staticmethod
     def _key_at(s: _Stream, i: int) -> int:
@@ -551,7 +584,7 @@ class TraceDatReader:
         key |= read(p_off, p_size).astype(np.uint16) & 0xFF
         return ev_type, key, pid.astype(np.int32)
 
-    def _build(self, streams: list[_Stream], parts: list[list], final: bool = False) -> Batch:
+    def _build(self, streams: list[_Stream], parts: list[list], due: dict) -> Batch:
         """Merge the records taken from each stream into trace order and decode them.
 
         Records stay in stream order ("cat" arrays); ``order`` lists them in trace order,
@@ -602,9 +635,9 @@ class TraceDatReader:
         # each stream's part is sorted by key and the streams come in order, so a stable
         # sort is a merge that puts ties in stream order, as trace-cmd does
         order = np.argsort(cat[3], kind="stable")
-        return self._decode(streams, buf, cat, order, ranges, final)
+        return self._decode(streams, buf, cat, order, ranges, due)
 
-    def _decode(self, streams, buf, cat, order, ranges, final) -> Batch:
+    def _decode(self, streams, buf, cat, order, ranges, due) -> Batch:
         errors = ErrorLog()
         rec, rec_len, ts, _key, stream, ev_type, fkey, pid, cpu = cat
         n_cat = len(rec)
@@ -631,7 +664,7 @@ class TraceDatReader:
             bad = None
         any_bad = bad is not None
         index = None
-        if any_bad or any(s.markers for s in streams):
+        if any_bad or due:
             index = np.zeros(n_cat, dtype=np.int64)  # stream-wide record index per cat row
             bounds = [*(r[1] for r in ranges[1:]), n_cat]
             for (_s, row, first), nxt in zip(ranges, bounds, strict=True):
@@ -702,11 +735,11 @@ class TraceDatReader:
         if generic:
             frames[GENERIC_DIR] = pl.concat(generic).sort("rel")
         markers: list[dict] = []
-        if index is not None and any(s.markers for s in streams):
+        if due:
             rank = np.empty(n_cat, dtype=np.int64)  # cat row -> rel (for kept rows)
             rank[order] = np.arange(n)
             kept = ~bad if any_bad else None
-            markers = self._markers(streams, ranges, index, rank, kept, ts, n, final)
+            markers = self._markers(streams, due, ranges, index, rank, kept, ts, n)
         edges = self._edges(streams, ranges, order, stream, ts, cpu_of, bad if any_bad else None)
         ts_kept = ts[order] if any_bad else ts
         return Batch(
@@ -809,11 +842,12 @@ class TraceDatReader:
             ]
             errors.add(reason, [int(index[i]) for i in sample], texts, total=len(idx))
 
-    def _markers(self, streams, ranges, index, rank, kept, ts, n, final) -> list[dict]:
-        """Lost-event markers that fall inside this batch (or after a stream's last event).
+    def _markers(self, streams, due, ranges, index, rank, kept, ts, n) -> list[dict]:
+        """The lost-event markers ``due`` in this batch (stream -> [at, count]).
 
         A marker sits before the first record (in stream order) of the page that reported
-        the loss; its ``line`` is that record's position in the batch.
+        the loss; its ``line`` is that record's position in the batch (the batch's end when
+        the stream has no later record in it).
         """
         out = []
         rows_of: dict[int, list[tuple[int, int, int]]] = {}
@@ -821,16 +855,10 @@ class TraceDatReader:
         for (sid, row, first), stop in zip(ranges, bounds, strict=True):
             rows_of.setdefault(sid, []).append((row, stop, first))
         for s in streams:
-            if not s.markers:
+            if s.index not in due:
                 continue
             spans = rows_of.get(s.index, [])
-            hi = spans[-1][2] + (spans[-1][1] - spans[-1][0]) - 1 if spans else -1
-            done = s.exhausted and s.pending == 0
-            keep = []
-            for at, count in s.markers:
-                if at > hi and not (done or final):
-                    keep.append([at, count])
-                    continue
+            for at, count in due[s.index]:
                 # the first kept record of this stream at or after ``at`` (and the one before)
                 after = before = None
                 for row, stop, first in spans:
@@ -862,7 +890,6 @@ class TraceDatReader:
                         "ts_end": int(ts[after]) if after is not None else None,
                     }
                 )
-            s.markers = keep
         return out
 
 

@@ -134,11 +134,15 @@ def test_small_batches_and_page_groups_give_the_same_rows(tmp_path, monkeypatch,
 
 
 def test_small_batches_keep_lost_event_markers_in_place(tmp_path, monkeypatch):
+    """Batches of one event, decoded three at a time, place the markers (and rows) as one
+    batch decoded alone does."""
     from rmapscope.ingest import tracedat
 
     ref = Dataset(tmp_path / "ref")
+    monkeypatch.setattr(tracedat.TraceDatReader, "build_threads", 1)
     ingest(str(write(tmp_path, synthetic(instance=True), name="ref.dat")), ref)
     monkeypatch.setattr(tracedat.TraceDatReader, "batch_events", 1)
+    monkeypatch.setattr(tracedat.TraceDatReader, "build_threads", 3)
     monkeypatch.setattr(tracedat, "GROUP_BYTES", 4096)
     ds = Dataset(tmp_path / "ds")
     ingest(str(write(tmp_path, synthetic(instance=True))), ds)
