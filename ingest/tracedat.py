@@ -565,14 +565,12 @@ class TraceDatReader:
         pid_off, pid_size = layout[3]
         pid = buf.value(rec + pid_off, pid_size, True, pid_off % min(pid_size, 4) == 0)
         if layout[:3] == ((0, 2), (2, 1), (3, 1)):
-            # the usual header: type, flags and preempt count share the first word
-            w = np.take(buf.u32, rec >> 2)
-            if buf.big:
-                ev_type, key = w >> np.uint32(16), w & np.uint32(0xFFFF)
-            else:
-                ev_type = w & np.uint32(0xFFFF)
-                key = ((w >> np.uint32(8)) & np.uint32(0xFF00)) | (w >> np.uint32(24))
-            return ev_type.astype(np.uint16), key.astype(np.uint16), pid.astype(np.int32)
+            # the usual header: a u16 type, then flags and preempt count, which read as one
+            # big-endian u16 are the key
+            half = rec >> 1
+            ev_type = buf.u16[half].astype(np.uint16, copy=False)
+            key = buf.u8.view(">u2")[half + 1].astype(np.uint16)
+            return ev_type, key, pid.astype(np.int32, copy=False)
         (t_off, t_size), (f_off, f_size), (p_off, p_size) = layout[:3]
 
         def read(off: int, size: int) -> np.ndarray:
@@ -705,9 +703,9 @@ class TraceDatReader:
             m = len(rel)
             p = np.take(pid, src)
             if one_instance:  # the usual case: one buffer, one name (or none) for all
-                instance = self._instances(inst_of[:1], np.zeros(m, dtype=np.uint32))
+                instance = self._instances(inst_of[:1], None, m)
             else:
-                instance = self._instances(inst_of, np.take(stream, src))
+                instance = self._instances(inst_of, np.take(stream, src), m)
             head = {
                 "rel": pl.Series("rel", rel),  # int64, as the seq it becomes
                 "ts": pl.Series("ts", np.take(ts, src)),
@@ -778,11 +776,12 @@ class TraceDatReader:
         return edges
 
     @staticmethod
-    def _instances(inst_of: list[str | None], stream: np.ndarray) -> pl.Series:
+    def _instances(inst_of: list[str | None], stream: np.ndarray | None, m: int) -> pl.Series:
+        """The instance column of ``m`` rows from streams ``stream`` (None: stream 0)."""
         if not any(inst_of):
-            return to_series("instance", None, pa.string(), len(stream))
-        if len(inst_of) == 1:
-            return repeat_string(inst_of[0], len(stream), "instance")
+            return to_series("instance", None, pa.string(), m)
+        if stream is None or len(inst_of) == 1:
+            return repeat_string(inst_of[0], m, "instance")
         return enum_column("instance", inst_of, stream.astype(np.uint32))
 
     def _add_decoded(self, dec: EventDecoder, cols: dict, n: int) -> None:
