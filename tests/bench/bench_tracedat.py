@@ -3,7 +3,8 @@
 Times, on the same trace.dat in one run: ``trace-cmd report > /dev/null`` (libtraceevent
 formatting every event), rmapscope's ingest of it into a Parquet dataset (in-process, the
 trace.dat -> Parquet path), the reader alone, and the ``rmapscope ingest`` command (which adds
-the interpreter's start-up). The file is either given, recorded here, or built from real pages:
+the interpreter's start-up; its peak RSS is read from the kernel's rusage of the child).
+The file is either given, recorded here, or built from real pages:
 
 * ``--file PATH``: an existing trace.dat;
 * default: record one on this machine in a private tracefs instance (page allocator and
@@ -233,6 +234,10 @@ def main() -> None:
         f"| {min(tc) / min(ing):.1f}x ({statistics.median(tc) / statistics.median(ing):.1f}x) "
         f"| {min(rd):.2f} ({statistics.median(rd):.2f}) | {cli:.2f} | {rss:.0f} |"
     )
+    print()
+    print("runs (trace-cmd report / ingest / reader, s):")
+    for i, (a, b, c) in enumerate(zip(tc, ing, rd, strict=True)):
+        print(f"  {i + 1}: {a:.2f} / {b:.2f} / {c:.2f}  ratio {a / b:.1f}x")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 
