@@ -61,14 +61,13 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         if not m or m.end() == pos:
             raise Unsupported(f"cannot read {text[pos : pos + 20]!r}")
         pos = m.end()
-        if m.group("num") is not None:
+        kind = m.lastgroup  # the outermost group that matched last ("suffix" for numbers)
+        if kind == "suffix":
             out.append(("num", m.group("num")))
-        elif m.group("rec") is not None:
+        elif kind == "rec":
             out.append(("field", m.group("field")))
-        elif m.group("ident") is not None:
-            out.append(("ident", m.group("ident")))
-        elif m.group("op") is not None:
-            out.append(("op", m.group("op")))
+        elif kind is not None:
+            out.append((kind, m.group(kind)))  # ident, op
     return out
 
 
