@@ -22,6 +22,7 @@ from the file's own format), valued as the text a tracer prints would parse:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -231,13 +232,15 @@ class EnumLabels:
 
     def column(self, name: str, codes: np.ndarray) -> pl.Series:
         """The column of the categories ``codes`` (not label indices: see ``remap``)."""
-        if _FROM_CODES:
+        if _FROM_CODES and len(codes) >= _FROM_CODES_ROWS and len(self.remap) <= 256:
+            # casting to the Enum costs O(categories) per call, gathering O(rows)
             return pl.Series(name, codes.astype(self.code, copy=False)).cat.to(self.dtype)
         return self.cats.gather(codes).alias(name)
 
 
 #: polars >= 1.32 builds Enum columns straight from their codes; older ones gather labels
 _FROM_CODES = hasattr(pl.Series(dtype=pl.Enum([])).cat, "to")
+_FROM_CODES_ROWS = 4096  # fewer rows: gathering is as cheap
 
 
 def enum_column(name: str, labels: list, codes: np.ndarray) -> pl.Series:
@@ -750,4 +753,9 @@ def _flags(values: np.ndarray, table: tuple, cond_values, same: bool = False) ->
 
 def repeat_string(text: str, n: int, name: str = "") -> pl.Series:
     """``n`` copies of ``text`` (an ``Enum`` of that one value)."""
-    return pl.Series(name, [text], dtype=pl.Enum([text])).new_from_index(0, n)
+    return _one(text).new_from_index(0, n).alias(name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _one(text: str) -> pl.Series:
+    return pl.Series("", [text], dtype=pl.Enum([text]))

@@ -506,6 +506,7 @@ def test_labels_are_the_same_built_from_codes_or_gathered(tmp_path, monkeypatch)
     got = {}
     for from_codes in (True, False):
         monkeypatch.setattr(dec, "_FROM_CODES", from_codes)
+        monkeypatch.setattr(dec, "_FROM_CODES_ROWS", 0)
         ds = Dataset(tmp_path / f"ds{from_codes}")
         ingest(str(path), ds)
         got[from_codes] = everything(ds)
