@@ -22,6 +22,7 @@ from the file's own format), valued as the text a tracer prints would parse:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -67,6 +68,21 @@ class Buffer:
         self.big = big_endian
         self.u16 = data.view(self.e + "u2")
         self.u32 = data.view(self.e + "u4")
+        self._any: dict[int, np.ndarray] = {}
+
+    def _at_any(self, size: int) -> np.ndarray:
+        """A view of ``size``-byte integers starting at every byte (stride 1): one gather
+        reads a field at any address (x86 and arm64 load unaligned words at full speed)."""
+        v = self._any.get(size)
+        if v is None:
+            data = self.u8
+            v = self._any[size] = np.ndarray(
+                shape=(len(data) - size + 1,),
+                dtype=f"{self.e}u{size}",
+                buffer=data,
+                strides=(1,),
+            )
+        return v
 
     def uint(self, addr: np.ndarray, size: int, aligned: bool | None = None) -> np.ndarray:
         """Unsigned values of ``size`` bytes at byte addresses ``addr``.
@@ -75,24 +91,20 @@ class Buffer:
         4-byte aligned, so callers know it from the field offset); None: check.
         """
         if size == 1:
-            return np.take(self.u8, addr)
+            return self.u8[addr]
         if size in (2, 4, 8):
             if aligned is None:
                 aligned = not (addr & (min(size, 4) - 1)).any()
             if aligned and size == 2:
-                return np.take(self.u16, addr >> 1).astype(np.uint16, copy=False)
+                return self.u16[addr >> 1]
             if aligned and size == 4:
-                return np.take(self.u32, addr >> 2).astype(np.uint32, copy=False)
-            if aligned:
-                w = addr >> 2
-                a = np.take(self.u32, w).astype(_U64)
-                b = np.take(self.u32, w + 1).astype(_U64)
-                return (a << _U64(32)) | b if self.big else a | (b << _U64(32))
-        # unaligned, or an odd size: byte by byte (the first 8 bytes of a bigger field)
+                return self.u32[addr >> 2]
+            return self._at_any(size)[addr]
+        # an odd size: byte by byte (the first 8 bytes of a bigger field)
         size = min(size, 8)
         out = np.zeros(len(addr), dtype=_U64)
         for k in range(size):
-            byte = np.take(self.u8, addr + k).astype(_U64)
+            byte = self.u8[addr + k].astype(_U64)
             shift = (size - 1 - k) if self.big else k
             out |= byte << _U64(8 * shift)
         if size in (1, 2, 4):
@@ -203,15 +215,54 @@ def flag_tables(lazy_resched: bool) -> tuple[np.ndarray, ...]:
     )
 
 
-def flags_column(key: np.ndarray, tables) -> pl.Series:
-    """The ``flags`` strings (``d..1.``) from ``key = common_flags << 8 | preempt_count``."""
+class EnumLabels:
+    """Labels as the categories of a polars ``Enum``: columns of them are built from
+    integer codes, with no string per row.
+
+    ``remap[i]`` is the category of ``labels[i]`` (distinct labels become one category).
+    """
+
+    def __init__(self, labels: list[str]) -> None:
+        cats = list(dict.fromkeys(labels))
+        at = {c: i for i, c in enumerate(cats)}
+        self.dtype = pl.Enum(cats)
+        self.cats = pl.Series(cats, dtype=self.dtype)
+        self.code = self.cats.to_physical().to_numpy().dtype  # uint8, uint16 or uint32
+        self.remap = np.array([at[x] for x in labels], dtype=self.code)
+
+    def column(self, name: str, codes: np.ndarray) -> pl.Series:
+        """The column of the categories ``codes`` (not label indices: see ``remap``)."""
+        if _FROM_CODES and len(codes) >= _FROM_CODES_ROWS and len(self.remap) <= 256:
+            # casting to the Enum costs O(categories) per call, gathering O(rows)
+            return pl.Series(name, codes.astype(self.code, copy=False)).cat.to(self.dtype)
+        return self.cats.gather(codes).alias(name)
+
+
+#: polars >= 1.32 builds Enum columns straight from their codes; older ones gather labels
+_FROM_CODES = hasattr(pl.Series(dtype=pl.Enum([])).cat, "to")
+_FROM_CODES_ROWS = 4096  # fewer rows: gathering is as cheap
+
+
+def enum_column(name: str, labels: list, codes: np.ndarray) -> pl.Series:
+    """``labels[codes]`` as a polars ``Enum`` column (the distinct labels as categories, no
+    string per row). ``None`` labels give nulls."""
+    if None in labels:
+        cats = list(dict.fromkeys(x for x in labels if x is not None))
+        return pl.Series(name, labels, dtype=pl.Enum(cats)).gather(codes)
+    enum = EnumLabels(labels)
+    return enum.column(name, np.take(enum.remap, codes))
+
+
+def flag_codes(key: np.ndarray, tables) -> tuple[EnumLabels, np.ndarray]:
+    """The ``flags`` strings (``d..1.``) of ``key = common_flags << 8 | preempt_count``:
+    their Enum, and each key's category (``enum.column("flags", codes)`` is the column)."""
     present = np.flatnonzero(np.bincount(key, minlength=1 << 16))
-    code = np.zeros(1 << 16, dtype=np.uint32)
-    code[present] = np.arange(len(present), dtype=np.uint32)
     f, p = present >> 8, present & 0xFF
     chars = np.stack([tables[0][f], tables[1][f], tables[2][f], tables[3][p], tables[4][p]], axis=1)
-    labels = [bytes(row).decode("ascii") for row in chars.tolist()]
-    return pl.Series("flags", labels, dtype=pl.String).gather(np.take(code, key))
+    enum = EnumLabels([bytes(row).decode("ascii") for row in chars.tolist()])
+    code = np.zeros(1 << 16, dtype=enum.code)
+    code[present] = enum.remap
+    return enum, np.take(code, key)
 
 
 class CommMap:
@@ -220,18 +271,20 @@ class CommMap:
 
     def __init__(self, cmdlines: dict[int, str]) -> None:
         items = sorted((p, c) for p, c in cmdlines.items() if 0 < p < (1 << 23))
-        self.names = pl.Series("comm", [c for _, c in items] + ["<...>", "<idle>"], dtype=pl.String)
+        self.enum = EnumLabels([c for _, c in items] + ["<...>", "<idle>"])
+        remap = self.enum.remap
         unknown = len(items)
         top = (items[-1][0] + 1) if items else 1
-        # a dense table (pid_max is at most 4M); its last slot answers every other pid
-        self.table = np.full(top + 1, unknown, dtype=np.uint32)
-        self.table[[p for p, _ in items]] = np.arange(unknown, dtype=np.uint32)
-        self.table[0] = unknown + 1
+        # a dense table (pid_max is at most 4M) of categories; its last slot answers every
+        # other pid
+        self.table = np.full(top + 1, remap[unknown], dtype=remap.dtype)
+        self.table[[p for p, _ in items]] = remap[:unknown]
+        self.table[0] = remap[unknown + 1]
         self.top = top
 
     def __call__(self, pid: np.ndarray) -> pl.Series:
         idx = np.minimum(pid.view(np.uint32), np.uint32(self.top))  # negative pids: unknown
-        return self.names.gather(np.take(self.table, idx))
+        return self.enum.column("comm", np.take(self.table, idx))
 
 
 # -- per-event decoders ----------------------------------------------------------------------
@@ -257,6 +310,15 @@ class EventDecoder:
     columns: list[_Column] = field(default_factory=list)
     flexible: set[str] = field(default_factory=set)  # ``char buf[]`` inline tail arrays
     common: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (off, size)
+
+    @property
+    def sized(self) -> bool:
+        """Whether a column needs the records' lengths (string and array fields)."""
+        return any(
+            c.fdef is not None and not _is_number(c.fdef, self)
+            for c in self.columns
+            if c.source == "field"
+        )
 
 
 def _flexible_fields(text: str) -> set[str]:
@@ -458,6 +520,47 @@ def render_flags(value: int, delim: str, entries: tuple[tuple[int, str], ...]) -
     return delim.join(parts)
 
 
+def _is_number(f: FieldDef, dec: EventDecoder) -> bool:
+    return not (f.is_string or f.array_len is not None or f.dynamic or f.name in dec.flexible)
+
+
+class _Records:
+    """The records of one event type in a batch; each numeric field is read once (a
+    field may feed several columns and conditions).
+
+    Fields are read one gather each: records of a type lie in trace order, mostly a few
+    dozen bytes apart, so each gather streams through the batch buffer; cutting all
+    fields out of one gathered block per record was slower.
+    """
+
+    def __init__(self, buf: Buffer, rec: np.ndarray, dec: EventDecoder) -> None:
+        self.buf, self.rec, self.dec = buf, rec, dec
+        self._values: dict[str, np.ndarray] = {}
+        self._u64: dict[str, np.ndarray] = {}
+
+    def number(self, f: FieldDef) -> np.ndarray:
+        """The field's values as numpy integers of its width and signedness."""
+        v = self._values.get(f.name)
+        if v is None:
+            v = self._values[f.name] = self._read(f)
+        return v
+
+    def u64(self, f: FieldDef) -> np.ndarray:
+        """The field's values as uint64 (signed fields sign-extended), for expressions."""
+        v = self._u64.get(f.name)
+        if v is None:
+            v = self.number(f)
+            if f.signed:
+                v = v.astype(np.int64, copy=False)
+            v = self._u64[f.name] = v.astype(_U64, copy=False)
+        return v
+
+    def _read(self, f: FieldDef) -> np.ndarray:
+        size = f.size if f.size else 4
+        aligned = f.offset % min(size, 4) == 0  # records start 4-byte aligned
+        return self.buf.value(self.rec + f.offset, size, f.signed, aligned)
+
+
 class Decoder:
     """Decodes the records of each event type of one file into typed columns."""
 
@@ -469,15 +572,15 @@ class Decoder:
         aligned = f.offset % min(size, 4) == 0  # records start 4-byte aligned
         return buf.value(rec + f.offset, size, f.signed, aligned)
 
-    def _u64_values(self, buf: Buffer, rec: np.ndarray, dec: EventDecoder, node: expr.Node) -> dict:
+    @staticmethod
+    def _u64_values(recs: _Records, dec: EventDecoder, node: expr.Node) -> dict:
         fields = {f.name: f for f in dec.schema.fields}
         out = {}
         for name in expr.fields_of(node):
             f = fields[name]
-            if f.dynamic or f.array_len is not None or name in dec.flexible:
+            if not _is_number(f, dec):
                 raise expr.Unsupported(f"{name} is not a number")
-            v = self.field_values(buf, rec, f)
-            out[name] = v.astype(np.int64).astype(_U64) if f.signed else v.astype(_U64)
+            out[name] = recs.u64(f)
         return out
 
     def columns(
@@ -486,18 +589,20 @@ class Decoder:
         """The event's own columns for records at ``rec`` (byte offsets into ``buf``)."""
         out: dict[str, pl.Series] = {}
         n = len(rec)
+        recs = _Records(buf, rec, dec)
         for col in dec.columns:
             if col.source == "decoded":
                 continue
             try:
-                value = self._column(buf, rec, rec_len, dec, col)
+                value = self._column(recs, rec_len, dec, col)
             except expr.Unsupported:
                 value = None
             out[col.name] = to_series(col.name, value, col.type, n)
         return out
 
-    def _column(self, buf, rec, rec_len, dec, col: _Column):
+    def _column(self, recs: _Records, rec_len, dec, col: _Column):
         """A numpy array, a pyarrow array, a polars Series, or None (all null)."""
+        buf, rec = recs.buf, recs.rec
         n = len(rec)
         f = col.fdef
         if col.source == "null" or (col.kind == "flags" and not col.table):
@@ -506,16 +611,20 @@ class Decoder:
             if col.node is None:
                 if f is None or f.is_string or f.array_len is not None or f.dynamic:
                     return None
-                values = self.field_values(buf, rec, f).astype(np.int64).astype(_U64)
+                values = recs.u64(f)
             else:
-                values = expr.evaluate(col.node, self._u64_values(buf, rec, dec, col.node))
+                values = expr.evaluate(col.node, self._u64_values(recs, dec, col.node))
                 values = np.broadcast_to(np.asarray(values, dtype=_U64), (n,))
             if col.kind == "symbolic":
                 return _symbolic(values, col.table)
             if col.kind == "flags":
                 cond = col.table[2]
-                cond_values = self._u64_values(buf, rec, dec, cond) if cond else None
-                return _flags(values, col.table, cond_values)
+                cond_values = self._u64_values(recs, dec, cond) if cond else None
+                # ``(REC->x) ? __print_flags(REC->x, ...)``: the condition is the value
+                same = cond is not None and cond.op == "field" and (
+                    cond == col.node or (col.node is None and f is not None and cond.name == f.name)
+                )
+                return _flags(values, col.table, cond_values, same)
             if col.kind == "bool":
                 return values != 0
             return values
@@ -527,9 +636,9 @@ class Decoder:
         if f.array_len is not None or f.dynamic is not None or f.name in dec.flexible:
             return self._array_text(buf, rec, rec_len, dec, f)
         if col.node is not None:
-            values = expr.evaluate(col.node, self._u64_values(buf, rec, dec, col.node))
+            values = expr.evaluate(col.node, self._u64_values(recs, dec, col.node))
             return np.broadcast_to(np.asarray(values, dtype=_U64), (n,))
-        return self.field_values(buf, rec, f)
+        return recs.number(f)
 
     def _bounds(self, buf, rec, rec_len, dec, f) -> tuple[np.ndarray, np.ndarray]:
         """(start address, length) of an array field; length -1 where it is out of bounds."""
@@ -585,6 +694,8 @@ def to_series(name: str, value, typ: pa.DataType, n: int) -> pl.Series:
         return pl.Series(name, [None], dtype=dtype).new_from_index(0, n)
     if isinstance(value, pl.Series):
         s = value.alias(name)
+        if isinstance(s.dtype, pl.Enum) and dtype == pl.String:
+            return s  # labels stay dictionary-encoded (the writer stores them as strings)
     elif isinstance(value, pa.Array):
         s = pl.Series(name, value)
     else:
@@ -600,11 +711,16 @@ def to_series(name: str, value, typ: pa.DataType, n: int) -> pl.Series:
 
 
 def _labels(values: np.ndarray, label) -> pl.Series:
-    """``label(value)`` for every element, computed once per distinct value."""
+    """``label(value)`` for every element, computed once per distinct value (an ``Enum``
+    of the labels)."""
+    uniq, codes = _distinct(values)
+    return enum_column("", [label(v) for v in uniq], codes)
+
+
+def _distinct(values: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """The distinct values (as Python ints) and each element's index among them."""
     enc = pc.dictionary_encode(pa.array(np.ascontiguousarray(values)))
-    uniq = enc.dictionary.to_pylist()
-    names = pl.Series([label(int(v)) for v in uniq], dtype=pl.String)
-    return names.gather(enc.indices.to_numpy(zero_copy_only=False))
+    return enc.dictionary.to_pylist(), enc.indices.to_numpy(zero_copy_only=False)
 
 
 def _symbolic(values: np.ndarray, table: tuple) -> pl.Series:
@@ -614,7 +730,9 @@ def _symbolic(values: np.ndarray, table: tuple) -> pl.Series:
     return _labels(values, lambda v: lookup.get(v, f"0x{v:x}"))
 
 
-def _flags(values: np.ndarray, table: tuple, cond_values) -> pl.Series:
+def _flags(values: np.ndarray, table: tuple, cond_values, same: bool = False) -> pl.Series:
+    """``__print_flags`` labels; ``same``: the ternary's condition is known to be the value
+    itself (no need to compare them)."""
     delim, entries, cond_node, other = table
     if cond_node is None or other is None:
         return _labels(values, lambda v: render_flags(v, delim, entries))
@@ -624,18 +742,20 @@ def _flags(values: np.ndarray, table: tuple, cond_values) -> pl.Series:
             return repeat_string(other, len(values))
         return _labels(values, lambda v: render_flags(v, delim, entries))
     cond = np.asarray(cond, dtype=_U64)
-    if cond_node.op == "field" and np.array_equal(cond, values):
+    if same or (cond_node.op == "field" and np.array_equal(cond, values)):
         # ``(REC->x) ? __print_flags(REC->x, ...) : "none"``: a zero value shows the else text
         return _labels(values, lambda v: render_flags(v, delim, entries) if v else other)
-    key = np.where(cond != 0, values, _U64(0))
-    zero_label = other
-    return pl.select(
-        pl.when(pl.Series(cond != 0))
-        .then(_labels(key, lambda v: render_flags(v, delim, entries)))
-        .otherwise(pl.lit(zero_label))
-    ).to_series()
+    on = cond != 0
+    uniq, codes = _distinct(np.where(on, values, _U64(0)))
+    labels = [render_flags(v, delim, entries) for v in uniq] + [other]
+    return enum_column("", labels, np.where(on, codes, len(uniq)))
 
 
 def repeat_string(text: str, n: int, name: str = "") -> pl.Series:
-    """``n`` copies of ``text``."""
-    return pl.Series(name, [text], dtype=pl.String).new_from_index(0, n)
+    """``n`` copies of ``text`` (an ``Enum`` of that one value)."""
+    return _one(text).new_from_index(0, n).alias(name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _one(text: str) -> pl.Series:
+    return pl.Series("", [text], dtype=pl.Enum([text]))

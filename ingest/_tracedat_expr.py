@@ -61,14 +61,13 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         if not m or m.end() == pos:
             raise Unsupported(f"cannot read {text[pos : pos + 20]!r}")
         pos = m.end()
-        if m.group("num") is not None:
+        kind = m.lastgroup  # the outermost group that matched last ("suffix" for numbers)
+        if kind == "suffix":
             out.append(("num", m.group("num")))
-        elif m.group("rec") is not None:
+        elif kind == "rec":
             out.append(("field", m.group("field")))
-        elif m.group("ident") is not None:
-            out.append(("ident", m.group("ident")))
-        elif m.group("op") is not None:
-            out.append(("op", m.group("op")))
+        elif kind is not None:
+            out.append((kind, m.group(kind)))  # ident, op
     return out
 
 
@@ -239,6 +238,15 @@ def evaluate(node: Node, values: dict[str, np.ndarray]):
     ``values`` maps field names to uint64 arrays (signed fields sign-extended first).
     Division by zero yields 0 (the kernel never prints such values).
     """
+    v = _eval(node, values)
+    if isinstance(v, np.ndarray) and v.dtype == np.bool_:
+        return v.astype(_U64)
+    return v
+
+
+def _eval(node: Node, values: dict[str, np.ndarray]):
+    """:func:`evaluate`, except that comparisons and logic give bool arrays (conditions
+    need no uint64 copy)."""
     op = node.op
     if op == "num":
         return node.value
@@ -248,11 +256,13 @@ def evaluate(node: Node, values: dict[str, np.ndarray]):
         except KeyError:
             raise Unsupported(f"no field {node.name!r}") from None
     if op == "?:":
-        cond, a, b = (evaluate(x, values) for x in node.args)
+        cond, a, b = (_eval(x, values) for x in node.args)
         if not any(isinstance(x, np.ndarray) for x in (cond, a, b)):
             return a if cond else b
-        return np.where(np.asarray(cond) != 0, _arr(a), _arr(b)).astype(_U64)
-    args = [evaluate(x, values) for x in node.args]
+        if not (isinstance(cond, np.ndarray) and cond.dtype == np.bool_):
+            cond = np.asarray(cond) != 0
+        return np.where(cond, _arr(a), _arr(b))
+    args = [_eval(x, values) for x in node.args]
     if not any(isinstance(x, np.ndarray) for x in args):
         return _scalar(op, args)
     return _vector(op, [_arr(a) for a in args])
@@ -305,7 +315,7 @@ def _vector(op: str, a: list[np.ndarray]) -> np.ndarray:
         if op == "~":
             return ~a[0]
         if op == "!":
-            return (a[0] == 0).astype(_U64)
+            return a[0] == 0
         x, y = np.broadcast_arrays(*a)
         if op in ("/", "%"):
             safe = np.where(y == 0, _U64(1), y)
@@ -335,9 +345,9 @@ def _vector(op: str, a: list[np.ndarray]) -> np.ndarray:
             ">=": np.greater_equal,
         }.get(op)
         if cmp is not None:
-            return cmp(x, y).astype(_U64)
+            return cmp(x, y)
         if op == "&&":
-            return ((x != 0) & (y != 0)).astype(_U64)
+            return (x != 0) & (y != 0)
         if op == "||":
-            return ((x != 0) | (y != 0)).astype(_U64)
+            return (x != 0) | (y != 0)
     raise Unsupported(f"operator {op!r}")

@@ -277,11 +277,15 @@ def decompress(codec: str | None, data: bytes, expect: int, name: str, where: st
     return out
 
 
+_CMDLINE = re.compile(r"\s*(-?\d+)\s+(.+)")
+
+
 def _parse_cmdlines(text: bytes) -> dict[int, str]:
     """``pid comm`` lines; the first entry for a pid wins (as in libtraceevent)."""
     out: dict[int, str] = {}
+    match = _CMDLINE.match
     for line in text.decode("utf-8", "replace").split("\n"):
-        m = re.match(r"\s*(-?\d+)\s+(.+)", line)
+        m = match(line)
         if not m:
             if line.strip():
                 break  # libtraceevent stops at the first malformed line

@@ -35,9 +35,14 @@ COMMIT_MASK = (1 << 27) - 1
 MISSING_EVENTS = 1 << 31
 MISSING_STORED = 1 << 30
 TS_MSB = np.uint64(0xF8 << 56)
-GROUP_BYTES = 32 << 20  # pages walked together (at most; less with many CPUs)
+GROUP_BYTES = 8 << 20  # pages walked together (at most; less with many CPUs)
+FIRST_GROUP_BYTES = 1 << 20  # the first group of a CPU: small, so decoding starts soon
+READ_AHEAD = 1 << 20  # compressed CPU data read at once (chunks are ~10 pages each)
 
 _U64 = np.uint64
+#: Words an entry takes by its type_len: 1..28 are data (header + type_len words); 0 marks
+#: the types whose length is elsewhere (0: array[0]; 29 padding; 30, 31 time stamps).
+_STEPS = np.array([0, *range(2, 30), 0, 0, 0], dtype=np.int64)
 
 
 @dataclass
@@ -106,18 +111,20 @@ def walk(buf: np.ndarray, n_pages: int, layout: PageLayout, where: Callable[[int
     end = end_w[lanes]
     visited: list[np.ndarray] = []
     owners: list[np.ndarray] = []
+    big = layout.big_endian
     for _ in range(wps + 1):
         if not len(pos):
             break
         visited.append(pos)
         owners.append(lanes)
-        w = _header(np.take(words, pos), layout.big_endian)
-        tl = w & 31
-        step = tl + 1
-        special = np.flatnonzero((tl - 1) >= 28)  # type 0 (wraps around) or 29..31
-        if len(special):
+        w = np.take(words, pos)
+        if big:
+            w = _header(w, big)
+        step = np.take(_STEPS, w & 31)
+        if not step.all():  # type 0 (length in array[0]) or 29..31
+            special = np.flatnonzero(step == 0)
             sp_pos = pos[special]
-            sp_tl = tl[special]
+            sp_tl = w[special] & 31
             a0 = np.take(words, sp_pos + 1).astype(np.int64)
             d = w[special] >> 5
             st = np.where(
@@ -146,7 +153,6 @@ def walk(buf: np.ndarray, n_pages: int, layout: PageLayout, where: Callable[[int
     vpos = np.empty(int(first[-1] + counts[-1]), dtype=np.int64)
     for k, (pos_k, lanes_k) in enumerate(zip(visited, owners, strict=True)):
         vpos[first[lanes_k] + k] = pos_k
-    big = layout.big_endian
     out = _records(words, vpos, ts0, first, counts, end_w, wps, where, bool(len(lost_pages)), big)
     out.lost_pages, out.lost_counts = lost_pages, lost_counts
     return out
@@ -225,17 +231,15 @@ def _records(words, vpos, ts0, first, counts, end_w, wps, where, want_pages, big
     base = ts0[pages] - (cs[starts] - delta[starts])
     ts = np.repeat(base, counts[pages]) + cs
     if len(is_abs):
-        # after an absolute stamp (in its page), time continues from its value
+        # after an absolute stamp, time continues from its value until the end of its page
+        # or the next stamp: only those entries are redone (stamps are rare)
         abs_page = np.searchsorted(first, is_abs, side="right") - 1
         absval = (a0_sp[absm].astype(_U64) << _U64(27)) | d_sp[absm]
         absval |= ts0[abs_page] & TS_MSB
-        anchor = np.full(n, -1, dtype=np.int64)
-        anchor[starts] = -2
-        anchor[is_abs] = np.arange(len(is_abs))
-        idx = np.maximum.accumulate(np.where(anchor != -1, np.arange(n), 0))
-        which = anchor[idx]
-        hit = which >= 0
-        k = which[hit]
+        stop = np.minimum(first[abs_page] + counts[abs_page], np.append(is_abs[1:], n))
+        span = stop - is_abs
+        k = np.repeat(np.arange(len(is_abs)), span)
+        hit = np.arange(len(k)) + np.repeat(is_abs - (np.cumsum(span) - span), span)
         ts[hit] = absval[k] + (cs[hit] - cs[is_abs[k]])
 
     # data records: type 1..28 (payload right after the header word) and 0 (after array[0])
@@ -289,19 +293,31 @@ def page_groups(
     """
     ps = layout.page_size
     f.check(offset, size, f"{label} data")
-    per_group = max(1, group_bytes // ps)
+    per_group = _group_pages(max(1, group_bytes // ps), ps)
     if codec is None:
         n_pages = -(-size // ps)
-        for first in range(0, n_pages, per_group):
-            n = min(per_group, n_pages - first)
+        first = 0
+        while first < n_pages:
+            n = min(next(per_group), n_pages - first)
             start = offset + first * ps
             length = min(n * ps, offset + size - start)
             buf = _zeros(n * ps)
             f.read_into(start, memoryview(buf)[:length], f"{label} pages")
             where = _where_plain(f.name, label, offset, ps)
             yield Group(buf, n, first, lambda p, first=first, where=where: where(first + p))
+            first += n
         return
     yield from _compressed_groups(f, offset, size, layout, codec, label, per_group)
+
+
+def _group_pages(most: int, ps: int) -> Iterator[int]:
+    """Pages per group: from about FIRST_GROUP_BYTES, doubling up to ``most``. The first
+    batch needs the first group of every CPU, so it comes quickly; later, bigger groups
+    walk more pages per step."""
+    n = max(1, min(most, FIRST_GROUP_BYTES // ps))
+    while True:
+        yield n
+        n = min(most, 2 * n)
 
 
 def _where_plain(name: str, label: str, offset: int, ps: int) -> Callable[[int], str]:
@@ -346,6 +362,15 @@ def _compressed_groups(f, offset, size, layout, codec, label, per_group) -> Iter
     chunk_pages: list[int] = []  # first page index of each chunk
     chunk_offsets: list[int] = []  # its file offset
     done_pages = 0
+    want = next(per_group) * ps  # bytes of the next group
+    window, window_at = b"", offset  # compressed bytes read ahead (many chunks per read)
+
+    def read(at: int, n: int, what: str) -> memoryview:
+        nonlocal window, window_at
+        if at < window_at or at + n > window_at + len(window):
+            window = memoryview(f.read(at, max(n, min(READ_AHEAD, end - at)), what))
+            window_at = at
+        return window[at - window_at : at - window_at + n]
 
     def where(page: int) -> str:
         i = bisect.bisect_right(chunk_pages, page) - 1
@@ -358,7 +383,7 @@ def _compressed_groups(f, offset, size, layout, codec, label, per_group) -> Iter
                 f"{f.name}: {label} chunk {i} header at byte {pos} lies beyond its data "
                 f"({end}): corrupt trace.dat"
             )
-        zsize, usize = struct.unpack(e + "II", f.read(pos, 8, f"{label} chunk header"))
+        zsize, usize = struct.unpack(e + "II", read(pos, 8, f"{label} chunk header"))
         if pos + 8 + zsize > end:
             raise InputError(
                 f"{f.name}: {label} chunk {i} at byte {pos} claims {zsize} bytes, beyond its "
@@ -369,7 +394,7 @@ def _compressed_groups(f, offset, size, layout, codec, label, per_group) -> Iter
                 f"{f.name}: {label} chunk {i} at byte {pos} claims {usize} uncompressed bytes "
                 f"(limit {MAX_CHUNK}): corrupt trace.dat"
             )
-        zdata = f.read(pos + 8, zsize, f"{label} chunk")
+        zdata = read(pos + 8, zsize, f"{label} chunk")
         data = decompress(codec, zdata, usize, f.name, f"{label} chunk at byte {pos}")
         chunk_pages.append(total // ps)
         chunk_offsets.append(pos)
@@ -377,7 +402,8 @@ def _compressed_groups(f, offset, size, layout, codec, label, per_group) -> Iter
         pos += 8 + zsize
         pending.append(np.frombuffer(data, dtype=np.uint8))
         pending_bytes += len(data)
-        if pending_bytes >= per_group * ps:
+        if pending_bytes >= want:
+            want = next(per_group) * ps
             n = pending_bytes // ps
             cut = n * ps - (pending_bytes - len(pending[-1]))  # whole pages only
             head, rest = pending[-1][:cut], pending[-1][cut:]

@@ -58,8 +58,9 @@ from ._tracedat_decode import (
     Decoder,
     EventDecoder,
     build_decoder,
+    enum_column,
+    flag_codes,
     flag_tables,
-    flags_column,
     repeat_string,
     to_series,
 )
@@ -171,6 +172,10 @@ class TraceDatReader:
     """Reads one trace.dat: metadata at construction, event batches from :meth:`batches`."""
 
     batch_events = 1 << 19
+    page_threads = 2  # threads reading, decompressing and walking page groups
+    # threads decoding batches (handed on in order); more than one measured no faster on
+    # 2 cores and costs CPU (GIL and thread-pool contention)
+    build_threads = 1
 
     def __init__(
         self,
@@ -442,13 +447,26 @@ class TraceDatReader:
                 self.close()
 
     def _batches(self) -> Iterator[Batch]:
-        self._pool = ThreadPoolExecutor(2, thread_name_prefix="tracedat-pages")
+        self._pool = ThreadPoolExecutor(self.page_threads, thread_name_prefix="tracedat-pages")
+        builds = ThreadPoolExecutor(self.build_threads, thread_name_prefix="tracedat-build")
         try:
-            yield from self._merge(self._streams())
+            streams = self._streams()
+            running: deque[Future] = deque()
+            # the merge runs here; each batch it cuts is decoded on a build thread, up to
+            # build_threads at once (and one more cut, waiting), handed on in order
+            for job in self._merge(streams):
+                running.append(builds.submit(self._build, streams, *job))
+                while len(running) > self.build_threads:
+                    yield running.popleft().result()
+            while running:
+                yield running.popleft().result()
         finally:
+            builds.shutdown(wait=True, cancel_futures=True)
             self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _merge(self, streams: list[_Stream]) -> Iterator[Batch]:
+    def _merge(self, streams: list[_Stream]) -> Iterator[tuple]:
+        """Cut the streams into batches in trace order: yields ``(parts, markers)`` for
+        :meth:`_build` (the markers are those the batch places: see :meth:`_due_markers`)."""
         parts: list[list] = [[] for _ in streams]  # per stream: (segment, start, stop)
         size = 0
         while True:
@@ -459,6 +477,14 @@ class TraceDatReader:
             if not any(s.pending for s in streams):
                 break
             cut = min((s.last_key for s in live), default=None)
+            # no more than about a batch per round: a lower cut where streams hold more
+            # (so a batch is not a whole page group of every stream, and decoding starts
+            # before the next groups are needed)
+            cap = -(-(self.batch_events - size) // max(1, len(live)))
+            for s in streams:
+                if s.pending > cap:
+                    k = self._key_at(s, cap - 1)
+                    cut = k if cut is None else min(cut, k)
             blocked = False  # an earlier stream may still hold records at ``cut``
             for s in streams:
                 if not s.pending:
@@ -475,11 +501,39 @@ class TraceDatReader:
                     size += take
                     self._take(s, take, parts[s.index])
             if size >= self.batch_events:
-                yield self._build(streams, parts)
+                yield parts, self._due_markers(streams, parts, False)
                 parts = [[] for _ in streams]
                 size = 0
         if size or any(s.markers for s in streams):
-            yield self._build(streams, parts, final=True)
+            yield parts, self._due_markers(streams, parts, True)
+
+    @staticmethod
+    def _due_markers(streams: list[_Stream], parts: list[list], final: bool) -> dict:
+        """Take from each stream the lost-event markers a batch of ``parts`` places: those
+        at or before its last record in the batch, and all of them once the stream is done
+        (or the batch is the last). Decided here, in merge order, since the batch itself
+        may be decoded while the merge goes on."""
+        due = {}
+        for s in streams:
+            if not s.markers:
+                continue
+            taken = parts[s.index]
+            hi = taken[-1][0].first + taken[-1][2] - 1 if taken else -1
+            done = final or (s.exhausted and s.pending == 0)
+            now = [m for m in s.markers if done or m[0] <= hi]
+            if now:
+                due[s.index] = now
+                s.markers = [m for m in s.markers if not (done or m[0] <= hi)]
+        return due
+
+    @staticmethod
+    def _key_at(s: _Stream, i: int) -> int:
+        """The key of the ``i``-th pending record of ``s``."""
+        for seg in s.segments:
+            if i < seg.left:
+                return int(seg.key[seg.pos + i])
+            i -= seg.left
+        raise IndexError(i)
 
     @staticmethod
     def _count_below(s: _Stream, cut: int, inclusive: bool) -> int:
@@ -513,14 +567,12 @@ class TraceDatReader:
         pid_off, pid_size = layout[3]
         pid = buf.value(rec + pid_off, pid_size, True, pid_off % min(pid_size, 4) == 0)
         if layout[:3] == ((0, 2), (2, 1), (3, 1)):
-            # the usual header: type, flags and preempt count share the first word
-            w = np.take(buf.u32, rec >> 2)
-            if buf.big:
-                ev_type, key = w >> np.uint32(16), w & np.uint32(0xFFFF)
-            else:
-                ev_type = w & np.uint32(0xFFFF)
-                key = ((w >> np.uint32(8)) & np.uint32(0xFF00)) | (w >> np.uint32(24))
-            return ev_type.astype(np.uint16), key.astype(np.uint16), pid.astype(np.int32)
+            # the usual header: a u16 type, then flags and preempt count, which read as one
+            # big-endian u16 are the key
+            half = rec >> 1
+            ev_type = buf.u16[half].astype(np.uint16, copy=False)
+            key = buf.u8.view(">u2")[half + 1].astype(np.uint16)
+            return ev_type, key, pid.astype(np.int32, copy=False)
         (t_off, t_size), (f_off, f_size), (p_off, p_size) = layout[:3]
 
         def read(off: int, size: int) -> np.ndarray:
@@ -532,7 +584,7 @@ class TraceDatReader:
         key |= read(p_off, p_size).astype(np.uint16) & 0xFF
         return ev_type, key, pid.astype(np.int32)
 
-    def _build(self, streams: list[_Stream], parts: list[list], final: bool = False) -> Batch:
+    def _build(self, streams: list[_Stream], parts: list[list], due: dict) -> Batch:
         """Merge the records taken from each stream into trace order and decode them.
 
         Records stay in stream order ("cat" arrays); ``order`` lists them in trace order,
@@ -540,7 +592,7 @@ class TraceDatReader:
         """
         arrays: list[np.ndarray] = []
         base = 0
-        cols: list[list[np.ndarray]] = [[] for _ in range(8)]
+        cols: list[list[np.ndarray]] = [[] for _ in range(9)]
         ranges: list[tuple[int, int, int]] = []  # (stream, first cat row, stream index)
         rows = 0
         for s in streams:
@@ -559,6 +611,7 @@ class TraceDatReader:
                     seg.key[a:b],
                     np.full(b - a, s.index, dtype=np.int32),
                     *(c[a:b] for c in seg.common),
+                    np.full(b - a, s.cpu, dtype=np.int32),
                 )
                 for i, arr in enumerate(pieces):
                     cols[i].append(arr)
@@ -574,6 +627,7 @@ class TraceDatReader:
                 np.uint16,
                 np.uint16,
                 np.int32,
+                np.int32,
             )
             cols = [[np.zeros(0, t)] for t in types]
         buf = Buffer(arrays, self.meta.big_endian)
@@ -581,11 +635,11 @@ class TraceDatReader:
         # each stream's part is sorted by key and the streams come in order, so a stable
         # sort is a merge that puts ties in stream order, as trace-cmd does
         order = np.argsort(cat[3], kind="stable")
-        return self._decode(streams, buf, cat, order, ranges, final)
+        return self._decode(streams, buf, cat, order, ranges, due)
 
-    def _decode(self, streams, buf, cat, order, ranges, final) -> Batch:
+    def _decode(self, streams, buf, cat, order, ranges, due) -> Batch:
         errors = ErrorLog()
-        rec, rec_len, ts, _key, stream, ev_type, fkey, pid = cat
+        rec, rec_len, ts, _key, stream, ev_type, fkey, pid, cpu = cat
         n_cat = len(rec)
         ok = rec_len >= self._min_record
         all_ok = bool(ok.all())
@@ -601,15 +655,16 @@ class TraceDatReader:
                 usable[t] = True
             elif t in self._ids:
                 usable[t] = True  # raw name=value text in other_events
-        if all_ok and usable[np.flatnonzero(counts)].all() and min_size.max() <= rec_len.min():
-            bad = None  # the usual case: nothing to drop, no per-record checks needed
+        if all_ok and usable[np.flatnonzero(counts)].all():
+            # the usual case: only records shorter than their format are left to check
+            bad = None if min_size.max() <= rec_len.min() else rec_len < np.take(min_size, ev_type)
         else:
             bad = ~ok | ~usable[ev_type] | (rec_len < min_size[ev_type])
-            if not bad.any():
-                bad = None
+        if bad is not None and not bad.any():
+            bad = None
         any_bad = bad is not None
         index = None
-        if any_bad or any(s.markers for s in streams):
+        if any_bad or due:
             index = np.zeros(n_cat, dtype=np.int64)  # stream-wide record index per cat row
             bounds = [*(r[1] for r in ranges[1:]), n_cat]
             for (_s, row, first), nxt in zip(ranges, bounds, strict=True):
@@ -630,8 +685,11 @@ class TraceDatReader:
         n = len(order)
         cpu_of = np.array([s.cpu for s in streams] or [0], dtype=np.int32)
         inst_of = [self.meta.buffers[s.buffer].name or None for s in streams]
+        one_instance = len(set(inst_of)) <= 1
         frames: dict[str, pl.DataFrame] = {}
         generic: list[pl.DataFrame] = []
+        # the flags of every record of the batch at once (one Enum for all its tables)
+        flags_enum, flags = flag_codes(fkey, self._flag_tables)
         t_sorted = np.take(ev_type, order)
         by_type = np.argsort(t_sorted, kind="stable")
         type_counts = np.bincount(t_sorted, minlength=1) if n else np.zeros(1, np.int64)
@@ -646,22 +704,28 @@ class TraceDatReader:
             name = dec.schema.name if dec is not None else self._ids[t][0]
             m = len(rel)
             p = np.take(pid, src)
-            st = np.take(stream, src)
+            if one_instance:  # the usual case: one buffer, one name (or none) for all
+                instance = self._instances(inst_of[:1], None, m)
+            else:
+                instance = self._instances(inst_of, np.take(stream, src), m)
             head = {
-                "rel": pl.Series("rel", rel.astype(np.uint32)),
+                "rel": pl.Series("rel", rel),  # int64, as the seq it becomes
                 "ts": pl.Series("ts", np.take(ts, src)),
-                "cpu": pl.Series("cpu", np.take(cpu_of, st)),
+                "cpu": pl.Series("cpu", np.take(cpu, src)),
                 "pid": pl.Series("pid", p),
                 "tgid": to_series("tgid", None, pa.int32(), m),
                 "comm": self._comms(p).alias("comm"),
-                "flags": flags_column(np.take(fkey, src), self._flag_tables),
+                "flags": flags_enum.column("flags", np.take(flags, src)),
                 "event": repeat_string(name, m, "event"),
-                "instance": self._instances(inst_of, st),
+                "instance": instance,
             }
-            lens = np.take(rec_len, src)
+            # record lengths: only string and array fields (and raw text) need them
+            lens = np.take(rec_len, src) if dec is None or dec.sized else None
             if dec is None:
                 text = self._generic_fields(buf, r, lens, t)
                 fields = pl.Series("fields", text, dtype=pl.String)
+                # one table for many events: plain strings, so the frames concatenate
+                head = {k: v.cast(pl.String) if v.dtype == pl.Enum else v for k, v in head.items()}
                 generic.append(pl.DataFrame({**head, "fields": fields}))
                 continue
             cols = self._decoder.columns(buf, r, lens, dec)
@@ -671,11 +735,11 @@ class TraceDatReader:
         if generic:
             frames[GENERIC_DIR] = pl.concat(generic).sort("rel")
         markers: list[dict] = []
-        if index is not None and any(s.markers for s in streams):
+        if due:
             rank = np.empty(n_cat, dtype=np.int64)  # cat row -> rel (for kept rows)
             rank[order] = np.arange(n)
             kept = ~bad if any_bad else None
-            markers = self._markers(streams, ranges, index, rank, kept, ts, n, final)
+            markers = self._markers(streams, due, ranges, index, rank, kept, ts, n)
         edges = self._edges(streams, ranges, order, stream, ts, cpu_of, bad if any_bad else None)
         ts_kept = ts[order] if any_bad else ts
         return Batch(
@@ -714,11 +778,13 @@ class TraceDatReader:
         return edges
 
     @staticmethod
-    def _instances(inst_of: list[str | None], stream: np.ndarray) -> pl.Series:
+    def _instances(inst_of: list[str | None], stream: np.ndarray | None, m: int) -> pl.Series:
+        """The instance column of ``m`` rows from streams ``stream`` (None: stream 0)."""
         if not any(inst_of):
-            return to_series("instance", None, pa.string(), len(stream))
-        names = pl.Series("instance", inst_of, dtype=pl.String)
-        return names.gather(stream.astype(np.uint32))
+            return to_series("instance", None, pa.string(), m)
+        if stream is None or len(inst_of) == 1:
+            return repeat_string(inst_of[0], m, "instance")
+        return enum_column("instance", inst_of, stream.astype(np.uint32))
 
     def _add_decoded(self, dec: EventDecoder, cols: dict, n: int) -> None:
         """The migration columns (pfn, swp_type, ...) decoded from pte/pmd like the text path."""
@@ -777,11 +843,12 @@ class TraceDatReader:
             ]
             errors.add(reason, [int(index[i]) for i in sample], texts, total=len(idx))
 
-    def _markers(self, streams, ranges, index, rank, kept, ts, n, final) -> list[dict]:
-        """Lost-event markers that fall inside this batch (or after a stream's last event).
+    def _markers(self, streams, due, ranges, index, rank, kept, ts, n) -> list[dict]:
+        """The lost-event markers ``due`` in this batch (stream -> [at, count]).
 
         A marker sits before the first record (in stream order) of the page that reported
-        the loss; its ``line`` is that record's position in the batch.
+        the loss; its ``line`` is that record's position in the batch (the batch's end when
+        the stream has no later record in it).
         """
         out = []
         rows_of: dict[int, list[tuple[int, int, int]]] = {}
@@ -789,16 +856,10 @@ class TraceDatReader:
         for (sid, row, first), stop in zip(ranges, bounds, strict=True):
             rows_of.setdefault(sid, []).append((row, stop, first))
         for s in streams:
-            if not s.markers:
+            if s.index not in due:
                 continue
             spans = rows_of.get(s.index, [])
-            hi = spans[-1][2] + (spans[-1][1] - spans[-1][0]) - 1 if spans else -1
-            done = s.exhausted and s.pending == 0
-            keep = []
-            for at, count in s.markers:
-                if at > hi and not (done or final):
-                    keep.append([at, count])
-                    continue
+            for at, count in due[s.index]:
                 # the first kept record of this stream at or after ``at`` (and the one before)
                 after = before = None
                 for row, stop, first in spans:
@@ -830,7 +891,6 @@ class TraceDatReader:
                         "ts_end": int(ts[after]) if after is not None else None,
                     }
                 )
-            s.markers = keep
         return out
 
 

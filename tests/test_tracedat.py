@@ -134,17 +134,68 @@ def test_small_batches_and_page_groups_give_the_same_rows(tmp_path, monkeypatch,
 
 
 def test_small_batches_keep_lost_event_markers_in_place(tmp_path, monkeypatch):
+    """Batches of one event, decoded three at a time, place the markers (and rows) as one
+    batch decoded alone does."""
     from rmapscope.ingest import tracedat
 
     ref = Dataset(tmp_path / "ref")
+    monkeypatch.setattr(tracedat.TraceDatReader, "build_threads", 1)
     ingest(str(write(tmp_path, synthetic(instance=True), name="ref.dat")), ref)
     monkeypatch.setattr(tracedat.TraceDatReader, "batch_events", 1)
+    monkeypatch.setattr(tracedat.TraceDatReader, "build_threads", 3)
     monkeypatch.setattr(tracedat, "GROUP_BYTES", 4096)
     ds = Dataset(tmp_path / "ds")
     ingest(str(write(tmp_path, synthetic(instance=True))), ds)
     assert side(ds, "gaps").sort("line").equals(side(ref, "gaps").sort("line"))
     for name, frame in everything(ref).items():
         assert everything(ds)[name].equals(frame), name
+
+
+@pytest.mark.parametrize("path", ["thp/trace-cmd-v7/trace.dat", "forkstorm/trace-cmd-v6/trace.dat"])
+def test_tables_read_back_with_the_schema_of_their_event(path, ingested):
+    """Labels (comm, flags, symbolic fields...) are staged dictionary-encoded, yet every
+    file reads back, in pyarrow and polars, with exactly the event's schema: strings."""
+    import pyarrow.parquet as pq
+
+    ds, result = ingested(path)
+    registry = default_registry()
+    for name in result.event_counts:
+        want = registry.get(name).arrow_schema()
+        (file,) = ds.root.glob(f"event={name}/*/*/*.parquet")
+        got = pq.read_table(file).schema
+        assert got.remove_metadata() == want.remove_metadata(), name
+        frame = pl.read_parquet(file)
+        assert frame.schema["comm"] == pl.String and frame.schema["flags"] == pl.String, name
+
+
+def test_writer_stages_dictionary_and_plain_frames_of_one_table_alike(tmp_path):
+    """Frames of one table may hold a string column as Enum or as String (and all-null):
+    whichever comes first, the rows read back the same, as strings."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from rmapscope.ingest import _writer
+
+    schema = pa.schema([("seq", pa.int64()), ("ts", pa.int64()), ("comm", pa.string())])
+    names = ["a", "b", None, "c", "b"]
+    enum = pl.Series("comm", names, dtype=pl.Enum(["c", "b", "a"]))
+    other = pl.Series("comm", names[::-1], dtype=pl.Enum(["b", "a", "c", "zz"]))
+    plain = pl.Series("comm", ["x", None, "a", "y", "y"], dtype=pl.String)
+    null = pl.Series("comm", [None] * 5, dtype=pl.String)
+    frames = [enum, plain, other, null]
+    expect = [v for s in frames for v in s.cast(pl.String).to_list()]
+    for order in (frames, frames[1:] + frames[:1]):
+        root = tmp_path / f"stage{len(list(tmp_path.iterdir()))}"
+        writer = _writer.StagingWriter(root)
+        for i, comm in enumerate(order):
+            seq = pl.Series("seq", range(5 * i, 5 * i + 5), dtype=pl.Int64)
+            writer.add("t", pl.DataFrame([seq, seq.alias("ts"), comm]), schema)
+        writer.close()
+        table = pq.read_table(root / "t" / "part-00000.parquet")
+        assert table.schema.remove_metadata() == schema
+        got = table.column("comm").to_pylist()
+        assert got == [v for s in order for v in s.cast(pl.String).to_list()]
+        assert sorted(got, key=str) == sorted(expect, key=str)
+        assert table.column("seq").to_pylist() == list(range(20))
 
 
 def test_registry_has_the_files_formats(tmp_path):
@@ -444,6 +495,26 @@ def test_every_field_kind_is_decoded(tmp_path):
     assert a["raw"] == "ARRAY[01, 02, fe, ff]"
     assert a["ptr"] == 0xFFFF1234
     assert render_flags(0, "|", ((1, "A"),)) == ""
+
+
+def test_labels_are_the_same_built_from_codes_or_gathered(tmp_path, monkeypatch):
+    """Label columns (comm, flags, symbolic and flags fields) are Enums built straight from
+    their codes where polars can, else gathered from their labels: the rows are equal."""
+    from rmapscope.ingest import _tracedat_decode as dec
+
+    path = write(tmp_path, synthetic(instance=True))
+    got = {}
+    for from_codes in (True, False):
+        monkeypatch.setattr(dec, "_FROM_CODES", from_codes)
+        monkeypatch.setattr(dec, "_FROM_CODES_ROWS", 0)
+        ds = Dataset(tmp_path / f"ds{from_codes}")
+        ingest(str(path), ds)
+        got[from_codes] = everything(ds)
+    assert got[True].keys() == got[False].keys() and got[True]
+    for name, frame in got[True].items():
+        assert frame.equals(got[False][name]), name
+    kinds = got[True]["kinds"]
+    assert kinds["field_comm"].to_list() == ["worker/0", "x"] and kinds["state"][1] == "0x9"
 
 
 def test_lost_events_become_gaps(tmp_path):

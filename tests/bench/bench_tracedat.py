@@ -3,7 +3,8 @@
 Times, on the same trace.dat in one run: ``trace-cmd report > /dev/null`` (libtraceevent
 formatting every event), rmapscope's ingest of it into a Parquet dataset (in-process, the
 trace.dat -> Parquet path), the reader alone, and the ``rmapscope ingest`` command (which adds
-the interpreter's start-up). The file is either given, recorded here, or built from real pages:
+the interpreter's start-up; its peak RSS is read from the kernel's rusage of the child).
+The file is either given, recorded here, or built from real pages:
 
 * ``--file PATH``: an existing trace.dat;
 * default: record one on this machine in a private tracefs instance (page allocator and
@@ -166,16 +167,20 @@ def run_reader(path: Path) -> float:
     return time.perf_counter() - start
 
 
-def run_cli(path: Path, work: Path) -> float:
-    cli = shutil.which("rmapscope")
-    if not cli:
-        return float("nan")
+def run_cli(path: Path, work: Path) -> tuple[float, float]:
+    """Wall time and peak RSS (MB) of ``rmapscope ingest`` run by this interpreter."""
     ds = work / "ds-cli"
+    code = "import sys; from rmapscope.cli import main; sys.argv[0] = 'rmapscope'; main()"
+    args = [sys.executable, "-c", code, "-q", "ingest", str(path), "--dataset", str(ds)]
     start = time.perf_counter()
-    subprocess.run([cli, "-q", "ingest", str(path), "--dataset", str(ds)], check=True)
+    proc = subprocess.Popen(args)
+    _pid, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
     shutil.rmtree(ds, ignore_errors=True)
-    return elapsed
+    if proc.returncode != 0:
+        sys.exit(f"rmapscope ingest failed with status {proc.returncode}")
+    return elapsed, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
 def main() -> None:
@@ -209,7 +214,7 @@ def main() -> None:
         t, events = run_ingest(path, work, i)
         ing.append(t)
         rd.append(run_reader(path))
-    cli = run_cli(path, work)
+    cli, rss = run_cli(path, work)
     load = os.getloadavg()
     print(
         f"machine: {os.cpu_count()} cpus, load average {load[0]:.2f}; python "
@@ -219,16 +224,20 @@ def main() -> None:
     print()
     print(
         "| file | events | MB | trace-cmd report s | rmapscope ingest s | speedup "
-        "| reader only s | `rmapscope ingest` CLI s |"
+        "| reader only s | `rmapscope ingest` CLI s | CLI peak RSS MB |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     print(
         f"| {path.name} | {events:,} | {path.stat().st_size / 1e6:.1f} "
         f"| {min(tc):.2f} ({statistics.median(tc):.2f}) "
         f"| {min(ing):.2f} ({statistics.median(ing):.2f}) "
         f"| {min(tc) / min(ing):.1f}x ({statistics.median(tc) / statistics.median(ing):.1f}x) "
-        f"| {min(rd):.2f} ({statistics.median(rd):.2f}) | {cli:.2f} |"
+        f"| {min(rd):.2f} ({statistics.median(rd):.2f}) | {cli:.2f} | {rss:.0f} |"
     )
+    print()
+    print("runs (trace-cmd report / ingest / reader, s):")
+    for i, (a, b, c) in enumerate(zip(tc, ing, rd, strict=True)):
+        print(f"  {i + 1}: {a:.2f} / {b:.2f} / {c:.2f}  ratio {a / b:.1f}x")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 
