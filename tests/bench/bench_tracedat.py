@@ -207,6 +207,9 @@ def main() -> None:
             made = synthesize(path, args.events)
             how = "real pages repeated (v7 zstd)"
     sys.path.insert(0, str(REPO))
+    # First, while this process is small: a child's peak RSS starts from its parent's at the
+    # fork, so after the in-process runs below it would report this process's size.
+    cli, rss = run_cli(path, work)
     tc, ing, rd = [], [], []
     events = 0
     for i in range(args.runs):  # interleaved, so background load hits all alike
@@ -214,7 +217,6 @@ def main() -> None:
         t, events = run_ingest(path, work, i)
         ing.append(t)
         rd.append(run_reader(path))
-    cli, rss = run_cli(path, work)
     load = os.getloadavg()
     print(
         f"machine: {os.cpu_count()} cpus, load average {load[0]:.2f}; python "
