@@ -168,7 +168,8 @@ def assign_batches(events: pl.DataFrame, batch: pl.DataFrame) -> pl.DataFrame:
 
 
 def pair(sets: pl.DataFrame, removes: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Match removes to sets first-in-first-out per (task, address, pte/pmd, batch).
+    """Match removes to sets first-in-first-out per (task, address, pte/pmd, batch) and
+    attempt (a set after a remove of the same key starts the next one).
 
     Returns the sets with the matched remove (``r_seq``, ``r_ts``, ``r_pfn``, ``r_cpu``;
     null when never removed) and the surplus removes (no open set when they came).
@@ -196,6 +197,12 @@ def pair(sets: pl.DataFrame, removes: pl.DataFrame) -> tuple[pl.DataFrame, pl.Da
     if n:
         start[0] = True
     delta = ev["delta"].to_numpy().astype(np.int64)
+    # a set that follows a remove of the same key starts a new attempt (migrate_pages
+    # retrying a folio, or the next chunk of a batch): the removes of the earlier attempt
+    # are over, and an entry of it they left (leaked, or replaced by a fork's copy) must
+    # not take the new attempt's remove
+    if n > 1:
+        start[1:] |= (delta[1:] > 0) & (delta[:-1] < 0)
     group = np.cumsum(start)
     opened = _segmented_cumsum(delta, start)
     # open entries = running sum clamped at zero; a remove that pushes the unclamped sum to
@@ -206,11 +213,17 @@ def pair(sets: pl.DataFrame, removes: pl.DataFrame) -> tuple[pl.DataFrame, pl.Da
     surplus = (delta < 0) & (low < prev_low)
     is_set = delta > 0
     matched = (delta < 0) & ~surplus
-    rank = np.where(is_set, _segmented_cumsum(is_set.astype(np.int64), start),
-                    _segmented_cumsum(matched.astype(np.int64), start))
+    rank = np.where(
+        is_set,
+        _segmented_cumsum(is_set.astype(np.int64), start),
+        _segmented_cumsum(matched.astype(np.int64), start),
+    )
     ev = ev.select("seq").with_columns(
-        pl.Series("_g", group), pl.Series("_rank", rank), pl.Series("_set", is_set),
-        pl.Series("_matched", matched), pl.Series("surplus", surplus),
+        pl.Series("_g", group),
+        pl.Series("_rank", rank),
+        pl.Series("_set", is_set),
+        pl.Series("_matched", matched),
+        pl.Series("surplus", surplus),
     )
     set_rank = ev.filter(pl.col("_set")).select("seq", "_g", "_rank")
     rem_rank = ev.filter(pl.col("_matched")).select(pl.col("seq").alias("r_seq"), "_g", "_rank")
@@ -298,8 +311,10 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
         batch.select("batch_id", "ts_end", "seq_end", "reason", "mode"), on="batch_id", how="left"
     ).sort("seq_first_set")
     # why an entry may lack its remove without being leaked: the window was cut (no
-    # closing mm_migrate_pages), events were lost (or a CPU is missing), or a process exited
-    # meanwhile (exit zaps migration entries without a tracepoint)
+    # closing mm_migrate_pages), events were lost (or a CPU is missing), a process exited
+    # meanwhile (exit zaps migration entries without a tracepoint), or a fork was copying
+    # page tables meanwhile (a walk that met the child before its parent set an entry the
+    # copy then replaced: only the probe events can tell that from a leak)
     end_ts = pl.coalesce("ts_end", pl.lit(windows.ts_last))
     lo, hi = g["t_first_set"], g.select(end_ts).to_series()
     reasons = [
@@ -309,8 +324,15 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
         if lost
         else "exit"
         if exited
+        else "fork"
+        if forked
         else None
-        for lost, exited in zip(windows.overlaps(lo, hi), windows.exited_in(lo, hi), strict=True)
+        for lost, exited, forked in zip(
+            windows.overlaps(lo, hi),
+            windows.exited_in(lo, hi),
+            windows.forked_in(lo, hi),
+            strict=True,
+        )
     ]
     g = g.with_columns(pl.Series("why", reasons, dtype=pl.String))
     g = g.with_columns(
@@ -368,6 +390,8 @@ class GapIndex:
             spans.append((self.ts_first, self.ts_last, None))
         self.spans = sorted(spans, key=lambda s: (s[0], s[1]))
         self.exits: list[int] = []  # timestamps of process exits (set by the caller)
+        # (start, end) of forks copying page tables (set by the caller)
+        self.forks: list[tuple[int, int]] = []
 
     def exited_in(self, lo: pl.Series, hi: pl.Series) -> list[bool]:
         """For each window [lo, hi], whether a process exit happened inside it."""
@@ -377,6 +401,18 @@ class GapIndex:
         a = np.searchsorted(ex, lo.fill_null(self.ts_first).to_numpy(), side="left")
         b = np.searchsorted(ex, hi.fill_null(self.ts_last).to_numpy(), side="right")
         return (b > a).tolist()
+
+    def forked_in(self, lo: pl.Series, hi: pl.Series) -> list[bool]:
+        """For each window [lo, hi], whether a fork copying page tables overlapped it."""
+        if not self.forks:
+            return [False] * len(lo)
+        starts = np.array([s for s, _ in self.forks])
+        ends = np.maximum.accumulate(np.array([e for _, e in self.forks]))  # sorted by start
+        a = lo.fill_null(self.ts_first).to_numpy()
+        b = hi.fill_null(self.ts_last).to_numpy()
+        # the forks starting at or before b; the latest end among them reaches a?
+        n = np.searchsorted(starts, b, side="right")
+        return [bool(k and ends[k - 1] >= x) for k, x in zip(n, a, strict=True)]
 
     def overlaps(self, lo: pl.Series, hi: pl.Series) -> list[bool]:
         """For each window [lo, hi] (hi null: until the trace ends), whether an untrusted
@@ -459,7 +495,15 @@ def page_states(paired: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
 def fork_windows(
     tables: dict[str, pl.DataFrame], migs: pl.DataFrame, all_events_last: pl.DataFrame | None
 ) -> pl.DataFrame:
-    """Every fork/clone with its flags and the migrations whose windows it overlapped.
+    """Every fork/clone with its flags and the migrations whose windows it overlapped."""
+    spans = fork_spans(tables, all_events_last)
+    return _overlaps(spans, migs) if "ts_start" in spans.columns else spans
+
+
+def fork_spans(
+    tables: dict[str, pl.DataFrame], all_events_last: pl.DataFrame | None
+) -> pl.DataFrame:
+    """Every fork/clone with its flags and window (``ts_start``, ``ts_end``).
 
     The window ends at ``sched_process_fork`` (after dup_mmap). Its start is the parent's
     last traced event before ``task_newtask``, a lower bound of when copying could begin
@@ -523,8 +567,9 @@ def fork_windows(
     else:
         f = f.with_columns(pl.lit(None, pl.Int64).alias("ts_start"))
     f = f.with_columns(pl.coalesce("ts_start", "ts_newtask", "ts_end").alias("ts_start"))
-    f = f.drop("_anchor").with_row_index("fork_id").with_columns(pl.col("fork_id").cast(pl.Int64))
-    return _overlaps(f, migs)
+    return (
+        f.drop("_anchor").with_row_index("fork_id").with_columns(pl.col("fork_id").cast(pl.Int64))
+    )
 
 
 MAX_LISTED_OVERLAPS = 100

@@ -76,6 +76,16 @@ def replay_trace(
         cpu_filtered=trace.get("format") in CPU_FILTERABLE,
     )
     windows.exits = _exits(tables)
+    common = [
+        df.select("pid", "seq", "ts")
+        for df in tables.values()
+        if df.height and {"pid", "seq", "ts"} <= set(df.columns)
+    ]
+    all_events = pl.concat(common) if common else None
+    spans = t1.fork_spans(tables, all_events)
+    if "shares_vm" in spans.columns:  # a clone sharing the mm copies no page tables
+        copying = spans.filter(~pl.col("shares_vm").fill_null(False)).sort("ts_start")
+        windows.forks = list(copying.select("ts_start", "ts_end").iter_rows())
     batch = t1.batches(tables)
     sets, removes = t1.migration_events(tables)
     sets = t1.assign_batches(sets, batch)
@@ -84,12 +94,7 @@ def replay_trace(
     paired = t1.unmap_groups(paired)
     migs = t1.migrations(paired, windows, batch)
     states = t1.page_states(paired, migs)
-    common = [
-        df.select("pid", "seq", "ts")
-        for df in tables.values()
-        if df.height and {"pid", "seq", "ts"} <= set(df.columns)
-    ]
-    forks = t1.fork_windows(tables, migs, pl.concat(common) if common else None)
+    forks = t1.fork_windows(tables, migs, all_events)
     batch = _batch_counts(batch, migs, surplus)
     # with probes every entry has its owner: tier 2's leaks replace tier 1's
     found = [t2.violations(tables, windows) if t2.has_probes(tables) else _leaks(paired, migs)]
@@ -185,6 +190,8 @@ def _leaks(paired: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
         "missing_cpu": "a CPU is missing from this trace (a per-CPU report?), where the "
         "remove may be",
         "exit": "a process exited meanwhile, and exit drops migration entries without a tracepoint",
+        "fork": "a fork was copying page tables meanwhile, and a walk that met the child "
+        "before its parent leaves an entry the copy replaces (the probe events would tell)",
     }
     hexed = [pl.col(c).map_elements(hex, return_dtype=pl.String) for c in ("pfn", "addr")]
     return rows.select(

@@ -191,3 +191,82 @@ def test_a_trace_without_migrations_replays_to_empty_tables(tmp_path):
     assert {"batch_id", "mode", "reason", "ts_start", "ts_end"} <= set(
         out["migration_batches"].columns
     )
+
+
+_HEAD = "# tracer: nop\n#\n"
+
+
+def _trace_line(comm_pid: str, ts: str, body: str) -> str:
+    return f"{comm_pid:>16}    [000] ...1.  {ts}: {body}\n"
+
+
+def _replay_lines(tmp_path, lines: list[str]) -> dict:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "t.txt"
+    path.write_text(_HEAD + "".join(lines))
+    ds = Dataset(tmp_path / "ds")
+    r = ingest(str(path), ds)
+    return replay(ds)[r.trace_id]
+
+
+SET = "set_migration_pte: addr=7f61b000c000, pte=e7ffe7ffdebac400 order=0"
+RESTORE = "remove_migration_pte: addr=7f61b000c000, pte=840000010a29d025 order=0"
+MIGRATED = "remove_migration_pte: addr=7f61b000c000, pte=84000001f92ad025 order=0"
+START = "mm_migrate_pages_start: mode=MIGRATE_SYNC_LIGHT reason=compaction"
+END = (
+    "mm_migrate_pages: nr_succeeded=1 nr_failed=0 nr_thp_succeeded=0 nr_thp_failed=0 "
+    "nr_thp_split=0 nr_split=0 mode=MIGRATE_SYNC_LIGHT reason=compaction"
+)
+
+
+def test_a_retry_does_not_pair_with_the_last_attempts_leftover_set(tmp_path):
+    """compaction-storm seed 10 (child-first), in small: 3 sets, 2 restoring removes, then
+    a retry (set, remove). FIFO over the whole batch paired the third set with the retry's
+    remove and called the retry's set leaked; the retry is its own attempt."""
+    k = "kcompactd0-47"
+    lines = [
+        _trace_line(k, "4010.002300", START),
+        *[_trace_line(k, f"4010.00240{i}", SET) for i in range(3)],
+        _trace_line(k, "4010.002539", RESTORE),
+        _trace_line(k, "4010.002601", RESTORE),
+        _trace_line(k, "4010.002833", SET),
+        _trace_line(k, "4010.003126", MIGRATED),
+        _trace_line(k, "4010.003141", END),
+    ]
+    out = _replay_lines(tmp_path, lines)
+    leaked = out["violations"].filter(pl.col("rule") == "leaked-entry")
+    assert leaked["evidence"].to_list() == [[3]]  # the first attempt's third set (seq 3)
+    entries = out["page_states"].filter(pl.col("state") == "migration-entry")
+    assert entries.select("seq_start", "seq_end").rows() == [(1, 4), (2, 5), (3, None), (6, 7)]
+
+
+def test_an_unremoved_entry_during_a_fork_is_inconclusive_without_probes(tmp_path):
+    """A walk that met the child before its parent sets an entry the fork's copy then
+    replaces: without probes that looks like a leak, so while a fork copies page tables an
+    unremoved entry is inconclusive, not a violation."""
+    k, p = "kcompactd0-47", "postgres-3201"
+    fork = [
+        _trace_line(
+            p,
+            "4010.002390",
+            "task_newtask: pid=3402 comm=postgres clone_flags=1200011 oom_score_adj=0",
+        ),
+        _trace_line(
+            p,
+            "4010.002410",
+            "sched_process_fork: comm=postgres pid=3201 child_comm=postgres child_pid=3402",
+        ),
+    ]
+    body = [
+        _trace_line(k, "4010.002300", START),
+        *[_trace_line(k, f"4010.00240{i}", SET) for i in range(3)],
+        _trace_line(k, "4010.002539", RESTORE),
+        _trace_line(k, "4010.002601", RESTORE),
+        _trace_line(k, "4010.003141", END),
+    ]
+    with_fork = _replay_lines(tmp_path / "a", sorted([*body, *fork], key=lambda s: s[36:48]))
+    v = with_fork["violations"].row(0, named=True)
+    assert (v["rule"], v["verdict"]) == ("leaked-entry", "inconclusive")
+    assert "fork" in v["explanation"]
+    without = _replay_lines(tmp_path / "b", body)
+    assert without["violations"]["verdict"].to_list() == ["violation"]
