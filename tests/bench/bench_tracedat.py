@@ -168,18 +168,29 @@ def run_reader(path: Path) -> float:
 
 
 def run_cli(path: Path, work: Path) -> tuple[float, float]:
-    """Wall time and peak RSS (MB) of ``rmapscope ingest`` run by this interpreter."""
+    """Wall time and peak RSS (MB) of ``rmapscope ingest`` run by this interpreter.
+
+    The peak comes from ``/usr/bin/time`` when it is there: a child's peak RSS as the
+    kernel reports it to its parent starts from the parent's size at the fork (and this
+    process can be large), while ``time`` is small.
+    """
     ds = work / "ds-cli"
     code = "import sys; from rmapscope.cli import main; sys.argv[0] = 'rmapscope'; main()"
     args = [sys.executable, "-c", code, "-q", "ingest", str(path), "--dataset", str(ds)]
+    timer = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
+    if timer:
+        args = [timer, "-f", "%M", *args]
     start = time.perf_counter()
-    proc = subprocess.Popen(args)
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
     _pid, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
+    err = proc.stderr.read() if proc.stderr else ""
     proc.returncode = os.waitstatus_to_exitcode(status)
     shutil.rmtree(ds, ignore_errors=True)
     if proc.returncode != 0:
-        sys.exit(f"rmapscope ingest failed with status {proc.returncode}")
+        sys.exit(f"rmapscope ingest failed with status {proc.returncode}: {err[-500:]}")
+    if timer:
+        return elapsed, int(err.strip().splitlines()[-1]) / 1024  # %M is in KiB
     return elapsed, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
@@ -207,8 +218,6 @@ def main() -> None:
             made = synthesize(path, args.events)
             how = "real pages repeated (v7 zstd)"
     sys.path.insert(0, str(REPO))
-    # First, while this process is small: a child's peak RSS starts from its parent's at the
-    # fork, so after the in-process runs below it would report this process's size.
     cli, rss = run_cli(path, work)
     tc, ing, rd = [], [], []
     events = 0
