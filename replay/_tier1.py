@@ -496,7 +496,11 @@ def fork_windows(
     tables: dict[str, pl.DataFrame], migs: pl.DataFrame, all_events_last: pl.DataFrame | None
 ) -> pl.DataFrame:
     """Every fork/clone with its flags and the migrations whose windows it overlapped."""
-    spans = fork_spans(tables, all_events_last)
+    return fork_overlaps(fork_spans(tables, all_events_last), migs)
+
+
+def fork_overlaps(spans: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
+    """:func:`fork_spans` with the migrations whose windows each fork overlapped."""
     return _overlaps(spans, migs) if "ts_start" in spans.columns else spans
 
 

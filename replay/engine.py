@@ -83,7 +83,7 @@ def replay_trace(
     ]
     all_events = pl.concat(common) if common else None
     spans = t1.fork_spans(tables, all_events)
-    if "shares_vm" in spans.columns:  # a clone sharing the mm copies no page tables
+    if "ts_start" in spans.columns:  # (a clone sharing the mm copies no page tables)
         copying = spans.filter(~pl.col("shares_vm").fill_null(False)).sort("ts_start")
         windows.forks = list(copying.select("ts_start", "ts_end").iter_rows())
     batch = t1.batches(tables)
@@ -94,7 +94,7 @@ def replay_trace(
     paired = t1.unmap_groups(paired)
     migs = t1.migrations(paired, windows, batch)
     states = t1.page_states(paired, migs)
-    forks = t1.fork_windows(tables, migs, all_events)
+    forks = t1.fork_overlaps(spans, migs)
     batch = _batch_counts(batch, migs, surplus)
     # with probes every entry has its owner: tier 2's leaks replace tier 1's
     found = [t2.violations(tables, windows) if t2.has_probes(tables) else _leaks(paired, migs)]
