@@ -172,15 +172,22 @@ def pair(sets: pl.DataFrame, removes: pl.DataFrame) -> tuple[pl.DataFrame, pl.Da
     attempt (a set after a remove of the same key starts the next one).
 
     Returns the sets with the matched remove (``r_seq``, ``r_ts``, ``r_pfn``, ``r_cpu``;
-    null when never removed) and the surplus removes (no open set when they came).
+    null when never removed; ``ambiguous`` when such a set shared its attempt with entries of
+    other pages, so which of them lacks a remove is a guess) and the surplus removes (no open
+    set when they came).
     """
     # within one batch: an entry is set and removed by the same migrate_pages call, so an
     # entry left open in an earlier batch (zapped by an exit, or lost) cannot take a remove
     cols = ["pid", "addr", "kind", "batch_id"]
     ev = pl.concat(
         [
-            sets.select("seq", *cols, pl.lit(1, pl.Int32).alias("delta")),
-            removes.select("seq", *cols, pl.lit(-1, pl.Int32).alias("delta")),
+            sets.select("seq", *cols, pl.lit(1, pl.Int32).alias("delta"), pl.col("pfn")),
+            removes.select(
+                "seq",
+                *cols,
+                pl.lit(-1, pl.Int32).alias("delta"),
+                pl.lit(None, pl.UInt64).alias("pfn"),
+            ),
         ]
     ).sort([*cols, "seq"], nulls_last=True)
     # Groups are many and small, so the windows are segmented numpy scans over the rows
@@ -218,17 +225,37 @@ def pair(sets: pl.DataFrame, removes: pl.DataFrame) -> tuple[pl.DataFrame, pl.Da
         _segmented_cumsum(is_set.astype(np.int64), start),
         _segmented_cumsum(matched.astype(np.int64), start),
     )
-    ev = ev.select("seq").with_columns(
+    ev = ev.select("seq", "pfn").with_columns(
         pl.Series("_g", group),
         pl.Series("_rank", rank),
         pl.Series("_set", is_set),
         pl.Series("_matched", matched),
         pl.Series("surplus", surplus),
     )
+    # first in, first out is a guess when one attempt at an address holds entries of
+    # different pages (folios of different processes at the same address): an entry left
+    # without a remove may be another page's than the one the guess leaves open
+    ambiguous = (
+        ev.group_by("_g")
+        .agg(
+            ((pl.col("pfn").drop_nulls().n_unique() > 1) & pl.col("_matched").any()).alias(
+                "ambiguous"
+            )
+        )
+        .filter("ambiguous")
+    )
     set_rank = ev.filter(pl.col("_set")).select("seq", "_g", "_rank")
     rem_rank = ev.filter(pl.col("_matched")).select(pl.col("seq").alias("r_seq"), "_g", "_rank")
     surplus_seq = ev.filter(pl.col("surplus")).select("seq")
-    pairs = set_rank.join(rem_rank, on=["_g", "_rank"], how="left").select("seq", "r_seq")
+    pairs = (
+        set_rank.join(rem_rank, on=["_g", "_rank"], how="left")
+        .join(ambiguous, on="_g", how="left")
+        .select(
+            "seq",
+            "r_seq",
+            (pl.col("ambiguous").fill_null(False) & pl.col("r_seq").is_null()).alias("ambiguous"),
+        )
+    )
     r = removes.select(
         pl.col("seq").alias("r_seq"),
         pl.col("ts").alias("r_ts"),
@@ -300,6 +327,7 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
         pl.len().alias("n_set"),
         pl.col("r_seq").count().alias("n_remove"),
         pl.col("seq").min().alias("seq_first_set"),
+        pl.col("ambiguous").any().alias("_ambiguous"),
         pl.col("r_seq").max().alias("seq_last_remove"),
         pl.col("migration_kind").drop_nulls().unique().sort().str.join(",").alias("entry_kinds"),
         pl.col("young").sum().alias("n_young"),
@@ -312,9 +340,10 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
     ).sort("seq_first_set")
     # why an entry may lack its remove without being leaked: the window was cut (no
     # closing mm_migrate_pages), events were lost (or a CPU is missing), a process exited
-    # meanwhile (exit zaps migration entries without a tracepoint), or a fork was copying
+    # meanwhile (exit zaps migration entries without a tracepoint), a fork was copying
     # page tables meanwhile (a walk that met the child before its parent set an entry the
-    # copy then replaced: only the probe events can tell that from a leak)
+    # copy then replaced: only the probe events can tell that from a leak), or the pairing
+    # had to guess which page's entry lacks its remove (see pair)
     end_ts = pl.coalesce("ts_end", pl.lit(windows.ts_last))
     lo, hi = g["t_first_set"], g.select(end_ts).to_series()
     reasons = [
@@ -326,11 +355,14 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
         if exited
         else "fork"
         if forked
+        else "ambiguous"
+        if guessed
         else None
-        for lost, exited, forked in zip(
+        for lost, exited, forked, guessed in zip(
             windows.overlaps(lo, hi),
             windows.exited_in(lo, hi),
             windows.forked_in(lo, hi),
+            g["_ambiguous"],
             strict=True,
         )
     ]
@@ -358,7 +390,7 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
     return (
         g.with_row_index("migration_id")
         .with_columns(pl.col("migration_id").cast(pl.Int64))
-        .drop("seq_end")
+        .drop("seq_end", "_ambiguous")
     )
 
 

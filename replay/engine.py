@@ -192,6 +192,8 @@ def _leaks(paired: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
         "exit": "a process exited meanwhile, and exit drops migration entries without a tracepoint",
         "fork": "a fork was copying page tables meanwhile, and a walk that met the child "
         "before its parent leaves an entry the copy replaces (the probe events would tell)",
+        "ambiguous": "entries of other pages at the same address took removes in the same "
+        "attempt, and the trace cannot tell which page's entry lacks one (one of them does)",
     }
     hexed = [pl.col(c).map_elements(hex, return_dtype=pl.String) for c in ("pfn", "addr")]
     return rows.select(
