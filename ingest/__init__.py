@@ -93,7 +93,7 @@ def ingest(
         result = stage(
             path, new_staging, host=host, fmt=fmt, arch=arch, registry=registry, progress=progress
         )
-        _commit(dataset, staged[0], result, force)
+        _commit(dataset, staged[0], [("", result)], force)
         return result
     finally:
         for staging in staged:
@@ -234,8 +234,10 @@ def _with_sidecar(header: HeaderInfo, path: str) -> HeaderInfo:
 
 def valid_host(host: str) -> bool:
     """Whether ``host`` can be a Hive partition value (a directory name DuckDB parses)."""
-    return bool(host) and host not in (".", "..") and not any(
-        c in "/=\\" or ord(c) < 32 or ord(c) == 127 for c in host
+    return (
+        bool(host)
+        and host not in (".", "..")
+        and not any(c in "/=\\" or ord(c) < 32 or ord(c) == 127 for c in host)
     )
 
 
@@ -247,18 +249,30 @@ def _safe_host(host: str | None) -> str | None:
     return fixed if valid_host(fixed) else None
 
 
-def _commit(dataset: Dataset, staging: Staging, result: IngestResult, force: bool) -> None:
-    """Publish the staged trace (or note that it is already there)."""
+def _commit(
+    dataset: Dataset, staging: Staging, staged: list[tuple[str, IngestResult]], force: bool
+) -> None:
+    """Publish staged traces in one commit: (directory in ``staging``, "" for its root;
+    result) pairs. A trace already in the dataset (or earlier in ``staged``) is skipped
+    unless ``force``; the result says which."""
     with dataset.lock():
         dataset.recover()
-        if dataset.has_trace(result.trace_id) and not force:
-            result.skipped = True
-            return
-        old = [str(p.relative_to(dataset.root)) for p in dataset.trace_dirs(result.trace_id)]
-        result.replaced = bool(old)
-        tables = sorted(p.name for p in staging.path.iterdir() if p.is_dir())
-        moves = [(t, f"{t}/host={result.host}/trace={result.trace_id}") for t in tables]
-        dataset.commit(staging, moves, old)
+        moves: list[tuple[str, str]] = []
+        old: list[str] = []
+        seen: set[str] = set()
+        for sub, r in staged:
+            if r.trace_id in seen or (dataset.has_trace(r.trace_id) and not force):
+                r.skipped = True
+                continue
+            seen.add(r.trace_id)
+            replaced = [str(p.relative_to(dataset.root)) for p in dataset.trace_dirs(r.trace_id)]
+            r.replaced = bool(replaced)
+            old.extend(replaced)
+            for table in sorted(p.name for p in (staging.path / sub).iterdir() if p.is_dir()):
+                src = f"{sub}/{table}" if sub else table
+                moves.append((src, f"{table}/host={r.host}/trace={r.trace_id}"))
+        if moves:
+            dataset.commit(staging, moves, old)
 
 
 def _manifest(

@@ -23,7 +23,7 @@ import pyarrow as pa
 from rmapscope.dataset import Dataset
 from rmapscope.errors import InputError, RmapscopeError, UsageError
 
-from . import IngestResult, _check_options, stage
+from . import IngestResult, _check_options, _commit, stage
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -105,7 +105,8 @@ def ingest_spark(
             else pickle.loads(r["result"])
             for r in rows
         ]
-        _commit_all(dataset, staging, out, force)
+        staged = [(f"{i:06d}", r) for i, r in enumerate(out) if not isinstance(r, FailedIngest)]
+        _commit(dataset, staging, staged, force)
         return out
     finally:
         staging.release()
@@ -130,29 +131,3 @@ def _stage_one(i: int, path: str, base: str, host: str | None, fmt: str | None, 
         error = InputError(f"{path}: unexpected {type(e).__name__}: {e}")
         return {"i": i, "error": str(error), "exit_code": 1, "result": None}
     return {"i": i, "error": None, "exit_code": 0, "result": pickle.dumps(result)}
-
-
-def _commit_all(
-    dataset: Dataset, staging, results: list[IngestResult | FailedIngest], force: bool
-) -> None:
-    """Publish every staged file in one commit (duplicates and known traces skipped)."""
-    with dataset.lock():
-        dataset.recover()
-        moves: list[tuple[str, str]] = []
-        old: list[str] = []
-        seen: set[str] = set()
-        for i, r in enumerate(results):
-            if isinstance(r, FailedIngest):
-                continue
-            if r.trace_id in seen or (dataset.has_trace(r.trace_id) and not force):
-                r.skipped = True
-                continue
-            seen.add(r.trace_id)
-            replaced = [str(p.relative_to(dataset.root)) for p in dataset.trace_dirs(r.trace_id)]
-            r.replaced = bool(replaced)
-            old.extend(replaced)
-            sub = staging.path / f"{i:06d}"
-            for table in sorted(p.name for p in sub.iterdir() if p.is_dir()):
-                moves.append((f"{i:06d}/{table}", f"{table}/host={r.host}/trace={r.trace_id}"))
-        if moves:
-            dataset.commit(staging, moves, old)

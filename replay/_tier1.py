@@ -524,6 +524,16 @@ def page_states(paired: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([entry, present], how="vertical_relaxed").sort("ts_start", "seq_start")
 
 
+def all_events(tables: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
+    """``pid``, ``seq`` and ``ts`` of every event of ``tables`` (None when there are none)."""
+    common = [
+        df.select("pid", "seq", "ts")
+        for df in tables.values()
+        if df.height and {"pid", "seq", "ts"} <= set(df.columns)
+    ]
+    return pl.concat(common) if common else None
+
+
 def fork_windows(
     tables: dict[str, pl.DataFrame], migs: pl.DataFrame, all_events_last: pl.DataFrame | None
 ) -> pl.DataFrame:

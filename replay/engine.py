@@ -76,13 +76,7 @@ def replay_trace(
         cpu_filtered=trace.get("format") in CPU_FILTERABLE,
     )
     windows.exits = _exits(tables)
-    common = [
-        df.select("pid", "seq", "ts")
-        for df in tables.values()
-        if df.height and {"pid", "seq", "ts"} <= set(df.columns)
-    ]
-    all_events = pl.concat(common) if common else None
-    spans = t1.fork_spans(tables, all_events)
+    spans = t1.fork_spans(tables, t1.all_events(tables))
     if "ts_start" in spans.columns:  # (a clone sharing the mm copies no page tables)
         copying = spans.filter(~pl.col("shares_vm").fill_null(False)).sort("ts_start")
         windows.forks = list(copying.select("ts_start", "ts_end").iter_rows())

@@ -173,7 +173,7 @@ def _replay_partitioned(ds: Dataset, host: str, trace_id: str, parts: int) -> di
         result = {
             "migrations": migrations,
             "migration_batches": _merge_batches(batches),
-            "fork_windows": t1.fork_windows(tables, migrations, _common(tables)),
+            "fork_windows": t1.fork_windows(tables, migrations, t1.all_events(tables)),
             "violations": pl.concat(viols, how="diagonal_relaxed").sort("ts"),
         }
         write_tables(staging.path, result)
@@ -218,15 +218,6 @@ def _merge_batches(parts: list[pl.DataFrame]) -> pl.DataFrame:
         .agg(pl.col(c).sum() for c in counts)
     )
     return first.drop(counts).join(sums, on="batch_id", how="left").select(first.columns)
-
-
-def _common(tables: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
-    common = [
-        df.select("pid", "seq", "ts")
-        for df in tables.values()
-        if df.height and {"pid", "seq", "ts"} <= set(df.columns)
-    ]
-    return pl.concat(common) if common else None
 
 
 def publish(ds: Dataset, host: str, trace_id: str, out: dict[str, pl.DataFrame]) -> None:
