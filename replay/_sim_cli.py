@@ -85,7 +85,7 @@ def simulate(
     ground truth lists the rule violations the run really contains (JSON, see
     data/scenarios/README.md). The same seed gives the same trace.
     """
-    from . import simulate as sim
+    from . import simulator as sim
 
     if list_:
         for s in sim.SCENARIOS.values():

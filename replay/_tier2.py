@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import polars as pl
+
 from rmapscope.ingest.probes import PROBES, table_name
 
 PROBE_EVENTS = tuple(PROBES)

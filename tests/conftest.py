@@ -74,9 +74,8 @@ def read_table(ds, table: str):
 
 def ingest_text(tmp_path: Path, text: str, name: str = "t.txt", **kw):
     """Write ``text`` to a file and ingest it into a fresh dataset: ``(dataset, result)``."""
-    from rmapscope.ingest import ingest
-
     from rmapscope.dataset import Dataset
+    from rmapscope.ingest import ingest
 
     path = tmp_path / name
     path.write_text(text)
@@ -88,9 +87,8 @@ def ingest_text(tmp_path: Path, text: str, name: str = "t.txt", **kw):
 def ingested(tmp_path_factory):
     """``ingested(path)``: the real trace at ``path`` ingested into its own dataset, once per
     test session, as ``(dataset, result)``."""
-    from rmapscope.ingest import ingest
-
     from rmapscope.dataset import Dataset
+    from rmapscope.ingest import ingest
 
     cache: dict[str, tuple] = {}
 

@@ -101,7 +101,7 @@ def record(out: Path, target: int) -> int | None:
 def synthesize(out: Path, target: int) -> int:
     """Repeat the real captures' pages (time-shifted) until ``target`` events: v7, zstd."""
     sys.path.insert(0, str(REPO))
-    from rmapscope.ingest import _tracedat_write as tw
+    from tests import _tracedat_write as tw
 
     specs = [tw.extract(str(REAL / w / "trace-cmd-v6" / "trace.dat")) for w in ("forkstorm", "thp")]
     per_copy = 89144 + 58897  # the two captures (forkstorm at ~2958 s, thp at ~3337 s)
@@ -137,9 +137,8 @@ def run_trace_cmd(path: Path) -> float:
 
 
 def run_ingest(path: Path, work: Path, i: int) -> tuple[float, int]:
-    from rmapscope.ingest import ingest
-
     from rmapscope.dataset import Dataset
+    from rmapscope.ingest import ingest
 
     ds = work / f"ds{i}"
     start = time.perf_counter()
@@ -152,7 +151,6 @@ def run_ingest(path: Path, work: Path, i: int) -> tuple[float, int]:
 def run_reader(path: Path) -> float:
     from rmapscope.ingest._source import open_source, read_blocks
     from rmapscope.ingest.tracedat import TraceDatReader
-
     from rmapscope.schema import default_registry
 
     start = time.perf_counter()

@@ -8,15 +8,14 @@ import sys
 
 import polars as pl
 import pytest
-from rmapscope.analysis import CANNED, connect, run_canned
-from rmapscope.ingest import ingest
-from rmapscope.replay import replay
 
+from rmapscope.analysis import CANNED, connect, run_canned
 from rmapscope.cli import sample_trace
 from rmapscope.dataset import Dataset
 from rmapscope.errors import UsageError
-
-from .conftest import real
+from rmapscope.ingest import ingest
+from rmapscope.replay import replay
+from tests.conftest import real
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -10,12 +10,11 @@ import json
 
 import polars as pl
 import pytest
-from rmapscope.ingest import ingest
-from rmapscope.replay import replay
 
 from rmapscope.dataset import Dataset
-
-from .conftest import REAL, real
+from rmapscope.ingest import ingest
+from rmapscope.replay import replay
+from tests.conftest import REAL, real
 
 TRACES = [
     "forkstorm/ftrace-text-default/trace.txt.gz",

@@ -28,6 +28,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from rmapscope.dashboards import _html, build_report, panels
 
 from .test_report import FIGURE_PANELS, make_hostile_ds, make_real_ds

@@ -2,7 +2,7 @@
 
 A scenario sets up processes, vmas and pages, then lets several tasks (a migrator, a
 forking parent, exiting children, a splitter) run concurrently on simulated CPUs; a seeded
-scheduler interleaves their atomic steps (see :mod:`._sim_model` for what is modelled and
+scheduler interleaves their atomic steps (see :mod:`._model` for what is modelled and
 where the kernel allows interleaving). The run yields
 
 * ``text``: what ``cat /sys/kernel/tracing/trace`` would print on Linux 6.18 x86_64 with the
@@ -38,7 +38,7 @@ from pathlib import Path
 
 from rmapscope.errors import UsageError
 
-from . import _sim_model as sm
+from . import _model as sm
 
 __all__ = [
     "BUGS",
@@ -355,7 +355,7 @@ def _scenario(name: str) -> Scenario:
         raise UsageError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}") from None
 
 
-def _model(sc: Scenario, seed: int, cpus: int, bugs: tuple[str, ...], explore: bool) -> sm.Model:
+def _build_model(sc: Scenario, seed: int, cpus: int, bugs: tuple[str, ...], explore: bool) -> sm.Model:
     m = sm.Model(
         bugs=frozenset(bugs),
         seed=seed,
@@ -388,7 +388,7 @@ def simulate(
     bugs = _bugs(bug)
     if cpus < 1:
         raise UsageError("--cpus must be at least 1")
-    m = _model(sc, seed, cpus, bugs, explore=explored)
+    m = _build_model(sc, seed, cpus, bugs, explore=explored)
     rng = random.Random(seed * 1_000_003 + 3)
     made: list[int] = []
 
@@ -577,7 +577,7 @@ def explore(scenario: str, bug: str | Iterable[str] | None = None) -> ExploreRes
             trail.append((c, n))
             return c
 
-        m = _model(sc, 0, 2, bugs, explore=True)
+        m = _build_model(sc, 0, 2, bugs, explore=True)
         sm.run(m, choose)
         total += 1
         rules = {f.rule for f in m.findings if f.verdict == "violation"}

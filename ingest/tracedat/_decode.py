@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from rmapscope._printfmt import _split_fmt, split_args
 from rmapscope.schema import DECODED, EventSchema, FieldDef, column_for
 
-from . import _tracedat_expr as expr
+from . import _expr as expr
 
 _U64 = np.uint64
 

@@ -19,16 +19,15 @@ from pathlib import Path
 import plotly.io.json as pjson
 import polars as pl
 import pytest
-from rmapscope.analysis import connect
-from rmapscope.dashboards import _html, build_panels, build_report, panels
-from rmapscope.ingest import ingest
-from rmapscope.replay import replay
 
+from rmapscope.analysis import connect
 from rmapscope.cli import sample_trace
+from rmapscope.dashboards import _html, build_panels, build_report, panels
 from rmapscope.dataset import Dataset
 from rmapscope.errors import DatasetError, UsageError
-
-from .conftest import real, real_lines
+from rmapscope.ingest import ingest
+from rmapscope.replay import replay
+from tests.conftest import real, real_lines
 
 REAL_TRACES = [
     "thp/ftrace-text-default/trace.txt.gz",

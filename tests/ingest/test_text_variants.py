@@ -12,11 +12,10 @@ import sys
 import polars as pl
 import pytest
 import zstandard
-from rmapscope.ingest import ingest
 
 from rmapscope.dataset import Dataset
-
-from .conftest import ingest_text, read_table, real_lines
+from rmapscope.ingest import ingest
+from tests.conftest import ingest_text, read_table, real_lines
 
 
 def tracefs_header() -> str:

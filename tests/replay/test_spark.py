@@ -17,14 +17,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from rmapscope.ingest import ingest
-from rmapscope.replay import replay
-from rmapscope.replay.simulate import simulate
 
 from rmapscope.dataset import REPLAY_TABLES, Dataset
 from rmapscope.errors import UsageError
-
-from .conftest import REAL, cli_command, real
+from rmapscope.ingest import ingest
+from rmapscope.replay import replay
+from rmapscope.replay.simulator import simulate
+from tests.conftest import REAL, cli_command, real
 
 pytestmark = pytest.mark.spark
 
@@ -229,6 +228,7 @@ def _dataset_rows(ds: Dataset) -> dict[str, list]:
 
 def test_a_failing_trace_is_reported_not_raised(tmp_path):
     import pyarrow as pa
+
     from rmapscope.replay.spark import _replay_group
 
     files = pa.table(

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import zstandard
 
-from ._tracedat_file import FileReader, read_metadata
-from ._tracedat_pages import PageLayout, page_groups
+from rmapscope.ingest.tracedat._file import FileReader, read_metadata
+from rmapscope.ingest.tracedat._pages import PageLayout, page_groups
 
 PAGES_IN_CHUNK = 10
 HEADER_EVENT = (

@@ -25,15 +25,15 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from rmapscope.ingest import _tracedat_write as tw
-from rmapscope.ingest import ingest
-from rmapscope.ingest._source import open_source, read_blocks
-from rmapscope.ingest._tracedat_decode import build_decoder, render_flags
-from rmapscope.ingest.tracedat import TraceDatReader
 
 from rmapscope.dataset import Dataset
 from rmapscope.errors import InputError
+from rmapscope.ingest import ingest
+from rmapscope.ingest._source import open_source, read_blocks
+from rmapscope.ingest.tracedat import TraceDatReader
+from rmapscope.ingest.tracedat._decode import build_decoder, render_flags
 from rmapscope.schema import default_registry
+from tests import _tracedat_write as tw
 from tests.conftest import ground_truth, read_table, real
 
 WORKLOADS = ("forkstorm", "thp")
@@ -173,6 +173,7 @@ def test_writer_stages_dictionary_and_plain_frames_of_one_table_alike(tmp_path):
     whichever comes first, the rows read back the same, as strings."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     from rmapscope.ingest import _writer
 
     schema = pa.schema([("seq", pa.int64()), ("ts", pa.int64()), ("comm", pa.string())])
@@ -500,7 +501,7 @@ def test_every_field_kind_is_decoded(tmp_path):
 def test_labels_are_the_same_built_from_codes_or_gathered(tmp_path, monkeypatch):
     """Label columns (comm, flags, symbolic and flags fields) are Enums built straight from
     their codes where polars can, else gathered from their labels: the rows are equal."""
-    from rmapscope.ingest import _tracedat_decode as dec
+    from rmapscope.ingest.tracedat import _decode as dec
 
     path = write(tmp_path, synthetic(instance=True))
     got = {}

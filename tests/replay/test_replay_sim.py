@@ -13,11 +13,11 @@ from pathlib import Path
 import polars as pl
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from rmapscope.ingest import ingest
-from rmapscope.replay import replay
-from rmapscope.replay.simulate import SCENARIOS, simulate
 
 from rmapscope.dataset import Dataset
+from rmapscope.ingest import ingest
+from rmapscope.replay import replay
+from rmapscope.replay.simulator import SCENARIOS, simulate
 
 PROBE_LINE = re.compile(r": \w+: \([\w.]+\+0x[0-9a-f]+/0x[0-9a-f]+")
 SETTINGS = settings(

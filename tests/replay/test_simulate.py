@@ -12,15 +12,15 @@ import numpy as np
 import polars as pl
 import pytest
 import typer
-from rmapscope.ingest import ingest
-from rmapscope.ingest.pte import decode_present, decode_swap_entry
-from rmapscope.replay import _sim_model as sm
-from rmapscope.replay._sim_cli import register
-from rmapscope.replay.simulate import SCENARIOS, explore, simulate, write_result
 from typer.testing import CliRunner
 
 from rmapscope.dataset import Dataset
 from rmapscope.errors import UsageError
+from rmapscope.ingest import ingest
+from rmapscope.ingest.pte import decode_present, decode_swap_entry
+from rmapscope.replay._sim_cli import register
+from rmapscope.replay.simulator import SCENARIOS, explore, simulate, write_result
+from rmapscope.replay.simulator import _model as sm
 
 RULES = {
     "leaked-entry",

@@ -15,14 +15,13 @@ from collections import Counter
 
 import polars as pl
 import pytest
-from rmapscope.ingest import FORMATS, ingest
-from rmapscope.ingest import perf as perfmod
-from rmapscope.ingest.detect import detect_format
 
 from rmapscope.dataset import Dataset
 from rmapscope.errors import InputError
-
-from .conftest import ground_truth, ingest_text, read_table, real
+from rmapscope.ingest import FORMATS, ingest
+from rmapscope.ingest import perf as perfmod
+from rmapscope.ingest.detect import detect_format
+from tests.conftest import ground_truth, ingest_text, read_table, real
 
 PERF_TEXT = [
     f"{w}/perf/{f}"

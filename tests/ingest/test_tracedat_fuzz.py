@@ -18,16 +18,16 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from rmapscope.ingest import _tracedat_write as tw
-from rmapscope.ingest import ingest
-from rmapscope.ingest._source import open_source, read_blocks
-from rmapscope.ingest.tracedat import TraceDatReader
 
 from rmapscope.dataset import Dataset
 from rmapscope.errors import InputError
+from rmapscope.ingest import ingest
+from rmapscope.ingest._source import open_source, read_blocks
+from rmapscope.ingest.tracedat import TraceDatReader
 from rmapscope.schema import default_registry
+from tests import _tracedat_write as tw
 from tests.conftest import real
-from tests.test_tracedat import synthetic
+from tests.ingest.test_tracedat import synthetic
 
 CASES = 1050
 PER_CASE_SECONDS = 10

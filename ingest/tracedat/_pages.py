@@ -29,7 +29,7 @@ import numpy as np
 
 from rmapscope.errors import InputError
 
-from ._tracedat_file import MAX_CHUNK, FileReader, decompress
+from ._file import MAX_CHUNK, FileReader, decompress
 
 COMMIT_MASK = (1 << 27) - 1
 MISSING_EVENTS = 1 << 31

@@ -2,10 +2,10 @@
 
 :class:`TraceDatReader` has the interface of :class:`~rmapscope.ingest.text.TextReader`:
 ``registry``, ``header`` and ``batches()``. It reads the file's metadata (formats, cmdlines,
-options, buffers; see :mod:`._tracedat_file`), walks the ring-buffer pages of every CPU of
-every buffer (:mod:`._tracedat_pages`), merges the CPUs by timestamp like ``trace-cmd
+options, buffers; see :mod:`._file`), walks the ring-buffer pages of every CPU of
+every buffer (:mod:`._pages`), merges the CPUs by timestamp like ``trace-cmd
 report`` (earliest first, ties to the lower buffer/CPU; a CPU whose clock steps back keeps
-its own order) and decodes each event type's records with numpy (:mod:`._tracedat_decode`).
+its own order) and decodes each event type's records with numpy (:mod:`._decode`).
 
 What the batches hold:
 
@@ -18,7 +18,7 @@ What the batches hold:
 * common columns: ``ts`` in ns (the file's clock, TSC2NSEC, DATE and OFFSET applied; the
   raw count for non-ns clocks), ``comm`` from the file's saved cmdlines (``<idle>`` for
   pid 0, ``<...>`` when unknown, like trace-cmd), ``flags`` as the kernel prints the
-  latency flags (see :func:`._tracedat_decode.flag_tables`), ``tgid`` null, ``instance``
+  latency flags (see :func:`._decode.flag_tables`), ``tgid`` null, ``instance``
   null for the top buffer, else the instance name.
 * gaps: a ``lost`` marker for every page whose header says events were lost before it,
   with the count when the page stores it; ``line`` is the seq of the first event after it.
@@ -50,9 +50,10 @@ from rmapscope.dataset import GENERIC_DIR
 from rmapscope.errors import InputError
 from rmapscope.schema import EventSchema, Registry
 
-from ._batch import Batch, ErrorLog, HeaderInfo, kind_stats
-from ._source import Source
-from ._tracedat_decode import (
+from .._batch import Batch, ErrorLog, HeaderInfo, kind_stats
+from .._source import Source
+from ..fields import FieldParser
+from ._decode import (
     Buffer,
     CommMap,
     Decoder,
@@ -64,9 +65,8 @@ from ._tracedat_decode import (
     repeat_string,
     to_series,
 )
-from ._tracedat_file import FileReader, Metadata, read_metadata
-from ._tracedat_pages import GROUP_BYTES, PageLayout, page_groups, walk
-from .fields import FieldParser
+from ._file import FileReader, Metadata, read_metadata
+from ._pages import GROUP_BYTES, PageLayout, page_groups, walk
 
 __all__ = ["TraceDatReader"]
 

@@ -14,11 +14,10 @@ from collections import Counter
 
 import polars as pl
 import pytest
-from rmapscope.ingest import ingest
 
 from rmapscope.dataset import Dataset
-
-from .conftest import REAL, ground_truth, read_table, real
+from rmapscope.ingest import ingest
+from tests.conftest import REAL, ground_truth, read_table, real
 
 TEXT_TRACES = [
     f"{w}/{d}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from rmapscope.ingest.pte import calibrate_kinds, decode_present, decode_swap_entry
 
 
