@@ -355,7 +355,9 @@ def _scenario(name: str) -> Scenario:
         raise UsageError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}") from None
 
 
-def _build_model(sc: Scenario, seed: int, cpus: int, bugs: tuple[str, ...], explore: bool) -> sm.Model:
+def _build_model(
+    sc: Scenario, seed: int, cpus: int, bugs: tuple[str, ...], explore: bool
+) -> sm.Model:
     m = sm.Model(
         bugs=frozenset(bugs),
         seed=seed,
