@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -34,15 +35,13 @@ from . import pte as ptemod
 from ._batch import Assembler, ErrorLog, HeaderInfo
 from ._source import Source, open_source, read_blocks
 from ._writer import StagingWriter, fill_migration_kinds, write_side_table
-from .detect import NOT_YET, detect_format
-from .perf import PerfDataReader
-from .text import TEXT_FORMATS, TextReader
-from .tracedat import TraceDatReader
+from .detect import detect_format
+from .readers import READERS, Reader, ReaderOptions, open_reader
 
 __all__ = ["FORMATS", "IngestResult", "ingest", "stage"]
 
 #: Values accepted by ``--format``.
-FORMATS = (*TEXT_FORMATS, "perf_data", "trace_dat")
+FORMATS = tuple(READERS)
 
 
 @dataclass
@@ -113,28 +112,37 @@ def stage(
     """Read one trace file and write its tables into the directory ``target()`` returns (one
     directory per table, ``<table>/part-00000.parquet``), without publishing anything.
 
-    ``target`` is called once the input is known to be a trace, so bad input creates
-    nothing. :func:`ingest` stages into a private directory of the dataset and commits it;
-    the Spark engine stages many files on the executors and commits them all at once.
+    The trace is read by the reader of format ``fmt`` (see :mod:`.readers`), or of the
+    format detected from its content when ``fmt`` is None; a forced ``fmt`` runs no
+    detection. ``target`` is called once the input is known to be a trace, so bad input
+    creates nothing. :func:`ingest` stages into a private directory of the dataset and
+    commits it; the Spark engine stages many files on the executors and commits them all
+    at once.
     """
     _check_options(fmt, arch, host)
     registry = registry or default_registry()
-    src = open_source(path)
-    writer = reader = None
-    try:
+    with contextlib.closing(open_source(path)) as src:
         blocks = read_blocks(src)
         first = next(blocks, b"")
-        detected = detect_format(first, src.name)
-        if fmt is None:
-            if detected in NOT_YET:
-                raise InputError(f"{src.name}: {NOT_YET[detected]} is not supported yet")
-            fmt = detected
-        if fmt == "perf_data":  # decoded by `perf script`, then read as perf_script text
-            reader = PerfDataReader(src, first, blocks, arch, registry.copy())
-        elif fmt == "trace_dat":
-            reader = TraceDatReader(src, first, blocks, arch, registry.copy())
-        else:
-            reader = TextReader(src, first, blocks, fmt, arch, registry.copy())
+        fmt = fmt or detect_format(first, src.name)
+        options = ReaderOptions(arch=arch)
+        with open_reader(fmt, src, first, blocks, registry.copy(), options) as reader:
+            return _stage(src, reader, fmt, path, target, host, arch, progress)
+
+
+def _stage(
+    src: Source,
+    reader: Reader,
+    fmt: str,
+    path: str,
+    target: Callable[[], Path],
+    host: str | None,
+    arch: str,
+    progress: Callable[[int, int | None, int], None] | None,
+) -> IngestResult:
+    """Stage what ``reader`` reads of ``src`` into ``target()`` (see :func:`stage`)."""
+    writer = None
+    try:
         root = target()
         writer = StagingWriter(root)
         job = Assembler()
@@ -193,9 +201,6 @@ def stage(
     finally:
         if writer is not None:
             writer.abort()
-        if isinstance(reader, PerfDataReader):
-            reader.close()
-        src.close()
 
 
 def _check_options(fmt: str | None, arch: str, host: str | None) -> None:

@@ -1,4 +1,8 @@
-"""Detect the format of a trace from its first bytes (after decompression)."""
+"""Detect the format of a trace from its first bytes (after decompression).
+
+Detection only names a format (one of :data:`~rmapscope.ingest.readers.READERS`); the
+reader of that format then reads the trace. ``--format`` skips detection altogether.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,9 @@ import re
 
 from rmapscope.errors import InputError
 
+from .perf import MAGIC as PERF_MAGIC
 from .text import _HEADERS
-
-#: Binary and text formats we recognise but whose readers are not built yet.
-NOT_YET: dict[str, str] = {}
+from .tracedat._file import MAGIC as TRACEDAT_MAGIC
 
 _PERF = re.compile(
     r"^\s*\S.*?\s+\d+(?:/\d+)?\s+(?:\[\d+\]\s+)?\d+\.\d+:\s+(?:\d+\s+)?[\w-]+:[\w-]+:"
@@ -27,9 +30,9 @@ def detect_format(head: bytes, name: str) -> str:
     """
     if not head.strip():
         raise InputError(f"{name}: empty input, no trace events")
-    if head.startswith(b"\x17\x08\x44tracing"):
+    if head.startswith(TRACEDAT_MAGIC):
         return "trace_dat"
-    if head.startswith(b"PERFILE2") or head.startswith(b"PERFFILE"):
+    if head.startswith(PERF_MAGIC):
         return "perf_data"
     sample = head[:65536]
     if b"\x00" in sample:

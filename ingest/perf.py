@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from typing import Self
 
 from rmapscope.errors import InputError
 from rmapscope.schema import Registry
@@ -29,6 +30,8 @@ from ._batch import Batch
 from ._source import Source, read_blocks
 from .text import TextReader
 
+#: How a perf.data file starts (version 2; the older "PERFFILE").
+MAGIC = (b"PERFILE2", b"PERFFILE")
 FIELDS = "comm,pid,tid,cpu,time,event,trace"
 CALLCHAIN_FIELDS = ",ip,sym,symoff,dso"
 
@@ -44,13 +47,18 @@ def perf_binary() -> str | None:
 
 
 class PerfDataReader:
-    """Reads a perf.data file through ``perf script``; same interface as :class:`TextReader`
-    (``registry``, ``header``, ``batches()``), plus :meth:`close`."""
+    """Reads a perf.data file through ``perf script`` (its output read by a ``perf_script``
+    :class:`TextReader`). Implements :class:`~rmapscope.ingest.readers.Reader`; rows are in
+    time order (perf script sorts them)."""
+
+    time_ordered = True
 
     def __init__(
         self, src: Source, first: bytes, rest: Iterator[bytes], arch: str, registry: Registry
     ) -> None:
         self.src = src
+        if not first.startswith(MAGIC):
+            raise InputError(f"{src.name}: not a perf.data file (no PERFILE2 magic at byte 0)")
         perf = perf_binary()
         if perf is None:
             raise InputError(_MISSING.format(name=src.name))
@@ -137,8 +145,14 @@ class PerfDataReader:
             why = "; ".join(lines[-3:]) or f"exit status {rc}"
             raise InputError(f"{self.src.name}: `perf script` could not read it: {why}")
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Stop perf if it still runs; remove the temporary copy."""
+        """Stop perf if it still runs; remove the temporary copy (idempotent)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()

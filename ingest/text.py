@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 import polars as pl
@@ -428,9 +429,18 @@ class TextParser:
 
 
 class TextReader:
-    """Reads one text trace: blocks of lines parsed in a thread pool, in order."""
+    """Reads one text trace of format ``fmt``: blocks of lines parsed in a thread pool, in
+    order. Implements :class:`~rmapscope.ingest.readers.Reader`.
+
+    The constructor raises :class:`InputError` (file, line or byte offset) when the start
+    of the input is not ``fmt`` at all: binary data, or not one of its first lines in the
+    format's layout. Its rows are in time order except bpftrace's.
+    """
 
     workers = 2
+    #: how much of the first block is checked for the format's layout
+    check_bytes = 1 << 16
+    check_lines = 400
 
     def __init__(
         self,
@@ -446,12 +456,53 @@ class TextReader:
         self.rest = rest
         self.registry = registry
         self.parser = TextParser(fmt, src.name)
+        self._check_start(first)
+        self.time_ordered = fmt != "bpftrace"  # bpftrace reads its per-CPU buffers in turns
         self.fields = FieldParser(arch)
         # perf script --header: host and kernel come before one line per recorded event
         head_lines = 1000 if fmt == "perf_script" else 100
         head = first[: 1 << 16].decode("utf-8", "replace").splitlines()[:head_lines]
         self.header = read_header(fmt, head)
         self._numbers: dict[str, list[tuple[str, str]]] = {}
+
+    def _check_start(self, first: bytes) -> None:
+        """Raise :class:`InputError` unless the start of the input is text of this format:
+        no NUL byte in its first 64 KiB, and some line of its first 400 understood (an
+        event, a lost-event marker, a tool's message) unless none but comments."""
+        name, fmt = self.src.name, self.parser.fmt
+        sample = first[: self.check_bytes]
+        nul = sample.find(b"\0")
+        if nul >= 0:
+            raise InputError(f"{name}: not a {fmt} trace: binary data (NUL byte at offset {nul})")
+        cut = -1
+        for _ in range(self.check_lines):
+            at = sample.find(b"\n", cut + 1)
+            if at < 0:
+                break
+            cut = at
+        errors = ErrorLog()
+        parsed = self.parser.parse(sample[: cut + 1] if cut >= 0 else sample, 0, errors)
+        rejected = {r: n for r, n in errors.first.items() if r in ("unparsed_line", "invalid_utf8")}
+        if parsed.events.height or parsed.markers or len(rejected) < len(errors.first):
+            return
+        if rejected:
+            reason, line = min(rejected.items(), key=lambda kv: kv[1])
+            why = (
+                "is not UTF-8 text"
+                if reason == "invalid_utf8"
+                else f"is not in its layout: {errors.samples[reason][0][1][:80]!r}"
+            )
+            raise InputError(f"{name}: not a {fmt} trace: line {line} {why}")
+
+    def close(self) -> None:
+        """Nothing to release: the parsing threads end with :meth:`batches`, and the
+        source is closed by whoever opened it."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def batches(self) -> Iterator[Batch]:
         """Parsed blocks in trace order (at most ``workers`` + 1 in flight)."""

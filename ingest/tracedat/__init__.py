@@ -1,11 +1,11 @@
 """Read trace-cmd ``trace.dat`` files (versions 6 and 7) without trace-cmd or libtraceevent.
 
-:class:`TraceDatReader` has the interface of :class:`~rmapscope.ingest.text.TextReader`:
-``registry``, ``header`` and ``batches()``. It reads the file's metadata (formats, cmdlines,
-options, buffers; see :mod:`._file`), walks the ring-buffer pages of every CPU of
-every buffer (:mod:`._pages`), merges the CPUs by timestamp like ``trace-cmd
-report`` (earliest first, ties to the lower buffer/CPU; a CPU whose clock steps back keeps
-its own order) and decodes each event type's records with numpy (:mod:`._decode`).
+:class:`TraceDatReader` implements :class:`~rmapscope.ingest.readers.Reader`. It reads the
+file's metadata (formats, cmdlines, options, buffers; see :mod:`._file`), walks the
+ring-buffer pages of every CPU of every buffer (:mod:`._pages`), merges the CPUs by
+timestamp like ``trace-cmd report`` (earliest first, ties to the lower buffer/CPU; a CPU
+whose clock steps back keeps its own order) and decodes each event type's records with
+numpy (:mod:`._decode`).
 
 What the batches hold:
 
@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Self
 
 import numpy as np
 import polars as pl
@@ -65,7 +66,7 @@ from ._decode import (
     repeat_string,
     to_series,
 )
-from ._file import FileReader, Metadata, read_metadata
+from ._file import MAGIC, FileReader, Metadata, read_metadata
 from ._pages import GROUP_BYTES, PageLayout, page_groups, walk
 
 __all__ = ["TraceDatReader"]
@@ -169,7 +170,10 @@ class _Stream:
 
 
 class TraceDatReader:
-    """Reads one trace.dat: metadata at construction, event batches from :meth:`batches`."""
+    """Reads one trace.dat: metadata at construction, event batches from :meth:`batches`
+    (in time order, merged across CPUs), :meth:`close` to stop and release everything."""
+
+    time_ordered = True
 
     batch_events = 1 << 19
     page_threads = 2  # threads reading, decompressing and walking page groups
@@ -189,6 +193,11 @@ class TraceDatReader:
         self.name = src.name
         self._rest: Iterator[bytes] | None = rest
         self._tmp: str | None = None
+        self._stop = threading.Event()  # set: the decoding thread of batches() stops
+        self._worker: threading.Thread | None = None
+        self._drain: _Drain | None = None
+        if not first.startswith(MAGIC):  # before spooling a compressed or piped input
+            raise InputError(f"{src.name}: not a trace-cmd trace.dat (bad magic at byte 0)")
         path = self._materialize(src, first)
         try:
             self._file = FileReader(path, src.name)
@@ -256,8 +265,23 @@ class TraceDatReader:
         self._rest = None
         return path
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Close the file and remove a spooled copy."""
+        """Stop the decoding of :meth:`batches`, close the file and remove a spooled copy
+        (idempotent). A decoding thread that does not stop within 30 s keeps the file open:
+        it could otherwise read whatever file reuses the descriptor."""
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(timeout=30)
+        if self._drain is not None:
+            self._drain.stop()
+        if self._worker is not None and self._worker.is_alive():
+            return
         f = getattr(self, "_file", None)
         if f is not None:
             f.close()
@@ -403,10 +427,10 @@ class TraceDatReader:
         Batches are decoded on a background thread, one ahead of the consumer, so that
         decoding overlaps with whatever the consumer does with the previous batch.
         """
-        drain = _Drain(self._rest) if self._rest is not None else None
+        drain = self._drain = _Drain(self._rest) if self._rest is not None else None
         self._rest = None
         ahead: queue.Queue = queue.Queue(maxsize=1)
-        stop = threading.Event()
+        stop = self._stop
 
         def put(item) -> bool:
             while not stop.is_set():
@@ -426,7 +450,9 @@ class TraceDatReader:
             except BaseException as e:  # handed to the consumer
                 put(("error", e))
 
-        worker = threading.Thread(target=produce, name="tracedat-decode", daemon=True)
+        worker = self._worker = threading.Thread(
+            target=produce, name="tracedat-decode", daemon=True
+        )
         worker.start()
         try:
             while True:
@@ -439,12 +465,7 @@ class TraceDatReader:
             if drain is not None:
                 drain.join()
         finally:
-            stop.set()
-            worker.join(timeout=30)
-            if drain is not None:
-                drain.stop()
-            if not worker.is_alive():
-                self.close()
+            self.close()
 
     def _batches(self) -> Iterator[Batch]:
         self._pool = ThreadPoolExecutor(self.page_threads, thread_name_prefix="tracedat-pages")
