@@ -466,9 +466,10 @@ class TextReader:
         self._numbers: dict[str, list[tuple[str, str]]] = {}
 
     def _check_start(self, first: bytes) -> None:
-        """Raise :class:`InputError` unless the start of the input is text of this format:
-        no NUL byte in its first 64 KiB, and some line of its first 400 understood (an
-        event, a lost-event marker, a tool's message) unless none but comments."""
+        """Raise :class:`InputError` when the start of the input is not text of this
+        format: a NUL byte in its first 64 KiB, or lines among its first 400 of which none
+        is understood (an event, a lost-event marker, a tool's message; comments and blank
+        lines count neither way)."""
         name, fmt = self.src.name, self.parser.fmt
         sample = first[: self.check_bytes]
         nul = sample.find(b"\0")
