@@ -467,10 +467,12 @@ class TextReader:
 
     def _check_start(self, first: bytes) -> None:
         """Raise :class:`InputError` when the start of the input is not text of this
-        format: a NUL byte in its first 64 KiB, or lines among its first 400 of which none
-        is understood (an event, a lost-event marker, a tool's message; comments and blank
-        lines count neither way)."""
+        format: nothing but white space, a NUL byte in its first 64 KiB, or lines among its
+        first 400 of which none is understood (an event, a lost-event marker, a tool's
+        message; comments and blank lines count neither way)."""
         name, fmt = self.src.name, self.parser.fmt
+        if not first.strip():
+            raise InputError(f"{name}: empty input, no trace events")
         sample = first[: self.check_bytes]
         nul = sample.find(b"\0")
         if nul >= 0:

@@ -310,6 +310,15 @@ def test_a_binary_file_gets_the_forced_readers_own_error(fmt, tmp_path):
     assert not (tmp_path / "ds").exists()
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_empty_input_forced_through_any_reader_writes_nothing(fmt, tmp_path):
+    path = tmp_path / "empty.txt"
+    path.write_bytes(b"\n\n")
+    with pytest.raises(InputError, match=rf"^{path}: (empty input|not a )"):
+        ingest(str(path), Dataset(tmp_path / "ds"), fmt=fmt)
+    assert not (tmp_path / "ds").exists()
+
+
 def test_a_text_format_names_the_first_line_it_cannot_read(tmp_path):
     text = "# tracer: nop\n#\nnot an event at all\n" + TEXTS["trace_pipe"]
     path = tmp_path / "t.txt"
