@@ -1,4 +1,5 @@
-"""The installed package layout that static tools see, and no import circle anywhere in it.
+"""The layer rules: the README states the ones import-linter enforces; the installed package
+layout that static tools see; and no import circle anywhere in it.
 
 `.ci/pkgtree` lays the package-dir mapping out as symlinks (mypy and import-linter read that
 tree); these tests build it in a temporary folder and check it against what the installed
@@ -13,6 +14,7 @@ import importlib
 import json
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 import tomllib
@@ -99,6 +101,30 @@ def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
                 if len(comp) > 1:
                     found.append(sorted(comp))
     return found
+
+
+def _contract_layers() -> list[set[str]]:
+    """The layers of the import-linter layers contract, top first, as full module names."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (contract,) = [c for c in tool["contracts"] if c["type"] == "layers"]
+    prefix = "".join(f"{c}." for c in contract.get("containers", []))
+    return [
+        {prefix + m.strip().strip("()") for m in re.split(r"[:|]", layer)}
+        for layer in contract["layers"]
+    ]
+
+
+def _readme_layers() -> list[set[str]]:
+    """The numbered layer list of the README's "Where things live" section."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Where things live", 1)[1].split("\n## ", 1)[0]
+    rules = section.split("Layer rules.", 1)[1]
+    items = re.findall(r"^\d+\. (.+(?:\n {3}.+)*)", rules, flags=re.M)
+    return [set(re.findall(r"`(rmapscope[\w.]*)`", item)) for item in items]
+
+
+def test_readme_states_the_layer_rules_that_lint_imports_enforces():
+    assert _readme_layers() == _contract_layers()
 
 
 def test_cycle_finder_finds_a_circle_and_only_circles():
