@@ -164,8 +164,7 @@ class FieldParser:
     def _split_tokens(
         self, spec: _Spec, tokens: list[tuple[str, str | None, str]], rest: pl.Series
     ) -> tuple[pl.DataFrame, pl.Series]:
-        """Cut ``prefix%vsuffix`` tokens (``spec.tokens``) at spaces and convert them, in one
-        lazy query."""
+        """Cut the ``prefix%vsuffix`` ``tokens`` at spaces and convert them, in one lazy query."""
         text = pl.col("rest").str.replace_all(" +", " ") if spec.padded else pl.col("rest")
         parts = pl.LazyFrame({"rest": rest}).select(text.str.splitn(" ", len(tokens)))
         parts = parts.unnest("rest")
