@@ -6,6 +6,8 @@ of every event table. Spark has no unsigned integers: ``UInt64`` columns (pfn, a
 read as ``DECIMAL(20,0)`` and smaller unsigned ones as the next wider signed type, with the
 same values.
 
+The example needs a Spark session (pyspark and a Java runtime), so it is not run as a doctest:
+
 >>> from rmapscope.analysis.spark import register_views  # doctest: +SKIP
 >>> register_views(spark, Dataset("rmapscope-data"))  # doctest: +SKIP
 >>> spark.sql("SELECT event, count(*) FROM events GROUP BY 1").show()  # doctest: +SKIP

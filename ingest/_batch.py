@@ -91,14 +91,14 @@ class Batch:
     markers: list[dict]
     n_events: int
     lines: int
-    cpu_edges: dict[int, tuple[int | None, int | None]]  # cpu -> (first ts, last ts)
+    cpu_edges: dict[int, tuple[int, int]]  # cpu -> (first ts, last ts)
     ts_range: tuple[int | None, int | None]
     clock: str
     kind_stats: pl.DataFrame | None
     errors: ErrorLog
 
     @staticmethod
-    def edges(rows: pl.DataFrame) -> dict[int, tuple[int | None, int | None]]:
+    def edges(rows: pl.DataFrame) -> dict[int, tuple[int, int]]:
         """Per cpu, the first and last timestamp of ``rows`` (in trace order)."""
         if not rows.height:
             return {}
@@ -187,7 +187,7 @@ class Assembler:
         for cpu, (_, last) in out.cpu_edges.items():
             self.last_ts[cpu] = last
         lo, hi = out.ts_range
-        if lo is not None:
+        if lo is not None and hi is not None:
             self.ts_first = lo if self.ts_first is None else min(self.ts_first, lo)
             self.ts_last = hi if self.ts_last is None else max(self.ts_last, hi)
         if self.clock is None or out.clock == "counter":
@@ -221,8 +221,9 @@ class Assembler:
             {k: m.get(k) for k in ("kind", "cpu", "ts_start", "ts_end", "count", "line", "text")}
             for m in self.gaps + self.pending_gaps
         ]
-        if (header.entries_written or 0) > (header.entries_in_buffer or 0):
-            lost = header.entries_written - header.entries_in_buffer
+        written, held = header.entries_written or 0, header.entries_in_buffer or 0
+        if written > held:
+            lost = written - held
             rows.append(
                 {
                     "kind": "overwritten",

@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Protocol, cast
 
 import zstandard
 
@@ -35,6 +35,22 @@ _MAGIC = [
 ]
 
 
+class ByteStream(Protocol):
+    """What a :class:`Source` reads from: a file, a pipe or a decompressor."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes (all that is left for -1); empty at the end."""
+        ...
+
+    def tell(self) -> int:
+        """The position reached, in the stream's own bytes."""
+        ...
+
+    def close(self) -> None:
+        """Release the stream."""
+        ...
+
+
 @dataclass
 class Source:
     """An opened input: its display name, compression and a reader of decompressed bytes."""
@@ -42,8 +58,8 @@ class Source:
     name: str
     compression: str | None
     size: int | None  # bytes on disk (compressed), None for pipes
-    raw: BinaryIO
-    reader: BinaryIO
+    raw: ByteStream
+    reader: ByteStream
     sha256: hashlib._Hash = field(default_factory=hashlib.sha256)
     bytes_read: int = 0
     _hasher: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
@@ -102,10 +118,14 @@ def open_source(path: str) -> Source:
         except OSError as e:
             raise InputError(f"{path}: cannot open: {e.strerror}") from None
         size = st.st_size if stat.S_ISREG(st.st_mode) else None
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)
+    # a stdin replaced by a caller may be unbuffered: BufferedReader only needs its readinto()
+    if isinstance(raw, io.BufferedReader):
+        buffered = raw
+    else:
+        buffered = io.BufferedReader(cast(io.RawIOBase, raw))
     head = buffered.peek(8)[:8]
     compression = next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
-    reader: BinaryIO
+    reader: ByteStream
     if compression == "gzip":
         reader = gzip.GzipFile(fileobj=buffered)
     elif compression == "zstd":

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import polars as pl
 
-_DIGITS = "0123456789"
-
 
 def split_events(lines: pl.DataFrame, padded_names: bool) -> pl.DataFrame:
     """Split ``lines`` (columns ``lineno``, ``line``; every line ends with a newline) into

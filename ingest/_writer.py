@@ -208,7 +208,7 @@ def fill_migration_kinds(root: Path, kinds: dict[int, str]) -> None:
             tmp, schema, compression="zstd", compression_level=1, use_dictionary=strings
         ) as out:
             for i in range(source.num_row_groups):
-                df = pl.from_arrow(source.read_row_group(i)).drop("migration_kind")
+                df = pl.DataFrame(source.read_row_group(i)).drop("migration_kind")
                 df = df.join(mapping, on="swp_type", how="left", maintain_order="left")
                 df = df.rename({"kind": "migration_kind"}).select(schema.names)
                 out.write_table(df.to_arrow().cast(schema), row_group_size=ROW_GROUP_ROWS)

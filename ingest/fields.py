@@ -21,7 +21,9 @@ from . import pte as ptemod
 
 
 def _pl_type(t: pa.DataType) -> pl.DataType:
-    return pl.from_arrow(pa.array([], type=t)).dtype
+    empty = pl.from_arrow(pa.array([], type=t))
+    assert isinstance(empty, pl.Series)  # an arrow array becomes a Series
+    return empty.dtype
 
 
 @dataclass
@@ -56,7 +58,7 @@ def _token_plan(pf, columns: list[str]) -> list[tuple[str, str | None, str]] | N
     )
     if "  " in template or template != template.strip():
         return None
-    plan = []
+    plan: list[tuple[str, str | None, str]] = []
     for tok in template.split(" "):
         found = re.findall("\x00(\\d+)\x00", tok)
         if len(found) > 1:
@@ -128,7 +130,7 @@ class FieldParser:
         """
         spec = self._spec(schema)
         if spec.tokens is not None:
-            out, ok = self._split_tokens(spec, rest)
+            out, ok = self._split_tokens(spec, spec.tokens, rest)
             if not ok.all():
                 out, ok = self._retry(out, ok, rest, lambda r: self._regex(spec, r))
         else:
@@ -159,9 +161,10 @@ class FieldParser:
         )
         return out, ok
 
-    def _split_tokens(self, spec: _Spec, rest: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
-        """Cut ``prefix%vsuffix`` tokens at spaces and convert them, in one lazy query."""
-        tokens = spec.tokens
+    def _split_tokens(
+        self, spec: _Spec, tokens: list[tuple[str, str | None, str]], rest: pl.Series
+    ) -> tuple[pl.DataFrame, pl.Series]:
+        """Cut the ``prefix%vsuffix`` ``tokens`` at spaces and convert them, in one lazy query."""
         text = pl.col("rest").str.replace_all(" +", " ") if spec.padded else pl.col("rest")
         parts = pl.LazyFrame({"rest": rest}).select(text.str.splitn(" ", len(tokens)))
         parts = parts.unnest("rest")
@@ -187,8 +190,8 @@ class FieldParser:
             else:
                 checks.append(f.str.starts_with(prefix) if prefix else f.is_not_null())
             values.append(typed.alias(col))
-        out = parts.select(*values, pl.all_horizontal(checks).fill_null(False).alias("_ok"))
-        out = out.collect()
+        query = parts.select(*values, pl.all_horizontal(checks).fill_null(False).alias("_ok"))
+        out = query.collect()
         return out.drop("_ok"), out.get_column("_ok")
 
     def _key_values(self, spec: _Spec, rest: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
@@ -211,7 +214,7 @@ class FieldParser:
     def _complete(self, schema: EventSchema, spec: _Spec, out: pl.DataFrame) -> pl.DataFrame:
         """Cast to the schema's types, add decoded pte columns, add missing columns."""
         decoded = self._decode(schema.name, out)
-        exprs = []
+        exprs: list[pl.Expr | pl.Series] = []
         for name, dtype in spec.schema:
             if name in decoded:
                 exprs.append(pl.Series(name, decoded[name]).cast(dtype))

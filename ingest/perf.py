@@ -78,6 +78,7 @@ class PerfDataReader:
                 stderr=self._stderr,
                 env={**os.environ, "LC_ALL": "C", "PAGER": "cat"},
             )
+            assert self.proc.stdout is not None  # stdout=PIPE
             self.pipe = Source(
                 name=src.name,
                 compression=None,

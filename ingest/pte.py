@@ -2,7 +2,7 @@
 
 ``set_migration_pte``/``set_migration_pmd`` print a non-present swap entry holding the old
 pfn; ``remove_migration_pte``/``remove_migration_pmd`` print the restored present entry,
-holding the new pfn. Layouts (see formats.md section 4):
+holding the new pfn. Layouts (see docs/formats.md section 4):
 
 * x86_64: swap entry ``TYPE(59-63) | ~OFFSET(9-58)``, offset = pfn | young << B | dirty << B+1
   with B = SWP_PFN_BITS = 34 (4-level paging) or 40 (5-level, ``x86_64-la57``).

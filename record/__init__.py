@@ -9,6 +9,8 @@ with zstd (or gzip for ``.gz``) in frames flushed every second, so the file on d
 valid stream that :func:`rmapscope.ingest.ingest` reads; metadata (kernel, clock, events, host,
 lost events) goes to a JSON sidecar ``<output>.meta.json``.
 
+Recording needs root and a writable tracefs, so this example is not run as a doctest:
+
 >>> from rmapscope.record import record  # doctest: +SKIP
 >>> r = record("box1.trace.zst", duration=10)  # doctest: +SKIP
 >>> r.lines, r.lost_events  # doctest: +SKIP
@@ -22,6 +24,7 @@ import datetime as dt
 import errno
 import fnmatch
 import json
+import math
 import os
 import platform
 import re
@@ -36,7 +39,10 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
 
 import zstandard
 
@@ -420,6 +426,18 @@ def _compression_for(path: Path) -> str:
     return "zstd"
 
 
+class _Compressor(Protocol):
+    """A streaming compressor: zstandard's compressobj or zlib's."""
+
+    def compress(self, data: bytes, /) -> bytes:
+        """Compress ``data``; returns what is ready of the output."""
+        ...
+
+    def flush(self, mode: int, /) -> bytes:
+        """The rest of the output (``mode`` ends the frame or stream)."""
+        ...
+
+
 class _Sink:
     """Compressed output in independent frames (zstd) or members (gzip), one per flush."""
 
@@ -429,11 +447,10 @@ class _Sink:
         self.file = open(path, "wb" if force else "xb")  # noqa: SIM115 - closed in close()
         self.pending: list[bytes] = []
         self.pending_bytes = 0
-        self.in_frame = False
         self.bytes_text = 0
         self.bytes_written = 0
         self._zstd = zstandard.ZstdCompressor(level=3)
-        self._cobj = None
+        self._cobj: _Compressor | None = None
 
     def write(self, chunk: bytes) -> None:
         self.pending.append(chunk)
@@ -494,7 +511,7 @@ class _Stop:
     def __init__(self) -> None:
         self.signum: int | None = None
         self.count = 0
-        self._old: dict[int, object] = {}
+        self._old: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
 
     def _handler(self, signum, frame) -> None:
         self.signum = self.signum or signum
@@ -527,9 +544,12 @@ def _default_buffer_kb(ncpus: int) -> int:
     """8192 KB per CPU, less where the whole buffer would exceed 1/16 of available memory."""
     try:
         meminfo = Path("/proc/meminfo").read_text()
-        avail = int(re.search(r"MemAvailable:\s+(\d+)", meminfo).group(1))
-    except (OSError, AttributeError, ValueError):
+    except OSError:
         return DEFAULT_BUFFER_KB
+    m = re.search(r"MemAvailable:\s+(\d+)", meminfo)
+    if m is None:
+        return DEFAULT_BUFFER_KB
+    avail = int(m.group(1))
     return max(1024, min(DEFAULT_BUFFER_KB, avail // 16 // max(ncpus, 1)))
 
 
@@ -789,7 +809,7 @@ def _open_instance(root: Path, name: str | None, journal: _Journal) -> tuple[str
             continue
         except OSError as e:
             raise RmapscopeError(f"cannot create tracefs instance {path}: {e.strerror}") from None
-        journal.action(f"rmdir {path}", lambda p=path: _rmdir_retry(p))
+        journal.action(f"rmdir {path}", partial(_rmdir_retry, path))
         return cand, path, True
     raise RmapscopeError(f"cannot create a tracefs instance under {instances}: names taken")
 
@@ -904,7 +924,8 @@ class _Loop:
         next_progress = self.t0 + _PROGRESS_EVERY
         deadline = self.t0 + duration if duration else None
         reason: str | None = None
-        child_deadline = sigint_forward = None
+        child_deadline = math.inf  # set with reason, when a stop signal leaves a child running
+        sigint_forward: float | None = None
         while True:
             dry = self.drain()
             now = time.monotonic()
@@ -939,7 +960,7 @@ class _Loop:
             if reason is not None:
                 if stop.count > 1 or now >= child_deadline:
                     return reason
-                if sigint_forward is not None and now >= sigint_forward:
+                if child is not None and sigint_forward is not None and now >= sigint_forward:
                     _signal_child(child, signal.SIGINT)
                     sigint_forward = None
             if deadline is not None and now >= deadline:

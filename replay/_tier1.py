@@ -26,7 +26,8 @@ def _pow2(order: pl.Expr) -> pl.Expr:
 
 def migration_events(tables: dict[str, pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Sets and removes of both sizes, with ``kind`` (pte/pmd) and ``order``."""
-    sets, removes = [], []
+    sets: list[pl.DataFrame] = []
+    removes: list[pl.DataFrame] = []
     for kind in ("pte", "pmd"):
         for name, out in ((f"set_migration_{kind}", sets), (f"remove_migration_{kind}", removes)):
             df = tables.get(name)
@@ -644,7 +645,8 @@ def _overlaps(forks: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
     ids = m["migration_id"].to_numpy()
     t_end_by_start = m["t_end"].to_numpy()
     longest = int((t_end_by_start - starts).max())  # no overlap starts before f_start - longest
-    counts, listed = [], []
+    counts: list[int] = []
+    listed: list[list[int]] = []
     for f_start, f_end, shares in forks.select("ts_start", "ts_end", "shares_vm").iter_rows():
         if shares or f_start is None or f_end is None:
             counts.append(0)

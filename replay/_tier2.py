@@ -24,12 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 from rmapscope.ingest.probes import PROBES, table_name
 
-PROBE_EVENTS = tuple(PROBES)
 PROBE_TABLES = tuple(table_name(p) for p in PROBES)
-SCHEMA = {
+SCHEMA: dict[str, pl.DataType | DataTypeClass] = {
     "rule": pl.String,
     "verdict": pl.String,
     "ts": pl.Int64,
@@ -65,6 +65,10 @@ class _Vma:
     start: int | None = None  # the copied address range (copy_page_range)
     end: int | None = None
 
+    def covers(self, addr: int) -> bool:
+        """Whether the copy covered ``addr`` (True when the range is not known)."""
+        return self.start is None or self.end is None or self.start <= addr < self.end
+
 
 @dataclass
 class _Visit:
@@ -81,7 +85,7 @@ class _Walk:
     folio: int
     kind: str | None = None
     visits: list[_Visit] = field(default_factory=list)
-    end: _Line | None = None
+    end: _Line | None = None  # set when the walk ends (every walk in _State.done has it)
 
 
 @dataclass
@@ -298,6 +302,7 @@ def _walk_findings(st: _State) -> list[dict]:
     for w in st.done:
         if w.kind is None:
             continue
+        assert w.end is not None
         pfn = _folio_pfn(w)
         seen: dict[int, int] = {}
         for i, v in enumerate(w.visits):
@@ -380,6 +385,7 @@ def _stale(st: _State, w: _Walk) -> list[dict]:
     whose copy ran while a parent's entry for one of them lived holds a copy of it, unless
     this walk restored the child too, or the child's exit zapped it.
     """
+    assert w.end is not None
     removed = [
         (v, e)
         for v in w.visits
@@ -408,7 +414,7 @@ def _stale(st: _State, w: _Walk) -> list[dict]:
             continue  # the child was exiting: its zap drops entries silently
         cv = visits.get(cmm)
         for (mm, addr), entries in st.entries.items():
-            if mm != vma.src_mm or (vma.start is not None and not vma.start <= addr < vma.end):
+            if mm != vma.src_mm or not vma.covers(addr):
                 continue
             for e in entries:
                 if (e.pfn, e.batch) not in lives or e.line.seq > w.start.seq:
@@ -439,7 +445,7 @@ def _downgrade_explained(st: _State, e: _Entry, src_mm: int, addr: int, child: t
     for key, vma in st.vmas.items():
         if key == child or vma.src_mm != src_mm or vma.ret is None:
             continue
-        if vma.start is not None and not vma.start <= addr < vma.end:
+        if not vma.covers(addr):
             continue
         gone = e.removed.ts if e.removed is not None else None
         if (gone is None or vma.link.ts < gone) and e.line.ts < vma.ret.ts:
@@ -458,6 +464,7 @@ def _copied_entry(
     # child empty; it caught the entry if that time lies in the entry's life. Certain when
     # every such time does; likely enough when they meet and the parent's WRITE entry came
     # back read-only (fork's downgrade of an entry it copied).
+    assert w.end is not None and vma.ret is not None  # a finished walk, a returned fork
     lo = max(vma.link.ts, cv.line.ts) if cv is not None else vma.link.ts
     hi = vma.ret.ts
     if lo >= hi:
@@ -499,7 +506,7 @@ def _leak_findings(st: _State, vma_pgoff: dict) -> list[dict]:
             if e.superseded or (e.removed is not None and e.removed.seq < end.seq):
                 continue
             pgoff = vma_pgoff.get((mm, addr >> 12))
-            unlink = st.unlinked.get((mm, pgoff))
+            unlink = st.unlinked.get((mm, pgoff)) if pgoff is not None else None
             if unlink is not None and unlink.seq < end.seq:
                 continue  # zapped by the owner's exit before the batch ended
             owner = st.owner.get(mm)

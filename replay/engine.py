@@ -50,7 +50,7 @@ BATCH_COUNTS = (
 CPU_FILTERABLE = ("tcreport", "tcreport_latency", "trace_dat")
 
 #: Columns and types of the violations table (tier 2 builds its findings with it).
-VIOLATION_SCHEMA = t2.SCHEMA
+VIOLATION_SCHEMA = pl.Schema(t2.SCHEMA)
 
 
 def replay_trace(

@@ -240,9 +240,9 @@ def parse_print_fmt(line: str) -> PrintFormat:
         kind, _, extra = classified[i]
         col = columns[i]
         derived = col is None
-        if derived:
-            m = _KEY_RE.search(literals[i])
-            base = m.group(1) if m else f"arg{i}"
+        if col is None:
+            key = _KEY_RE.search(literals[i])
+            base = key.group(1) if key else f"arg{i}"
             col = base
             n = 2
             while col in used:

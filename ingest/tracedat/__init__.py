@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Self
+from typing import Literal, Self
 
 import numpy as np
 import polars as pl
@@ -334,7 +334,7 @@ class TraceDatReader:
     def _streams(self) -> list[_Stream]:
         meta = self.meta
         _c_off, c_size, d_off = meta.page_header
-        streams = []
+        streams: list[_Stream] = []
         n_streams = sum(1 for b in meta.buffers for c in b.cpus if c.size)
         if n_streams > MAX_STREAMS:
             raise InputError(
@@ -559,7 +559,7 @@ class TraceDatReader:
     @staticmethod
     def _count_below(s: _Stream, cut: int, inclusive: bool) -> int:
         n = 0
-        side = "right" if inclusive else "left"
+        side: Literal["left", "right"] = "right" if inclusive else "left"
         for seg in s.segments:
             keys = seg.key[seg.pos :]
             k = int(np.searchsorted(keys, cut, side=side))
@@ -690,7 +690,7 @@ class TraceDatReader:
             bounds = [*(r[1] for r in ranges[1:]), n_cat]
             for (_s, row, first), nxt in zip(ranges, bounds, strict=True):
                 index[row:nxt] = np.arange(first, first + nxt - row)
-        if any_bad:
+        if bad is not None:
             self._report_bad(
                 errors,
                 ev_type,
@@ -759,9 +759,9 @@ class TraceDatReader:
         if due:
             rank = np.empty(n_cat, dtype=np.int64)  # cat row -> rel (for kept rows)
             rank[order] = np.arange(n)
-            kept = ~bad if any_bad else None
+            kept = ~bad if bad is not None else None
             markers = self._markers(streams, due, ranges, index, rank, kept, ts, n)
-        edges = self._edges(streams, ranges, order, stream, ts, cpu_of, bad if any_bad else None)
+        edges = self._edges(streams, ranges, order, stream, ts, cpu_of, bad)
         ts_kept = ts[order] if any_bad else ts
         return Batch(
             frames=frames,
@@ -804,7 +804,9 @@ class TraceDatReader:
         if not any(inst_of):
             return to_series("instance", None, pa.string(), m)
         if stream is None or len(inst_of) == 1:
-            return repeat_string(inst_of[0], m, "instance")
+            only = inst_of[0]
+            assert only is not None  # one instance, and any() says it has a name
+            return repeat_string(only, m, "instance")
         return enum_column("instance", inst_of, stream.astype(np.uint32))
 
     def _add_decoded(self, dec: EventDecoder, cols: dict, n: int) -> None:

@@ -31,7 +31,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rmapscope._printfmt import _split_fmt, split_args
+from rmapscope._printfmt import Conversion, _split_fmt, split_args
 from rmapscope.schema import DECODED, EventSchema, FieldDef, column_for
 
 from . import _expr as expr
@@ -430,8 +430,8 @@ def build_decoder(schema: EventSchema, text: str) -> EventDecoder:
             dec.common[name] = (f.offset, f.size)
     args = _print_args(text) or []
     convs = schema.print_fmt.conversions if schema.print_fmt else []
-    by_field: dict[str, tuple[object, str]] = {}
-    derived: dict[str, tuple[object, str]] = {}
+    by_field: dict[str, tuple[Conversion, str]] = {}
+    derived: dict[str, tuple[Conversion, str]] = {}
     for i, conv in enumerate(convs):
         arg = args[i] if i < len(args) else ""
         if conv.derived:
@@ -567,11 +567,6 @@ class Decoder:
     def __init__(self, big_endian: bool) -> None:
         self.big = big_endian
 
-    def field_values(self, buf: Buffer, rec: np.ndarray, f: FieldDef) -> np.ndarray:
-        size = f.size if f.size else 4
-        aligned = f.offset % min(size, 4) == 0  # records start 4-byte aligned
-        return buf.value(rec + f.offset, size, f.signed, aligned)
-
     @staticmethod
     def _u64_values(recs: _Records, dec: EventDecoder, node: expr.Node) -> dict:
         fields = {f.name: f for f in dec.schema.fields}
@@ -584,9 +579,12 @@ class Decoder:
         return out
 
     def columns(
-        self, buf: Buffer, rec: np.ndarray, rec_len: np.ndarray, dec: EventDecoder
+        self, buf: Buffer, rec: np.ndarray, rec_len: np.ndarray | None, dec: EventDecoder
     ) -> dict[str, pl.Series]:
-        """The event's own columns for records at ``rec`` (byte offsets into ``buf``)."""
+        """The event's own columns for records at ``rec`` (byte offsets into ``buf``).
+
+        ``rec_len`` (the records' lengths) may be None when ``dec`` has no sized fields.
+        """
         out: dict[str, pl.Series] = {}
         n = len(rec)
         recs = _Records(buf, rec, dec)
@@ -630,6 +628,7 @@ class Decoder:
             return values
         if col.source == "derived":
             return None
+        assert f is not None  # what is left is a "field" column, which has its FieldDef
         # a field: strings, arrays, or numbers (possibly through a print-fmt expression)
         if f.is_string:
             return self._string(buf, rec, rec_len, dec, f)
@@ -666,7 +665,7 @@ class Decoder:
     def _array_text(self, buf, rec, rec_len, dec, f) -> pa.Array:
         """Non-char arrays, as libtraceevent's raw dump prints them: ``ARRAY[01, 02, ...]``."""
         start, length = self._bounds(buf, rec, rec_len, dec, f)
-        out = []
+        out: list[str | None] = []
         for s, ln in zip(start.tolist(), length.tolist(), strict=True):
             if ln < 0:
                 out.append(None)
@@ -683,7 +682,9 @@ def pl_type(typ: pa.DataType) -> pl.DataType:
     """The polars dtype of an arrow type."""
     t = _PL_TYPES.get(typ)
     if t is None:
-        t = _PL_TYPES[typ] = pl.from_arrow(pa.array([], type=typ)).dtype
+        empty = pl.from_arrow(pa.array([], type=typ))
+        assert isinstance(empty, pl.Series)  # an arrow array becomes a Series
+        t = _PL_TYPES[typ] = empty.dtype
     return t
 
 

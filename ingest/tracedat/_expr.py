@@ -118,8 +118,9 @@ class _Parser:
 
     def parse(self) -> Node:
         node = self.ternary(0)
-        if self.peek() is not None:
-            raise Unsupported(f"unexpected {self.peek()[1]!r}")
+        tok = self.peek()
+        if tok is not None:
+            raise Unsupported(f"unexpected {tok[1]!r}")
         return node
 
     def ternary(self, depth: int) -> Node:
@@ -223,13 +224,6 @@ def fields_of(node: Node) -> set[str]:
     for a in node.args:
         out |= fields_of(a)
     return out
-
-
-def _u(v):
-    """Wrap a Python int or numpy array to unsigned 64 bits."""
-    if isinstance(v, np.ndarray):
-        return v.astype(_U64, copy=False)
-    return v & MASK
 
 
 def evaluate(node: Node, values: dict[str, np.ndarray]):

@@ -1,6 +1,6 @@
 """Read the metadata of a trace-cmd ``trace.dat`` (file versions 6 and 7).
 
-Layout (see shared/reference/formats.md section 3 and trace-cmd's ``trace-input.c``):
+Layout (see docs/formats.md section 3 and trace-cmd's ``trace-input.c``):
 
 * v6 is sequential: initial header, ``header_page``/``header_event``, ftrace and event
   formats, kallsyms, printk formats, saved cmdlines, CPU count, ``options`` and
@@ -251,7 +251,9 @@ def _zstd() -> zstandard.ZstdDecompressor:
     return d
 
 
-def decompress(codec: str | None, data: bytes, expect: int, name: str, where: str) -> bytes:
+def decompress(
+    codec: str | None, data: bytes | memoryview, expect: int, name: str, where: str
+) -> bytes:
     """Decompress one block whose header says it holds ``expect`` bytes.
 
     The output may never exceed ``expect`` (itself capped by the caller); a block that is
@@ -264,7 +266,7 @@ def decompress(codec: str | None, data: bytes, expect: int, name: str, where: st
             d = zlib.decompressobj()
             out = d.decompress(data, expect + 1)
         elif codec is None or codec == "none":
-            out = data
+            out = bytes(data)
         else:
             raise InputError(f"{name}: unknown compression {codec!r} for {where}")
     except (zstandard.ZstdError, zlib.error) as e:
@@ -645,7 +647,7 @@ def _read_v7(f: FileReader, meta: Metadata, pos: int) -> None:
         where = f"the cmdlines section at byte {sections[OPT_CMDLINES]}"
         c = Cursor(body, f.name, None, where, meta.big_endian)
         meta.cmdlines = _parse_cmdlines(c.take(c.u64("cmdlines size"), "saved cmdlines"))
-    buffers = []
+    buffers: list[BufferInfo] = []
     for b in meta.buffers:
         if b.latency:
             continue

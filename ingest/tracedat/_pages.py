@@ -1,8 +1,8 @@
 """Walk ring-buffer pages (sub-buffers) of a trace.dat CPU stream into record arrays.
 
 A page is ``u64 timestamp, long commit, data[commit & (1<<27)-1]``; the data is a chain of
-4-byte-aligned entries whose first word holds ``type_len:5, time_delta:27`` (see formats.md
-section 3.4 and libtraceevent's kbuffer-parse.c):
+4-byte-aligned entries whose first word holds ``type_len:5, time_delta:27`` (see
+docs/formats.md section 3.4 and libtraceevent's kbuffer-parse.c):
 
 * 1..28: a data record of ``type_len * 4`` bytes after the header word;
 * 0: a data record whose length (+4) is in the next word (``array[0]``);
@@ -211,9 +211,9 @@ def _records(words, vpos, ts0, first, counts, end_w, wps, where, want_pages, big
         else:
             i = int(last[np.flatnonzero(over)[0]])
             what = "an entry that overruns the page's data"
-        page = int(np.searchsorted(first, i, side="right") - 1)
-        at = int(vpos[i] - page * wps) * 4
-        raise InputError(f"{where(page)}: {what} at byte {at} of the page: corrupt trace.dat")
+        bad = int(np.searchsorted(first, i, side="right") - 1)
+        at = int(vpos[i] - bad * wps) * 4
+        raise InputError(f"{where(bad)}: {what} at byte {at} of the page: corrupt trace.dat")
 
     # Timestamps: per page, the page time plus the running sum of deltas; a time extend
     # adds array[0] << 27; an absolute stamp restarts the sum (keeping the top 5 bits of
@@ -302,9 +302,8 @@ def page_groups(
             start = offset + first * ps
             length = min(n * ps, offset + size - start)
             buf = _zeros(n * ps)
-            f.read_into(start, memoryview(buf)[:length], f"{label} pages")
-            where = _where_plain(f.name, label, offset, ps)
-            yield Group(buf, n, first, lambda p, first=first, where=where: where(first + p))
+            f.read_into(start, buf.data[:length], f"{label} pages")
+            yield Group(buf, n, first, _shifted(_where_plain(f.name, label, offset, ps), first))
             first += n
         return
     yield from _compressed_groups(f, offset, size, layout, codec, label, per_group)
@@ -325,6 +324,11 @@ def _where_plain(name: str, label: str, offset: int, ps: int) -> Callable[[int],
         return f"{name}: {label} page at byte {offset + page * ps}"
 
     return where
+
+
+def _shifted(where: Callable[[int], str], first: int) -> Callable[[int], str]:
+    """``where`` for a group whose page 0 is page ``first`` of the stream."""
+    return lambda p: where(first + p)
 
 
 def _zeros(n: int) -> np.ndarray:
@@ -363,7 +367,8 @@ def _compressed_groups(f, offset, size, layout, codec, label, per_group) -> Iter
     chunk_offsets: list[int] = []  # its file offset
     done_pages = 0
     want = next(per_group) * ps  # bytes of the next group
-    window, window_at = b"", offset  # compressed bytes read ahead (many chunks per read)
+    # compressed bytes read ahead (many chunks per read)
+    window, window_at = memoryview(b""), offset
 
     def read(at: int, n: int, what: str) -> memoryview:
         nonlocal window, window_at

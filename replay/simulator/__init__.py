@@ -165,8 +165,8 @@ def _one_page(m: sm.Model) -> tuple[sm.Task, sm.Task, sm.Task, sm.Folio]:
     mig = m.new_task(47, "kcompactd0", 0)
     par = m.new_task(1201, "forker", 1)
     child = m.new_task(1202, "forker", 1)
-    m.new_mm(par)
-    vma = m.new_vma(par.mm, 0x7F5E8C000000, 4)
+    pmm = m.new_mm(par)
+    vma = m.new_vma(pmm, 0x7F5E8C000000, 4)
     folio = m.fault_in(par, vma, vma.start + sm.PAGE)
     return mig, par, child, folio
 
@@ -187,8 +187,8 @@ def _fork_vs_remove(m: sm.Model, rng: random.Random) -> None:
 def _exit_during_migration(m: sm.Model, rng: random.Random) -> None:
     mig = m.new_task(47, "kcompactd0", 0)
     par = m.new_task(2101, "server", 1)
-    m.new_mm(par)
-    vma = m.new_vma(par.mm, 0x7F3D40000000, 8)
+    pmm = m.new_mm(par)
+    vma = m.new_vma(pmm, 0x7F3D40000000, 8)
     folios = [m.fault_in(par, vma, vma.start + i * sm.PAGE) for i in range(4)]
     kids = [m.new_task(2102 + i, "server", 2 + i) for i in range(2)]
     for k in kids:
@@ -212,10 +212,10 @@ def _thp_split_vs_fork(m: sm.Model, rng: random.Random) -> None:
     spl = m.new_task(72, "kswapd0", 3)
     par = m.new_task(2301, "thp_app", 1)
     child = m.new_task(2302, "thp_app", 2)
-    m.new_mm(par)
-    thp_vma = m.new_vma(par.mm, 0x7F2A00000000, 512)
+    pmm = m.new_mm(par)
+    thp_vma = m.new_vma(pmm, 0x7F2A00000000, 512)
     thp = m.fault_in(par, thp_vma, thp_vma.start, order=sm.PMD_ORDER, huge=True)
-    mvma = m.new_vma(par.mm, 0x7F2A00400000, 32)
+    mvma = m.new_vma(pmm, 0x7F2A00400000, 32)
     mthp = m.fault_in(par, mvma, mvma.start, order=4)
     m.fault_in(par, mvma, mvma.start + 20 * sm.PAGE)
     m.spawn(par, m.fork(par, child))
@@ -233,12 +233,12 @@ def _compaction_storm(m: sm.Model, rng: random.Random) -> None:
         (worker, [(0x55D0C8A00000, 24, 20), (0x7F61B0000000, 16, 12)]),
         (db, [(0x7F0A2C000000, 20, 16)]),
     ):
-        m.new_mm(t)
+        mm = m.new_mm(t)
         for start, npages, touched in layout:
-            vma = m.new_vma(t.mm, start, npages)
+            vma = m.new_vma(mm, start, npages)
             for i in sorted(rng.sample(range(npages), touched)):
                 m.fault_in(t, vma, start + i * sm.PAGE)
-                pages.setdefault(t.mm, []).append(start + i * sm.PAGE)
+                pages.setdefault(mm, []).append(start + i * sm.PAGE)
     next_pid = [3400]
 
     def new_child(parent: sm.Task) -> sm.Task:
@@ -247,8 +247,9 @@ def _compaction_storm(m: sm.Model, rng: random.Random) -> None:
 
     def child_prog(depth: int) -> Callable[[sm.Task], sm.Program]:
         def prog(c: sm.Task) -> sm.Program:
-            addrs = pages[c.parent.mm]
-            pages[c.mm] = addrs
+            assert c.parent is not None  # fork() set it
+            addrs = pages[c.parent.user_mm]
+            pages[c.user_mm] = addrs
             for a in rng.sample(addrs, 3):
                 yield from m.write(c, a)
             if depth == 0 and rng.random() < 0.7:
@@ -260,7 +261,7 @@ def _compaction_storm(m: sm.Model, rng: random.Random) -> None:
 
     def parent_prog(t: sm.Task, forks: int) -> sm.Program:
         for _ in range(forks):
-            for a in rng.sample(pages[t.mm], 2):
+            for a in rng.sample(pages[t.user_mm], 2):
                 yield from m.write(t, a)
             yield from m.fork(t, new_child(t), then=child_prog(0))
 

@@ -53,10 +53,8 @@ from dataclasses import dataclass, field
 PAGE_SHIFT = 12
 PAGE = 1 << PAGE_SHIFT
 PMD_ORDER = 9
-PMD_SIZE = PAGE << PMD_ORDER
-M64 = (1 << 64) - 1
 
-# x86_64, 4-level paging, Linux 6.18 without DEVICE_PRIVATE (formats.md section 4)
+# x86_64, 4-level paging, Linux 6.18 without DEVICE_PRIVATE (docs/formats.md section 4)
 VMEMMAP_BASE = 0xFFFFEA0000000000  # struct page array; a folio pointer is base + 64 * pfn
 SWP_PFN_BITS = 34
 SWP_TYPE = {"read": 28, "read_exclusive": 29, "write": 30}
@@ -195,6 +193,13 @@ class Vma:
     pending: list[Finding] = field(default_factory=list)  # findings detected at the ret
 
     @property
+    def av(self) -> AnonVma:
+        """The vma's own anon_vma (``new_vma`` and fork give every vma one)."""
+        if self.anon_vma is None:
+            raise SimError(f"vma {self.start:#x} has no anon_vma")
+        return self.anon_vma
+
+    @property
     def npages(self) -> int:
         return (self.end - self.start) >> PAGE_SHIFT
 
@@ -228,6 +233,14 @@ class Task:
     mm: Mm | None = None
     parent: Task | None = None
     prio: int = 120
+    exit_printed: bool = False  # sched_process_exit printed: its zaps follow, without lines
+
+    @property
+    def user_mm(self) -> Mm:
+        """The task's mm (``new_mm`` gives one to every task that touches memory)."""
+        if self.mm is None:
+            raise SimError(f"task {self.pid} ({self.comm}) has no mm")
+        return self.mm
 
 
 @dataclass(eq=False)
@@ -521,7 +534,7 @@ class Model:
         gfp = GFP_THP if huge else (GFP_MTHP if order else GFP_ANON)
         self.page_alloc(task, pfn, order, gfp)
         index = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
-        f = self.new_folio(pfn, order, vma.anon_vma, index, huge)
+        f = self.new_folio(pfn, order, vma.av, index, huge)
         if huge:
             self.put(vma.mm, addr, Entry(False, pfn, True, True, False, True, True, "fault"))
         else:
@@ -569,7 +582,7 @@ class Model:
     # -- fork -----------------------------------------------------------------------------
     def fork(self, parent: Task, child: Task, then: Callable[[Task], Program] | None = None):
         """``fork()`` in ``parent``: dup_mmap per vma, then task_newtask/sched_process_fork."""
-        pmm = parent.mm
+        pmm = parent.user_mm
         cmm = None
         for pvma in list(pmm.vmas):
             yield lambda pvma=pvma: self.lock_free(pvma.anon_vma)
@@ -613,12 +626,12 @@ class Model:
             mm=cmm.ptr,
             pmm=pvma.mm.ptr,
             pgoff=pvma.pgoff,
-            anon_vma=pvma.anon_vma.ptr,
+            anon_vma=pvma.av.ptr,
         )
         for av in pvma.chain:  # anon_vma_clone
             self._tree_insert(av, cvma, pvma)
             cvma.chain.append(av)
-        own = self.new_anon_vma(pvma.anon_vma.top)
+        own = self.new_anon_vma(pvma.av.top)
         cvma.anon_vma = own
         cvma.chain.append(own)
         self._tree_insert(own, cvma, None)
@@ -692,7 +705,7 @@ class Model:
                     f"fork copied a present pte for pfn {folio.pfn:#x} at {addrs[0]:#x} into "
                     f"child mm {cmm.ptr:#x} after the set walk had visited the child: the "
                     "child still maps the old page, so this migration attempt must fail",
-                    [w.visit_ev[id(cvma)], cvma.link_ev],
+                    [i for i in (w.visit_ev[id(cvma)], cvma.link_ev) if i is not None],
                     parent_mm=pmm,
                 )
                 cvma.pending.append(self.find(f))
@@ -717,7 +730,7 @@ class Model:
             folio=folio_ptr(w.folio.pfn),
             mm=vma.mm.ptr,
             pgoff=vma.pgoff,
-            anon_vma=vma.anon_vma.ptr,
+            anon_vma=vma.av.ptr,
             addr=vma.addr_of(w.folio.index),
         )
         self._visit_check(w, vma, ev)
@@ -759,7 +772,7 @@ class Model:
             f"the {w.kind} walk of pfn {w.folio.pfn:#x} visited child mm {vma.mm.ptr:#x} "
             f"before its parent mm {p.mm.ptr:#x} while the child's page tables were being "
             f"copied: {what}",
-            [vma.link_ev, w.start_ev, ev],
+            [i for i in (vma.link_ev, w.start_ev, ev) if i is not None],
             detect_ev=ev,
             parent_mm=p.mm,
         )
@@ -906,6 +919,7 @@ class Model:
                     continue
                 e.reported = True
                 cvma = e.copy_vma
+                assert cvma is not None and w.end_ev is not None  # a copy; an ended walk
                 root = e.root_set()
                 f = Finding(
                     "stale-child-entry",
@@ -958,7 +972,7 @@ class Model:
         start = self.emit(task, "mm_migrate_pages_start", f"mode={MODES[mode]} reason={reason}")
         batch = Batch(task, start)
         succeeded = failed = thp_succeeded = thp_failed = 0
-        unmapped: list[tuple[Folio, Folio | None, Op]] = []
+        unmapped: list[tuple[Folio, int, Op]] = []  # (folio, target pfn, op)
         retry = list(folios)
         for _ in range(MAX_PASSES):
             if not retry:
@@ -1024,7 +1038,7 @@ class Model:
             e.reported = True
             # once the owner's exit is printed, the lines cannot tell whether its zap (which
             # prints nothing) came before this batch ended
-            exiting = getattr(mm.task, "exit_printed", False)
+            exiting = mm.task.exit_printed
             self.find(
                 Finding(
                     "leaked-entry",
@@ -1078,16 +1092,16 @@ class Model:
         root.writer = None
 
     # -- exit -----------------------------------------------------------------------------
-    def exit(self, task: Task, reaper: Task | None = None):
+    def exit(self, task: Task):
         """do_exit (6.16+ order) and, later, the task struct's release."""
-        mm = task.mm
+        mm = task.user_mm
         yield None
         self.emit(
             task,
             "sched_process_exit",
             f"comm={task.comm} pid={task.pid} prio={task.prio} group_dead=true",
         )
-        task.exit_printed = True  # its zaps follow, without a line of their own
+        task.exit_printed = True
         for vma in list(mm.vmas):  # unmap_vmas
             yield None
             for addr in sorted(a for a in mm.pt if vma.start <= a < vma.end):
@@ -1123,7 +1137,7 @@ class Model:
 
     def write(self, task: Task, addr: int):
         """A write to ``addr`` (do_wp_page): reuse, copy-on-write or first fault."""
-        mm = task.mm
+        mm = task.user_mm
         yield lambda: not self._waits(mm, addr)
         vma = mm.vma_at(addr)
         e = mm.pt.get(addr)
@@ -1141,12 +1155,12 @@ class Model:
         if f.mapcount == 1 and f.op is None and not f.isolated and f.nr == 1:
             e.writable = e.dirty = e.young = True  # wp_can_reuse_anon_folio
             f.exclusive = True
-            f.anon_vma = vma.anon_vma  # folio_move_anon_rmap
+            f.anon_vma = vma.av  # folio_move_anon_rmap
             return
         pfn = self.alloc_pfn(0)
         self.page_alloc(task, pfn, 0, GFP_COW)
         index = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
-        self.new_folio(pfn, 0, vma.anon_vma, index, False)
+        self.new_folio(pfn, 0, vma.av, index, False)
         self.put(mm, addr, Entry(False, pfn, False, True, False, True, True, "cow"))
         if f.mapcount == 0 and not f.isolated and not f.freed:
             self.page_free(task, f)
@@ -1186,6 +1200,7 @@ class Model:
         downgrade does not point at ``f``'s child."""
         pe, cv = f.copied, f.child_vma
         assert pe is not None and cv is not None and cv.fork_src is not None
+        assert pe.set_ev is not None  # a copy of an entry that a set walk made
         gone = ts[pe.gone_ev] if pe.gone_ev is not None else None
         for v in self.fork_vmas:
             if v is cv or v.fork_src is None or v.fork_src.mm is not cv.fork_src.mm:

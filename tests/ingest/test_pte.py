@@ -1,4 +1,4 @@
-"""Decoding migration entries and restored ptes (formats.md section 4 examples)."""
+"""Decoding migration entries and restored ptes (docs/formats.md section 4 examples)."""
 
 from __future__ import annotations
 

@@ -201,7 +201,7 @@ def test_restored_entries_round_trip_through_the_decoder():
 
 
 def test_encodings_match_real_6_18_lines():
-    # formats.md 4.3: read entry of pfn 0x101c1f / young one of 0x101dff, and the real
+    # docs/formats.md 4.3: read entry of pfn 0x101c1f / young one of 0x101dff, and the real
     # restores of the sample traces (write+young+dirty -> ...067, read+dirty -> 84...005)
     assert sm.swap_entry(0x101C1F, "read", False, False) == 0xE7FFFFFFDFC7C000
     assert sm.swap_entry(0x101DFF, "read", True, False) == 0xE7FFF7FFDFC40000
