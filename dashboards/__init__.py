@@ -22,7 +22,8 @@ from rmapscope.dataset import Dataset
 from rmapscope.errors import DatasetError, UsageError
 
 from . import _html
-from .panels import SECTIONS, Ctx, Panel
+from ._panel import Panel
+from .panels import SECTIONS, Ctx
 
 __all__ = ["Panel", "build_panels", "build_report", "resolve_traces"]
 

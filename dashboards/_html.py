@@ -29,10 +29,12 @@ from typing import TYPE_CHECKING, Any
 import plotly.io as pio
 import plotly.offline
 
+from ._panel import Kpi, Panel, Section
+
 if TYPE_CHECKING:
     import polars as pl
 
-    from .panels import Panel
+__all__ = ["Column", "Panel", "Section", "esc", "figure_html", "kpis", "page", "table"]
 
 
 def esc(value: Any) -> str:
@@ -272,15 +274,6 @@ _CHECK_JS = """
 """
 
 
-@dataclass(frozen=True)
-class Section:
-    """A heading and its panels."""
-
-    id: str
-    title: str
-    panels: Sequence[Panel]
-
-
 def _panel_html(p: Panel, nonce: str) -> str:
     parts = [f'<section class="panel" id="panel-{esc(p.id)}">', f"<h3>{esc(p.title)}</h3>"]
     if p.description:
@@ -304,7 +297,7 @@ def _panel_html(p: Panel, nonce: str) -> str:
     return "\n".join(parts)
 
 
-def kpis(items: Iterable[tuple[str, str, str]]) -> str:
+def kpis(items: Iterable[Kpi]) -> str:
     """A row of big numbers: (value, label, tone) with tone in '', good, warn, bad."""
     return (
         '<div class="kpis">'
