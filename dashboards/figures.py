@@ -158,7 +158,6 @@ def _lane_layout(fig: go.Figure, rows: list[str], max_height: int) -> None:
     )
 
 
-
 # --------------------------------------------------------------------------- tables
 def traces_table(df: pl.DataFrame) -> str:
     """The ``report-traces`` rows as a table."""

@@ -255,9 +255,7 @@ def migration_timeline_panel(ctx: Ctx) -> Panel:
                 f"{int(merged['n'].sum()):,} items were merged into {merged.height:,} bars "
                 "(rows over the cap)."
             )
-        return Panel(
-            "migration_timeline", title, sql, df, figure=fig, description=desc, note=note
-        )
+        return Panel("migration_timeline", title, sql, df, figure=fig, description=desc, note=note)
 
     empty = "No migrations and no forks."
     return _panel(ctx, "migration_timeline", title, desc, sql, why, empty, draw)
@@ -354,9 +352,7 @@ def violations_panel(ctx: Ctx) -> Panel:
         note = f"{nv:,} violations among the {df.height:,} findings listed"
         note += f" (of {total:,}; the first {VIOLATION_ROWS} shown)." if total > df.height else "."
         html = figures.violations_table(df)
-        return Panel(
-            "violations", title, sql, df, table_html=html, description=desc, note=note
-        )
+        return Panel("violations", title, sql, df, table_html=html, description=desc, note=note)
 
     empty = "No findings: every migration entry was accounted for."
     return _panel(ctx, "violations", title, desc, sql, why, empty, draw)
