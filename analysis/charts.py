@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 
-from ._query import CannedQuery, dedent, trace_filter
+from ._query import CannedQuery, dedent
+from ._query import trace_filter as _t
 
 #: At most this many bars per CPU row of the timeline (more: merged per time bucket).
 TIMELINE_ROW_CAP = 5000
@@ -65,10 +66,6 @@ def nice_bucket_sql(source: str, indent: int = 12) -> str:
         f"{pad}             WHEN 5 * p10 >= x THEN 5 * p10 ELSE 10 * p10 END AS BIGINT) AS width\n"
         f"{pad}      FROM (SELECT *, pow(10, floor(log10(greatest(x, 1)))) AS p10 FROM {source})"
     )
-
-
-def _t(column: str = "trace") -> str:
-    return trace_filter(column)
 
 
 def _q(

@@ -3,9 +3,10 @@
 Nothing that came from a trace (comm, file names, event names, field text, host names) is
 ever written into the page without ``html.escape``: table cells, the SQL text, titles and
 notes go through :func:`esc`; figure data goes through :func:`plotly.io.to_html`, which
-writes it as JSON with ``<``, ``>`` and ``/`` as unicode escapes, and the panels escape
-every string they hand to plotly (plotly draws text as pseudo-HTML, so ``<b>`` in a comm
-would otherwise turn bold; it decodes the entities back for display).
+writes it as JSON with ``<``, ``>`` and ``/`` as unicode escapes, and the figure functions
+(:mod:`rmapscope.dashboards.figures`) escape every string they hand to plotly (plotly draws
+text as pseudo-HTML, so ``<b>`` in a comm would otherwise turn bold; it decodes the
+entities back for display).
 
 Defence in depth: a Content-Security-Policy ``<meta>`` allows only scripts that carry the
 page's random nonce (the plotly bundle, one small script per figure, the self-check), so an
