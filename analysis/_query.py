@@ -35,15 +35,15 @@ def trace_filter(column: str = "trace") -> str:
 
 
 def dedent(text: str) -> str:
-    """SQL written indented in Python, as it should read: common indent and blank ends gone.
+    r"""SQL written indented in Python, as it should read: the lines after the first lose
+    their common indent, the first line its own, and blank ends go.
 
-    >>> dedent('''
-    ...     SELECT 1
-    ...       AS x
-    ... ''')
-    'SELECT 1\\n  AS x'
+    >>> dedent("SELECT 1\n             AS x\n      FROM t\n")
+    'SELECT 1\n       AS x\nFROM t'
     """
-    return "\n".join(ln.rstrip() for ln in textwrap.dedent(text).strip("\n").splitlines())
+    first, *rest = text.strip("\n").splitlines()
+    lines = [first.strip(), *textwrap.dedent("\n".join(rest)).splitlines()]
+    return "\n".join(ln.rstrip() for ln in lines)
 
 
 def bind_params(q: CannedQuery, params: dict[str, object] | None) -> dict[str, object]:

@@ -13,19 +13,22 @@ only) to them: every chart of ``rmapscope report`` is one of these, run by name.
 
 from __future__ import annotations
 
+import dataclasses
+
 import duckdb
 
 from rmapscope.errors import UsageError
 
-from ._query import CannedQuery, bind_params, trace_filter
+from ._query import CannedQuery, bind_params, dedent, trace_filter
 from .charts import CHARTS
 
 __all__ = ["CANNED", "QUERIES", "CannedQuery", "bind_params", "run_canned"]
 
 _TRACE = trace_filter()
 
+#: The canned queries (their SQL read as written, without Python's indentation).
 CANNED: dict[str, CannedQuery] = {
-    q.name: q
+    q.name: dataclasses.replace(q, sql=dedent(q.sql))
     for q in [
         CannedQuery(
             "migrations-by-reason",

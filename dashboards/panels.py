@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 import duckdb
 import polars as pl
 
-from rmapscope.analysis._query import bind_params, bound_sql, invocation
+from rmapscope.analysis import QUERIES, bind_params, bound_sql, invocation
+
+# The limits of the chart queries, bound by the panels from here (so a caller can change them).
 from rmapscope.analysis.charts import (
     DRILL_MAPPINGS,
     DRILL_PAGES,
@@ -30,7 +32,6 @@ from rmapscope.analysis.charts import (
     TIMELINE_TOTAL_CAP,
     VIOLATION_ROWS,
 )
-from rmapscope.analysis.queries import QUERIES
 
 from . import figures
 from ._panel import Panel

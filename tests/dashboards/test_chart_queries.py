@@ -17,9 +17,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from rmapscope.analysis import CANNED, QUERIES, charts, connect
+from rmapscope.analysis import CANNED, QUERIES, bind_params, bound_sql, charts, connect
 from rmapscope.analysis._output import render
-from rmapscope.analysis._query import bind_params, bound_sql
 from rmapscope.cli import sample_trace
 from rmapscope.dashboards import build_panels, panels
 from rmapscope.dashboards._panel import Panel
