@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from rmapscope.errors import UsageError
@@ -46,7 +47,7 @@ def dedent(text: str) -> str:
     return "\n".join(ln.rstrip() for ln in lines)
 
 
-def bind_params(q: CannedQuery, params: dict[str, object] | None) -> dict[str, object]:
+def bind_params(q: CannedQuery, params: Mapping[str, object] | None) -> dict[str, object]:
     """The query's defaults updated with ``params`` (strings, converted to the default's type)."""
     name = q.name
     values = dict(q.params)

@@ -115,7 +115,7 @@ def _row_label(multi: bool, host: str | None, trace: str, what: str) -> str:
     return f"{host or '?'} {trace[:8]} {what}"
 
 
-def _layout(fig: go.Figure, height: int, **kw: Any) -> go.Figure:
+def _layout(fig: go.Figure, height: float, **kw: Any) -> go.Figure:
     fig.update_layout(
         template=TEMPLATE,
         height=int(height),
@@ -326,16 +326,16 @@ def cpu_activity_figure(df: pl.DataFrame, traces: pl.DataFrame) -> go.Figure:
     ``traces`` (manifest rows: trace_id, ts_first, ts_last) says where each trace ends, and
     several of them label the rows with host and trace."""
     d = _esc_frame(df).with_columns(pl.col("cpu").fill_null(-1))
-    b = int(d["bucket_ns"][0]) if d.height else 1
+    b = int(d["bucket_ns"].item(0)) if d.height else 1
     multi = traces.height > 1
     keys = d.select("trace", "host", "cpu").unique().sort("trace", "cpu")
-    nb = int(d["bucket"].max()) + 1 if d.height else 0
+    nb = int(d.select(pl.col("bucket").max()).item()) + 1 if d.height else 0
     ends = {
         r["trace_id"]: ((r["ts_last"] or 0) - (r["ts_first"] or 0)) // b
         for r in traces.iter_rows(named=True)
     }
-    labels = []
-    index = {}
+    labels: list[str] = []
+    index: dict[tuple[str, int], int] = {}
     z = np.full((keys.height, nb), np.nan, dtype=np.float32)  # NaN: after the trace's end
     for r in keys.iter_rows(named=True):
         cpu = "cpu ?" if r["cpu"] < 0 else f"cpu {r['cpu']}"
@@ -535,7 +535,7 @@ def migration_rate_figure(df: pl.DataFrame, traces: pl.DataFrame) -> go.Figure:
             if g.is_empty():
                 continue
             name = f"{reason} / {outcome}"
-            w = int(g["width_ns"][0])
+            w = int(g["width_ns"].item(0))
             fig.add_bar(
                 x=((g["bucket"] + 0.5) * w / 1e9).to_numpy(),
                 y=g["per_second"].to_numpy(),
@@ -579,7 +579,7 @@ def forks_figure(df: pl.DataFrame, multi: bool = False) -> go.Figure:
     window (log axis, 0 drawn at 0.5); ``multi`` names the series with host and trace."""
     d = _esc_frame(df)
     symbols = ["circle", "square", "triangle-up", "diamond", "cross", "star"]
-    top = int(df["overlapping"].max() or 0)
+    top = int(df.select(pl.col("overlapping").max()).item() or 0)
     ticks = [10**i for i in range(len(str(max(top, 1))))]
     fig = go.Figure()
     traces = d.select("trace", "host").unique(maintain_order=True).rows()
