@@ -22,9 +22,20 @@ import duckdb
 from rmapscope.dataset import Dataset
 from rmapscope.schema import COMMON_NAMES
 
-from .queries import CANNED, CannedQuery, run_canned
+from ._query import bind_params, bound_sql, invocation
+from .queries import CANNED, QUERIES, CannedQuery, run_canned
 
-__all__ = ["CANNED", "CannedQuery", "connect", "run_canned", "table_names"]
+__all__ = [
+    "CANNED",
+    "QUERIES",
+    "CannedQuery",
+    "bind_params",
+    "bound_sql",
+    "connect",
+    "invocation",
+    "run_canned",
+    "table_names",
+]
 
 
 def _quote(name: str) -> str:

@@ -2,36 +2,33 @@
 
 Each query is plain SQL over the views of :func:`rmapscope.analysis.connect`, with
 ``$name`` parameters bound by the engine (never pasted into the text). ``trace`` is optional
-everywhere: NULL means every trace. The text is in the subset of SQL that DuckDB and Spark
-SQL read alike (``percentile_cont ... WITHIN GROUP``, ``cardinality``, no ``//``, explicit
-``NULLS LAST`` and an order that leaves no ties, as the engines break ties differently), so
+everywhere: NULL means every trace, and several ids may be given separated by commas. The
+canned queries (:data:`CANNED`) are in the subset of SQL that DuckDB and Spark SQL read alike
+(``percentile_cont ... WITHIN GROUP``, ``cardinality``, no ``//``, explicit ``NULLS LAST``
+and an order that leaves no ties, as the engines break ties differently), so
 :mod:`rmapscope.analysis.spark` runs the same queries; the tests compare both engines.
+:data:`QUERIES` adds the report's chart queries (:mod:`rmapscope.analysis.charts`, DuckDB
+only) to them: every chart of ``rmapscope report`` is one of these, run by name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
 
 import duckdb
 
 from rmapscope.errors import UsageError
 
+from ._query import CannedQuery, bind_params, dedent, trace_filter
+from .charts import CHARTS
 
-@dataclass(frozen=True)
-class CannedQuery:
-    """A named query: what it answers, its SQL, its parameters and the tables it needs."""
+__all__ = ["CANNED", "QUERIES", "CannedQuery", "bind_params", "run_canned"]
 
-    name: str
-    description: str
-    sql: str
-    params: dict[str, object] = field(default_factory=dict)
-    needs: tuple[str, ...] = ()
+_TRACE = trace_filter()
 
-
-_TRACE = "($trace IS NULL OR trace = $trace)"
-
+#: The canned queries (their SQL read as written, without Python's indentation).
 CANNED: dict[str, CannedQuery] = {
-    q.name: q
+    q.name: dataclasses.replace(q, sql=dedent(q.sql))
     for q in [
         CannedQuery(
             "migrations-by-reason",
@@ -50,8 +47,11 @@ CANNED: dict[str, CannedQuery] = {
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY lat) / 1e3 AS p50_us,
                        percentile_cont(0.9) WITHIN GROUP (ORDER BY lat) / 1e3 AS p90_us,
                        percentile_cont(0.99) WITHIN GROUP (ORDER BY lat) / 1e3 AS p99_us,
-                       max(lat) / 1e3 AS max_us
-                FROM (SELECT reason, t_last_remove - t_first_set AS lat FROM migrations
+                       max(lat) / 1e3 AS max_us,
+                       count(*) FILTER (WHERE outcome = 'restored') AS restored,
+                       avg(lat) / 1e3 AS mean_us
+                FROM (SELECT reason, outcome, t_last_remove - t_first_set AS lat
+                      FROM migrations
                       WHERE outcome IN ('migrated', 'restored') AND {_TRACE})
                 GROUP BY reason ORDER BY migrations DESC, reason NULLS LAST""",
             {"trace": None},
@@ -118,11 +118,15 @@ CANNED: dict[str, CannedQuery] = {
 }
 
 
+#: Every named query: the canned ones and the report's chart queries.
+QUERIES: dict[str, CannedQuery] = {**CANNED, **CHARTS}
+
+
 def run_canned(
     con: duckdb.DuckDBPyConnection, name: str, params: dict[str, str] | None = None
 ) -> duckdb.DuckDBPyRelation:
-    """Run a canned query with ``params`` (strings, converted to the default's type)."""
-    q = CANNED.get(name)
+    """Run a named query with ``params`` (strings, converted to the default's type)."""
+    q = QUERIES.get(name)
     if q is None:
         raise UsageError(f"no canned query {name!r}; see `rmapscope query list`")
     values = bind_params(q, params)
@@ -134,20 +138,3 @@ def run_canned(
             "first"
         )
     return con.sql(q.sql, params=values)
-
-
-def bind_params(q: CannedQuery, params: dict[str, str] | None) -> dict[str, object]:
-    """The query's defaults updated with ``params`` (strings, converted to the default's type)."""
-    name = q.name
-    values = dict(q.params)
-    for k, v in (params or {}).items():
-        if k not in q.params:
-            raise UsageError(
-                f"query {name} has no parameter {k!r} (it takes {', '.join(q.params)})"
-            )
-        default = q.params[k]
-        try:
-            values[k] = int(v) if isinstance(default, int) else v
-        except ValueError:
-            raise UsageError(f"parameter {k} of {name} must be an integer, not {v!r}") from None
-    return values

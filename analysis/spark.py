@@ -26,7 +26,7 @@ from rmapscope.errors import UsageError
 from rmapscope.schema import COMMON_NAMES
 
 from . import table_names
-from .queries import CANNED, bind_params
+from .queries import CANNED, QUERIES, bind_params
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -68,6 +68,8 @@ def sql(spark: SparkSession, query: str, params: dict[str, object] | None = None
 def run_canned(spark: SparkSession, name: str, params: dict[str, str] | None = None) -> pa.Table:
     """Run a canned query on Spark (views registered), with the same parameters as DuckDB."""
     q = CANNED.get(name)
+    if q is None and name in QUERIES:
+        raise UsageError(f"query {name} is one of the report's, in DuckDB's SQL: run it on DuckDB")
     if q is None:
         raise UsageError(f"no canned query {name!r}; see `rmapscope query list`")
     values = bind_params(q, params)

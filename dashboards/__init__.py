@@ -1,11 +1,16 @@
 """The HTML report: one self-contained file of plotly charts and tables over a dataset.
 
-:func:`build_report` runs one DuckDB aggregate query per panel over the views of
-:func:`rmapscope.analysis.connect` (see :mod:`rmapscope.dashboards.panels`), plots each
-result, and writes a single HTML file with plotly.js embedded (or referenced from its CDN,
-pinned by an SRI hash, with ``embed_plotly=False``). Every chart shows the SQL behind it;
-every string that came from a trace is escaped; a Content-Security-Policy only lets the
-page's own scripts run.
+:func:`build_report` runs one named query per panel (the report's chart queries of
+:mod:`rmapscope.analysis.charts`, and the ``migration-latency`` canned query) over the views
+of :func:`rmapscope.analysis.connect` (see :mod:`rmapscope.dashboards.panels`), draws each
+result with a pure function of :mod:`rmapscope.dashboards.figures`, and writes a single HTML
+file with plotly.js embedded (or referenced from its CDN, pinned by an SRI hash, with
+``embed_plotly=False``). Every chart shows the SQL behind it, headed by the ``rmapscope
+query`` command that gives the same rows; every string that came from a trace is escaped;
+a Content-Security-Policy only lets the page's own scripts run.
+
+Layout: :mod:`._panel` (the Panel and Section model, a leaf), :mod:`.panels` (queries ->
+panels), :mod:`.figures` (frames -> figures and tables), :mod:`._html` (panels -> page).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
@@ -22,7 +28,8 @@ from rmapscope.dataset import Dataset
 from rmapscope.errors import DatasetError, UsageError
 
 from . import _html
-from .panels import SECTIONS, Ctx, Panel
+from ._panel import Panel
+from .panels import SECTIONS, Ctx
 
 __all__ = ["Panel", "build_panels", "build_report", "resolve_traces"]
 
@@ -49,7 +56,9 @@ def resolve_traces(manifest: pl.DataFrame, trace_ids: list[str] | None) -> list[
     return out
 
 
-def build_panels(dataset: Dataset | str | os.PathLike[str] | None, trace_ids=None):
+def build_panels(
+    dataset: Dataset | str | os.PathLike[str] | None, trace_ids: Iterable[str] | None = None
+) -> tuple[list[tuple[str, str, list[Panel]]], Ctx]:
     """The report's sections as ``[(id, title, [Panel, ...]), ...]`` and the scope."""
     from rmapscope.analysis import connect
 
@@ -108,7 +117,8 @@ def build_report(
         with_csp=csp,
         footer="Made by rmapscope "
         + __version__
-        + ". Every chart's SQL runs as is in `rmapscope sql` on the same dataset. Times are "
+        + ". Every chart's SQL runs as is in `rmapscope sql` on the same dataset, and the "
+        "`rmapscope query` command on its first line gives the same rows. Times are "
         "seconds since each trace's first event.",
     )
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)

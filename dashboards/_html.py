@@ -3,9 +3,10 @@
 Nothing that came from a trace (comm, file names, event names, field text, host names) is
 ever written into the page without ``html.escape``: table cells, the SQL text, titles and
 notes go through :func:`esc`; figure data goes through :func:`plotly.io.to_html`, which
-writes it as JSON with ``<``, ``>`` and ``/`` as unicode escapes, and the panels escape
-every string they hand to plotly (plotly draws text as pseudo-HTML, so ``<b>`` in a comm
-would otherwise turn bold; it decodes the entities back for display).
+writes it as JSON with ``<``, ``>`` and ``/`` as unicode escapes, and the figure functions
+(:mod:`rmapscope.dashboards.figures`) escape every string they hand to plotly (plotly draws
+text as pseudo-HTML, so ``<b>`` in a comm would otherwise turn bold; it decodes the
+entities back for display).
 
 Defence in depth: a Content-Security-Policy ``<meta>`` allows only scripts that carry the
 page's random nonce (the plotly bundle, one small script per figure, the self-check), so an
@@ -29,10 +30,12 @@ from typing import TYPE_CHECKING, Any
 import plotly.io as pio
 import plotly.offline
 
+from ._panel import Kpi, Panel, Section
+
 if TYPE_CHECKING:
     import polars as pl
 
-    from .panels import Panel
+__all__ = ["Column", "Panel", "Section", "esc", "figure_html", "kpis", "page", "table"]
 
 
 def esc(value: Any) -> str:
@@ -272,15 +275,6 @@ _CHECK_JS = """
 """
 
 
-@dataclass(frozen=True)
-class Section:
-    """A heading and its panels."""
-
-    id: str
-    title: str
-    panels: Sequence[Panel]
-
-
 def _panel_html(p: Panel, nonce: str) -> str:
     parts = [f'<section class="panel" id="panel-{esc(p.id)}">', f"<h3>{esc(p.title)}</h3>"]
     if p.description:
@@ -304,7 +298,7 @@ def _panel_html(p: Panel, nonce: str) -> str:
     return "\n".join(parts)
 
 
-def kpis(items: Iterable[tuple[str, str, str]]) -> str:
+def kpis(items: Iterable[Kpi]) -> str:
     """A row of big numbers: (value, label, tone) with tone in '', good, warn, bad."""
     return (
         '<div class="kpis">'

@@ -627,11 +627,11 @@ def query(
     """Run a named query for a common question (`rmapscope query list` shows them).
 
     The same SQL runs on DuckDB and, with --engine spark, on Spark SQL."""
-    from rmapscope.analysis import CANNED, connect, run_canned
+    from rmapscope.analysis import QUERIES, connect, run_canned
     from rmapscope.analysis._output import write_result
 
     if name == "list":
-        for q in CANNED.values():
+        for q in QUERIES.values():
             params = " ".join(f"{k}={'' if v is None else v}" for k, v in q.params.items())
             out.print(f"{q.name:26} {q.description}  [{params}]")
         return

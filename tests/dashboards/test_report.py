@@ -20,9 +20,9 @@ import plotly.io.json as pjson
 import polars as pl
 import pytest
 
-from rmapscope.analysis import connect
+from rmapscope.analysis import charts, connect
 from rmapscope.cli import sample_trace
-from rmapscope.dashboards import _html, build_panels, build_report, panels
+from rmapscope.dashboards import _html, build_panels, build_report, figures, panels
 from rmapscope.dataset import Dataset
 from rmapscope.errors import DatasetError, UsageError
 from rmapscope.ingest import ingest
@@ -371,7 +371,7 @@ def test_errors(tmp_path, real_ds):
 
 
 def test_fmt_duration():
-    assert [panels.fmt_duration(n) for n in (5, 500_000, 20_000_000, 100_000_000_000)] == [
+    assert [figures.fmt_duration(n) for n in (5, 500_000, 20_000_000, 100_000_000_000)] == [
         "5 ns",
         "500 µs",
         "20 ms",
@@ -380,7 +380,7 @@ def test_fmt_duration():
 
 
 def test_nice_bucket():
-    assert [panels.nice_bucket(x) for x in (0, 1, 3, 7, 11, 49_000_000, 50_000_001)] == [
+    assert [charts.nice_bucket(x) for x in (0, 1, 3, 7, 11, 49_000_000, 50_000_001)] == [
         1,
         1,
         5,
@@ -455,18 +455,18 @@ def test_hostile_strings_are_escaped_everywhere(hostile_ds, tmp_path, csp):
     head = section(text, "traces")
     ok = _html.esc(HOSTILE_HOST) in head and _html.esc(HOSTILE_FILE) in head
     assert ok
-    ok = in_figure_json(panels.esc_plotly(HOSTILE_EVENT)) in section(text, "event_counts")
+    ok = in_figure_json(figures.esc_plotly(HOSTILE_EVENT)) in section(text, "event_counts")
     assert ok
     ok = _html.esc(HOSTILE_GARBAGE) in section(text, "ingest_errors")
     assert ok
     viol = section(text, "violations")
     assert sum(_html.esc(c) in viol for c in set(names.values())) >= 1
-    fig_comms = [in_figure_json(panels.esc_plotly(c)) for c in set(names.values())]
+    fig_comms = [in_figure_json(figures.esc_plotly(c)) for c in set(names.values())]
     for pid in ("migration_timeline", "forks"):
         ok = any(c in section(text, pid) for c in fig_comms)
         assert ok, pid
     # the host names the series of the events-per-type chart
-    ok = in_figure_json(panels.esc_plotly(HOSTILE_HOST)) in section(text, "event_counts")
+    ok = in_figure_json(figures.esc_plotly(HOSTILE_HOST)) in section(text, "event_counts")
     assert ok
 
 
