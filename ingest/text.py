@@ -46,6 +46,7 @@ from rmapscope.schema import COMMON_NAMES, EventSchema, Registry, column_for
 
 from . import probes
 from ._batch import Batch, ErrorLog, HeaderInfo, kind_stats
+from ._bytes import escape, escape_bytes, looks_escaped
 from ._source import Source
 from ._tokenize import split_events
 from .fields import FieldParser
@@ -127,8 +128,19 @@ class Block:
 def split_lines(block: bytes) -> pl.Series:
     """The lines of ``block`` as a polars String series (trailing newlines kept).
 
-    Invalid UTF-8 lines come back null (the caller reports them).
+    Bytes that are not UTF-8 come back escaped (:mod:`._bytes`): polars validates the
+    block while casting it, and only a block that fails (or holds a ``\\xNN`` of its own)
+    is escaped, as a whole, before it is split again.
     """
+    if looks_escaped(block):
+        block = escape_bytes(block)
+    try:
+        return _binary_lines(block).cast(pl.String)
+    except pl.exceptions.ComputeError:  # invalid UTF-8 somewhere in the block
+        return _binary_lines(escape_bytes(block)).cast(pl.String)
+
+
+def _binary_lines(block: bytes) -> pl.Series:
     buf = np.frombuffer(block, dtype=np.uint8)
     ends = np.flatnonzero(buf == 10) + 1
     if len(block) and (len(ends) == 0 or ends[-1] != len(block)):
@@ -139,7 +151,7 @@ def split_lines(block: bytes) -> pl.Series:
     arr = pa.Array.from_buffers(
         pa.large_binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(block)]
     )
-    return pl.Series("line", arr).cast(pl.String, strict=False)
+    return pl.Series("line", arr)
 
 
 def _timestamp_expr(fmt: str) -> pl.Expr:
@@ -226,15 +238,12 @@ class TextParser:
         lines = split_lines(block)
         df = pl.DataFrame({"line": lines}).with_row_index("lineno", offset=line_base + 1)
         df = df.with_columns(pl.col("lineno").cast(pl.Int64))
-        if lines.null_count():
-            bad = df.filter(pl.col("line").is_null())
-            errors.add("invalid_utf8", bad["lineno"].to_list(), ["<invalid UTF-8>"] * bad.height)
         fast = self._fast(df)
         if fast is not None:
             events, done = fast
-            slow = df.filter(~done & pl.col("line").is_not_null())
+            slow = df.filter(~done)
         else:
-            events, slow = None, df.filter(pl.col("line").is_not_null())
+            events, slow = None, df
         parsed = slow.select(
             "lineno", "line", pl.col("line").str.extract_groups(self._rx).alias("g")
         ).unnest("g")
@@ -257,7 +266,7 @@ class TextParser:
         """Split the ordinary event lines without a regex; returns them and a done mask."""
         if self.fmt not in ("tracefs", "trace_pipe", "tcreport"):
             return None
-        cand = df.filter(pl.col("line").is_not_null() & ~pl.col("line").str.starts_with("#"))
+        cand = df.filter(~pl.col("line").str.starts_with("#"))
         cols = split_events(cand, padded_names=self.fmt == "tcreport")
         good = cols.filter(pl.col("ok")).drop("ok")
         done = df["lineno"].is_in(good["lineno"].implode())
@@ -449,7 +458,7 @@ class TextReader:
         self.fields = FieldParser(arch)
         # perf script --header: host and kernel come before one line per recorded event
         head_lines = 1000 if fmt == "perf_script" else 100
-        head = first[: 1 << 16].decode("utf-8", "replace").splitlines()[:head_lines]
+        head = escape(first[: 1 << 16]).splitlines()[:head_lines]
         self.header = read_header(fmt, head)
         self._numbers: dict[str, list[tuple[str, str]]] = {}
 
