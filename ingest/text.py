@@ -156,9 +156,10 @@ def _binary_lines(block: bytes) -> pl.Series:
 
 def _timestamp_expr(fmt: str) -> pl.Expr:
     """Exact int64 ns from the printed seconds and fraction, never through float."""
-    secs = pl.col("secs").cast(pl.Int64)
+    # null where the number does not fit in int64 ns (a damaged line; _finish reports it)
+    secs = pl.col("secs").cast(pl.Int64, strict=False)
     if fmt == "tracefs_latency":
-        return secs * 1000  # microseconds since the buffer was reset
+        return pl.when(secs < _MAX_NS // 1000).then(secs * 1000)  # us since the reset
     if fmt == "bpftrace":
         return secs  # nsecs
     frac = pl.col("frac")
@@ -167,12 +168,15 @@ def _timestamp_expr(fmt: str) -> pl.Expr:
     return (
         pl.when(frac.is_null())
         .then(secs)  # raw counter clock
-        .when(n == 12)
+        .when((n == 12) & (secs < _MAX_NS // 10**12))
         .then(secs * 10**12 + f)  # trace-cmd renders raw counters as %5llu.%012llu
-        .when(n <= 9)
+        .when((n <= 9) & (secs < _MAX_NS // 1_000_000_000))
         .then(secs * 1_000_000_000 + f * pl.lit(10, pl.Int64).pow(9 - n))
         .otherwise(None)
     )
+
+
+_MAX_NS = (1 << 63) - 1
 
 
 def read_header(fmt: str, head: list[str]) -> HeaderInfo:
@@ -259,7 +263,7 @@ class TextParser:
         if rest.height:
             extra = self._classify_other(rest, markers, errors)
         clock = self._clock(events)
-        events = self._finish(events, extra)
+        events = self._finish(events, extra, errors)
         return Block(events=events, markers=markers, lines=len(lines), clock=clock)
 
     def _fast(self, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series] | None:
@@ -401,10 +405,24 @@ class TextParser:
             rest = rest.filter(~ok)
         return rest
 
-    def _finish(self, events: pl.DataFrame, extra: list[pl.DataFrame]) -> pl.DataFrame:
-        """Type the common columns; merge odd and continuation rows back in line order."""
+    def _finish(
+        self, events: pl.DataFrame, extra: list[pl.DataFrame], errors: ErrorLog
+    ) -> pl.DataFrame:
+        """Type the common columns; merge odd and continuation rows back in line order.
+
+        Event lines whose timestamp does not fit in int64 ns are errors (``bad_timestamp``).
+        """
         frames = [events, *extra]
         out = pl.concat([self._typed(f) for f in frames], how="vertical_relaxed")
+        bad = pl.col("ts").is_null() & ~pl.col("continuation")
+        if out.select(bad.any()).item():
+            rejected = out.filter(bad)
+            errors.add(
+                "bad_timestamp",
+                rejected["lineno"].to_list(),
+                [f"{e}: {r}" for e, r in zip(rejected["event"], rejected["rest"], strict=True)],
+            )
+            out = out.filter(~bad)
         if extra:
             out = out.sort("lineno")
             # a continuation line (" => func") inherits time, cpu and task of the line before
