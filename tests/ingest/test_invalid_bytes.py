@@ -12,6 +12,7 @@ import gzip
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -28,6 +29,10 @@ from tests.conftest import REPO, read_table
 # invalid UTF-8, markup, a quote and control bytes: what a hostile task can name itself
 RAW = b'\xff\xfe<b>"\x01\x1b\xc3('
 NAME = '\\xff\\xfe<b>"\x01\x1b\\xc3('
+# the names of the recorded tasks (tests/data/prctl-rename, test_invalid_bytes_live.py)
+CHILD = RAW + b"x"
+GRANDCHILD = b"g\x80\\x41<i>"
+RECORDING = REPO / "tests" / "data" / "prctl-rename"
 
 
 def test_the_rule():
@@ -161,3 +166,63 @@ def test_no_line_is_an_error_because_of_its_bytes(tmp_path):
     comms = read_table(ds, "event=set_migration_pte")["comm"].unique().to_list()
     assert comms == [NAME + "ab"]
     assert pl.Series(comms).str.contains("<b>").all()
+
+
+# --- a real recording: trace_pipe, trace text and trace.dat of one run -------------------
+
+# columns that differ between the captures by design: the event's time (each instance
+# stamps its own copy, text prints microseconds), the row order of simultaneous events, and
+# the instance name (only trace.dat records it)
+_SKIP = {"ts", "seq", "trace_id", "host", "instance"}
+
+
+def _rows(ds: Dataset, table: str, skip: set[str]) -> pl.DataFrame:
+    df = read_table(ds, table)
+    keep = [c for c in df.columns if c not in skip]
+    return df.select(keep).sort(keep)
+
+
+def assert_same_rows(files: dict[str, Path], tmp_path: Path) -> None:
+    """The captures ``files`` (``tracefs``: the ``trace`` text and ``trace_dat``: the
+    trace.dat of one tracefs instance, ``trace_pipe``: another instance's stream of the
+    same run) ingest to the same rows, with the recorded tasks' names escaped alike."""
+    child, grandchild = escape(CHILD), escape(GRANDCHILD)
+    assert child == '\\xff\\xfe<b>"\x01\x1b\\xc3(x' and grandchild == "g\\x80\\x5cx41<i>"
+    datasets = {}
+    for fmt, path in files.items():
+        ds = Dataset(tmp_path / f"ds-{fmt}")
+        result = ingest(str(path), ds, host="live")
+        assert result.errors.total == 0, (fmt, result.errors.counts)
+        assert result.lost_events == 0, fmt
+        datasets[fmt] = (ds, result)
+    counts = {fmt: r.event_counts for fmt, (_, r) in datasets.items()}
+    assert counts["tracefs"] == counts["trace_dat"] == counts["trace_pipe"], counts
+    dat = datasets["trace_dat"][0]
+    renames = read_table(dat, "event=task_rename")
+    assert {child, grandchild} <= set(renames["newcomm"].to_list())
+    assert child in set(renames["oldcomm"].to_list())
+    assert child in set(read_table(dat, "event=sched_process_fork")["comm"].to_list())
+    for table in counts["trace_dat"]:
+        for fmt in ("tracefs", "trace_pipe"):
+            # the pipe is another instance: its copy of an event may see other irq flags
+            skip = _SKIP | ({"flags"} if fmt == "trace_pipe" else set())
+            want = _rows(dat, f"event={table}", skip)
+            got = _rows(datasets[fmt][0], f"event={table}", skip)
+            assert got.equals(want), (table, fmt, got, want)
+        # the text and the trace.dat of one instance: the same times (text rounds to us)
+        text_ts = read_table(datasets["tracefs"][0], f"event={table}")["ts"]
+        dat_ts = read_table(dat, f"event={table}")["ts"]
+        assert (text_ts // 1000).to_list() == ((dat_ts + 500) // 1000).to_list(), table
+    if counts["trace_dat"].get("set_migration_pte"):  # the child's compaction moved pages
+        for fmt, (ds, _) in datasets.items():
+            comms = read_table(ds, "event=set_migration_pte")["comm"].unique().to_list()
+            assert child in comms, (fmt, comms)
+
+
+def test_the_bundled_recording_ingests_alike_in_every_format(tmp_path):
+    files = {
+        "tracefs": RECORDING / "trace.txt.gz",
+        "trace_pipe": RECORDING / "trace_pipe.txt.gz",
+        "trace_dat": RECORDING / "trace.dat",
+    }
+    assert_same_rows(files, tmp_path)

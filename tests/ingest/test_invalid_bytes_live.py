@@ -19,20 +19,14 @@ import subprocess
 import time
 from pathlib import Path
 
-import polars as pl
 import pytest
 
-from rmapscope.dataset import Dataset
 from rmapscope.errors import RmapscopeError
-from rmapscope.ingest import ingest
-from rmapscope.ingest._bytes import escape
 from rmapscope.record import find_tracefs
-from tests.conftest import read_table
+from tests.ingest.test_invalid_bytes import CHILD, GRANDCHILD, assert_same_rows
 
 pytestmark = pytest.mark.live
 
-CHILD = b'\xff\xfe<b>"\x01\x1b\xc3(x'
-GRANDCHILD = b"g\x80\\x41<i>"
 EVENTS = [
     "sched:sched_process_fork",
     "sched:sched_process_exit",
@@ -189,52 +183,6 @@ def record(root: Path, out: Path) -> dict[str, Path]:
     return files
 
 
-# columns that differ between the captures by design: the event's time (each instance
-# stamps its own copy, text prints microseconds), the row order of simultaneous events, and
-# the instance name (only trace.dat records it)
-_SKIP = {"ts", "seq", "trace_id", "host", "instance"}
-
-
-def _rows(ds: Dataset, table: str, skip: set[str]) -> pl.DataFrame:
-    df = read_table(ds, table)
-    if df.is_empty():
-        return df
-    keep = [c for c in df.columns if c not in skip]
-    return df.select(keep).sort(keep)
-
-
 def test_prctl_names_ingest_alike_from_trace_pipe_text_and_trace_dat(tmp_path):
     root = _needs()
-    files = record(root, tmp_path)
-    child, grandchild = escape(CHILD), escape(GRANDCHILD)
-    assert child == '\\xff\\xfe<b>"\x01\x1b\\xc3(x' and grandchild == "g\\x80\\x5cx41<i>"
-    datasets = {}
-    for fmt, path in files.items():
-        ds = Dataset(tmp_path / f"ds-{fmt}")
-        result = ingest(str(path), ds, host="live")
-        assert result.errors.total == 0, (fmt, result.errors.counts)
-        assert result.lost_events == 0, fmt
-        datasets[fmt] = (ds, result)
-    counts = {fmt: r.event_counts for fmt, (_, r) in datasets.items()}
-    assert counts["tracefs"] == counts["trace_dat"] == counts["trace_pipe"], counts
-    renames = read_table(datasets["trace_dat"][0], "event=task_rename")
-    assert {child, grandchild} <= set(renames["newcomm"].to_list())
-    assert child in set(renames["oldcomm"].to_list())
-    forks = read_table(datasets["trace_dat"][0], "event=sched_process_fork")
-    assert child in set(forks["comm"].to_list())
-    migrated = counts["trace_dat"].get("set_migration_pte", 0)
-    for table in ("task_rename", "task_newtask", "sched_process_fork", "sched_process_exit"):
-        for fmt in ("tracefs", "trace_pipe"):
-            # the pipe is another instance: its copy of an event may see other irq flags
-            skip = _SKIP | ({"flags"} if fmt == "trace_pipe" else set())
-            want = _rows(datasets["trace_dat"][0], f"event={table}", skip)
-            got = _rows(datasets[fmt][0], f"event={table}", skip)
-            assert got.equals(want), (table, fmt, got, want)
-        # the text and the trace.dat of one instance: the same times (text rounds to us)
-        text_ts = read_table(datasets["tracefs"][0], f"event={table}")["ts"]
-        dat_ts = read_table(datasets["trace_dat"][0], f"event={table}")["ts"]
-        assert (text_ts // 1000).to_list() == ((dat_ts + 500) // 1000).to_list(), table
-    if migrated:  # compaction found pages to move: they carry the child's comm too
-        for fmt, (ds, _) in datasets.items():
-            comms = read_table(ds, "event=set_migration_pte")["comm"].unique().to_list()
-            assert child in comms, (fmt, comms)
+    assert_same_rows(record(root, tmp_path), tmp_path)
