@@ -85,6 +85,18 @@ def test_every_text_format_gives_the_same_comm(tmp_path, fmt):
     assert row["field_pid"] == 530 and row["clone_flags"] == 0x1200000
 
 
+@pytest.mark.parametrize("fmt", ["tracefs", "trace_pipe", "tcreport"])
+def test_a_name_wider_once_escaped_cannot_pass_for_another_pid(tmp_path, fmt):
+    """``\\xff-5 `` is 4 bytes, so the kernel pads it to 16 columns with 12 spaces; escaped
+    it is 7 characters and puts its own ``-5`` where the pid's dash belongs."""
+    path = tmp_path / "t.txt"
+    path.write_bytes(_task_newtask(b"\xff-5 ")[fmt])
+    ds = Dataset(tmp_path / "ds")
+    ingest(str(path), ds, fmt=fmt)
+    row = read_table(ds, "event=task_newtask").row(0, named=True)
+    assert (row["pid"], row["comm"], row["field_comm"]) == (528, "\\xff-5 ", "\\xff-5")
+
+
 # --- every command that reads such a dataset ----------------------------------------------
 
 
