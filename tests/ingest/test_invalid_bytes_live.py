@@ -180,6 +180,15 @@ def record(root: Path, out: Path) -> dict[str, Path]:
         )
         if extract.returncode != 0:
             pytest.fail(f"trace-cmd extract failed: {extract.stderr.decode()[-500:]}")
+    files["tcreport"] = out / "report.txt"
+    with open(files["tcreport"], "wb") as sink:
+        subprocess.run(
+            ["trace-cmd", "report", "-i", str(files["trace_dat"])],
+            stdout=sink,
+            stderr=subprocess.DEVNULL,
+            timeout=120,
+            check=True,
+        )
     return files
 
 
