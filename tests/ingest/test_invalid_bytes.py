@@ -250,3 +250,12 @@ def test_the_bundled_recording_ingests_alike_in_every_format(tmp_path):
         "tcreport": RECORDING / "report.txt.gz",
     }
     assert_same_rows(files, tmp_path)
+
+
+def test_the_bundled_perf_script_gives_the_same_names(tmp_path):
+    ds = Dataset(tmp_path / "ds")
+    result = ingest(str(RECORDING / "perf-script.txt.gz"), ds)
+    assert result.format == "perf_script" and result.errors.total == 0
+    renames = read_table(ds, "event=task_rename")
+    assert renames["newcomm"].to_list() == ["rename2", escape(CHILD), escape(GRANDCHILD)]
+    assert renames["comm"].to_list() == ["perf-exec", "rename2", escape(CHILD)]

@@ -21,8 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from rmapscope.dataset import Dataset
 from rmapscope.errors import RmapscopeError
+from rmapscope.ingest import ingest
+from rmapscope.ingest._bytes import escape
 from rmapscope.record import find_tracefs
+from tests.conftest import read_table
 from tests.ingest.test_invalid_bytes import CHILD, GRANDCHILD, assert_same_rows
 
 pytestmark = pytest.mark.live
@@ -195,3 +199,39 @@ def record(root: Path, out: Path) -> dict[str, Path]:
 def test_prctl_names_ingest_alike_from_trace_pipe_text_and_trace_dat(tmp_path):
     root = _needs()
     assert_same_rows(record(root, tmp_path), tmp_path)
+
+
+def test_prctl_names_through_perf(tmp_path):
+    """The same program under ``perf record``: perf.data (read through ``perf script``) and
+    ``perf script`` text give the names escaped by the same rule."""
+    root = _needs()
+    perf = shutil.which("perf")
+    if perf is None:
+        pytest.skip("perf is not installed")
+    files = record(root, tmp_path)  # builds the program (and checks the tracefs captures)
+    data = tmp_path / "perf.data"
+    events = "task:task_rename,task:task_newtask,sched:sched_process_fork,sched:sched_process_exit"
+    rec = subprocess.run(
+        [perf, "record", "-q", "-e", events, "-o", str(data), "--", str(tmp_path / "rename")],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    if rec.returncode != 0 or not data.exists():
+        pytest.skip(f"perf record cannot record tracepoints here: {rec.stderr.decode()[-300:]}")
+    text = tmp_path / "perf-script.txt"
+    with open(text, "wb") as sink:
+        subprocess.run([perf, "script", "-i", str(data)], stdout=sink, check=True, timeout=120)
+    child, grandchild = escape(CHILD), escape(GRANDCHILD)
+    for path in (data, text):
+        ds = Dataset(tmp_path / f"ds-{path.name}")
+        result = ingest(str(path), ds)
+        assert result.errors.total == 0, (path.name, result.errors.counts)
+        renames = read_table(ds, "event=task_rename")
+        assert {child, grandchild} <= set(renames["newcomm"].to_list()), path.name
+        by_pid = dict(zip(renames["field_pid"], renames["newcomm"], strict=True))
+        exits = read_table(ds, "event=sched_process_exit")
+        for pid, comm, field in zip(exits["pid"], exits["comm"], exits["field_comm"], strict=True):
+            if pid in by_pid:  # a task's exit carries the name it gave itself
+                assert comm == field == by_pid[pid], (path.name, pid, comm, field)
+    assert files["trace_dat"].exists()
