@@ -35,25 +35,29 @@ def split_events(lines: pl.DataFrame, padded_names: bool) -> pl.DataFrame:
     # then the pid. Comms can hold dashes, spaces and digits, so the columns are what counts.
     left = h.str.slice(0, lb)
     pid_on = left.str.slice(17)
+    pid_end = pid_on.str.find(" ", literal=True)
     df = df.with_columns(
         left.str.slice(0, 16).str.strip_chars_start(" ").alias("comm"),
         (left.str.slice(16, 1) == "-").alias("_dash"),
-        pid_on.str.slice(0, pid_on.str.find(" ", literal=True)).alias("pid"),
-        left.str.find("(", literal=True).alias("_lp"),
+        pid_on.str.slice(0, pid_end).alias("pid"),
+        # what follows the pid: nothing or "(tgid)". Anything else means the 16 columns
+        # did not hold the comm (one that is wider once escaped, or holds "-<digits> "):
+        # then the regex path finds the real "-<pid>"
+        pid_on.str.slice(pid_end).str.strip_chars(" ").alias("_tail"),
         h.str.slice(lb + 1, rb - lb - 1).alias("cpu"),
         h.str.slice(rb + 1).str.strip_chars(" ").alias("_right"),
-        left.alias("_left"),
     )
-    right, lp = pl.col("_right"), pl.col("_lp")
+    right, tail = pl.col("_right"), pl.col("_tail")
     sp = right.str.find(" ", literal=True)
-    tgid = pl.col("_left").str.slice(lp + 1).str.strip_chars(" )")
+    has_tgid = tail.str.starts_with("(") & tail.str.ends_with(")")
     ts = (
         pl.when(sp.is_null())
         .then(right)
         .otherwise(right.str.slice(sp + 1).str.strip_chars_start(" "))
     )
     df = df.with_columns(
-        pl.when(lp.is_not_null()).then(tgid).alias("tgid"),
+        pl.when(has_tgid).then(tail.str.strip_chars("( )")).alias("tgid"),
+        ((tail == "") | has_tgid).alias("_tail_ok"),
         pl.when(sp.is_not_null()).then(right.str.slice(0, sp)).alias("flags"),
         ts.alias("_ts"),
     )
@@ -69,6 +73,7 @@ def split_events(lines: pl.DataFrame, padded_names: bool) -> pl.DataFrame:
 
     ok = (
         pl.col("_dash")
+        & pl.col("_tail_ok")
         & is_int("pid")
         & is_int("cpu")
         & is_int("secs")

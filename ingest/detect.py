@@ -10,6 +10,7 @@ import re
 
 from rmapscope.errors import InputError
 
+from ._bytes import escape
 from .perf import MAGIC as PERF_MAGIC
 from .text import _HEADERS
 from .tracedat._file import MAGIC as TRACEDAT_MAGIC
@@ -38,9 +39,10 @@ def detect_format(head: bytes, name: str) -> str:
     if b"\x00" in sample:
         offset = sample.index(b"\x00")
         raise InputError(f"{name}: binary data (NUL byte at offset {offset}), not a text trace")
-    text = sample.decode("utf-8", errors="replace")
-    if text.count("\ufffd") > len(text) // 100 + 2:
-        raise InputError(f"{name}: not text (invalid UTF-8 in the first {len(sample)} bytes)")
+    # bytes that are not UTF-8 (a comm is any 16 bytes): escaped as the readers do; the
+    # input is "not text" only when they abound and no format is recognised either
+    text = escape(sample)
+    invalid = sample.decode("utf-8", errors="replace").count("\ufffd")
     stripped = text.lstrip()
     if stripped[:1] in "{[":
         raise InputError(f"{name}: looks like JSON, not a trace")
@@ -66,6 +68,8 @@ def detect_format(head: bytes, name: str) -> str:
     hits = sum(bool(_PERF.match(ln) or _PERF_TASK.match(ln)) for ln in perf)
     if perf and hits >= max(1, len(perf) // 2):
         return "perf_script"
+    if invalid > len(sample) // 100 + 2:
+        raise InputError(f"{name}: not text (invalid UTF-8 in the first {len(sample)} bytes)")
     raise InputError(
         f"{name}: not a recognised trace format (first line: {body[0][:80]!r})"
         if body

@@ -47,6 +47,7 @@ from rmapscope.schema import COMMON_NAMES, EventSchema, Registry, column_for
 
 from . import probes
 from ._batch import Batch, ErrorLog, HeaderInfo, kind_stats
+from ._bytes import escape, escape_bytes, looks_escaped
 from ._source import Source
 from ._tokenize import split_events
 from .fields import FieldParser
@@ -128,8 +129,19 @@ class Block:
 def split_lines(block: bytes) -> pl.Series:
     """The lines of ``block`` as a polars String series (trailing newlines kept).
 
-    Invalid UTF-8 lines come back null (the caller reports them).
+    Bytes that are not UTF-8 come back escaped (:mod:`._bytes`): polars validates the
+    block while casting it, and only a block that fails (or holds a ``\\xNN`` of its own)
+    is escaped, as a whole, before it is split again.
     """
+    if looks_escaped(block):
+        block = escape_bytes(block)
+    try:
+        return _binary_lines(block).cast(pl.String)
+    except pl.exceptions.ComputeError:  # invalid UTF-8 somewhere in the block
+        return _binary_lines(escape_bytes(block)).cast(pl.String)
+
+
+def _binary_lines(block: bytes) -> pl.Series:
     buf = np.frombuffer(block, dtype=np.uint8)
     ends = np.flatnonzero(buf == 10) + 1
     if len(block) and (len(ends) == 0 or ends[-1] != len(block)):
@@ -140,14 +152,15 @@ def split_lines(block: bytes) -> pl.Series:
     arr = pa.Array.from_buffers(
         pa.large_binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(block)]
     )
-    return pl.Series("line", arr).cast(pl.String, strict=False)
+    return pl.Series("line", arr)
 
 
 def _timestamp_expr(fmt: str) -> pl.Expr:
     """Exact int64 ns from the printed seconds and fraction, never through float."""
-    secs = pl.col("secs").cast(pl.Int64)
+    # null where the number does not fit in int64 ns (a damaged line; _finish reports it)
+    secs = pl.col("secs").cast(pl.Int64, strict=False)
     if fmt == "tracefs_latency":
-        return secs * 1000  # microseconds since the buffer was reset
+        return pl.when(secs < _MAX_NS // 1000).then(secs * 1000)  # us since the reset
     if fmt == "bpftrace":
         return secs  # nsecs
     frac = pl.col("frac")
@@ -156,12 +169,15 @@ def _timestamp_expr(fmt: str) -> pl.Expr:
     return (
         pl.when(frac.is_null())
         .then(secs)  # raw counter clock
-        .when(n == 12)
+        .when((n == 12) & (secs < _MAX_NS // 10**12))
         .then(secs * 10**12 + f)  # trace-cmd renders raw counters as %5llu.%012llu
-        .when(n <= 9)
+        .when((n <= 9) & (secs < _MAX_NS // 1_000_000_000))
         .then(secs * 1_000_000_000 + f * pl.lit(10, pl.Int64).pow(9 - n))
         .otherwise(None)
     )
+
+
+_MAX_NS = (1 << 63) - 1
 
 
 def read_header(fmt: str, head: list[str]) -> HeaderInfo:
@@ -227,15 +243,12 @@ class TextParser:
         lines = split_lines(block)
         df = pl.DataFrame({"line": lines}).with_row_index("lineno", offset=line_base + 1)
         df = df.with_columns(pl.col("lineno").cast(pl.Int64))
-        if lines.null_count():
-            bad = df.filter(pl.col("line").is_null())
-            errors.add("invalid_utf8", bad["lineno"].to_list(), ["<invalid UTF-8>"] * bad.height)
         fast = self._fast(df)
         if fast is not None:
             events, done = fast
-            slow = df.filter(~done & pl.col("line").is_not_null())
+            slow = df.filter(~done)
         else:
-            events, slow = None, df.filter(pl.col("line").is_not_null())
+            events, slow = None, df
         parsed = slow.select(
             "lineno", "line", pl.col("line").str.extract_groups(self._rx).alias("g")
         ).unnest("g")
@@ -251,14 +264,14 @@ class TextParser:
         if rest.height:
             extra = self._classify_other(rest, markers, errors)
         clock = self._clock(events)
-        events = self._finish(events, extra)
+        events = self._finish(events, extra, errors)
         return Block(events=events, markers=markers, lines=len(lines), clock=clock)
 
     def _fast(self, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series] | None:
         """Split the ordinary event lines without a regex; returns them and a done mask."""
         if self.fmt not in ("tracefs", "trace_pipe", "tcreport"):
             return None
-        cand = df.filter(pl.col("line").is_not_null() & ~pl.col("line").str.starts_with("#"))
+        cand = df.filter(~pl.col("line").str.starts_with("#"))
         cols = split_events(cand, padded_names=self.fmt == "tcreport")
         good = cols.filter(pl.col("ok")).drop("ok")
         done = df["lineno"].is_in(good["lineno"].implode())
@@ -393,10 +406,24 @@ class TextParser:
             rest = rest.filter(~ok)
         return rest
 
-    def _finish(self, events: pl.DataFrame, extra: list[pl.DataFrame]) -> pl.DataFrame:
-        """Type the common columns; merge odd and continuation rows back in line order."""
+    def _finish(
+        self, events: pl.DataFrame, extra: list[pl.DataFrame], errors: ErrorLog
+    ) -> pl.DataFrame:
+        """Type the common columns; merge odd and continuation rows back in line order.
+
+        Event lines whose timestamp does not fit in int64 ns are errors (``bad_timestamp``).
+        """
         frames = [events, *extra]
         out = pl.concat([self._typed(f) for f in frames], how="vertical_relaxed")
+        bad = pl.col("ts").is_null() & ~pl.col("continuation")
+        if out.select(bad.any()).item():
+            rejected = out.filter(bad)
+            errors.add(
+                "bad_timestamp",
+                rejected["lineno"].to_list(),
+                [f"{e}: {r}" for e, r in zip(rejected["event"], rejected["rest"], strict=True)],
+            )
+            out = out.filter(~bad)
         if extra:
             out = out.sort("lineno")
             # a continuation line (" => func") inherits time, cpu and task of the line before
@@ -461,7 +488,7 @@ class TextReader:
         self.fields = FieldParser(arch)
         # perf script --header: host and kernel come before one line per recorded event
         head_lines = 1000 if fmt == "perf_script" else 100
-        head = first[: 1 << 16].decode("utf-8", "replace").splitlines()[:head_lines]
+        head = escape(first[: 1 << 16]).splitlines()[:head_lines]
         self.header = read_header(fmt, head)
         self._numbers: dict[str, list[tuple[str, str]]] = {}
 

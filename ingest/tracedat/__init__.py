@@ -52,6 +52,7 @@ from rmapscope.errors import InputError
 from rmapscope.schema import EventSchema, Registry
 
 from .._batch import Batch, ErrorLog, HeaderInfo, kind_stats
+from .._bytes import escape
 from .._source import Source
 from ..fields import FieldParser
 from ._decode import (
@@ -845,7 +846,7 @@ class TraceDatReader:
                     )
                     parts.append(f"{fname}={v}")
                 else:
-                    parts.append(f"{fname}=" + raw.split(b"\0", 1)[0].decode("utf-8", "replace"))
+                    parts.append(f"{fname}=" + escape(raw.split(b"\0", 1)[0]))
             rows.append(" ".join(parts))
         return rows
 

@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 from rmapscope._printfmt import Conversion, _split_fmt, split_args
 from rmapscope.schema import DECODED, EventSchema, FieldDef, column_for
 
+from .._bytes import escape, has_backslash_x
 from . import _expr as expr
 
 _U64 = np.uint64
@@ -149,11 +150,13 @@ class Buffer:
         arr = pa.Array.from_buffers(
             pa.large_binary(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(vals)]
         )
-        try:
-            return arr.cast(pa.large_string()).cast(pa.string())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            text = [None if b is None else b.decode("utf-8", "replace") for b in arr.to_pylist()]
-            return pa.array(text, pa.string())
+        if not has_backslash_x(vals):
+            try:
+                return arr.cast(pa.large_string()).cast(pa.string())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass  # bytes that are not UTF-8: escaped like in the text formats
+        text = [None if b is None else escape(b) for b in arr.to_pylist()]
+        return pa.array(text, pa.string())
 
 
 # -- common columns ------------------------------------------------------------------------

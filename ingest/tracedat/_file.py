@@ -28,6 +28,8 @@ import zstandard
 
 from rmapscope.errors import InputError
 
+from .._bytes import escape
+
 MAGIC = b"\x17\x08\x44tracing"
 
 #: Option / section ids (trace-cmd-private.h).
@@ -286,7 +288,7 @@ def _parse_cmdlines(text: bytes) -> dict[int, str]:
     """``pid comm`` lines; the first entry for a pid wins (as in libtraceevent)."""
     out: dict[int, str] = {}
     match = _CMDLINE.match
-    for line in text.decode("utf-8", "replace").split("\n"):
+    for line in escape(text).split("\n"):  # comms that are not UTF-8: as in text traces
         m = match(line)
         if not m:
             if line.strip():
