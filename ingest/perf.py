@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 
+from rmapscope import config
 from rmapscope.errors import InputError
 from rmapscope.schema import Registry
 
@@ -40,7 +41,7 @@ _MISSING = (
 
 def perf_binary() -> str | None:
     """The ``perf`` to run (``$RMAPSCOPE_PERF`` or the one on ``PATH``), or None."""
-    return os.environ.get("RMAPSCOPE_PERF") or shutil.which("perf")
+    return config.perf() or shutil.which("perf")
 
 
 class PerfDataReader:
