@@ -22,6 +22,8 @@ VARIABLES = {
     "RMAPSCOPE_DATASET": "dataset directory when none is given",
     "RMAPSCOPE_REPLAY_PARTITION_ROWS": "migration events above which replay partitions a trace",
     "RMAPSCOPE_PERF": "the perf binary that reads perf.data files",
+    "JAVA_HOME": "the Java runtime Spark starts (Spark's own variable)",
+    "PYSPARK_PYTHON": "the Python of Spark's workers (Spark's own variable)",
 }
 
 _DEFAULT_PARTITION_ROWS = 20_000_000

@@ -211,7 +211,7 @@ def open_engine(
     if name not in CLUSTER_ENGINES:
         if master or conf:
             raise UsageError(
-                f"master and conf only apply with engine {' or '.join(CLUSTER_ENGINES)}",
+                f"`master` and `conf` only apply with `engine` {' or '.join(CLUSTER_ENGINES)}",
                 params=("master", "conf", "engine"),
             )
         return LocalEngine()

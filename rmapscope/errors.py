@@ -3,9 +3,9 @@
 Every error a user can cause (bad input, a busy dataset, a bad option) is a
 :class:`RmapscopeError`; the CLI prints ``error: <message>`` and exits with the class's
 ``exit_code``, never a traceback (``--debug`` shows one). Messages speak to the library's
-callers: an error about an argument names it as the Python keyword (``duration``,
-``top_level``, ``force=True``) and lists it in ``params``, which the CLI turns into its flag
-(``--duration``, ``--top-level``, ``--force``) where it prints the message.
+callers: an error about an argument names it as the Python keyword in backticks
+(`` `duration` ``, `` `force=True` ``) and lists it in ``params``, which the CLI turns into
+its flag (``--duration``, ``--force``) where it prints the message.
 
 The other classes are internal signals (:class:`UnsupportedExpression`) or bugs
 (:class:`SimError`), not user errors.
@@ -22,9 +22,9 @@ class RmapscopeError(Exception):
     ``params``: the keyword arguments of the call the message names (so that a front end
     can name them its own way); ``exit_code`` overrides the class's code for one error.
 
-    >>> e = UsageError("duration must be positive, not -1", params=("duration",))
+    >>> e = UsageError("`duration` must be positive, not -1", params=("duration",))
     >>> str(e), e.params, e.exit_code
-    ('duration must be positive, not -1', ('duration',), 2)
+    ('`duration` must be positive, not -1', ('duration',), 2)
     """
 
     exit_code = 1

@@ -58,7 +58,7 @@ def parse_conf(pairs: Sequence[str] | None) -> dict[str, str]:
     for p in pairs or []:
         k, sep, v = p.partition("=")
         if not sep or not k.strip():
-            raise UsageError(f"conf takes KEY=VALUE, not {p!r}", params=("conf",))
+            raise UsageError(f"`conf` takes KEY=VALUE, not {p!r}", params=("conf",))
         conf[k.strip()] = v
     return conf
 

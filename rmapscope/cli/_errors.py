@@ -1,7 +1,8 @@
 """The one place a library error becomes ``error: ...`` on stderr and an exit code.
 
-Library messages name arguments as Python keywords (:attr:`RmapscopeError.params`); here they
-become the CLI's flags (``top_level=True`` -> ``--top-level``). Under the rmapscope app a
+Library messages name arguments as Python keywords in backticks (listed in
+:attr:`RmapscopeError.params`); here they become the CLI's flags (`` `top_level=True` `` ->
+``--top-level``). Under the rmapscope app a
 command's error goes up to :func:`rmapscope.cli.main`, which prints it (so that ``--debug``
 can show the traceback, and a test invoking the app sees the exception); a command added to
 another app (:func:`handles_errors`) prints it itself.
@@ -15,7 +16,6 @@ import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-import click
 import typer
 
 from rmapscope.errors import MissingTablesError, RmapscopeError
@@ -42,10 +42,10 @@ def cli_message(e: RmapscopeError) -> str:
     """The message of ``e`` in the CLI's terms: flags for keywords, commands for next steps.
 
     >>> from rmapscope.errors import UsageError
-    >>> cli_message(UsageError("instance and top_level exclude each other",
+    >>> cli_message(UsageError("`instance` and `top_level` exclude each other",
     ...                        params=("instance", "top_level")))
     '--instance and --top-level exclude each other'
-    >>> cli_message(UsageError("x exists (use force=True to overwrite)", params=("force",)))
+    >>> cli_message(UsageError("x exists (use `force=True` to overwrite)", params=("force",)))
     'x exists (use --force to overwrite)'
     """
     if isinstance(e, MissingTablesError):
@@ -53,7 +53,7 @@ def cli_message(e: RmapscopeError) -> str:
         return f"{e.needed_by} needs the {tables} table(s): run `rmapscope replay --all` first"
     text = str(e)
     for p in e.params:
-        text = re.sub(rf"(?<![-\w]){re.escape(p)}(=True)?(?![\w])", flag(p), text)
+        text = re.sub(rf"`{re.escape(p)}(=True)?`", flag(p), text)
     return text
 
 
@@ -80,17 +80,18 @@ def report(e: RmapscopeError, settings: Settings) -> int:
 
 
 def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Wrap a command: its library errors in the CLI's terms, and printed with their exit
-    code when the command runs outside the rmapscope app (whose ``main`` prints them)."""
+    """Wrap a command (which takes ``ctx: typer.Context``): its library errors in the CLI's
+    terms, and printed with their exit code when the command runs outside the rmapscope app
+    (whose ``main`` prints them)."""
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
         except RmapscopeError as e:
-            ctx = click.get_current_context(silent=True)
-            if app_settings(ctx) is not None:
+            ctx = kwargs.get("ctx")  # typer passes every parameter by keyword
+            if app_settings(ctx) is not None:  # type: ignore[arg-type]
                 raise translate(e) from None
-            raise typer.Exit(report(e, settings(ctx))) from None
+            raise typer.Exit(report(e, settings(ctx))) from None  # type: ignore[arg-type]
 
     return run

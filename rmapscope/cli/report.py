@@ -15,6 +15,7 @@ from ._options import DatasetOpt
 
 
 def report(
+    ctx: typer.Context,
     trace: Annotated[
         list[str] | None,
         typer.Option(

@@ -30,7 +30,7 @@ def _secs(ns: int | None) -> str:
     return "-" if ns is None else f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
 
 
-def traces(dataset: DatasetOpt = None) -> None:
+def traces(ctx: typer.Context, dataset: DatasetOpt = None) -> None:
     """List the traces in the dataset: id, host, format, kernel, time range, events, gaps."""
     ds = Dataset(dataset)
     ds.require()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from rmapscope.cli import app, sample_trace
@@ -37,6 +38,14 @@ def test_every_command_has_help(name):
     assert result.exit_code == 0
     assert len(result.output.splitlines()) > 5
     assert "--dataset" in result.output
+
+
+@pytest.mark.parametrize("name", sorted(typer.main.get_command(app).commands))  # type: ignore[attr-defined]
+def test_every_registered_command_has_help_text(name):
+    result = runner.invoke(app, [name, "--help"])
+    assert result.exit_code == 0
+    assert len(result.output.splitlines()) > 5
+    assert typer.main.get_command(app).commands[name].help  # type: ignore[attr-defined]
 
 
 def test_version():
