@@ -2,10 +2,10 @@
 
 Library messages name arguments as Python keywords in backticks (listed in
 :attr:`RmapscopeError.params`); here they become the CLI's flags (`` `top_level=True` `` ->
-``--top-level``). Under the rmapscope app a
-command's error goes up to :func:`rmapscope.cli.main`, which prints it (so that ``--debug``
-can show the traceback, and a test invoking the app sees the exception); a command added to
-another app (:func:`handles_errors`) prints it itself.
+``--top-level``). Under the rmapscope app a command's error goes up to
+:func:`rmapscope.cli.main`, which prints it (so that ``--debug`` can show the traceback, and
+a test invoking the app sees the exception); a command added to another app
+(:func:`handles_errors`) prints it itself.
 """
 
 from __future__ import annotations

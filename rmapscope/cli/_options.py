@@ -21,9 +21,7 @@ DatasetOpt = Annotated[
     ),
 ]
 #: How `sql` and `query` print their result, and where to.
-ResultFormatOpt = Annotated[
-    str, typer.Option("--format", help=f"{', '.join(FORMATS)}.")
-]
+ResultFormatOpt = Annotated[str, typer.Option("--format", help=f"{', '.join(FORMATS)}.")]
 ResultOutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="Write to FILE.")]
 EngineOpt = Annotated[
     str,
@@ -43,7 +41,8 @@ MasterOpt = Annotated[
 ConfOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--conf", help="Spark setting KEY=VALUE (repeatable), as spark-submit --conf.",
+        "--conf",
+        help="Spark setting KEY=VALUE (repeatable), as spark-submit --conf.",
         show_default=False,
     ),
 ]

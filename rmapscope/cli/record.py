@@ -109,8 +109,7 @@ def record_cmd(
     command: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Command to run while recording (put it after --); recording stops "
-            "when it exits."
+            help="Command to run while recording (put it after --); recording stops when it exits."
         ),
     ] = None,
     output: Annotated[
@@ -129,8 +128,7 @@ def record_cmd(
         typer.Option(
             "--event",
             "-e",
-            help="Add events: system:event, system:* (or system), event; "
-            "repeat or comma-separate.",
+            help="Add events: system:event, system:* (or system), event; repeat or comma-separate.",
         ),
     ] = None,
     buffer_kb: Annotated[
