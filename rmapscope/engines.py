@@ -10,6 +10,10 @@ caller never branches on the engine:
 Traceback (most recent call last):
 ...
 rmapscope.errors.UsageError: unknown engine 'flink'; known: duckdb, spark
+>>> open_engine("duckdb", master="local[2]")
+Traceback (most recent call last):
+...
+rmapscope.errors.UsageError: `master` and `conf` only apply with `engine` spark
 """
 
 from __future__ import annotations
