@@ -13,12 +13,14 @@ import polars as pl
 FORMATS = ("table", "csv", "json", "ndjson", "parquet", "markdown")
 
 
-def write_result(rel: duckdb.DuckDBPyRelation, fmt: str, output: str | None) -> None:
-    """Render ``rel`` as ``fmt`` to ``output`` (a path) or stdout."""
-    df = rel.pl()
+def write_result(
+    rel: duckdb.DuckDBPyRelation | pl.DataFrame, fmt: str, output: str | None
+) -> None:
+    """Render ``rel`` (rows) as ``fmt`` to ``output`` (a path) or stdout."""
+    df = rel if isinstance(rel, pl.DataFrame) else rel.pl()
     if fmt == "parquet":
         if not output:
-            raise ValueError("--format parquet needs -o FILE")
+            raise ValueError("parquet needs an output path")
         df.write_parquet(output)
         return
     text = render(df, fmt)

@@ -17,7 +17,7 @@ import dataclasses
 
 import duckdb
 
-from rmapscope.errors import UsageError
+from rmapscope.errors import MissingTablesError, UsageError
 
 from ._query import CannedQuery, bind_params, dedent, trace_filter
 from .charts import CHARTS
@@ -133,8 +133,5 @@ def run_canned(
     existing = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
     missing = [t for t in q.needs if t not in existing]
     if missing:
-        raise UsageError(
-            f"query {name} needs the {', '.join(missing)} table(s): run `rmapscope replay --all` "
-            "first"
-        )
+        raise MissingTablesError(f"query {name}", missing)
     return con.sql(q.sql, params=values)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from rmapscope.dataset import GENERIC_DIR, Dataset
-from rmapscope.errors import UsageError
+from rmapscope.errors import MissingTablesError, UsageError
 from rmapscope.schema import COMMON_NAMES
 
 from . import table_names
@@ -76,10 +76,7 @@ def run_canned(spark: SparkSession, name: str, params: dict[str, str] | None = N
     existing = {r.viewName for r in spark.sql("SHOW VIEWS").collect()}
     missing = [t for t in q.needs if t not in existing]
     if missing:
-        raise UsageError(
-            f"query {name} needs the {', '.join(missing)} table(s): run `rmapscope replay --all` "
-            "first"
-        )
+        raise MissingTablesError(f"query {name}", missing)
     return sql(spark, spark_dialect(q.sql), values)
 
 

@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Self
 
+from rmapscope import config
 from rmapscope.errors import InputError
 from rmapscope.schema import Registry
 
@@ -43,7 +44,7 @@ _MISSING = (
 
 def perf_binary() -> str | None:
     """The ``perf`` to run (``$RMAPSCOPE_PERF`` or the one on ``PATH``), or None."""
-    return os.environ.get("RMAPSCOPE_PERF") or shutil.which("perf")
+    return config.perf() or shutil.which("perf")
 
 
 class PerfDataReader:

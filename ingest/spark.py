@@ -53,7 +53,7 @@ def expand(patterns: list[str]) -> list[str]:
     files: list[str] = []
     for p in patterns:
         if p == "-":
-            raise UsageError("--engine spark reads files, not stdin (-)")
+            raise UsageError("Spark ingest reads files, not stdin (-)")
         if glob.has_magic(p):
             matches = sorted(glob.glob(p))
             if not matches:

@@ -591,13 +591,17 @@ def record(
     # -- arguments -------------------------------------------------------------------------
     specs = expand_events(preset, events)
     if not specs:
-        raise UsageError("no events to record: give --event or a preset other than 'none'")
+        raise UsageError(
+            "no events to record: give `events` or a preset other than 'none'", params=("events",)
+        )
     if duration is not None and not duration > 0:
-        raise UsageError(f"--duration must be positive, not {duration}")
+        raise UsageError(f"`duration` must be positive, not {duration}", params=("duration",))
     if buffer_kb is not None and buffer_kb < 4:
-        raise UsageError(f"--buffer-kb must be at least 4, not {buffer_kb}")
+        raise UsageError(f"`buffer_kb` must be at least 4, not {buffer_kb}", params=("buffer_kb",))
     if top_level and instance:
-        raise UsageError("--instance and --top-level exclude each other")
+        raise UsageError(
+            "`instance` and `top_level` exclude each other", params=("instance", "top_level")
+        )
     if instance is not None and (
         not instance or "/" in instance or instance in (".", "..") or "\0" in instance
     ):
@@ -610,7 +614,9 @@ def record(
         raise UsageError("outside the main thread a recording needs a duration or a command")
     out = Path(output) if output is not None else default_output()
     if out.exists() and not force:
-        raise UsageError(f"{out}: already exists (use --force to overwrite)")
+        raise UsageError(
+            f"{out}: already exists (use `force=True` to overwrite)", params=("force",)
+        )
     if out.is_dir():
         raise UsageError(f"{out}: is a directory")
     if not out.parent.is_dir():
@@ -796,7 +802,10 @@ def record(
 def _open_instance(root: Path, name: str | None, journal: _Journal) -> tuple[str, Path, bool]:
     instances = root / "instances"
     if not instances.is_dir():
-        raise RmapscopeError(f"{root}: no instances/ directory (kernel too old? use --top-level)")
+        raise RmapscopeError(
+            f"{root}: no instances/ directory (kernel too old? use `top_level=True`)",
+            params=("top_level",),
+        )
     if name is not None and (instances / name).is_dir():
         return name, instances / name, False
     default = f"{_INSTANCE_PREFIX}{os.getpid()}"

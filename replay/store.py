@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 
+from rmapscope import config
 from rmapscope.dataset import REPLAY_TABLES, Dataset
 from rmapscope.errors import DatasetError, UsageError
 
@@ -37,7 +37,7 @@ REGION = 1 << 21  # 2 MB: no folio mapped at natural alignment straddles it
 
 def partition_rows() -> int:
     """Migration events above which a trace is replayed in partitions."""
-    return int(os.environ.get("RMAPSCOPE_REPLAY_PARTITION_ROWS", 20_000_000))
+    return config.replay_partition_rows()
 
 
 def _read(ds: Dataset, pattern: str, columns_filter: pl.Expr | None = None) -> pl.DataFrame:

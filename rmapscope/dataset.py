@@ -32,6 +32,7 @@ from pathlib import Path
 
 import polars as pl
 
+from rmapscope import config
 from rmapscope.errors import DatasetError
 
 MARKER = ".rmapscope-dataset"
@@ -45,7 +46,7 @@ REPLAY_TABLES = ("migrations", "migration_batches", "page_states", "fork_windows
 
 def default_path() -> Path:
     """``$RMAPSCOPE_DATASET`` or ``./rmapscope-data``."""
-    return Path(os.environ.get(ENV) or DEFAULT)
+    return Path(config.dataset() or DEFAULT)
 
 
 @dataclass

@@ -13,12 +13,13 @@ a FUSE mount of the object store) and install rmapscope on every executor.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
+from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING
 
+from rmapscope import config
 from rmapscope.errors import UsageError
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 ENGINES = ("duckdb", "spark")
 
 INSTALL_HINT = (
-    "--engine spark needs pyspark 4 and Java 17 or newer: pip install 'rmapscope[spark]' "
+    "the Spark engine needs pyspark 4 and Java 17 or newer: pip install 'rmapscope[spark]' "
     "(and e.g. apt install openjdk-17-jre-headless)"
 )
 
@@ -47,8 +48,8 @@ def check_engine(engine: str) -> str:
     return engine
 
 
-def parse_conf(pairs: list[str] | None) -> dict[str, str]:
-    """``--conf k=v`` options as a dict.
+def parse_conf(pairs: Sequence[str] | None) -> dict[str, str]:
+    """Spark settings given as ``KEY=VALUE`` strings (``conf``), as a dict.
 
     >>> parse_conf(["spark.executor.memory=4g"])
     {'spark.executor.memory': '4g'}
@@ -57,7 +58,7 @@ def parse_conf(pairs: list[str] | None) -> dict[str, str]:
     for p in pairs or []:
         k, sep, v = p.partition("=")
         if not sep or not k.strip():
-            raise UsageError(f"--conf takes KEY=VALUE, not {p!r}")
+            raise UsageError(f"`conf` takes KEY=VALUE, not {p!r}", params=("conf",))
         conf[k.strip()] = v
     return conf
 
@@ -76,7 +77,7 @@ def session(
         from pyspark.sql import SparkSession
     except ImportError:
         raise UsageError(INSTALL_HINT) from None
-    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+    if not (config.java_home() or shutil.which("java")):
         raise UsageError(f"Spark needs Java (no `java` on PATH, JAVA_HOME unset); {INSTALL_HINT}")
     builder = SparkSession.builder.appName("rmapscope")
     given = SparkConf()  # what spark-submit or spark-defaults.conf set
@@ -86,7 +87,7 @@ def session(
         builder = builder.master("local[*]")
     local = (master or given.get("spark.master", "local[*]")).startswith("local")
     settings = dict(REQUIRED_CONF)
-    if local and not os.environ.get("PYSPARK_PYTHON"):
+    if local and not config.pyspark_python():
         settings["spark.pyspark.python"] = sys.executable
     if local and not given.contains("spark.driver.extraJavaOptions"):
         # the JVM starts here: quiet its start-up logging (our errors are one line each)

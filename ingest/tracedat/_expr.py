@@ -25,12 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rmapscope.errors import UnsupportedExpression as Unsupported
+
 MASK = (1 << 64) - 1
 _U64 = np.uint64
-
-
-class Unsupported(ValueError):
-    """The expression uses something this evaluator does not understand."""
 
 
 _TOKEN_RE = re.compile(

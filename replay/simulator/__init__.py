@@ -390,7 +390,7 @@ def simulate(
     sc = _scenario(scenario)
     bugs = _bugs(bug)
     if cpus < 1:
-        raise UsageError("--cpus must be at least 1")
+        raise UsageError("`cpus` must be at least 1", params=("cpus",))
     m = _build_model(sc, seed, cpus, bugs, explore=explored)
     rng = random.Random(seed * 1_000_003 + 3)
     made: list[int] = []
@@ -564,7 +564,10 @@ def explore(scenario: str, bug: str | Iterable[str] | None = None) -> ExploreRes
         small = ", ".join(s.name for s in SCENARIOS.values() if s.explorable)
         raise UsageError(f"scenario {scenario!r} is too large to explore; small ones: {small}")
     if "lose-events" in bugs:
-        raise UsageError("--explore enumerates schedules; it cannot be combined with lose-events")
+        raise UsageError(
+            "`explore` enumerates schedules; it cannot be combined with lose-events",
+            params=("explore",),
+        )
     t = time.perf_counter()
     prefix: list[int] = []
     total = bad = 0

@@ -50,6 +50,8 @@ import random
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 
+from rmapscope.errors import SimError
+
 PAGE_SHIFT = 12
 PAGE = 1 << PAGE_SHIFT
 PMD_ORDER = 9
@@ -87,10 +89,6 @@ GFP_THP = "GFP_TRANSHUGE|__GFP_NORETRY|__GFP_THISNODE"
 GFP_MTHP = "GFP_TRANSHUGE"
 GFP_TARGET = {0: "GFP_HIGHUSER_MOVABLE|__GFP_COMP", PMD_ORDER: "GFP_TRANSHUGE|__GFP_RETRY_MAYFAIL"}
 MODES = ("MIGRATE_ASYNC", "MIGRATE_SYNC_LIGHT", "MIGRATE_SYNC")
-
-
-class SimError(RuntimeError):
-    """The model reached a state it does not handle (a bug in a scenario or the model)."""
 
 
 # --------------------------------------------------------------------------------------

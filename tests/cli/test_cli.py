@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from rmapscope.cli import app, sample_trace
 from rmapscope.dataset import Dataset
+from tests.conftest import cli_command
 
 runner = CliRunner()
 COMMANDS = ["ingest", "traces", "analyze", "replay", "sql", "query"]
 
 
 def cli(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
-    exe = shutil.which("rmapscope")
-    cmd = [exe] if exe else [sys.executable, "-c", "from rmapscope.cli import main; main()"]
+    # this interpreter's console script (not another install's first on PATH)
     return subprocess.run(
-        [*cmd, *args], capture_output=True, text=True, env=env, cwd=cwd, check=False
+        [*cli_command(), *args], capture_output=True, text=True, env=env, cwd=cwd, check=False
     )
 
 
@@ -37,6 +36,14 @@ def test_every_command_has_help(name):
     assert result.exit_code == 0
     assert len(result.output.splitlines()) > 5
     assert "--dataset" in result.output
+
+
+@pytest.mark.parametrize("name", sorted(typer.main.get_command(app).commands))  # type: ignore[attr-defined]
+def test_every_registered_command_has_help_text(name):
+    result = runner.invoke(app, [name, "--help"])
+    assert result.exit_code == 0
+    assert len(result.output.splitlines()) > 5
+    assert typer.main.get_command(app).commands[name].help  # type: ignore[attr-defined]
 
 
 def test_version():
@@ -87,3 +94,20 @@ def test_bad_option_values_exit_2_with_one_line(tmp_path):
 def test_quiet_prints_nothing_on_success(tmp_path):
     proc = cli("-q", "ingest", str(sample_trace()), "--dataset", str(tmp_path / "ds"))
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
+
+
+def test_every_command_honours_debug():
+    """`simulate` too: an error is one line, with --debug a traceback."""
+    proc = cli("simulate", "nope")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: unknown scenario")
+    assert proc.stderr.count("\n") == 1
+    proc = cli("--debug", "simulate", "nope")
+    assert "Traceback (most recent call last)" in proc.stderr and "UsageError" in proc.stderr
+
+
+def test_library_keywords_print_as_flags():
+    proc = cli("-q", "simulate", "--explore", "fork-vs-migrate", "--bug", "lose-events")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "error: --explore enumerates schedules; it cannot be combined with lose-events"
+    ]

@@ -497,7 +497,7 @@ from rmapscope.errors import RmapscopeError
 if any(c.name == "report" for c in cli.app.registered_commands):
     cli.main()  # rmapscope.cli registers the command itself
 else:
-    from rmapscope.dashboards._report_cli import register
+    from rmapscope.cli.report import register
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.callback()(lambda: None)
     register(app)

@@ -35,11 +35,11 @@ LAUNCHER = textwrap.dedent(
     import os, sys
     import rmapscope.ingest, rmapscope.record, zstandard
     from rmapscope import cli
-    from rmapscope._record_cli import register
+    from rmapscope.cli.record import register
     if not any(c.name == "record" for c in cli.app.registered_commands):
         register(cli.app)
     if os.environ.get("RMAPSCOPE_TEST_DROP"):  # become nobody once the CLI calls record()
-        import rmapscope._record_cli as rc
+        import rmapscope.cli.record as rc
         real_record = rc.record
         def dropped(*args, **kwargs):
             os.setgroups([])
@@ -403,7 +403,7 @@ def test_not_a_tracefs_is_one_clear_error(tmp_path):
 
 
 def _app() -> typer.Typer:
-    from rmapscope._record_cli import register
+    from rmapscope.cli.record import register
 
     app = typer.Typer(add_completion=False, rich_markup_mode=None)
     register(app)

@@ -14,11 +14,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from rmapscope.cli.simulate import register
 from rmapscope.dataset import Dataset
 from rmapscope.errors import UsageError
 from rmapscope.ingest import ingest
 from rmapscope.ingest.pte import decode_present, decode_swap_entry
-from rmapscope.replay._sim_cli import register
 from rmapscope.replay.simulator import SCENARIOS, explore, simulate, write_result
 from rmapscope.replay.simulator import _model as sm
 

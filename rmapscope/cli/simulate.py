@@ -1,4 +1,4 @@
-"""The ``rmapscope simulate`` command (registered by ``rmapscope.cli`` via :func:`register`)."""
+"""``rmapscope simulate``: the kernel-path simulator (:mod:`rmapscope.replay.simulator`)."""
 
 from __future__ import annotations
 
@@ -9,26 +9,16 @@ from typing import Annotated
 
 import typer
 
-from rmapscope.errors import RmapscopeError
+from rmapscope.errors import RmapscopeError, UsageError
+
+from ._errors import handles_errors
+from ._settings import settings
 
 __all__ = ["register"]
 
 
-def _quiet() -> bool:
-    try:
-        from rmapscope import cli
-
-        return bool(cli._state.get("quiet"))
-    except (ImportError, AttributeError):
-        return False
-
-
-def _fail(e: RmapscopeError) -> typer.Exit:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    return typer.Exit(e.exit_code)
-
-
 def simulate(
+    ctx: typer.Context,
     scenario: Annotated[
         str | None,
         typer.Argument(
@@ -85,24 +75,24 @@ def simulate(
     ground truth lists the rule violations the run really contains (JSON, see
     data/scenarios/README.md). The same seed gives the same trace.
     """
-    from . import simulator as sim
+    from rmapscope.replay import simulator as sim
 
     if list_:
         for s in sim.SCENARIOS.values():
             small = " [--explore]" if s.explorable else ""
             print(f"{s.name}{small}: {s.summary}")
         return
+    if scenario is None:
+        raise UsageError("give a SCENARIO (see --list)")
+    bugs = ",".join(bug or [])
+    if explore:
+        base = sim.explore(scenario)
+        print(base.line())
+        if sim._bugs(bugs):
+            print(sim.explore(scenario, bugs).line())
+        return
+    r = sim.simulate(scenario, seed=seed, cpus=cpus, bug=bugs)
     try:
-        if scenario is None:
-            raise sim.UsageError("give a SCENARIO (see --list)")
-        bugs = ",".join(bug or [])
-        if explore:
-            base = sim.explore(scenario)
-            print(base.line())
-            if sim._bugs(bugs):
-                print(sim.explore(scenario, bugs).line())
-            return
-        r = sim.simulate(scenario, seed=seed, cpus=cpus, bug=bugs)
         if output is None:
             sys.stdout.write(r.text)
             sys.stdout.flush()
@@ -113,24 +103,21 @@ def simulate(
             if truth is not None:
                 truth.write_text(tpath.read_text())
                 tpath.unlink()
-        if not _quiet():
-            nviol = len(r.violations)
-            where = f" to {output}" if output is not None else ""
-            print(
-                f"simulated {r.scenario} (seed {seed}, {cpus} cpus, "
-                f"{','.join(r.bugs) or 'no bug'}): {r.events} events{where}; "
-                f"{len(r.truth)} findings ({nviol} violations, "
-                f"{len(r.truth) - nviol} inconclusive), {len(r.info)} informational, "
-                f"{sum(g['count'] for g in r.lost)} events lost",
-                file=sys.stderr,
-            )
-    except RmapscopeError as e:
-        raise _fail(e) from None
     except OSError as e:
-        print(f"error: {e.filename or ''}: {e.strerror}", file=sys.stderr, flush=True)
-        raise typer.Exit(1) from None
+        raise RmapscopeError(f"{e.filename or ''}: {e.strerror}") from None
+    if not settings(ctx).quiet:
+        nviol = len(r.violations)
+        where = f" to {output}" if output is not None else ""
+        print(
+            f"simulated {r.scenario} (seed {seed}, {cpus} cpus, "
+            f"{','.join(r.bugs) or 'no bug'}): {r.events} events{where}; "
+            f"{len(r.truth)} findings ({nviol} violations, "
+            f"{len(r.truth) - nviol} inconclusive), {len(r.info)} informational, "
+            f"{sum(g['count'] for g in r.lost)} events lost",
+            file=sys.stderr,
+        )
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``simulate`` command to ``app``."""
-    app.command("simulate")(simulate)
+    app.command("simulate")(handles_errors(simulate))

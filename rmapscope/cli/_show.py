@@ -1,0 +1,47 @@
+"""How the CLI prints what the library returns: an ingest's result, a replay's findings."""
+
+from __future__ import annotations
+
+from rmapscope.ingest import IngestResult
+from rmapscope.replay.findings import ALL_FINDINGS_SQL, TraceFindings
+
+from ._console import out, warning
+
+#: Findings printed per trace; the rest are in the ``violations`` table.
+SHOWN = 20
+
+
+def ingest_result(r: IngestResult) -> None:
+    """One line for an ingested (or skipped) file; a warning when lines were rejected."""
+    if r.skipped:
+        out.print(
+            f"{r.source}: already in the dataset as trace {r.trace_id} (use --force to replace)"
+        )
+        return
+    verb = "replaced" if r.replaced else "ingested"
+    out.print(
+        f"{r.source}: {verb} trace {r.trace_id} (host {r.host}, format {r.format}): "
+        f"{r.events:,} events, {r.gaps} gaps ({r.lost_events:,} events lost)"
+    )
+    if r.errors.total:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(r.errors.counts.items()))
+        warning(
+            f"{r.source}: {r.errors.total} lines not ingested ({reasons}); "
+            f"see the ingest_errors table"
+        )
+
+
+def findings(summaries: list[TraceFindings]) -> None:
+    """A summary line per trace and its first findings."""
+    for s in summaries:
+        outcomes = ", ".join(f"{n:,} {o}" for o, n in s.outcomes.items())
+        out.print(
+            f"trace {s.trace_id}: {s.batches:,} migration batches, "
+            f"folio migrations: {outcomes or 'none'}; {s.forks:,} forks; "
+            f"{s.violations} violations, {s.inconclusive} inconclusive findings"
+        )
+        for r in s.findings.head(SHOWN).iter_rows(named=True):
+            out.print(f"  {r['verdict']:12} {r['rule']:26} {r['explanation']}")
+        if s.findings.height > SHOWN:
+            more = s.findings.height - SHOWN
+            out.print(f"  ... {more} more: rmapscope sql '{ALL_FINDINGS_SQL}'")

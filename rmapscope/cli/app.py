@@ -1,0 +1,75 @@
+"""The ``rmapscope`` app: global options, the commands, and :func:`main`.
+
+Exit codes: 0 success, 1 findings/other failure, 2 bad input or usage, 3 dataset problem,
+130 interrupted.
+
+Each command lives in its own module, which knows nothing of this one: its ``register(app)``
+adds it here. The global options go into typer's context (``ctx.obj``, a
+:class:`~rmapscope.cli._settings.Settings`).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from rmapscope import __version__
+from rmapscope.errors import RmapscopeError
+
+from . import analyze, ingest, query, record, replay, report, simulate, sql, traces
+from ._console import err
+from ._errors import report as report_error
+from ._settings import Settings
+
+app = typer.Typer(
+    name="rmapscope",
+    help="Ingest, replay and query Linux traces of fork, page migration and rmap walks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"rmapscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars or summaries.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Ingest, replay and query Linux traces of fork, page migration and rmap walks."""
+    settings = ctx.ensure_object(Settings)
+    settings.debug = debug
+    settings.quiet = quiet
+
+
+for _command in (ingest, traces, replay, sql, query, analyze, record, simulate, report):
+    _command.register(app)
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning library errors into one line."""
+    settings = Settings()
+    try:
+        app(obj=settings)
+    except RmapscopeError as e:
+        sys.exit(report_error(e, settings))
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
