@@ -141,13 +141,6 @@ def test_pkgtree_holds_every_installed_module(tmp_path):
     assert (tree / "rmapscope" / "__init__.py").resolve() == ROOT / "rmapscope" / "__init__.py"
 
 
-@pytest.mark.xfail(
-    (ROOT / "rmapscope" / "cli.py").is_file(),
-    reason="the one-file CLI imports its command modules, which import it back, and "
-    "dashboards._html imports Panel back from panels (issue 10 replaces the CLI with the "
-    "rmapscope.cli package and makes the panel model a leaf); remove this mark once landed",
-    strict=True,
-)
 def test_no_import_circle_between_modules(tmp_path):
     pytest.importorskip("grimp")
     tree = _pkgtree(tmp_path / "pkgtree")

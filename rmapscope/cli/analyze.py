@@ -58,7 +58,8 @@ def analyze(
         for name, n in sorted(r.event_counts.items(), key=lambda kv: -kv[1]):
             table.add_row(name, f"{n:,}")
         out.print(table)
-        span = (r.ts_last - r.ts_first) / 1e9 if r.ts_first is not None else 0
+        first, last = r.ts_first, r.ts_last
+        span = (last - first) / 1e9 if first is not None and last is not None else 0
         out.print(
             f"{r.events:,} events over {span:.3f} s; {r.gaps} gaps; {r.errors.total} lines rejected"
         )

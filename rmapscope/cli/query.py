@@ -45,10 +45,10 @@ def query(
     the report-* queries (one per report chart) run on DuckDB only."""
     if name == "list":
         for q in QUERIES.values():
-            params = " ".join(f"{k}={'' if v is None else v}" for k, v in q.params.items())
-            out.print(f"{q.name:26} {q.description}  [{params}]")
+            defaults = " ".join(f"{k}={'' if v is None else v}" for k, v in q.params.items())
+            out.print(f"{q.name:26} {q.description}  [{defaults}]")
         return
-    params = {}
+    params: dict[str, str] = {}
     for p in param or []:
         k, sep, v = p.partition("=")
         if not sep:

@@ -82,9 +82,12 @@ def _prompt(session: SqlSession) -> None:
 
         with contextlib.suppress(OSError):
             readline.read_history_file(HISTORY)
-        atexit.register(
-            lambda: contextlib.suppress(OSError) and readline.write_history_file(HISTORY)
-        )
+
+        def save_history() -> None:
+            with contextlib.suppress(OSError):
+                readline.write_history_file(HISTORY)
+
+        atexit.register(save_history)
     out.print("rmapscope sql: statements end with ';', .tables, .schema NAME, Ctrl-D to leave")
     buf: list[str] = []
     while True:
