@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 
+from rmapscope.catalog import GENERIC_DIR
 from rmapscope.dataset import Dataset
 from rmapscope.schema import COMMON_NAMES
 
@@ -41,7 +42,7 @@ def table_names(dataset: Dataset) -> dict[str, Path]:
     return {
         name: path
         for name, path in dataset.table_dirs().items()
-        if any(path.glob("host=*/trace=*/*.parquet"))
+        if dataset.files(name)
     }
 
 
@@ -58,9 +59,9 @@ def connect(
     for name, path in tables.items():
         con.execute(
             f"CREATE OR REPLACE VIEW {_quote(name)} AS SELECT * FROM "
-            f"{_parquet(str(path / 'host=*' / 'trace=*' / '*.parquet'))}"
+            f"{_parquet(ds.pattern(name))}"
         )
-        if path.name.startswith("event=") or name == "other_events":
+        if path.name.startswith("event=") or name == GENERIC_DIR:
             event_tables.append(name)
     common = ", ".join([*COMMON_NAMES, "host", "trace"])
     if event_tables:

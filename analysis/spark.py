@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from rmapscope.dataset import GENERIC_DIR, Dataset
+from rmapscope.catalog import GENERIC_DIR
+from rmapscope.dataset import Dataset
 from rmapscope.errors import UsageError
 from rmapscope.schema import COMMON_NAMES
 

@@ -40,7 +40,17 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from rmapscope.dataset import GENERIC_DIR
+from rmapscope.catalog import (
+    BPFTRACE_MAP,
+    GAP_BUFFER_STARTED,
+    GAP_DROPPED,
+    GAP_LOST,
+    GENERIC_DIR,
+    INVALID_UTF8,
+    TOOL_MESSAGE,
+    UNPARSED_LINE,
+    unparsed_fields,
+)
 from rmapscope.errors import InputError
 from rmapscope.schema import COMMON_NAMES, EventSchema, Registry, column_for
 
@@ -228,7 +238,7 @@ class TextParser:
         df = df.with_columns(pl.col("lineno").cast(pl.Int64))
         if lines.null_count():
             bad = df.filter(pl.col("line").is_null())
-            errors.add("invalid_utf8", bad["lineno"].to_list(), ["<invalid UTF-8>"] * bad.height)
+            errors.add(INVALID_UTF8, bad["lineno"].to_list(), ["<invalid UTF-8>"] * bad.height)
         fast = self._fast(df)
         if fast is not None:
             events, done = fast
@@ -291,7 +301,7 @@ class TextParser:
         if not rest.height:
             return extra
         unparsed_rows = []
-        tool_rows: dict[str, list[tuple[int, str]]] = {"bpftrace_map": [], "tool_message": []}
+        tool_rows: dict[str, list[tuple[int, str]]] = {BPFTRACE_MAP: [], TOOL_MESSAGE: []}
         # Lines whose header parses but whose body is not "event: payload" (e.g.
         # "<stack trace>"): kept as generic events named after the body.
         body_rx = _HEADERS[self.fmt] + r"(?P<body><[^<>\r\n]+>)\s*$"
@@ -312,11 +322,11 @@ class TextParser:
             m = _MARKERS.match(line)
             if m:
                 if m.group("lcpu") is not None:
-                    kind, cpu, count = "lost", m.group("lcpu"), m.group("lost")
+                    kind, cpu, count = GAP_LOST, m.group("lcpu"), m.group("lost")
                 elif m.group("dcpu") is not None:
-                    kind, cpu, count = "dropped", m.group("dcpu"), m.group("dropped")
+                    kind, cpu, count = GAP_DROPPED, m.group("dcpu"), m.group("dropped")
                 else:
-                    kind, cpu, count = "buffer_started", m.group("scpu"), None
+                    kind, cpu, count = GAP_BUFFER_STARTED, m.group("scpu"), None
                 markers.append(
                     {
                         "kind": kind,
@@ -340,7 +350,7 @@ class TextParser:
             elif self.fmt == "bpftrace" and (lost := _BPF_LOST.match(line)):
                 markers.append(
                     {
-                        "kind": "lost",
+                        "kind": GAP_LOST,
                         "cpu": None,  # bpftrace does not say which buffer lost them
                         "count": int(lost.group(1)),
                         "line": lineno,
@@ -348,9 +358,9 @@ class TextParser:
                     }
                 )
             elif self.fmt == "bpftrace" and _BPF_MAP.match(line):
-                tool_rows["bpftrace_map"].append((lineno, line))
+                tool_rows[BPFTRACE_MAP].append((lineno, line))
             elif self.fmt == "bpftrace" and _TOOL_MESSAGE.match(line):
-                tool_rows["tool_message"].append((lineno, line))
+                tool_rows[TOOL_MESSAGE].append((lineno, line))
             else:
                 unparsed_rows.append((lineno, line))
         for reason, got in tool_rows.items():
@@ -358,7 +368,7 @@ class TextParser:
                 errors.add(reason, [r[0] for r in got], [r[1] for r in got])
         if unparsed_rows:
             errors.add(
-                "unparsed_line", [r[0] for r in unparsed_rows], [r[1] for r in unparsed_rows]
+                UNPARSED_LINE, [r[0] for r in unparsed_rows], [r[1] for r in unparsed_rows]
             )
         return extra
 
@@ -502,7 +512,7 @@ class TextReader:
             if not ok.all():
                 bad = part.filter(~ok)
                 errors.add(
-                    f"unparsed_fields:{name}",
+                    unparsed_fields(name),
                     bad["lineno"].to_list(),
                     [f"{name}: {r}" for r in bad["rest"].to_list()],
                 )
