@@ -461,21 +461,32 @@ def _reason(name: str, table: Table, severity: str, doc: str) -> str:
 
 
 GAP_LOST = _reason(
-    "lost", GAPS, DATA_LOSS, "the ring buffer lost events ([LOST N EVENTS], a trace.dat page)"
+    "lost",
+    GAPS,
+    DATA_LOSS,
+    "CPU:N [LOST N EVENTS], bpftrace's Lost N events, a trace.dat page's missed events",
 )
-GAP_DROPPED = _reason("dropped", GAPS, DATA_LOSS, "perf or trace-cmd dropped events")
+GAP_DROPPED = _reason(
+    "dropped", GAPS, DATA_LOSS, "CPU:N [N EVENTS DROPPED] (trace-cmd report: missed events)"
+)
 GAP_BUFFER_STARTED = _reason(
-    "buffer_started", GAPS, DATA_LOSS, "a CPU's buffer (re)started: what came before it is gone"
+    "buffer_started",
+    GAPS,
+    DATA_LOSS,
+    "##### CPU N buffer started ####: that CPU's buffer overran, its older events are gone",
 )
 GAP_OVERWRITTEN = _reason(
-    "overwritten", GAPS, DATA_LOSS, "a full buffer overwrote its oldest events (entries-written)"
+    "overwritten",
+    GAPS,
+    DATA_LOSS,
+    "entries-written exceeds entries-in-buffer: a full buffer overwrote its oldest events",
 )
 UNPARSED_LINE = _reason("unparsed_line", INGEST_ERRORS, ERROR, "a line no reader understood")
 UNPARSED_FIELDS = _reason(
     "unparsed_fields",
     INGEST_ERRORS,
     ERROR,
-    "as unparsed_fields:<event>: an event whose fields did not parse (kept in other_events)",
+    "written as unparsed_fields:<event>: rows whose fields did not parse (kept in other_events)",
 )
 INVALID_UTF8 = _reason("invalid_utf8", INGEST_ERRORS, ERROR, "a text line that is not UTF-8")
 BPFTRACE_MAP = _reason("bpftrace_map", INGEST_ERRORS, INFO, "a map bpftrace printed at exit")
