@@ -115,7 +115,7 @@ def test_written_reasons_and_gap_kinds_are_catalogued(tmp_path):
         "CPU:0 [LOST 3 EVENTS]\n"
         "          <idle>-0       [000] d..2.  100.000002: task_newtask: nonsense\n"
     )
-    ds, r = ingest_text(tmp_path, text)
+    ds, _ = ingest_text(tmp_path, text)
     errors = pl.read_parquet(ds.files("ingest_errors")[0])
     gaps = pl.read_parquet(ds.files("gaps")[0])
     assert errors.height >= 2 and gaps.height == 1
