@@ -409,8 +409,6 @@ TABLES: dict[str, Table] = {
         VIOLATIONS,
     )
 }
-#: Ingest's side tables.
-SIDE_TABLES = ("traces", "gaps", "ingest_errors")
 #: Tables written by replay, partitioned like the event tables.
 REPLAY_TABLES = tuple(n for n, t in TABLES.items() if t.stage == REPLAY)
 

@@ -11,7 +11,8 @@ Layout (every table of :mod:`rmapscope.catalog`, one partition per host and trac
     <root>/migrations/...  migration_batches/  page_states/  fork_windows/  violations/
                                 (replay tables)
 
-:meth:`Dataset.partition` and :meth:`Dataset.files` are the only ways to a table's files.
+:meth:`Dataset.partition`, :meth:`Dataset.files` and :meth:`Dataset.pattern` are the only
+ways to a table's files.
 Writes are atomic: ingest and replay write into ``<root>/.staging/<txn>/`` (same
 filesystem), then :meth:`Dataset.publish` commits under the dataset lock by writing a
 journal and renaming each staged directory into place. A commit cut short (kill -9) is
@@ -86,8 +87,8 @@ class StagedTrace:
     ``tables`` names the table directories staged under ``sub`` (``""``: the staging
     directory itself) to publish, each replacing that trace's earlier copy of it. None
     publishes the trace whole (an ingest): every directory under ``sub``, and every table of
-    an earlier copy of the trace is retired. :meth:`Dataset.publish` sets ``skipped`` and
-    ``replaced``.
+    an earlier copy of the trace is retired; :meth:`Dataset.publish` then sets ``skipped``
+    and ``replaced``.
     """
 
     host: str

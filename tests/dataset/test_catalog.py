@@ -70,7 +70,7 @@ def test_sample_files_are_the_catalogued_tables(tmp_path):
 def test_real_trace_files_are_the_catalogued_tables(tmp_path, path):
     ds = _ingest_and_replay(real(path), tmp_path / "ds")
     seen = _check_files(ds)
-    assert set(catalog.REPLAY_TABLES) | set(catalog.SIDE_TABLES) <= seen
+    assert {*catalog.REPLAY_TABLES, "traces", "gaps", "ingest_errors"} <= seen
 
 
 def test_probe_tables_are_the_catalogued_ones(tmp_path):
