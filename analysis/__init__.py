@@ -19,9 +19,8 @@ from pathlib import Path
 
 import duckdb
 
-from rmapscope.catalog import GENERIC_DIR
+from rmapscope.catalog import COMMON_NAMES, GENERIC_DIR
 from rmapscope.dataset import Dataset
-from rmapscope.schema import COMMON_NAMES
 
 from .queries import CANNED, CannedQuery, run_canned
 

@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from rmapscope.catalog import GENERIC_DIR
+from rmapscope.catalog import COMMON_NAMES, GENERIC_DIR
 from rmapscope.dataset import Dataset
 from rmapscope.errors import UsageError
-from rmapscope.schema import COMMON_NAMES
 
 from . import table_names
 from .queries import CANNED, bind_params
