@@ -19,8 +19,8 @@ from pathlib import Path
 
 import duckdb
 
+from rmapscope.catalog import COMMON_NAMES, GENERIC_DIR
 from rmapscope.dataset import Dataset
-from rmapscope.schema import COMMON_NAMES
 
 from ._query import bind_params, bound_sql, invocation
 from .queries import CANNED, QUERIES, CannedQuery, run_canned
@@ -52,7 +52,7 @@ def table_names(dataset: Dataset) -> dict[str, Path]:
     return {
         name: path
         for name, path in dataset.table_dirs().items()
-        if any(path.glob("host=*/trace=*/*.parquet"))
+        if dataset.files(name)
     }
 
 
@@ -69,9 +69,9 @@ def connect(
     for name, path in tables.items():
         con.execute(
             f"CREATE OR REPLACE VIEW {_quote(name)} AS SELECT * FROM "
-            f"{_parquet(str(path / 'host=*' / 'trace=*' / '*.parquet'))}"
+            f"{_parquet(ds.pattern(name))}"
         )
-        if path.name.startswith("event=") or name == "other_events":
+        if path.name.startswith("event=") or name == GENERIC_DIR:
             event_tables.append(name)
     common = ", ".join([*COMMON_NAMES, "host", "trace"])
     if event_tables:

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from rmapscope.dataset import GENERIC_DIR, Dataset
+from rmapscope.catalog import COMMON_NAMES, GENERIC_DIR
+from rmapscope.dataset import Dataset
 from rmapscope.errors import MissingTablesError, UsageError
-from rmapscope.schema import COMMON_NAMES
 
 from . import table_names
 from .queries import CANNED, QUERIES, bind_params

@@ -18,13 +18,13 @@ import polars as pl
 import pyarrow as pa
 
 from rmapscope import __version__
-from rmapscope.dataset import GENERIC_DIR, Dataset, Staging
+from rmapscope.catalog import GENERIC_DIR, TRACES
+from rmapscope.dataset import Dataset, StagedTrace, Staging
 from rmapscope.errors import InputError, UsageError
 from rmapscope.schema import (
     ERRORS_COLUMNS,
     GAPS_COLUMNS,
     GENERIC_COLUMNS,
-    TRACES_COLUMNS,
     Registry,
     arrow_schema,
     default_registry,
@@ -260,24 +260,10 @@ def _commit(
     """Publish staged traces in one commit: (directory in ``staging``, "" for its root;
     result) pairs. A trace already in the dataset (or earlier in ``staged``) is skipped
     unless ``force``; the result says which."""
-    with dataset.lock():
-        dataset.recover()
-        moves: list[tuple[str, str]] = []
-        old: list[str] = []
-        seen: set[str] = set()
-        for sub, r in staged:
-            if r.trace_id in seen or (dataset.has_trace(r.trace_id) and not force):
-                r.skipped = True
-                continue
-            seen.add(r.trace_id)
-            replaced = [str(p.relative_to(dataset.root)) for p in dataset.trace_dirs(r.trace_id)]
-            r.replaced = bool(replaced)
-            old.extend(replaced)
-            for table in sorted(p.name for p in (staging.path / sub).iterdir() if p.is_dir()):
-                src = f"{sub}/{table}" if sub else table
-                moves.append((src, f"{table}/host={r.host}/trace={r.trace_id}"))
-        if moves:
-            dataset.commit(staging, moves, old)
+    traces = [StagedTrace(r.host, r.trace_id, sub) for sub, r in staged]
+    dataset.publish(staging, traces, keep_existing=not force)
+    for t, (_, r) in zip(traces, staged, strict=True):
+        r.skipped, r.replaced = t.skipped, t.replaced
 
 
 def _manifest(
@@ -312,4 +298,4 @@ def _manifest(
         "ingested_at": dt.datetime.now(dt.UTC),
         "tool_version": __version__,
     }
-    return pa.Table.from_pylist([row], schema=arrow_schema(TRACES_COLUMNS))
+    return pa.Table.from_pylist([row], schema=TRACES.arrow_schema())

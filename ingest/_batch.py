@@ -14,6 +14,15 @@ from dataclasses import dataclass, field
 import polars as pl
 import pyarrow as pa
 
+from rmapscope.catalog import (
+    EVENT_PREFIX,
+    GAP_OVERWRITTEN,
+    INGEST_ERRORS,
+    MIGRATION_REMOVES,
+    MIGRATION_SETS,
+    directory,
+)
+
 from . import pte as ptemod
 
 MAX_ERROR_SAMPLES = 10
@@ -51,16 +60,13 @@ class ErrorLog:
         reasons = sorted(self.counts)
         return pa.table(
             {
-                "reason": pa.array(reasons, pa.string()),
-                "count": pa.array([self.counts[r] for r in reasons], pa.int64()),
-                "first_line": pa.array([self.first[r] for r in reasons], pa.int64()),
-                "sample_lines": pa.array(
-                    [[ln for ln, _ in self.samples[r]] for r in reasons], pa.list_(pa.int64())
-                ),
-                "samples": pa.array(
-                    [[tx for _, tx in self.samples[r]] for r in reasons], pa.list_(pa.string())
-                ),
-            }
+                "reason": reasons,
+                "count": [self.counts[r] for r in reasons],
+                "first_line": [self.first[r] for r in reasons],
+                "sample_lines": [[ln for ln, _ in self.samples[r]] for r in reasons],
+                "samples": [[tx for _, tx in self.samples[r]] for r in reasons],
+            },
+            schema=INGEST_ERRORS.arrow_schema(),
         )
 
 
@@ -113,12 +119,12 @@ class Batch:
 def kind_stats(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
     """Per swap type: sets seen, and how many removes paired with it restored a writable pte."""
     parts = []
-    for kind in ("pte", "pmd"):
-        sets = frames.get(f"event=set_migration_{kind}")
+    for set_event, remove_event in zip(MIGRATION_SETS, MIGRATION_REMOVES, strict=True):
+        sets = frames.get(directory(set_event))
         if sets is None:
             continue
         stats = sets.group_by("swp_type").agg(pl.len().cast(pl.Int64).alias("sets"))
-        removes = frames.get(f"event=remove_migration_{kind}")
+        removes = frames.get(directory(remove_event))
         if removes is not None and removes.height:
             pairs = (
                 removes.select("rel", "pid", "addr", "writable")
@@ -167,7 +173,7 @@ class Assembler:
             frame = frame.with_columns((pl.col("rel").cast(pl.Int64) + self.seq).alias("seq")).drop(
                 "rel"
             )
-            name = table[len("event=") :] if table.startswith("event=") else None
+            name = table[len(EVENT_PREFIX) :] if table.startswith(EVENT_PREFIX) else None
             if name:
                 self.counts[name] = self.counts.get(name, 0) + frame.height
             else:
@@ -226,7 +232,7 @@ class Assembler:
             lost = written - held
             rows.append(
                 {
-                    "kind": "overwritten",
+                    "kind": GAP_OVERWRITTEN,
                     "cpu": None,
                     "ts_start": None,
                     "ts_end": self.ts_first,

@@ -11,6 +11,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from rmapscope.catalog import MIGRATION_SETS, directory
+
 ROW_GROUP_ROWS = 1 << 19
 MAX_BUFFERED_ROWS = 1 << 20
 #: Columns written with DELTA_BINARY_PACKED: ``seq`` and ``ts`` rise (almost) monotonically,
@@ -196,8 +198,8 @@ def fill_migration_kinds(root: Path, kinds: dict[int, str]) -> None:
         {"swp_type": list(kinds), "kind": list(kinds.values())},
         schema={"swp_type": pl.Int16, "kind": pl.String},
     )
-    for name in ("set_migration_pte", "set_migration_pmd"):
-        path = root / f"event={name}" / "part-00000.parquet"
+    for name in MIGRATION_SETS:
+        path = root / directory(name) / "part-00000.parquet"
         if not path.exists():
             continue
         source = pq.ParquetFile(path)

@@ -2,8 +2,9 @@
 
 A probe line's payload is ``(<func>+0x0/0x1a0) key=0x.. ...`` (a return probe:
 ``(<caller>+0x4a/0x120 <- <func>)``; perf prints the raw address ``(ffffffff812345a0)``).
-The probes of the contract (``data/probes/README.md``) become tables ``probe_<name>`` with
-the common columns, ``func`` and ``caller`` (return probes), and one UInt64 column per key;
+The probes of the contract (``data/probes/README.md``, :data:`rmapscope.catalog.PROBES`)
+become tables ``probe_<name>`` with the common columns, ``func`` and ``caller`` (return
+probes), and one UInt64 column per key;
 any other probe stays in ``other_events`` with its raw text.
 """
 
@@ -12,25 +13,13 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
-from rmapscope.schema import COMMON, arrow_schema
+from rmapscope.catalog import PROBE_PREFIX as PREFIX
+from rmapscope.catalog import PROBES, probe_table
 
 #: A probe payload, as tracefs, perf and bpftrace print it.
 PROBE_PAYLOAD = (
     r"^\((?:[\w.]+\+0x[0-9a-fA-F]+/0x[0-9a-fA-F]+|[0-9a-fA-F]+)(?: <- [\w.]+)?\)(?:\s|$)"
 )
-
-#: The probes of the contract and their keys (all numbers, UInt64).
-PROBES: dict[str, tuple[str, ...]] = {
-    "rmap_walk_anon": ("folio", "anon_vma", "op"),
-    "rmap_walk_anon_ret": (),
-    "try_to_migrate_one": ("folio", "mm", "pgoff", "anon_vma", "addr"),
-    "remove_migration_pte": ("folio", "mm", "pgoff", "anon_vma", "addr"),
-    "anon_vma_fork": ("mm", "pmm", "pgoff", "anon_vma"),
-    "copy_page_range": ("dst_mm", "src_mm", "start", "end", "pgoff"),
-    "copy_page_range_ret": ("ret",),
-    "unlink_anon_vmas": ("mm", "pgoff"),
-}
-PREFIX = "probe_"
 
 
 def table_name(event: str) -> str:
@@ -39,9 +28,9 @@ def table_name(event: str) -> str:
 
 
 def probe_schema(event: str) -> pa.Schema:
-    """Columns of a probe table: common, func, caller, then the keys as uint64."""
-    keys = [(k, pa.uint64()) for k in PROBES[event]]
-    return arrow_schema([*COMMON, ("func", pa.string()), ("caller", pa.string()), *keys])
+    """Columns of a probe table: common, func, caller, then the keys as uint64 (see
+    :func:`rmapscope.catalog.probe_table`)."""
+    return probe_table(event).arrow_schema()
 
 
 def is_probe(payload: pl.Series) -> pl.Series:

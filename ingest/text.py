@@ -41,7 +41,16 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from rmapscope.dataset import GENERIC_DIR
+from rmapscope.catalog import (
+    BPFTRACE_MAP,
+    GAP_BUFFER_STARTED,
+    GAP_DROPPED,
+    GAP_LOST,
+    GENERIC_DIR,
+    TOOL_MESSAGE,
+    UNPARSED_LINE,
+    unparsed_fields,
+)
 from rmapscope.errors import InputError
 from rmapscope.schema import COMMON_NAMES, EventSchema, Registry, column_for
 
@@ -305,7 +314,7 @@ class TextParser:
         if not rest.height:
             return extra
         unparsed_rows = []
-        tool_rows: dict[str, list[tuple[int, str]]] = {"bpftrace_map": [], "tool_message": []}
+        tool_rows: dict[str, list[tuple[int, str]]] = {BPFTRACE_MAP: [], TOOL_MESSAGE: []}
         # Lines whose header parses but whose body is not "event: payload" (e.g.
         # "<stack trace>"): kept as generic events named after the body.
         body_rx = _HEADERS[self.fmt] + r"(?P<body><[^<>\r\n]+>)\s*$"
@@ -326,11 +335,11 @@ class TextParser:
             m = _MARKERS.match(line)
             if m:
                 if m.group("lcpu") is not None:
-                    kind, cpu, count = "lost", m.group("lcpu"), m.group("lost")
+                    kind, cpu, count = GAP_LOST, m.group("lcpu"), m.group("lost")
                 elif m.group("dcpu") is not None:
-                    kind, cpu, count = "dropped", m.group("dcpu"), m.group("dropped")
+                    kind, cpu, count = GAP_DROPPED, m.group("dcpu"), m.group("dropped")
                 else:
-                    kind, cpu, count = "buffer_started", m.group("scpu"), None
+                    kind, cpu, count = GAP_BUFFER_STARTED, m.group("scpu"), None
                 markers.append(
                     {
                         "kind": kind,
@@ -354,7 +363,7 @@ class TextParser:
             elif self.fmt == "bpftrace" and (lost := _BPF_LOST.match(line)):
                 markers.append(
                     {
-                        "kind": "lost",
+                        "kind": GAP_LOST,
                         "cpu": None,  # bpftrace does not say which buffer lost them
                         "count": int(lost.group(1)),
                         "line": lineno,
@@ -362,9 +371,9 @@ class TextParser:
                     }
                 )
             elif self.fmt == "bpftrace" and _BPF_MAP.match(line):
-                tool_rows["bpftrace_map"].append((lineno, line))
+                tool_rows[BPFTRACE_MAP].append((lineno, line))
             elif self.fmt == "bpftrace" and _TOOL_MESSAGE.match(line):
-                tool_rows["tool_message"].append((lineno, line))
+                tool_rows[TOOL_MESSAGE].append((lineno, line))
             else:
                 unparsed_rows.append((lineno, line))
         for reason, got in tool_rows.items():
@@ -372,7 +381,7 @@ class TextParser:
                 errors.add(reason, [r[0] for r in got], [r[1] for r in got])
         if unparsed_rows:
             errors.add(
-                "unparsed_line", [r[0] for r in unparsed_rows], [r[1] for r in unparsed_rows]
+                UNPARSED_LINE, [r[0] for r in unparsed_rows], [r[1] for r in unparsed_rows]
             )
         return extra
 
@@ -512,17 +521,13 @@ class TextReader:
             cut = at
         errors = ErrorLog()
         parsed = self.parser.parse(sample[: cut + 1] if cut >= 0 else sample, 0, errors)
-        rejected = {r: n for r, n in errors.first.items() if r in ("unparsed_line", "invalid_utf8")}
-        if parsed.events.height or parsed.markers or len(rejected) < len(errors.first):
+        if parsed.events.height or parsed.markers or set(errors.first) - {UNPARSED_LINE}:
             return
-        if rejected:
-            reason, line = min(rejected.items(), key=lambda kv: kv[1])
-            why = (
-                "is not UTF-8 text"
-                if reason == "invalid_utf8"
-                else f"is not in its layout: {errors.samples[reason][0][1][:80]!r}"
+        if UNPARSED_LINE in errors.first:
+            line, text = errors.first[UNPARSED_LINE], errors.samples[UNPARSED_LINE][0][1]
+            raise InputError(
+                f"{name}: not a {fmt} trace: line {line} is not in its layout: {text[:80]!r}"
             )
-            raise InputError(f"{name}: not a {fmt} trace: line {line} {why}")
 
     def close(self) -> None:
         """Nothing to release: the parsing threads end with :meth:`batches`, and the
@@ -583,7 +588,7 @@ class TextReader:
             if not ok.all():
                 bad = part.filter(~ok)
                 errors.add(
-                    f"unparsed_fields:{name}",
+                    unparsed_fields(name),
                     bad["lineno"].to_list(),
                     [f"{name}: {r}" for r in bad["rest"].to_list()],
                 )

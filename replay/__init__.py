@@ -4,7 +4,7 @@
 :func:`replay` loads traces from a dataset and publishes the tables next to them.
 """
 
-from rmapscope.dataset import REPLAY_TABLES
+from rmapscope.catalog import REPLAY_TABLES
 
 from .engine import replay_trace
 from .store import load_trace, replay

@@ -24,28 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import polars as pl
-from polars.datatypes import DataTypeClass
 
-from rmapscope.ingest.probes import PROBES, table_name
+from rmapscope.catalog import MIGRATION_EVENTS, PROBE_PREFIX, VIOLATIONS, VMEMMAP_BASE
 
-PROBE_TABLES = tuple(table_name(p) for p in PROBES)
-SCHEMA: dict[str, pl.DataType | DataTypeClass] = {
-    "rule": pl.String,
-    "verdict": pl.String,
-    "ts": pl.Int64,
-    "pfn": pl.UInt64,
-    "addr": pl.UInt64,
-    "pid": pl.Int32,
-    "mm": pl.UInt64,
-    "explanation": pl.String,
-    "evidence": pl.List(pl.Int64),
-}
-_MIGRATION = (
-    "set_migration_pte",
-    "set_migration_pmd",
-    "remove_migration_pte",
-    "remove_migration_pmd",
-)
+#: The violations table's columns as polars types (the findings are built with it).
+SCHEMA = VIOLATIONS.polars_schema
 
 
 @dataclass
@@ -151,7 +134,7 @@ def has_probes(tables: dict[str, pl.DataFrame]) -> bool:
     """Whether the trace carries the walk probes tier 2 needs."""
     return any(
         tables.get(t) is not None and tables[t].height
-        for t in (table_name("try_to_migrate_one"), table_name("remove_migration_pte"))
+        for t in (PROBE_PREFIX + "try_to_migrate_one", PROBE_PREFIX + "remove_migration_pte")
     )
 
 
@@ -175,10 +158,10 @@ def _merged(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
     for name, df in tables.items():
         if df is None or df.is_empty():
             continue
-        if name.startswith("probe_"):
-            event = name[len("probe_") :]
+        if name.startswith(PROBE_PREFIX):
+            event = name[len(PROBE_PREFIX) :]
         elif name in (
-            *_MIGRATION,
+            *MIGRATION_EVENTS,
             "sched_process_fork",
             "sched_process_exit",
             "mm_migrate_pages_start",
@@ -201,7 +184,7 @@ def _merged(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
                     .cast(pl.UInt64 if k not in ("child_pid", "field_pid") else pl.Int64)
                     .alias(k)
                 )
-        if name in _MIGRATION:
+        if name in MIGRATION_EVENTS:
             if "migration_kind" in df.columns:
                 cols.append(pl.col("migration_kind").alias("mkind"))
             if "writable" in df.columns:
@@ -256,7 +239,7 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
         b = st.batch.pop(task, None)
         if b is not None:
             st.batch_end[b] = line
-    elif ev in _MIGRATION:
+    elif ev in MIGRATION_EVENTS:
         w = st.walks.get(task)
         if w is None or not w.visits:
             return  # a migration line outside a probed walk: tier 1 handles it
@@ -277,9 +260,6 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
             if open_:
                 open_[0].removed = line
                 open_[0].restored_writable = r.get("writable")
-
-
-VMEMMAP_BASE = 0xFFFFEA0000000000  # x86_64 without KASLR of vmemmap; struct page is 64 bytes
 
 
 def _folio_pfn(w: _Walk) -> int | None:

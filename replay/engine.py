@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import polars as pl
 
+from rmapscope.catalog import MIGRATION_EVENTS
+
 from . import _tier1 as t1
 from . import _tier2 as t2
 
-#: Event tables replay reads (other tables are not needed).
+#: Event tables replay reads (other tables are not needed; the probe tables too, for tier 2).
 INPUT_EVENTS = (
-    "set_migration_pte",
-    "set_migration_pmd",
-    "remove_migration_pte",
-    "remove_migration_pmd",
+    *MIGRATION_EVENTS,
     "mm_migrate_pages_start",
     "mm_migrate_pages",
     "task_newtask",
@@ -31,9 +30,6 @@ INPUT_EVENTS = (
     "sched_process_free",
     "exit_mmap",
 )
-#: Typed probe tables (data/probes/README.md), for tier 2.
-PROBE_TABLES = t2.PROBE_TABLES
-
 #: What replay counts per migration batch (summed when a trace is replayed in partitions).
 BATCH_COUNTS = (
     "paired_migrated",

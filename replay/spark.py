@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING
 import polars as pl
 import pyarrow as pa
 
-from rmapscope.dataset import REPLAY_TABLES, Dataset
+from rmapscope.catalog import PROBE_TABLES, REPLAY_TABLES, table_of
+from rmapscope.dataset import Dataset, StagedTrace
 
-from .engine import INPUT_EVENTS, PROBE_TABLES, replay_trace
-from .store import commit_staged, select_traces, write_tables
+from .engine import INPUT_EVENTS, replay_trace
+from .store import select_traces, write_tables
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -99,8 +100,8 @@ def replay_spark(
         results = [done.get(t) or replace(lost, host=h, trace_id=t) for t, h in known.items()]
         ok = [r for r in results if r.error is None]
         if ok:
-            commit_staged(
-                ds, staging, [(r.trace_id, r.host, r.trace_id, list(REPLAY_TABLES)) for r in ok]
+            ds.publish(
+                staging, [StagedTrace(r.host, r.trace_id, r.trace_id, REPLAY_TABLES) for r in ok]
             )
         return results
     finally:
@@ -113,9 +114,7 @@ def _trace_files(spark: SparkSession, ds: Dataset, trace_ids: list[str]) -> Data
     from pyspark.sql import functions as F
 
     dirs = [
-        str(path)
-        for name in (*INPUT_EVENTS, *PROBE_TABLES, *_SIDE)
-        if any((path := ds.root / _dir(name)).glob("host=*/trace=*/*.parquet"))
+        str(ds.table_dir(name)) for name in (*INPUT_EVENTS, *PROBE_TABLES, *_SIDE) if ds.files(name)
     ]
     if not dirs:  # every trace has a manifest row, so only in an empty dataset
         raise ValueError(f"{ds.root}: nothing to replay")
@@ -127,11 +126,6 @@ def _trace_files(spark: SparkSession, ds: Dataset, trace_ids: list[str]) -> Data
         for d in dirs
     ]
     return functools.reduce(lambda a, b: a.unionByName(b), tables)
-
-
-def _dir(table: str) -> str:
-    """The directory of a table replay reads, under the dataset's root."""
-    return table if table in _SIDE else f"event={table}"
 
 
 def _replay_group(files: pa.Table, *, staging: str) -> pa.Table:
@@ -199,4 +193,4 @@ def _table_of(path: str) -> str:
     >>> _table_of("file:/d/gaps/host=a/trace=1/part-00000.parquet")
     'gaps'
     """
-    return path.split("/")[-4].removeprefix("event=")
+    return table_of(path.split("/")[-4])

@@ -19,20 +19,12 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from rmapscope import config
-from rmapscope.dataset import REPLAY_TABLES, Dataset
+from rmapscope.catalog import MIGRATION_EVENTS, PROBE_TABLES, REPLAY_TABLES
+from rmapscope.dataset import Dataset, StagedTrace
 from rmapscope.errors import DatasetError, UsageError
 
 from . import _tier1 as t1
-from . import _tier2 as t2
-from .engine import BATCH_COUNTS, INPUT_EVENTS, PROBE_TABLES, replay_trace
-
-MIGRATION_EVENTS = (
-    "set_migration_pte",
-    "set_migration_pmd",
-    "remove_migration_pte",
-    "remove_migration_pmd",
-)
-REGION = 1 << 21  # 2 MB: no folio mapped at natural alignment straddles it
+from .engine import BATCH_COUNTS, INPUT_EVENTS, replay_trace
 
 
 def partition_rows() -> int:
@@ -40,21 +32,18 @@ def partition_rows() -> int:
     return config.replay_partition_rows()
 
 
-def _read(ds: Dataset, pattern: str, columns_filter: pl.Expr | None = None) -> pl.DataFrame:
-    files = sorted(ds.root.glob(pattern))
+def _read(ds: Dataset, table: str, trace_id: str) -> pl.DataFrame:
+    files = ds.files(table, trace_id=trace_id)
     if not files:
         return pl.DataFrame()
-    lf = pl.scan_parquet(files)
-    if columns_filter is not None:
-        lf = lf.filter(columns_filter)
-    return lf.collect()
+    return pl.scan_parquet(files).collect()
 
 
 def load_trace(
     ds: Dataset, trace_id: str, skip: tuple[str, ...] = ()
 ) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, dict]:
     """The events replay needs (but the tables in ``skip``), gaps and manifest of a trace."""
-    manifest = _read(ds, f"traces/host=*/trace={trace_id}/*.parquet")
+    manifest = _read(ds, "traces", trace_id)
     if manifest.is_empty():
         raise UsageError(f"no trace {trace_id} in {ds.root} (see `rmapscope traces`)")
     row = manifest.row(0, named=True)
@@ -62,20 +51,16 @@ def load_trace(
     for name in (*INPUT_EVENTS, *PROBE_TABLES):
         if name in skip:
             continue
-        df = _read(ds, f"event={name}/host=*/trace={trace_id}/*.parquet")
+        df = _read(ds, name, trace_id)
         if df.height:
             tables[name] = df
-    gaps = _read(ds, f"gaps/host=*/trace={trace_id}/*.parquet")
+    gaps = _read(ds, "gaps", trace_id)
     return tables, gaps, row
 
 
 def read_replay(ds: Dataset, trace_id: str, skip: tuple[str, ...] = ()) -> dict[str, pl.DataFrame]:
     """The published replay tables of one trace (but those in ``skip``)."""
-    return {
-        name: _read(ds, f"{name}/host=*/trace={trace_id}/*.parquet")
-        for name in REPLAY_TABLES
-        if name not in skip
-    }
+    return {name: _read(ds, name, trace_id) for name in REPLAY_TABLES if name not in skip}
 
 
 def replay(
@@ -119,11 +104,8 @@ def select_traces(ds: Dataset, trace_ids: list[str] | None) -> dict[str, str]:
     return {t: known[t] for t in trace_ids} if trace_ids else known
 
 
-def _migration_files(ds: Dataset, trace_id: str) -> dict[str, list]:
-    return {
-        n: sorted(ds.root.glob(f"event={n}/host=*/trace={trace_id}/*.parquet"))
-        for n in MIGRATION_EVENTS
-    }
+def _migration_files(ds: Dataset, trace_id: str) -> dict[str, list[Path]]:
+    return {n: ds.files(n, trace_id=trace_id) for n in MIGRATION_EVENTS}
 
 
 def _parts_needed(ds: Dataset, trace_id: str) -> int:
@@ -137,9 +119,7 @@ def _parts_needed(ds: Dataset, trace_id: str) -> int:
 
 
 def _has_probe_files(ds: Dataset, trace_id: str) -> bool:
-    return any(
-        any(ds.root.glob(f"event={t}/host=*/trace={trace_id}/*.parquet")) for t in t2.PROBE_TABLES
-    )
+    return any(ds.files(t, trace_id=trace_id) for t in PROBE_TABLES)
 
 
 def _replay_partitioned(ds: Dataset, host: str, trace_id: str, parts: int) -> dict:
@@ -177,7 +157,7 @@ def _replay_partitioned(ds: Dataset, host: str, trace_id: str, parts: int) -> di
             "violations": pl.concat(viols, how="diagonal_relaxed").sort("ts"),
         }
         write_tables(staging.path, result)
-        _commit(ds, staging, host, trace_id, [*result, "page_states"])
+        ds.publish(staging, [StagedTrace(host, trace_id, tables=[*result, "page_states"])])
     finally:
         staging.release()
     return result
@@ -225,7 +205,7 @@ def publish(ds: Dataset, host: str, trace_id: str, out: dict[str, pl.DataFrame])
     staging = ds.new_staging()
     try:
         write_tables(staging.path, out)
-        _commit(ds, staging, host, trace_id, list(out))
+        ds.publish(staging, [StagedTrace(host, trace_id, tables=list(out))])
     finally:
         staging.release()
 
@@ -236,24 +216,3 @@ def write_tables(root: Path, out: dict[str, pl.DataFrame]) -> None:
         path = root / name / "part-00000.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         df.write_parquet(path, compression="zstd")
-
-
-def _commit(ds: Dataset, staging, host: str, trace_id: str, names: list[str]) -> None:
-    commit_staged(ds, staging, [("", host, trace_id, names)])
-
-
-def commit_staged(ds: Dataset, staging, traces: list[tuple[str, str, str, list[str]]]) -> None:
-    """Publish staged replay tables of several traces in one atomic commit.
-
-    ``traces`` lists (directory in staging, host, trace id, table names); each table
-    replaces that trace's earlier replay of it.
-    """
-    moves = [
-        (f"{sub}/{name}" if sub else name, f"{name}/host={host}/trace={trace_id}")
-        for sub, host, trace_id, names in traces
-        for name in names
-    ]
-    with ds.lock():
-        ds.recover()
-        old = [dst for _, dst in moves if (ds.root / dst).exists()]
-        ds.commit(staging, moves, old)

@@ -1,47 +1,50 @@
 """The dataset: a directory of Hive-partitioned Parquet that DuckDB, polars and Spark read as is.
 
-Layout (one typed table per event, plus side tables)::
+Layout (every table of :mod:`rmapscope.catalog`, one partition per host and trace)::
 
-    <root>/event=<name>/host=<host>/trace=<id>/part-00000.parquet
-    <root>/other_events/host=<host>/trace=<id>/part-00000.parquet   (generic table)
-    <root>/traces/host=<host>/trace=<id>/part-00000.parquet         (manifest, one row)
+    <root>/<table directory>/host=<host>/trace=<id>/part-00000.parquet
+
+    <root>/event=<name>/...     one typed table per event (and probe_<name>)
+    <root>/other_events/...     the generic table
+    <root>/traces/...           the manifest, one row per trace
     <root>/gaps/...   <root>/ingest_errors/...
     <root>/migrations/...  migration_batches/  page_states/  fork_windows/  violations/
-                                                                     (replay tables)
+                                (replay tables)
 
-Writes are atomic: an ingest writes into ``<root>/.staging/<txn>/`` (same filesystem), then
-commits under the dataset lock by writing a journal and renaming each staged directory into
-place. A commit cut short (kill -9) is rolled forward by the next process that takes the
-lock; a staging directory without a journal whose owner is gone is simply deleted. So an
-interrupted ingest leaves the dataset as it was, and readers never see a half-written file.
+:meth:`Dataset.partition`, :meth:`Dataset.files` and :meth:`Dataset.pattern` are the only
+ways to a table's files.
+Writes are atomic: ingest and replay write into ``<root>/.staging/<txn>/`` (same
+filesystem), then :meth:`Dataset.publish` commits under the dataset lock by writing a
+journal and renaming each staged directory into place. A commit cut short (kill -9) is
+rolled forward by the next process that takes the lock; a staging directory without a
+journal whose owner is gone is simply deleted. So an interrupted ingest leaves the dataset
+as it was, and readers never see a half-written file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import json
 import os
 import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from rmapscope import config
+from rmapscope.catalog import EVENT_PREFIX, TABLES, directory
 from rmapscope.errors import DatasetError
 
 MARKER = ".rmapscope-dataset"
 ENV = "RMAPSCOPE_DATASET"
 DEFAULT = "rmapscope-data"
-GENERIC_DIR = "other_events"
-SIDE_TABLES = ("traces", "gaps", "ingest_errors")
-#: Tables written by replay, partitioned like the event tables.
-REPLAY_TABLES = ("migrations", "migration_batches", "page_states", "fork_windows", "violations")
 
 
 def default_path() -> Path:
@@ -76,6 +79,30 @@ class Staging:
 
 def _owner_file(staging_dir: Path) -> Path:
     return staging_dir.with_name(staging_dir.name + ".owner")
+
+
+@dataclass
+class StagedTrace:
+    """One trace's tables in a staging directory, for :meth:`Dataset.publish`.
+
+    ``tables`` names the table directories staged under ``sub`` (``""``: the staging
+    directory itself) to publish, each replacing that trace's earlier copy of it. None
+    publishes the trace whole (an ingest): every directory under ``sub``, and every table of
+    an earlier copy of the trace is retired; :meth:`Dataset.publish` then sets ``skipped``
+    and ``replaced``.
+    """
+
+    host: str
+    trace_id: str
+    sub: str = ""
+    tables: Sequence[str] | None = None
+    skipped: bool = False  # not published: already in the dataset, or earlier in the list
+    replaced: bool = False  # an earlier copy was retired
+
+
+def _partition(table_dir: str, host: str, trace_id: str) -> str:
+    """A table's partition directory under the dataset root (the one place it is made)."""
+    return f"{table_dir}/host={host}/trace={trace_id}"
 
 
 class Dataset:
@@ -125,19 +152,38 @@ class Dataset:
         if not self.root.is_dir():
             return out
         for p in sorted(self.root.iterdir()):
-            if p.name.startswith("event=") and p.is_dir():
-                out[p.name[len("event=") :]] = p
-            elif p.name in (GENERIC_DIR, *SIDE_TABLES, *REPLAY_TABLES) and p.is_dir():
+            if p.name.startswith(EVENT_PREFIX) and p.is_dir():
+                out[p.name[len(EVENT_PREFIX) :]] = p
+            elif p.name in TABLES and p.is_dir():
                 out[p.name] = p
         return out
 
+    def table_dir(self, table: str) -> Path:
+        """The directory of ``table`` (an event's name, or a table of the catalogue)."""
+        return self.root / directory(table)
+
+    def partition(self, table: str, host: str, trace_id: str) -> Path:
+        """The directory holding one trace's files of ``table``."""
+        return self.root / _partition(directory(table), host, trace_id)
+
+    def pattern(self, table: str) -> str:
+        """A glob of every Parquet file of ``table``, as DuckDB's ``read_parquet`` takes it."""
+        return str(self.root / _partition(directory(table), "*", "*") / "*.parquet")
+
+    def files(self, table: str, host: str | None = None, trace_id: str | None = None) -> list[Path]:
+        """The Parquet files of ``table`` (of one host and trace, when given), sorted."""
+        h = glob.escape(host) if host is not None else "*"
+        t = glob.escape(trace_id) if trace_id is not None else "*"
+        partition = _partition(glob.escape(directory(table)), h, t)
+        return sorted(self.root.glob(f"{partition}/*.parquet"))
+
     def trace_dirs(self, trace_id: str) -> list[Path]:
         """All partition directories of one trace, in every table."""
-        return sorted(self.root.glob(f"*/host=*/trace={trace_id}"))
+        return sorted(self.root.glob(_partition("*", "*", glob.escape(trace_id))))
 
     def has_trace(self, trace_id: str) -> bool:
         """Whether a trace with this id is committed (its manifest row exists)."""
-        return any(self.root.glob(f"traces/host=*/trace={trace_id}"))
+        return any(self.root.glob(_partition("traces", "*", glob.escape(trace_id))))
 
     # -- locking ------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -185,7 +231,39 @@ class Dataset:
         path.mkdir()
         return Staging(path, fd)
 
-    def commit(self, staging: Staging, moves: list[tuple[str, str]], replace: list[str]) -> None:
+    def publish(
+        self, staging: Staging, traces: Sequence[StagedTrace], *, keep_existing: bool = False
+    ) -> None:
+        """Atomically publish the staged tables of ``traces`` (the one way into a dataset).
+
+        Takes the lock and recovers what dead processes left first. A trace published whole
+        (``tables`` None) is skipped when it came earlier in ``traces``, or, with
+        ``keep_existing``, when it is already in the dataset.
+        """
+        with self.lock():
+            self.recover()
+            moves: list[tuple[str, str]] = []
+            retire: list[str] = []
+            seen: set[str] = set()
+            for t in traces:
+                names = t.tables
+                if names is None:
+                    if t.trace_id in seen or (keep_existing and self.has_trace(t.trace_id)):
+                        t.skipped = True
+                        continue
+                    seen.add(t.trace_id)
+                    old = [str(p.relative_to(self.root)) for p in self.trace_dirs(t.trace_id)]
+                    t.replaced = bool(old)
+                    retire.extend(old)
+                    staged = staging.path / t.sub
+                    names = sorted(p.name for p in staged.iterdir() if p.is_dir())
+                for name in names:
+                    src = f"{t.sub}/{name}" if t.sub else name
+                    moves.append((src, _partition(name, t.host, t.trace_id)))
+            if moves:
+                self._commit(staging, moves, retire)
+
+    def _commit(self, staging: Staging, moves: list[tuple[str, str]], replace: list[str]) -> None:
         """Atomically publish staged directories. Call with the lock held.
 
         ``moves`` are (path in staging, path in dataset) pairs; ``replace`` lists dataset
@@ -262,7 +340,7 @@ class Dataset:
     # -- reading ------------------------------------------------------------------------
     def traces(self) -> pl.DataFrame:
         """The ``traces`` manifest (one row per ingested trace), sorted by first timestamp."""
-        files = sorted(self.root.glob("traces/host=*/trace=*/*.parquet"))
+        files = self.files("traces")
         if not files:
             return pl.DataFrame()
         return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed").sort(

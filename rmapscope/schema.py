@@ -1,4 +1,4 @@
-"""The event schema: common columns, typed fields per event, and the side tables.
+"""The event schema: typed fields per event, from the events' format descriptions.
 
 Every typed table has the :data:`COMMON` columns followed by the event's own fields, named
 after the fields of its tracefs ``format`` description (``mm_migrate_pages.succeeded``, which
@@ -21,94 +21,20 @@ from importlib import resources
 
 import pyarrow as pa
 
+from rmapscope import catalog
 from rmapscope._printfmt import PrintFormat, parse_print_fmt
+from rmapscope.catalog import COMMON_NAMES
 
-#: Columns every event table starts with. ``seq`` is the event's ordinal in its trace (the
-#: event id that findings cite), ``ts`` int64 nanoseconds exactly as the trace printed them.
-COMMON: list[tuple[str, pa.DataType]] = [
-    ("seq", pa.int64()),
-    ("ts", pa.int64()),
-    ("cpu", pa.int32()),
-    ("pid", pa.int32()),
-    ("tgid", pa.int32()),
-    ("comm", pa.string()),
-    ("flags", pa.string()),
-    ("event", pa.string()),
-    ("instance", pa.string()),  # trace-cmd buffer/instance name, when the trace has several
-]
-COMMON_NAMES = [n for n, _ in COMMON]
+#: Columns every event table starts with (see :data:`rmapscope.catalog.COMMON`), and the
+#: columns decoded from the raw pte/pmd of the migration events (see ingest.pte), as
+#: ``(name, type)`` pairs.
+COMMON: list[tuple[str, pa.DataType]] = [(c.name, c.type) for c in catalog.COMMON]
+DECODED = {ev: [(c.name, c.type) for c in cols] for ev, cols in catalog.DECODED.items()}
 
-#: The table for every event without a typed schema: raw field text, nothing dropped.
-GENERIC_TABLE = "other_events"
-GENERIC_COLUMNS: list[tuple[str, pa.DataType]] = [*COMMON, ("fields", pa.string())]
-
-#: Columns decoded from the raw pte/pmd of the migration events (see ingest.pte).
-SET_DECODED: list[tuple[str, pa.DataType]] = [
-    ("pfn", pa.uint64()),
-    ("swp_type", pa.int16()),
-    ("migration_kind", pa.string()),
-    ("young", pa.bool_()),
-    ("dirty", pa.bool_()),
-    ("soft_dirty", pa.bool_()),
-    ("uffd_wp", pa.bool_()),
-]
-REMOVE_DECODED: list[tuple[str, pa.DataType]] = [
-    ("pfn", pa.uint64()),
-    ("present", pa.bool_()),
-    ("writable", pa.bool_()),
-    ("young", pa.bool_()),
-    ("dirty", pa.bool_()),
-    ("nx", pa.bool_()),
-    ("soft_dirty", pa.bool_()),
-    ("uffd_wp", pa.bool_()),
-]
-DECODED = {
-    "set_migration_pte": SET_DECODED,
-    "set_migration_pmd": SET_DECODED,
-    "remove_migration_pte": REMOVE_DECODED,
-    "remove_migration_pmd": REMOVE_DECODED,
-}
-
-#: Side tables of a dataset (besides one table per event and the generic table).
-GAPS_COLUMNS: list[tuple[str, pa.DataType]] = [
-    ("kind", pa.string()),  # lost | dropped | buffer_started | overwritten
-    ("cpu", pa.int32()),
-    ("ts_start", pa.int64()),  # last event on that cpu before the gap (null: unknown)
-    ("ts_end", pa.int64()),  # first event on that cpu after the gap (null: none)
-    ("count", pa.int64()),  # events lost, when the trace says
-    ("line", pa.int64()),
-    ("text", pa.string()),
-]
-ERRORS_COLUMNS: list[tuple[str, pa.DataType]] = [
-    ("reason", pa.string()),
-    ("count", pa.int64()),  # complete count of lines with this reason
-    ("first_line", pa.int64()),
-    ("sample_lines", pa.list_(pa.int64())),
-    ("samples", pa.list_(pa.string())),  # capped
-]
-TRACES_COLUMNS: list[tuple[str, pa.DataType]] = [
-    ("trace_id", pa.string()),
-    ("host", pa.string()),
-    ("source", pa.string()),
-    ("format", pa.string()),
-    ("kernel", pa.string()),
-    ("arch", pa.string()),
-    ("clock", pa.string()),
-    ("cpus", pa.int32()),
-    ("ts_first", pa.int64()),
-    ("ts_last", pa.int64()),
-    ("events", pa.int64()),
-    ("lines", pa.int64()),
-    ("gaps", pa.int64()),
-    ("lost_events", pa.int64()),
-    ("errors", pa.int64()),
-    ("event_counts", pa.map_(pa.string(), pa.int64())),
-    ("bytes", pa.int64()),
-    ("sha256", pa.string()),
-    ("migration_types", pa.string()),  # JSON: swap type -> kind, and how it was calibrated
-    ("ingested_at", pa.timestamp("us", tz="UTC")),
-    ("tool_version", pa.string()),
-]
+#: ``(name, type)`` pairs of the other tables ingest stages per batch or per trace.
+GENERIC_COLUMNS = catalog.OTHER_EVENTS.pairs()
+GAPS_COLUMNS = catalog.GAPS.pairs()
+ERRORS_COLUMNS = catalog.INGEST_ERRORS.pairs()
 
 
 #: Column names of the ingest pipeline itself, kept free for it in every table.

@@ -47,7 +47,13 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from rmapscope.dataset import GENERIC_DIR
+from rmapscope.catalog import (
+    GAP_LOST,
+    GENERIC_DIR,
+    RECORD_SHORTER_THAN_FORMAT,
+    SHORT_RECORD,
+    UNKNOWN_EVENT_ID,
+)
 from rmapscope.errors import InputError
 from rmapscope.schema import EventSchema, Registry
 
@@ -852,9 +858,9 @@ class TraceDatReader:
 
     def _report_bad(self, errors, ev_type, ok, usable, min_size, rec_len, index, stream, streams):
         for reason, mask in (
-            ("short_record", ~ok),
-            ("unknown_event_id", ok & ~usable),
-            ("record_shorter_than_format", ok & usable & (rec_len < min_size)),
+            (SHORT_RECORD, ~ok),
+            (UNKNOWN_EVENT_ID, ok & ~usable),
+            (RECORD_SHORTER_THAN_FORMAT, ok & usable & (rec_len < min_size)),
         ):
             idx = np.flatnonzero(mask)
             if not len(idx):
@@ -906,7 +912,7 @@ class TraceDatReader:
                 what = f"{count} EVENTS DROPPED" if count is not None else "EVENTS DROPPED"
                 out.append(
                     {
-                        "kind": "lost",
+                        "kind": GAP_LOST,
                         "cpu": s.cpu,
                         "count": count,
                         "line": int(rank[after]) if after is not None else n,

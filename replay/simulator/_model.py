@@ -50,6 +50,7 @@ import random
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 
+from rmapscope.catalog import VMEMMAP_BASE  # a folio pointer is VMEMMAP_BASE + 64 * pfn
 from rmapscope.errors import SimError
 
 PAGE_SHIFT = 12
@@ -57,7 +58,6 @@ PAGE = 1 << PAGE_SHIFT
 PMD_ORDER = 9
 
 # x86_64, 4-level paging, Linux 6.18 without DEVICE_PRIVATE (docs/formats.md section 4)
-VMEMMAP_BASE = 0xFFFFEA0000000000  # struct page array; a folio pointer is base + 64 * pfn
 SWP_PFN_BITS = 34
 SWP_TYPE = {"read": 28, "read_exclusive": 29, "write": 30}
 _P, _RW, _US, _A, _D, _PSE = 0x1, 0x2, 0x4, 0x20, 0x40, 0x80

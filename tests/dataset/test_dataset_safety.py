@@ -226,7 +226,7 @@ def _stage(ds: Dataset, tables: tuple[str, ...], value: int):
 
 
 def _write_journal(staging, moves: list[tuple[str, str]], remove: list[str]) -> None:
-    """The journal exactly as ``Dataset.commit`` writes it."""
+    """The journal exactly as ``Dataset._commit`` writes it."""
     journal = {"moves": moves, "remove": [r for r in remove if r not in {d for _, d in moves}]}
     (staging.path / "COMMIT.json").write_text(json.dumps(journal))
 

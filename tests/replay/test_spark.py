@@ -18,7 +18,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from rmapscope.dataset import REPLAY_TABLES, Dataset
+from rmapscope.catalog import REPLAY_TABLES
+from rmapscope.dataset import Dataset
 from rmapscope.errors import UsageError
 from rmapscope.ingest import ingest
 from rmapscope.replay import replay
