@@ -144,7 +144,7 @@ def _stage(
     writer = None
     try:
         root = target()
-        writer = StagingWriter(root)
+        writer = out = StagingWriter(root)
         job = Assembler()
         schemas: dict[str, pa.Schema] = {}
 
@@ -156,8 +156,11 @@ def _stage(
                 elif name.startswith(probes.PREFIX):
                     schemas[table] = probes.probe_schema(name[len(probes.PREFIX) :])
                 else:
-                    schemas[table] = reader.registry.get(name).arrow_schema()
-            writer.add(table, frame, schemas[table])
+                    schema = reader.registry.get(name)
+                    if schema is None:  # a reader emits typed tables of registered events only
+                        raise RuntimeError(f"{src.name}: event {name} has no schema")
+                    schemas[table] = schema.arrow_schema()
+            out.add(table, frame, schemas[table])
 
         for batch in reader.batches():
             job.consume(batch, stage)

@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Self
+from typing import Self, cast
 
 import numpy as np
 import polars as pl
@@ -612,7 +612,7 @@ class TextReader:
             n_events=ev.height,
             lines=parsed.lines,
             cpu_edges=Batch.edges(ev),
-            ts_range=(ev["ts"].min(), ev["ts"].max()) if ev.height else (None, None),
+            ts_range=(_int_stat(ev["ts"].min()), _int_stat(ev["ts"].max())),
             clock=parsed.clock,
             kind_stats=kind_stats(frames),
             errors=errors,
@@ -648,6 +648,11 @@ class TextReader:
 _INHERITED = ("ts", "cpu", "pid", "tgid", "comm", "flags")
 
 
+def _int_stat(value: object) -> int | None:
+    """A min/max of an integer column as int (None for an empty or all-null column)."""
+    return cast(int | None, value)
+
+
 def _carry_context(batch: Batch, context: dict | None) -> tuple[Batch, dict | None]:
     """Give the frame lines at the top of a block (a callchain or stack the block boundary
     cut from its event) the time, cpu and task of the last event of the blocks before;
@@ -658,7 +663,7 @@ def _carry_context(batch: Batch, context: dict | None) -> tuple[Batch, dict | No
         if df.height and "ts" in df.columns
     ]
     timed = [df for df in timed if df.height]
-    first = min(df["rel"].min() for df in timed) if timed else None
+    first = min(_int_stat(df["rel"].min()) or 0 for df in timed) if timed else None
     frames = batch.frames.get(GENERIC_DIR)
     if context is not None and frames is not None:
         lead = (pl.col("event") == "stack_frame") & pl.col("ts").is_null()
@@ -669,7 +674,7 @@ def _carry_context(batch: Batch, context: dict | None) -> tuple[Batch, dict | No
             for c in _INHERITED
         )
     if timed:
-        last = max(timed, key=lambda df: df["rel"].max())
+        last = max(timed, key=lambda df: _int_stat(df["rel"].max()) or 0)
         context = last.sort("rel").row(-1, named=True)
     return batch, context
 

@@ -70,7 +70,9 @@ class Table:
     @cached_property
     def polars_schema(self) -> pl.Schema:
         """The table's schema as polars types (the replay tables are built in polars)."""
-        return pl.from_arrow(self.arrow_schema().empty_table()).schema
+        frame = pl.from_arrow(self.arrow_schema().empty_table())
+        assert isinstance(frame, pl.DataFrame)
+        return frame.schema
 
 
 def _cols(*specs: tuple[str, pa.DataType, str]) -> tuple[Column, ...]:
