@@ -49,11 +49,7 @@ def _parquet(glob: str) -> str:
 
 def table_names(dataset: Dataset) -> dict[str, Path]:
     """Tables that have at least one file, name -> directory."""
-    return {
-        name: path
-        for name, path in dataset.table_dirs().items()
-        if dataset.files(name)
-    }
+    return {name: path for name, path in dataset.table_dirs().items() if dataset.files(name)}
 
 
 def connect(
@@ -68,8 +64,7 @@ def connect(
     event_tables = []
     for name, path in tables.items():
         con.execute(
-            f"CREATE OR REPLACE VIEW {_quote(name)} AS SELECT * FROM "
-            f"{_parquet(ds.pattern(name))}"
+            f"CREATE OR REPLACE VIEW {_quote(name)} AS SELECT * FROM {_parquet(ds.pattern(name))}"
         )
         if path.name.startswith("event=") or name == GENERIC_DIR:
             event_tables.append(name)

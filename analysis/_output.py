@@ -13,9 +13,7 @@ import polars as pl
 FORMATS = ("table", "csv", "json", "ndjson", "parquet", "markdown")
 
 
-def write_result(
-    rel: duckdb.DuckDBPyRelation | pl.DataFrame, fmt: str, output: str | None
-) -> None:
+def write_result(rel: duckdb.DuckDBPyRelation | pl.DataFrame, fmt: str, output: str | None) -> None:
     """Render ``rel`` (rows) as ``fmt`` to ``output`` (a path) or stdout."""
     df = rel if isinstance(rel, pl.DataFrame) else rel.pl()
     if fmt == "parquet":
@@ -34,8 +32,11 @@ def _flat(df: pl.DataFrame) -> pl.DataFrame:
     """Nested columns (lists, maps, structs) as JSON text, for formats that need scalars."""
     nested = [c for c, t in df.schema.items() if t.is_nested()]
     return df.with_columns(
-        pl.Series(c, [None if v is None else json.dumps(v, default=str) for v in df[c].to_list()],
-                  dtype=pl.String)
+        pl.Series(
+            c,
+            [None if v is None else json.dumps(v, default=str) for v in df[c].to_list()],
+            dtype=pl.String,
+        )
         for c in nested
     )
 

@@ -380,9 +380,7 @@ class TextParser:
             if got:  # not events: counted, with samples, in ingest_errors
                 errors.add(reason, [r[0] for r in got], [r[1] for r in got])
         if unparsed_rows:
-            errors.add(
-                UNPARSED_LINE, [r[0] for r in unparsed_rows], [r[1] for r in unparsed_rows]
-            )
+            errors.add(UNPARSED_LINE, [r[0] for r in unparsed_rows], [r[1] for r in unparsed_rows])
         return extra
 
     @staticmethod

@@ -622,8 +622,13 @@ class Decoder:
                 cond = col.table[2]
                 cond_values = self._u64_values(recs, dec, cond) if cond else None
                 # ``(REC->x) ? __print_flags(REC->x, ...)``: the condition is the value
-                same = cond is not None and cond.op == "field" and (
-                    cond == col.node or (col.node is None and f is not None and cond.name == f.name)
+                same = (
+                    cond is not None
+                    and cond.op == "field"
+                    and (
+                        cond == col.node
+                        or (col.node is None and f is not None and cond.name == f.name)
+                    )
                 )
                 return _flags(values, col.table, cond_values, same)
             if col.kind == "bool":
