@@ -1,8 +1,17 @@
 """Ad hoc SQL over a dataset with DuckDB: one view per table, plus ``events`` over all.
 
->>> from rmapscope.analysis import connect  # doctest: +SKIP
->>> con = connect("rmapscope-data")  # doctest: +SKIP
->>> con.sql("SELECT event, count(*) FROM events GROUP BY 1").show()  # doctest: +SKIP
+>>> import tempfile
+>>> from rmapscope.data import sample_trace
+>>> from rmapscope.dataset import Dataset
+>>> from rmapscope.ingest import ingest
+>>> ds = Dataset(tempfile.mkdtemp())
+>>> result = ingest(str(sample_trace()), ds)
+>>> from rmapscope.analysis import connect
+>>> con = connect(ds)
+>>> con.sql("SELECT count(*) FROM events").fetchall() == [(result.events,)]
+True
+>>> con.sql("SELECT count(DISTINCT trace) FROM traces").fetchall()
+[(1,)]
 
 Every table of the dataset is a view named after it (``set_migration_pte``,
 ``other_events``, ``traces``, ``gaps``, ``ingest_errors``, and the replay tables

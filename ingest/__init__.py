@@ -1,7 +1,13 @@
 """Ingest traces into a dataset: read bytes -> split records -> parse fields -> store.
 
->>> from rmapscope.ingest import ingest  # doctest: +SKIP
->>> result = ingest("trace.txt.gz", Dataset("rmapscope-data"), host="box1")  # doctest: +SKIP
+>>> import tempfile
+>>> from rmapscope.data import sample_trace
+>>> from rmapscope.dataset import Dataset
+>>> from rmapscope.ingest import ingest
+>>> ds = Dataset(tempfile.mkdtemp())
+>>> result = ingest(str(sample_trace()), ds, host="box1")
+>>> result.format, result.host, result.events == sum(result.event_counts.values())
+('tracefs', 'box1', True)
 """
 
 from __future__ import annotations

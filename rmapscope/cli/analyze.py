@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from rmapscope.data import sample_trace
 from rmapscope.dataset import Dataset
 from rmapscope.replay.findings import summarize
 
@@ -17,11 +17,6 @@ from ._console import no_progress, out, progress_bar
 from ._errors import handles_errors
 from ._options import DatasetOpt
 from ._settings import settings
-
-
-def sample_trace() -> Path:
-    """The real trace shipped with rmapscope (used by ``rmapscope analyze`` with no file)."""
-    return Path(str(resources.files("rmapscope.data") / "samples" / "forkstorm-slice.trace.txt.gz"))
 
 
 def analyze(
