@@ -41,6 +41,23 @@ def _flat(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+#: Control characters (C0, DEL, C1): a trace's comm or field text may hold any of them (a
+#: task names itself), and a terminal would act on them. The formats meant for reading on a
+#: terminal show them as ``\xNN``; csv, json, ndjson and parquet keep the stored text.
+_CONTROLS = [chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))]
+_SHOWN = [f"\\x{ord(c):02x}" for c in _CONTROLS]
+
+
+def _visible(df: pl.DataFrame) -> pl.DataFrame:
+    r"""String columns with their control characters shown as ``\xNN``.
+
+    >>> _visible(pl.DataFrame({"comm": ["a\x1b[2Jb"]}))["comm"][0]
+    'a\\x1b[2Jb'
+    """
+    strings = [c for c, t in df.schema.items() if t == pl.String]
+    return df.with_columns(pl.col(c).str.replace_many(_CONTROLS, _SHOWN) for c in strings)
+
+
 def render(df: pl.DataFrame, fmt: str) -> str:
     """``df`` as text in one of the text formats."""
     if fmt == "csv":
@@ -50,7 +67,8 @@ def render(df: pl.DataFrame, fmt: str) -> str:
     if fmt == "ndjson":
         return df.write_ndjson()
     if fmt == "markdown":
-        return _markdown(_flat(df))
+        return _markdown(_visible(_flat(df)))
+    df = _visible(df)
     with pl.Config(
         tbl_rows=200,
         tbl_cols=-1,
