@@ -42,6 +42,7 @@ import polars as pl
 import pyarrow as pa
 
 from rmapscope.catalog import (
+    BAD_TIMESTAMP,
     BPFTRACE_MAP,
     GAP_BUFFER_STARTED,
     GAP_DROPPED,
@@ -426,7 +427,7 @@ class TextParser:
         if out.select(bad.any()).item():
             rejected = out.filter(bad)
             errors.add(
-                "bad_timestamp",
+                BAD_TIMESTAMP,
                 rejected["lineno"].to_list(),
                 [f"{e}: {r}" for e, r in zip(rejected["event"], rejected["rest"], strict=True)],
             )

@@ -482,6 +482,9 @@ GAP_OVERWRITTEN = _reason(
     "entries-written exceeds entries-in-buffer: a full buffer overwrote its oldest events",
 )
 UNPARSED_LINE = _reason("unparsed_line", INGEST_ERRORS, ERROR, "a line no reader understood")
+BAD_TIMESTAMP = _reason(
+    "bad_timestamp", INGEST_ERRORS, ERROR, "an event line whose timestamp does not fit in int64 ns"
+)
 UNPARSED_FIELDS = _reason(
     "unparsed_fields",
     INGEST_ERRORS,
