@@ -228,7 +228,8 @@ def assert_same_rows(files: dict[str, Path], tmp_path: Path) -> None:
             if fmt == "trace_pipe":
                 skip |= {"comm"}
                 comms = set(read_table(datasets[fmt][0], f"event={table}")["comm"].to_list())
-                assert comms <= names, (table, comms - names)
+                # "<...>": the pid had left the kernel's comm cache when the pipe was read
+                assert comms - {"<...>"} <= names, (table, comms - names)
             want = _rows(dat, f"event={table}", skip)
             got = _rows(datasets[fmt][0], f"event={table}", skip)
             assert got.equals(want), (table, fmt, got, want)
