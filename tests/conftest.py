@@ -107,3 +107,26 @@ def dataset(tmp_path: Path):
     from rmapscope.dataset import Dataset
 
     return Dataset(tmp_path / "ds")
+
+
+def live_tracefs() -> Path:
+    """The live tracefs root for a recording test; skips it with the reason when there is none
+    (not root, tracefs not mounted, no instances, tracing_on unreadable)."""
+    import os
+
+    from rmapscope.errors import RmapscopeError
+    from rmapscope.record import find_tracefs
+
+    if os.geteuid() != 0:
+        pytest.skip("live recording needs root")
+    try:
+        root, _ = find_tracefs(mount=False)
+    except RmapscopeError as e:
+        pytest.skip(f"no tracefs here: {e}")
+    if not (root / "instances").is_dir():
+        pytest.skip(f"{root} has no instances/ directory")
+    try:
+        (root / "tracing_on").read_text()
+    except OSError as e:
+        pytest.skip(f"cannot read {root}/tracing_on: {e}")
+    return root

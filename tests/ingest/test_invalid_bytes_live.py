@@ -22,11 +22,9 @@ from pathlib import Path
 import pytest
 
 from rmapscope.dataset import Dataset
-from rmapscope.errors import RmapscopeError
 from rmapscope.ingest import ingest
 from rmapscope.ingest._bytes import escape
-from rmapscope.record import find_tracefs
-from tests.conftest import read_table
+from tests.conftest import live_tracefs, read_table
 from tests.ingest.test_invalid_bytes import CHILD, GRANDCHILD, assert_same_rows
 
 pytestmark = pytest.mark.live
@@ -115,18 +113,10 @@ int main(int argc, char **argv) {
 
 def _needs() -> Path:
     """The tracefs root; skips with the reason when this machine cannot record."""
-    if os.geteuid() != 0:
-        pytest.skip("live recording needs root")
     for tool in ("gcc", "trace-cmd"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed")
-    try:
-        root, _ = find_tracefs(mount=False)
-    except RmapscopeError as e:
-        pytest.skip(f"no tracefs here: {e}")
-    if not (root / "instances").is_dir():
-        pytest.skip(f"{root} has no instances/ directory")
-    return root
+    return live_tracefs()
 
 
 @contextlib.contextmanager

@@ -24,7 +24,8 @@ from typer.testing import CliRunner
 
 from rmapscope.dataset import Dataset
 from rmapscope.errors import RmapscopeError, UsageError
-from rmapscope.record import PRESETS, equivalent_commands, expand_events, find_tracefs, record
+from rmapscope.record import PRESETS, equivalent_commands, expand_events, record
+from tests.conftest import live_tracefs
 
 # A launcher that works whether or not rmapscope/cli.py registers `record` itself. With
 # RMAPSCOPE_TEST_DROP=1 it becomes user nobody right before the library's record() runs
@@ -93,19 +94,7 @@ COMPACTION = {"mm_migrate_pages_start", "mm_migrate_pages", "mm_compaction_begin
 
 def _tracefs() -> Path:
     """The live tracefs root; skips the test with the reason when there is none."""
-    if os.geteuid() != 0:
-        pytest.skip("live recording needs root")
-    try:
-        root, _ = find_tracefs(mount=False)
-    except RmapscopeError as e:
-        pytest.skip(f"no tracefs here: {e}")
-    if not (root / "instances").is_dir():
-        pytest.skip(f"{root} has no instances/ directory")
-    try:
-        (root / "tracing_on").read_text()
-    except OSError as e:
-        pytest.skip(f"cannot read {root}/tracing_on: {e}")
-    return root
+    return live_tracefs()
 
 
 def _read(path: Path) -> str:
