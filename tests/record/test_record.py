@@ -27,18 +27,14 @@ from rmapscope.errors import RmapscopeError, UsageError
 from rmapscope.record import PRESETS, equivalent_commands, expand_events, record
 from tests.conftest import live_tracefs
 
-# A launcher that works whether or not rmapscope/cli.py registers `record` itself. With
-# RMAPSCOPE_TEST_DROP=1 it becomes user nobody right before the library's record() runs
-# (after the CLI parsed its options: the interpreter may live where nobody cannot read, and
-# typer imports lazily).
+# A launcher of the CLI. With RMAPSCOPE_TEST_DROP=1 it becomes user nobody right before the
+# library's record() runs (after the CLI parsed its options: the interpreter may live where
+# nobody cannot read, and typer imports lazily).
 LAUNCHER = textwrap.dedent(
     """
     import os, sys
     import rmapscope.ingest, rmapscope.record, zstandard
     from rmapscope import cli
-    from rmapscope.cli.record import register
-    if not any(c.name == "record" for c in cli.app.registered_commands):
-        register(cli.app)
     if os.environ.get("RMAPSCOPE_TEST_DROP"):  # become nobody once the CLI calls record()
         import rmapscope.cli.record as rc
         real_record = rc.record
