@@ -20,6 +20,7 @@ import typer
 
 from rmapscope.errors import MissingTablesError, RmapscopeError
 
+from ._options import with_global_options
 from ._settings import Settings, app_settings, settings
 
 #: Library keyword -> CLI flag, where the flag is not ``--`` + the keyword with dashes.
@@ -82,7 +83,8 @@ def report(e: RmapscopeError, settings: Settings) -> int:
 def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Wrap a command (which takes ``ctx: typer.Context``): its library errors in the CLI's
     terms, and printed with their exit code when the command runs outside the rmapscope app
-    (whose ``main`` prints them)."""
+    (whose ``main`` prints them); it takes the global options after its name too
+    (:func:`~rmapscope.cli._options.with_global_options`)."""
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -94,4 +96,4 @@ def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
                 raise translate(e) from None
             raise typer.Exit(report(e, settings(ctx))) from None  # type: ignore[arg-type]
 
-    return run
+    return with_global_options(run)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 
@@ -12,7 +15,18 @@ from rmapscope.dataset import ENV
 from rmapscope.engines import Engine, open_engine
 from rmapscope.errors import UsageError
 
-from ._settings import Settings
+from ._settings import Settings, switch_on
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: The global options: the app takes them before the command's name, every command after it.
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summaries.")]
+GLOBAL_OPTIONS = tuple(
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False, annotation=opt)
+    for name, opt in (("debug", DebugOpt), ("quiet", QuietOpt))
+)
 
 DatasetOpt = Annotated[
     Path | None,
@@ -61,3 +75,23 @@ def check_result_options(fmt: str, output: str | None) -> None:
         raise UsageError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
     if fmt == "parquet" and not output:
         raise UsageError("--format parquet needs -o FILE")
+
+
+def with_global_options(command: Callable[P, R]) -> Callable[P, R]:
+    """``command`` (which takes ``ctx: typer.Context``) also taking ``--debug`` and
+    ``--quiet``/``-q`` after its name, with the effect they have before it
+    (:func:`~rmapscope.cli._settings.switch_on`)."""
+    signature = inspect.signature(command, eval_str=True)
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        debug, quiet = (bool(kwargs.pop(p.name, False)) for p in GLOBAL_OPTIONS)
+        # typer passes every parameter by keyword
+        switch_on(kwargs.get("ctx"), debug=debug, quiet=quiet)  # type: ignore[arg-type]
+        return command(*args, **kwargs)
+
+    # typer reads the options from the signature
+    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), *GLOBAL_OPTIONS]
+    )
+    return run

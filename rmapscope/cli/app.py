@@ -5,7 +5,8 @@ Exit codes: 0 success, 1 findings/other failure, 2 bad input or usage, 3 dataset
 
 Each command lives in its own module, which knows nothing of this one: its ``register(app)``
 adds it here. The global options go into typer's context (``ctx.obj``, a
-:class:`~rmapscope.cli._settings.Settings`).
+:class:`~rmapscope.cli._settings.Settings`); every command takes ``--debug`` and
+``--quiet`` after its name too (:func:`~rmapscope.cli._options.with_global_options`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rmapscope.errors import RmapscopeError
 from . import analyze, ingest, query, record, replay, report, simulate, sql, traces
 from ._console import err
 from ._errors import report as report_error
+from ._options import DebugOpt, QuietOpt
 from ._settings import Settings
 
 app = typer.Typer(
@@ -42,10 +44,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     ctx: typer.Context,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bars or summaries.")
-    ] = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
     version: Annotated[
         bool,
         typer.Option(
