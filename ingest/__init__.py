@@ -293,6 +293,7 @@ def _manifest(
         "arch": arch,
         "clock": clock,
         "cpus": header.cpus,
+        "empty_cpus": header.empty_cpus,
         "ts_first": result.ts_first,
         "ts_last": result.ts_last,
         "events": result.events,

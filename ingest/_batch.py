@@ -77,6 +77,7 @@ class HeaderInfo:
     format: str
     kernel: str | None = None
     cpus: int | None = None
+    empty_cpus: list[int] | None = None  # trace-cmd report's "CPU N is empty" lines
     entries_in_buffer: int | None = None
     entries_written: int | None = None
     clock: str | None = None  # trace clock name when the trace says (trace.dat)

@@ -22,6 +22,9 @@ _PERF = re.compile(
 _PERF_TASK = re.compile(r"^\s*\S.*?\s+\d+(?:/\d+)?\s+(?:\[\d+\]\s+)?\d+\.\d+:\s+PERF_RECORD_")
 _PERF_FRAME = re.compile(r"^\t\s*[0-9a-fA-F]+\s")
 _TC_HEAD = re.compile(r"^\s*(?:[^\s:]+: )?cpus=\d+\s*$")
+# what trace-cmd 2.x prints before "cpus=N": "version = 6", then "CPU N is empty" per empty CPU
+_TC_VERSION = re.compile(r"^version = \d+\s*$")
+_TC_EMPTY = re.compile(r"^CPU \d+ is empty\s*$")
 
 
 def detect_format(head: bytes, name: str) -> str:
@@ -54,8 +57,14 @@ def detect_format(head: bytes, name: str) -> str:
     if any(ln.startswith(("Attaching ", "Attached ")) and "probe" in ln for ln in lines[:5]):
         return "bpftrace"
     body = [ln for ln in lines if not ln.lstrip().startswith("#")][:100]
-    if body and _TC_HEAD.match(body[0]):
-        events = body[1:]
+    # trace-cmd report: "cpus=N" first, or after 2.x's "version = N" and "CPU N is empty"
+    versioned = bool(body) and bool(_TC_VERSION.match(body[0]))
+    lead = int(versioned)
+    while lead < len(body) and _TC_EMPTY.match(body[lead]):
+        lead += 1
+    cpus = lead < len(body) and bool(_TC_HEAD.match(body[lead]))
+    if cpus or versioned:
+        events = body[lead + int(cpus) :]
         if _fraction(events, "tcreport") >= _fraction(events, "tcreport_latency"):
             return "tcreport"
         return "tcreport_latency"
@@ -79,7 +88,7 @@ def detect_format(head: bytes, name: str) -> str:
 
 def _fraction(lines: list[str], fmt: str) -> float:
     """Share of event lines (stack frames and lost-event markers aside) in ``fmt``'s layout."""
-    lines = [ln for ln in lines if not re.match(r"\s+=>\s|\s*CPU:\d+ \[", ln)]
+    lines = [ln for ln in lines if not re.match(r"\s*=>\s|\s*CPU:\d+ \[", ln)]
     if not lines:
         return 0.0
     rx = re.compile(_HEADERS[fmt])

@@ -114,7 +114,9 @@ _MARKERS = re.compile(
     r"|##### CPU (?P<scpu>\d+) buffer started ####)"
 )
 _IGNORED = re.compile(r"^\s*(?:#.*|(?:[^\s:]+: )?cpus=\d+|CPU \d+ is empty|version = \d+|\s*)\r?$")
-_CONTINUATION = re.compile(r"^\s+=>\s")
+# a stack frame: " => func+off/size" (tracefs, trace-cmd 2.x), "=> func (addr)" at column 0
+# (trace-cmd 3.x)
+_CONTINUATION = re.compile(r"^\s*=>\s")
 # perf script callchain frame: "\t<hex ip> <sym>+<off> (<dso>)", the ip right-aligned.
 _PERF_FRAME = r"^\t\s*[0-9a-fA-F]+\s"
 _PERF_RECORD = r"(?P<body>PERF_RECORD_[A-Z_]+)(?P<tail>[^\r\n]*)$"
@@ -191,14 +193,20 @@ _MAX_NS = (1 << 63) - 1
 
 
 def read_header(fmt: str, head: list[str]) -> HeaderInfo:
-    """Parse what the comment header (and ``cpus=``) says: kernel, CPUs, buffer counts."""
+    """Parse what the comment header (and ``cpus=``) says: kernel, CPUs, buffer counts, and
+    for trace-cmd reports the CPUs it says are empty."""
     info = HeaderInfo(format=fmt)
     if fmt == "bpftrace":
         info.clock = "mono"  # bpf_ktime_get_ns()
     elif fmt == "perf_script":
         _perf_header(info, head)
         return info
+    trace_cmd = fmt in ("tcreport", "tcreport_latency")
+    empty: set[int] = set()
     for line in head:
+        if trace_cmd and (m := re.match(r"\s*CPU (\d+) is empty\s*$", line)):
+            empty.add(int(m.group(1)))
+            continue
         if m := re.match(r"#\s*entries-in-buffer/entries-written:\s*(\d+)/(\d+)\s+#P:(\d+)", line):
             info.entries_in_buffer, info.entries_written = int(m.group(1)), int(m.group(2))
             info.cpus = int(m.group(3))
@@ -208,6 +216,9 @@ def read_header(fmt: str, head: list[str]) -> HeaderInfo:
             m := re.match(r"\s*(?:[^\s:]+: )?cpus=(\d+)", line)
         ):
             info.cpus = int(m.group(1))
+    if trace_cmd and (empty or info.cpus is not None):
+        # trace-cmd prints "CPU N is empty" for each CPU without data before the events
+        info.empty_cpus = sorted(empty)
     return info
 
 
@@ -264,6 +275,8 @@ class TextParser:
         ).unnest("g")
         ok = parsed["event"].is_not_null()
         matched = parsed.filter(ok).drop("line")
+        if self.fmt in ("tcreport", "tcreport_latency"):  # trace-cmd pads the event names
+            matched = matched.with_columns(pl.col("rest").str.strip_chars_start(" "))
         if events is None:
             events = matched
         elif matched.height:

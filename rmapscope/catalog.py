@@ -228,6 +228,11 @@ TRACES = Table(
         ("arch", _str, "architecture the entries were decoded for"),
         ("clock", _str, "trace clock"),
         ("cpus", _i32, "CPUs of the traced machine, when the trace says"),
+        (
+            "empty_cpus",
+            pa.list_(_i32),
+            "CPUs trace-cmd says recorded nothing (`CPU N is empty`); null: not a trace-cmd report",
+        ),
         ("ts_first", _i64, "first timestamp"),
         ("ts_last", _i64, "last timestamp"),
         ("events", _i64, "events ingested"),
