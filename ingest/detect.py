@@ -16,7 +16,9 @@ from .text import _HEADERS
 from .tracedat._file import MAGIC as TRACEDAT_MAGIC
 
 _PERF = re.compile(
-    r"^\s*\S.*?\s+\d+(?:/\d+)?\s+(?:\[\d+\]\s+)?\d+\.\d+:\s+(?:\d+\s+)?[\w-]+:[\w-]+:"
+    r"^\s*\S.*?\s+\d+(?:/\d+)?\s+(?:\[\d+\]\s+)?\d+\.\d+:\s+(?:\d+\s+)?"
+    # "sys:event:" (a tracepoint), or a sample event "cpu-clock:", "cycles:u:", "cpu/cycles/:"
+    r"(?:[\w-]+:[\w-]+:|[\w./-]+(?::[ukhpPIGHSDWeb]+)?:(?:\s|$))"
 )
 # perf's --show-task-events records, and callchain frame lines (tab, hex ip, symbol)
 _PERF_TASK = re.compile(r"^\s*\S.*?\s+\d+(?:/\d+)?\s+(?:\[\d+\]\s+)?\d+\.\d+:\s+PERF_RECORD_")

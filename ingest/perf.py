@@ -4,19 +4,23 @@ perf.data has no stable documented layout of its own that would be worth re-impl
 perf's sample format depends on each event's ``sample_type``, and the tracepoint payloads
 need the format files it embeds. So we run the ``perf`` that is installed::
 
-    perf script -f -i FILE --header --ns -F comm,pid,tid,cpu,time,event,trace[,ip,sym,symoff,dso]
+    perf script -f -i FILE --header --ns -F comm,pid,tid,cpu,time,event,period,trace,ip,...
 
-(``pid`` gives tgids, ``--ns`` nanoseconds, ``--header`` host, kernel and clock; ``ip,sym,...``
-only when the file has callchains, because without one perf would print the ip at the end of
-the payload line.) Its stdout is read in blocks as it comes, never held whole. The trace id is
-the sha256 of the perf.data bytes, like every other input; a compressed or piped perf.data is
-first copied (decompressed) to a temporary file, because perf needs to seek.
+(``pid`` gives tgids, ``--ns`` nanoseconds, ``--header`` host, kernel and clock.) ``cpu`` and
+``period`` only when every event's ``sample_type`` has them: a per-task ``perf record`` of a
+command records no CPU, and perf refuses a field its samples lack, so ``cpu`` is then null.
+``ip,sym,symoff,dso`` only when the file has callchains or no tracepoint, because without a
+callchain perf prints the ip at the end of a tracepoint's payload line. Its stdout is read in
+blocks as it comes, never held whole. The trace id is the sha256 of the perf.data bytes, like
+every other input; a compressed or piped perf.data is first copied (decompressed) to a
+temporary file, because perf needs to seek.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -33,8 +37,13 @@ from .text import TextReader
 
 #: How a perf.data file starts (version 2; the older "PERFFILE").
 MAGIC = (b"PERFILE2", b"PERFFILE")
-FIELDS = "comm,pid,tid,cpu,time,event,trace"
+FIELDS = "comm,pid,tid,cpu,time,event,period,trace"
 CALLCHAIN_FIELDS = ",ip,sym,symoff,dso"
+# "name: type: 1, ..., sample_type: IP|TID|TIME|CPU|PERIOD, ..." in `perf evlist -v`
+_SAMPLE_TYPE = re.compile(rb"^(\S+): .*?\bsample_type: ([A-Z_|]+)", re.MULTILINE)
+_TRACEPOINT = re.compile(rb"\btype: 2\b")  # PERF_TYPE_TRACEPOINT
+#: -F fields perf refuses unless the samples carry them: field -> sample_type bit
+_OPTIONAL = {"cpu": b"CPU", "period": b"PERIOD"}
 
 _MISSING = (
     "{name}: perf.data needs `perf` to read it: install linux-perf (Debian) / perf, "
@@ -69,9 +78,8 @@ class PerfDataReader:
         self.pipe: Source | None = None
         try:
             path = self._local_file(first, rest)
-            cmd = [perf, "script", "-f", "-i", path, "--header", "--ns", "-F", FIELDS]
-            if self._has_callchains(perf, path):
-                cmd[-1] += CALLCHAIN_FIELDS
+            cmd = [perf, "script", "-f", "-i", path, "--header", "--ns", "-F"]
+            cmd.append(script_fields(self._evlist(perf, path)))
             self.proc = subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
@@ -117,8 +125,8 @@ class PerfDataReader:
         return self._spool
 
     @staticmethod
-    def _has_callchains(perf: str, path: str) -> bool:
-        """Whether any event of the file recorded callchains (``perf evlist -v``)."""
+    def _evlist(perf: str, path: str) -> bytes:
+        """``perf evlist -v`` of the file: each event's attributes (empty if it fails)."""
         try:
             out = subprocess.run(
                 [perf, "evlist", "-f", "-v", "-i", path],
@@ -129,8 +137,8 @@ class PerfDataReader:
                 env={**os.environ, "LC_ALL": "C"},
             )
         except (OSError, subprocess.TimeoutExpired):
-            return False
-        return b"CALLCHAIN" in out.stdout
+            return b""
+        return out.stdout
 
     def batches(self) -> Iterator[Batch]:
         """Parsed blocks of perf's output in order; then perf must have exited cleanly."""
@@ -165,6 +173,30 @@ class PerfDataReader:
             with contextlib.suppress(OSError):
                 os.unlink(self._spool)
             self._spool = None
+
+
+def script_fields(evlist: bytes) -> str:
+    """The ``perf script -F`` list for a file whose ``perf evlist -v`` is ``evlist``.
+
+    ``cpu`` and ``period`` are left out when an event's ``sample_type`` lacks them (the
+    ``dummy`` event, which has no samples, does not count); ``ip,sym,symoff,dso`` are added
+    when an event recorded callchains, or when there is no tracepoint (a profile: the ip and
+    symbol are then printed after the event name). Without a readable evlist, the full list
+    (without ``ip``).
+
+    >>> script_fields(b"sched:sched_switch: type: 2, sample_type: IP|TID|TIME|PERIOD, inherit: 1")
+    'comm,pid,tid,time,event,period,trace'
+    """
+    types = [t for name, t in _SAMPLE_TYPE.findall(evlist) if not name.startswith(b"dummy")]
+    fields = [
+        f
+        for f in FIELDS.split(",")
+        if f not in _OPTIONAL or all(_OPTIONAL[f] in t.split(b"|") for t in types)
+    ]
+    out = ",".join(fields)
+    if b"CALLCHAIN" in evlist or (types and not _TRACEPOINT.search(evlist)):
+        out += CALLCHAIN_FIELDS
+    return out
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

@@ -12,7 +12,9 @@ widths, ``--ns``, ``--header`` comments, optional period, no ``[cpu]``. The even
 without its ``sys:``. Callchain frames (tab-indented lines after an event) become
 ``stack_frame`` rows of ``other_events`` that inherit the event's time, cpu and task; the
 blank separator lines are skipped. ``PERF_RECORD_*`` lines of ``--show-task-events`` become
-``other_events`` rows named after the record. Timestamps are perf's clock (``perf``).
+``other_events`` rows named after the record. Samples of non-tracepoint events
+(``cpu-clock:``, ``cycles:u:``) are ``other_events`` rows under the whole name (``cycles:u``),
+their fields ``period=N`` and the rest of the line. Timestamps are perf's clock (``perf``).
 
 bpftrace (``bpftrace``): lines ``<nsecs> [<cpu>] <comm>-<pid> <event>: <payload>`` printed by
 the script (the layout of ``data/probes/rmapscope.bt``), CLOCK_MONOTONIC ns (clock ``mono``).
@@ -75,8 +77,14 @@ TEXT_FORMATS = (
 
 _REST = r"(?P<event>[^:\s]+):\s?(?P<rest>[^\r\n]*)"
 # perf event names (sys:name, cpu-clock, cpu/cycles/): no parens, so that
-# "PERF_RECORD_FORK(1:1):(0:0)" is not read as event "1)" of system "PERF_RECORD_FORK(1"
-_PERF_REST = r"(?P<event>[\w./-]+):\s?(?P<rest>[^\r\n]*)"
+# "PERF_RECORD_FORK(1:1):(0:0)" is not read as event "1)" of system "PERF_RECORD_FORK(1".
+# A sample event with modifiers ("cycles:u:", "task-clock:ppp:", "cpu-clock:uH:") is one
+# name, tried first: the modifier letters are perf's (tools/perf/util/parse-events.l), and
+# no tracepoint's name is made of them only.
+_PERF_REST = (
+    r"(?:(?P<sample>[\w./-]+:[ukhpPIGHSDWeb]+)|(?:(?P<sys>[\w./-]+):)?(?P<event>[\w./-]+)):"
+    r"\s?(?P<rest>[^\r\n]*)"
+)
 _TS = r"(?P<secs>\d+)(?:\.(?P<frac>\d+))?"
 _PREFIX = r"^\s*(?:(?P<instance>[^\s:]+): )?"
 _HEADERS = {
@@ -102,7 +110,7 @@ _HEADERS["trace_pipe"] = _HEADERS["tracefs"]
 # %7d from perf 6.5), an optional period, then "sys:event:" right-aligned in a wide column.
 _HEADERS["perf_script"] = (
     r"^\s*(?P<comm>.*?)\s+(?:(?P<tgid>\d+)/)?(?P<pid>\d+)\s+(?:\[(?P<cpu>\d+)\]\s+)?"
-    r"(?P<secs>\d+)\.(?P<frac>\d+):\s+(?:\d+\s+)?(?:(?P<sys>[\w./-]+):)?"
+    r"(?P<secs>\d+)\.(?P<frac>\d+):\s+(?:(?P<period>\d+)\s+)?"
 )
 # bpftrace: what the script printfs, "<nsecs> [<cpu>] <comm>-<pid> <event>: <payload>".
 _HEADERS["bpftrace"] = r"^\s*(?P<secs>\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<comm>.*?)-(?P<pid>\d+)\s+"
@@ -273,6 +281,8 @@ class TextParser:
         parsed = slow.select(
             "lineno", "line", pl.col("line").str.extract_groups(self._rx).alias("g")
         ).unnest("g")
+        if self.fmt == "perf_script":
+            parsed = _perf_samples(parsed)
         ok = parsed["event"].is_not_null()
         matched = parsed.filter(ok).drop("line")
         if self.fmt in ("tcreport", "tcreport_latency"):  # trace-cmd pads the event names
@@ -474,6 +484,26 @@ class TextParser:
             pl.col("instance"),
             pl.col("continuation").fill_null(False),
         )
+
+
+def _perf_samples(parsed: pl.DataFrame) -> pl.DataFrame:
+    """perf script rows of sample events (no ``sys:``): the name with its modifiers
+    (``cycles:u``) as the event, ``period=N`` before the payload (the same-line ip and
+    symbol when there is no callchain), spaces stripped. Tracepoint rows keep their name
+    and payload (and drop the period, as before)."""
+    sample = (
+        pl.col("sys").is_null() & pl.col("event").is_not_null() | pl.col("sample").is_not_null()
+    )
+    period = pl.lit("period=") + pl.col("period")
+    payload = pl.col("rest").str.strip_chars()
+    with_period = (
+        pl.when(payload.str.len_bytes() > 0).then(period + pl.lit(" ") + payload).otherwise(period)
+    )
+    text = pl.when(pl.col("period").is_not_null()).then(with_period).otherwise(payload)
+    return parsed.with_columns(
+        pl.coalesce("sample", "event").alias("event"),
+        pl.when(sample).then(text).otherwise(pl.col("rest")).alias("rest"),
+    )
 
 
 class TextReader:
