@@ -53,14 +53,21 @@ from rmapscope.catalog import (
     unparsed_fields,
 )
 from rmapscope.errors import InputError
-from rmapscope.schema import COMMON_NAMES, EventSchema, Registry, column_for
+from rmapscope.schema import (
+    COMMON_NAMES,
+    EventSchema,
+    Registry,
+    column_for,
+    is_syscall_event,
+    syscall_schema,
+)
 
 from . import probes
 from ._batch import Batch, ErrorLog, HeaderInfo, kind_stats
 from ._bytes import escape, escape_bytes, looks_escaped
 from ._source import Source
-from ._tokenize import split_events
-from .fields import FieldParser
+from ._tokenize import split_events, split_syscalls
+from .fields import FieldParser, syscall_arg_names
 
 # Formats this module parses, and what the user may pass to --format.
 TEXT_FORMATS = (
@@ -77,6 +84,8 @@ _REST = r"(?P<event>[^:\s]+):\s?(?P<rest>[^\r\n]*)"
 # perf event names (sys:name, cpu-clock, cpu/cycles/): no parens, so that
 # "PERF_RECORD_FORK(1:1):(0:0)" is not read as event "1)" of system "PERF_RECORD_FORK(1"
 _PERF_REST = r"(?P<event>[\w./-]+):\s?(?P<rest>[^\r\n]*)"
+# a syscall exit, "sys_mbind -> 0x0": the event has no ":" after its name
+_SYS_EXIT_REST = r"(?P<sysexit>sys_\w+ -> \S+)\s*$"
 _TS = r"(?P<secs>\d+)(?:\.(?P<frac>\d+))?"
 _PREFIX = r"^\s*(?:(?P<instance>[^\s:]+): )?"
 _HEADERS = {
@@ -257,6 +266,11 @@ class TextParser:
         self.fmt = fmt
         self.name = name
         self._rx = _HEADERS[fmt] + (_PERF_REST if fmt == "perf_script" else _REST)
+        # tracefs prints syscall tracepoints as "sys_mbind(start: 0x.., ...)" and
+        # "sys_mbind -> 0x0" (no ": " after the name): see split_syscalls
+        self._syscalls = fmt in ("tracefs", "trace_pipe", "tracefs_latency")
+        if self._syscalls:
+            self._rx = _HEADERS[fmt] + f"(?:{_REST}|{_SYS_EXIT_REST})"
         self._ts = _timestamp_expr(fmt)
 
     def parse(self, block: bytes, line_base: int, errors: ErrorLog) -> Block:
@@ -273,6 +287,10 @@ class TextParser:
         parsed = slow.select(
             "lineno", "line", pl.col("line").str.extract_groups(self._rx).alias("g")
         ).unnest("g")
+        if self._syscalls:
+            parsed = parsed.with_columns(pl.coalesce("event", "sysexit").alias("event")).drop(
+                "sysexit"
+            )
         ok = parsed["event"].is_not_null()
         matched = parsed.filter(ok).drop("line")
         if self.fmt in ("tcreport", "tcreport_latency"):  # trace-cmd pads the event names
@@ -281,6 +299,8 @@ class TextParser:
             events = matched
         elif matched.height:
             events = pl.concat([events, matched], how="diagonal_relaxed").sort("lineno")
+        if self._syscalls:
+            events = split_syscalls(events)
         rest = parsed.filter(~ok)
         markers: list[dict] = []
         extra = []
@@ -589,6 +609,9 @@ class TextReader:
                 if part.is_empty():
                     continue
             schema = self.registry.get(name)
+            if schema is None and is_syscall_event(name):  # a syscall with no known format
+                args = syscall_arg_names(part.get_column("rest"))
+                schema = self.registry.add(syscall_schema(name, args))
             if schema is None:
                 generic.append(part)
                 continue
