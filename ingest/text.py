@@ -609,9 +609,8 @@ class TextReader:
                 if part.is_empty():
                     continue
             schema = self.registry.get(name)
-            if schema is None and is_syscall_event(name):  # a syscall with no known format
-                args = syscall_arg_names(part.get_column("rest"))
-                schema = self.registry.add(syscall_schema(name, args))
+            if is_syscall_event(name):
+                schema = self._syscall_schema(name, schema, part.get_column("rest"))
             if schema is None:
                 generic.append(part)
                 continue
@@ -652,6 +651,23 @@ class TextReader:
             kind_stats=kind_stats(frames),
             errors=errors,
         )
+
+    def _syscall_schema(
+        self, name: str, schema: EventSchema | None, payload: pl.Series
+    ) -> EventSchema:
+        """The schema of syscall event ``name``: its known format's, unless there is none or
+        the text prints other argument names (another kernel's syscall); then one made from
+        the names printed (see :func:`~rmapscope.schema.syscall_schema`)."""
+        args = syscall_arg_names(payload)
+        if schema is not None:
+            known = [
+                f.name
+                for f in schema.fields
+                if f.name != "__syscall_nr" and not f.name.startswith("common_")
+            ]
+            if name.startswith("sys_exit_") or not args or args == known:
+                return schema
+        return self.registry.add(syscall_schema(name, args), replace=schema is not None)
 
     def _kernel_words(self, schema: EventSchema, payload: pl.Series) -> pl.Series:
         """bpftrace scripts print numbers where the kernel prints words (``reason=0``,

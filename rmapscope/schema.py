@@ -257,8 +257,11 @@ class Registry:
         self._schemas[schema.name] = schema
         return schema
 
-    def add(self, schema: EventSchema) -> EventSchema:
-        """Add ``schema`` unless its event has one; the schema the registry holds."""
+    def add(self, schema: EventSchema, replace: bool = False) -> EventSchema:
+        """Add ``schema`` unless its event has one (or ``replace``); the schema now held."""
+        if replace:
+            self._schemas[schema.name] = schema
+            return schema
         return self._schemas.setdefault(schema.name, schema)
 
     def get(self, name: str) -> EventSchema | None:

@@ -172,3 +172,53 @@ def test_live_recording_gives_the_same_rows(tmp_path):
         (src / f"{n}.gz").write_bytes(gzip.compress(data))
     sets = _same_rows(src, tmp_path)
     assert -22 in _rows(sets[1], "sys_exit_mbind")["ret"].to_list()
+
+
+def test_trace_pipe_of_only_syscall_exits(tmp_path):
+    ds, _ = ingest_text(tmp_path, EXIT_OK + EXIT_ERR + EXIT_OK)
+    assert read_table(ds, "event=sys_exit_mbind")["ret"].to_list() == [0, -22, 0]
+
+
+def test_latency_format_syscall_lines(tmp_path):
+    head = "# tracer: nop\n#\n# latency trace v1.1.5 on 6.18.0\n"
+    text = head + (
+        "      sc-25680   1.... 3426us : sys_mbind(start: 0x7fb692200000, len: 0x400000, "
+        "mode: 2, nmask: 0x7ffc434772e8, maxnode: 0x40, flags: 3)\n"
+        "      sc-25680   1.... 3430us : sys_mbind -> 0xffffffffffffffea\n"
+    )
+    ds, _ = ingest_text(tmp_path, text)
+    assert read_table(ds, "event=sys_enter_mbind")["len"].to_list() == [0x400000]
+    assert read_table(ds, "event=sys_exit_mbind")["ret"].to_list() == [-22]
+
+
+def test_perf_script_syscall_tracepoints(tmp_path):
+    text = (
+        "              sc 25680 [001]  6014.091508: syscalls:sys_enter_mbind: start: "
+        "0x7fbd62600000, len: 0x00400000, mode: 0x00000002, nmask: 0x7ffd434772e8, "
+        "maxnode: 0x00000040, flags: 0x00000003\n"
+        "              sc 25680 [001]  6014.094953: syscalls:sys_exit_mbind: 0xffffffffffffffea\n"
+    )
+    ds, _ = ingest_text(tmp_path, text)
+    row = read_table(ds, "event=sys_enter_mbind").row(0, named=True)
+    assert (row["mode"], row["field_flags"], row["maxnode"]) == (2, 3, 64)
+    assert read_table(ds, "event=sys_exit_mbind")["ret"].to_list() == [-22]
+
+
+def test_a_syscall_payload_that_is_no_argument_list_is_an_unparsed_field_error(tmp_path):
+    text = ENTER + "              sc-25680   [001] .....  6014.094950: sys_mbind(oops)\n"
+    ds, _ = ingest_text(tmp_path, text)
+    assert read_table(ds, "event=sys_enter_mbind").height == 1
+    errors = read_table(ds, "ingest_errors")
+    assert errors.filter(pl.col("reason").str.contains("sys_enter_mbind"))["count"].sum() == 1
+
+
+def test_other_kernels_argument_names_give_a_schema_of_the_names_printed(tmp_path):
+    # a kernel whose madvise prints "len" where the shipped 6.18 format says "len_in"
+    text = (
+        "              sc-25680   [001] .....  6014.094955: sys_madvise(start: 0x7fbd62600000, "
+        "len: 0x400000, behavior: 0xe)\n"
+    )
+    ds, _ = ingest_text(tmp_path, text)
+    enter = read_table(ds, "event=sys_enter_madvise")
+    assert enter.select("start", "len", "behavior").row(0) == (0x7FBD62600000, 0x400000, 14)
+    assert "len_in" not in enter.columns
