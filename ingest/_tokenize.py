@@ -13,6 +13,44 @@ from __future__ import annotations
 
 import polars as pl
 
+# A syscall tracepoint line's body as tracefs prints it (``print_syscall_enter/exit``):
+# ``sys_mbind(start: 0x7f.., len: 0x400000, mode: 2)`` and ``sys_mbind -> 0xffffffffffffffea``.
+SYSCALL_ENTER = r"^sys_(\w+)\((.*)\)$"
+SYSCALL_EXIT = r"^sys_(\w+) -> (\S+)$"
+
+
+def split_syscalls(events: pl.DataFrame) -> pl.DataFrame:
+    """Rename tracefs's syscall lines to their tracepoints and keep only the arguments as
+    payload: ``sys_mbind(a: 1, b: 0x2)`` is ``sys_enter_mbind`` with ``a: 1, b: 0x2``, and
+    ``sys_mbind -> 0x0`` is ``sys_exit_mbind`` with ``0x0``. ``events`` has string columns
+    ``event`` and ``rest`` (null where the line had no second ``": "``), as split at the
+    first ``": "`` after the header; other rows are returned as they are.
+    """
+    ev, rest = pl.col("event"), pl.col("rest")
+    cand = ev.str.starts_with("sys_")
+    if not events.select(cand.any()).item():
+        return events
+    body = pl.when(rest.is_null()).then(ev).otherwise(pl.concat_str(ev, pl.lit(": "), rest))
+    enter = body.str.extract_groups(SYSCALL_ENTER)
+    exit_ = body.str.extract_groups(SYSCALL_EXIT)
+    return (
+        events.with_columns(
+            pl.when(cand).then(enter).alias("_en"), pl.when(cand).then(exit_).alias("_ex")
+        )
+        .with_columns(
+            pl.when(pl.col("_en").struct.field("1").is_not_null())
+            .then(pl.concat_str(pl.lit("sys_enter_"), pl.col("_en").struct.field("1")))
+            .when(pl.col("_ex").struct.field("1").is_not_null())
+            .then(pl.concat_str(pl.lit("sys_exit_"), pl.col("_ex").struct.field("1")))
+            .otherwise(ev)
+            .alias("event"),
+            pl.coalesce(
+                pl.col("_en").struct.field("2"), pl.col("_ex").struct.field("2"), rest
+            ).alias("rest"),
+        )
+        .drop("_en", "_ex")
+    )
+
 
 def split_events(lines: pl.DataFrame, padded_names: bool) -> pl.DataFrame:
     """Split ``lines`` (columns ``lineno``, ``line``; every line ends with a newline) into
@@ -78,8 +116,16 @@ def split_events(lines: pl.DataFrame, padded_names: bool) -> pl.DataFrame:
         & is_int("cpu")
         & is_int("secs")
         & (pl.col("frac").is_null() | is_int("frac"))
-        & ~pl.col("event").str.contains(" ", literal=True)
-        & pl.col("rest").is_not_null()
+        # no space in the event name, except a syscall exit's "sys_mbind -> 0x0"
+        & (
+            ~pl.col("event").str.contains(" ", literal=True)
+            | (pl.col("rest").is_null() & pl.col("event").str.contains(SYSCALL_EXIT))
+        )
+        & (
+            pl.col("rest").is_not_null()
+            | pl.col("event").str.contains(SYSCALL_ENTER)
+            | pl.col("event").str.contains(SYSCALL_EXIT)
+        )
     ).fill_null(False)
     return df.select(
         "lineno",

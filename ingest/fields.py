@@ -91,6 +91,45 @@ def _convert(conv: Conversion, c: pl.Expr, bare: bool, guess_radix: bool) -> pl.
     return c.str.strip_chars_end(" ")
 
 
+def syscall_arg_names(rest: pl.Series) -> list[str]:
+    """The argument names a syscall enter event's payload prints (``start: 0x1, len: 2``),
+    from its first row; none for an exit (``0x0``)."""
+    first = rest.drop_nulls().head(1).to_list()
+    return re.findall(r"(?:^|, )(\w+): ", first[0]) if first else []
+
+
+def _syscall_value(text: pl.Expr) -> pl.Expr:
+    """A syscall argument as the kernel prints it (``%lu`` below 10, else ``0x%lx``; trace-cmd
+    always ``0x%08lx``) to its 64-bit pattern as UInt64."""
+    hexa = text.str.strip_prefix("0x").str.to_integer(base=16, dtype=pl.UInt64, strict=False)
+    dec = text.str.to_integer(base=10, dtype=pl.UInt64, strict=False)
+    return pl.when(text.str.starts_with("0x")).then(hexa).otherwise(dec)
+
+
+def _syscall_args(spec: _Spec, exit_: bool, rest: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
+    """Typed columns of a syscall event: an exit's payload is its ``ret``, an enter's is
+    ``name: value`` pairs named after the format's fields. Values are the 64-bit patterns
+    the kernel printed; a signed 64-bit field takes the two's complement (``0xff..ea`` is -22).
+    ``__syscall_nr`` is not printed in text and stays null."""
+    text = pl.col("rest").str.strip_chars()
+    exprs = [pl.lit(None, pl.Int32).alias("__syscall_nr")]
+    checks = [] if exit_ else [text.str.contains(r"^$|^\w+: ")]
+    for col, dtype in spec.schema:
+        if col == "__syscall_nr" or (exit_ and col != "ret"):
+            continue
+        key = re.escape(col.removeprefix("field_"))
+        raw = text if exit_ else text.str.extract(rf"(?:^|, ){key}: ([^,\s]+)(?:,|$)", 1)
+        v = _syscall_value(raw)
+        if dtype == pl.Int64:
+            v = v.reinterpret(signed=True)
+        exprs.append(v.alias(col))
+        checks.append(v.is_not_null())
+    out = pl.DataFrame({"rest": rest}).select(
+        *exprs, pl.all_horizontal(checks).fill_null(False).alias("_ok")
+    )
+    return out.drop("_ok"), out.get_column("_ok")
+
+
 class FieldParser:
     """Parses payload text of typed events; one per trace (holds the arch for pte decoding)."""
 
@@ -129,6 +168,9 @@ class FieldParser:
         regex, else by ``key=value``; rows that match none of these are unparsed.
         """
         spec = self._spec(schema)
+        if schema.is_syscall:
+            out, ok = _syscall_args(spec, schema.name.startswith("sys_exit_"), rest)
+            return self._complete(schema, spec, out), ok
         if spec.tokens is not None:
             out, ok = self._split_tokens(spec, spec.tokens, rest)
             if not ok.all():

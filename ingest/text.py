@@ -55,14 +55,21 @@ from rmapscope.catalog import (
     unparsed_fields,
 )
 from rmapscope.errors import InputError
-from rmapscope.schema import COMMON_NAMES, EventSchema, Registry, column_for
+from rmapscope.schema import (
+    COMMON_NAMES,
+    EventSchema,
+    Registry,
+    column_for,
+    is_syscall_event,
+    syscall_schema,
+)
 
 from . import probes
 from ._batch import Batch, ErrorLog, HeaderInfo, kind_stats
 from ._bytes import escape, escape_bytes, looks_escaped
 from ._source import Source
-from ._tokenize import split_events
-from .fields import FieldParser
+from ._tokenize import split_events, split_syscalls
+from .fields import FieldParser, syscall_arg_names
 
 # Formats this module parses, and what the user may pass to --format.
 TEXT_FORMATS = (
@@ -85,6 +92,8 @@ _PERF_REST = (
     r"(?:(?P<sample>[\w./-]+:[ukhpPIGHSDWeb]+)|(?:(?P<sys>[\w./-]+):)?(?P<event>[\w./-]+)):"
     r"\s?(?P<rest>[^\r\n]*)"
 )
+# a syscall exit, "sys_mbind -> 0x0": the event has no ":" after its name
+_SYS_EXIT_REST = r"(?P<sysexit>sys_\w+ -> \S+)\s*$"
 _TS = r"(?P<secs>\d+)(?:\.(?P<frac>\d+))?"
 _PREFIX = r"^\s*(?:(?P<instance>[^\s:]+): )?"
 _HEADERS = {
@@ -265,6 +274,11 @@ class TextParser:
         self.fmt = fmt
         self.name = name
         self._rx = _HEADERS[fmt] + (_PERF_REST if fmt == "perf_script" else _REST)
+        # tracefs prints syscall tracepoints as "sys_mbind(start: 0x.., ...)" and
+        # "sys_mbind -> 0x0" (no ": " after the name): see split_syscalls
+        self._syscalls = fmt in ("tracefs", "trace_pipe", "tracefs_latency")
+        if self._syscalls:
+            self._rx = _HEADERS[fmt] + f"(?:{_REST}|{_SYS_EXIT_REST})"
         self._ts = _timestamp_expr(fmt)
 
     def parse(self, block: bytes, line_base: int, errors: ErrorLog) -> Block:
@@ -283,6 +297,10 @@ class TextParser:
         ).unnest("g")
         if self.fmt == "perf_script":
             parsed = _perf_samples(parsed)
+        if self._syscalls:
+            parsed = parsed.with_columns(pl.coalesce("event", "sysexit").alias("event")).drop(
+                "sysexit"
+            )
         ok = parsed["event"].is_not_null()
         matched = parsed.filter(ok).drop("line")
         if self.fmt in ("tcreport", "tcreport_latency"):  # trace-cmd pads the event names
@@ -291,6 +309,8 @@ class TextParser:
             events = matched
         elif matched.height:
             events = pl.concat([events, matched], how="diagonal_relaxed").sort("lineno")
+        if self._syscalls:
+            events = split_syscalls(events)
         rest = parsed.filter(~ok)
         markers: list[dict] = []
         extra = []
@@ -619,6 +639,8 @@ class TextReader:
                 if part.is_empty():
                     continue
             schema = self.registry.get(name)
+            if is_syscall_event(name):
+                schema = self._syscall_schema(name, schema, part.get_column("rest"))
             if schema is None:
                 generic.append(part)
                 continue
@@ -659,6 +681,23 @@ class TextReader:
             kind_stats=kind_stats(frames),
             errors=errors,
         )
+
+    def _syscall_schema(
+        self, name: str, schema: EventSchema | None, payload: pl.Series
+    ) -> EventSchema:
+        """The schema of syscall event ``name``: its known format's, unless there is none or
+        the text prints other argument names (another kernel's syscall); then one made from
+        the names printed (see :func:`~rmapscope.schema.syscall_schema`)."""
+        args = syscall_arg_names(payload)
+        if schema is not None:
+            known = [
+                f.name
+                for f in schema.fields
+                if f.name != "__syscall_nr" and not f.name.startswith("common_")
+            ]
+            if name.startswith("sys_exit_") or not args or args == known:
+                return schema
+        return self.registry.add(syscall_schema(name, args), replace=schema is not None)
 
     def _kernel_words(self, schema: EventSchema, payload: pl.Series) -> pl.Series:
         """bpftrace scripts print numbers where the kernel prints words (``reason=0``,

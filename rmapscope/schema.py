@@ -129,10 +129,20 @@ class EventSchema:
     fields: list[FieldDef] = field(default_factory=list)
     print_fmt: PrintFormat | None = None
 
+    @property
+    def is_syscall(self) -> bool:
+        """A syscall tracepoint (``sys_enter_<name>`` / ``sys_exit_<name>``)."""
+        return is_syscall_event(self.name)
+
     def columns(self) -> list[tuple[str, pa.DataType]]:
-        """The event's own columns (after the common ones), in format order."""
+        """The event's own columns (after the common ones), in format order.
+
+        A syscall event's columns are its format fields only: its print fmt's arguments
+        (``((unsigned long)(REC->start))``) name no field, and would add ``argN`` copies.
+        """
         cols: dict[str, pa.DataType] = {}
-        convs = {c.column: c for c in self.print_fmt.conversions} if self.print_fmt else {}
+        pf = None if self.is_syscall else self.print_fmt
+        convs = {c.column: c for c in pf.conversions} if pf else {}
         for f in self.fields:
             if f.name.startswith("common_"):
                 continue
@@ -159,6 +169,34 @@ class EventSchema:
     def arrow_schema(self) -> pa.Schema:
         """The full table schema: common columns, then the event's columns."""
         return arrow_schema([*COMMON, *self.columns()])
+
+
+_SYSCALL_EVENT = re.compile(r"sys_(?:enter|exit)_\w+")
+
+
+def is_syscall_event(name: str) -> bool:
+    """Whether ``name`` is a syscall tracepoint's (``sys_enter_mbind``, ``sys_exit_mbind``).
+
+    >>> is_syscall_event("sys_enter_mbind"), is_syscall_event("sys_mbind")
+    (True, False)
+    """
+    return _SYSCALL_EVENT.fullmatch(name) is not None
+
+
+def syscall_schema(name: str, args: list[str]) -> EventSchema:
+    """The schema of a syscall event whose format is not known, from the argument names its
+    text prints: every argument ``unsigned long`` (as the kernel prints them), an exit's
+    ``ret`` a signed ``long``; ``__syscall_nr`` as in every syscall format.
+
+    >>> syscall_schema("sys_exit_foo", []).columns()
+    [('__syscall_nr', DataType(int32)), ('ret', DataType(int64))]
+    """
+    fields = [FieldDef("int", "__syscall_nr", 8, 4, True)]
+    if name.startswith("sys_exit_"):
+        fields.append(FieldDef("long", "ret", 16, 8, True))
+    else:
+        fields += [FieldDef("unsigned long", a, 16 + 8 * i, 8, False) for i, a in enumerate(args)]
+    return EventSchema(name=name, system="syscalls", fields=fields)
 
 
 def parse_format(text: str) -> EventSchema:
@@ -218,6 +256,13 @@ class Registry:
             schema.system = system
         self._schemas[schema.name] = schema
         return schema
+
+    def add(self, schema: EventSchema, replace: bool = False) -> EventSchema:
+        """Add ``schema`` unless its event has one (or ``replace``); the schema now held."""
+        if replace:
+            self._schemas[schema.name] = schema
+            return schema
+        return self._schemas.setdefault(schema.name, schema)
 
     def get(self, name: str) -> EventSchema | None:
         """The schema of ``name``, or None when the event has no typed table."""
