@@ -221,3 +221,28 @@ def test_cli_arch_default_is_the_traces_own(tmp_path):
     )
     assert got.returncode == 0, got.stderr
     assert _manifest(Dataset(ds))["arch"] == "arm64"
+
+
+@pytest.mark.parametrize(
+    ("machine", "arch", "pfns"), [("armv7l", "armv7l", 0), ("x86_64", "x86_64", 1)]
+)
+def test_perf_script_header_names_the_machine(tmp_path, machine, arch, pfns):
+    p = tmp_path / "perf.txt"
+    p.write_text(
+        "# ========\n"
+        "# hostname : pi\n"
+        "# os release : 6.1.0\n"
+        f"# arch : {machine}\n"
+        "# nrcpus online : 2\n"
+        "# ========\n"
+        "#\n"
+        "    fs_compactor   529/529   [000]  2958.899570000:    migrate:set_migration_pte: "
+        f"addr=7f12c5800000, pte={PTE:x} order=0\n"
+    )
+    ds = Dataset(tmp_path / "ds")
+    r = ingest(str(p), ds, fmt="perf_script")
+    assert r.event_counts == {"set_migration_pte": 1}
+    t = _manifest(ds)
+    assert (t["arch"], t["arch_from"], len(r.warnings)) == (arch, "trace", 1 - pfns)
+    got = read_table(ds, "event=set_migration_pte")["pfn"]
+    assert got.len() - got.null_count() == pfns
