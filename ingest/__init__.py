@@ -28,6 +28,7 @@ from rmapscope.catalog import GENERIC_DIR, TRACES
 from rmapscope.dataset import Dataset, StagedTrace, Staging
 from rmapscope.errors import InputError, UsageError
 from rmapscope.schema import (
+    DECODED,
     ERRORS_COLUMNS,
     GAPS_COLUMNS,
     GENERIC_COLUMNS,
@@ -68,6 +69,9 @@ class IngestResult:
     replaced: bool = False
     ts_first: int | None = None
     ts_last: int | None = None
+    arch: str = "x86_64"  # the traced machine's (see the manifest's arch_from)
+    #: one line each: a valid trace with no events, ptes of an arch not decoded
+    warnings: list[str] = field(default_factory=list)
 
 
 def ingest(
@@ -76,12 +80,13 @@ def ingest(
     *,
     host: str | None = None,
     fmt: str | None = None,
-    arch: str = "x86_64",
+    arch: str | None = None,
     force: bool = False,
     registry: Registry | None = None,
     progress: Callable[[int, int | None, int], None] | None = None,
 ) -> IngestResult:
-    """Ingest one trace file (``-`` for stdin) into ``dataset``.
+    """Ingest one trace file (``-`` for stdin) into ``dataset``; ``arch`` (None: what the
+    trace says, else x86_64) names the traced machine when the trace does not.
 
     ``progress(bytes_done, bytes_total, events)`` is called after each batch. Re-ingesting
     the same content is a no-op unless ``force``. Raises :class:`InputError` for input that
@@ -111,7 +116,7 @@ def stage(
     *,
     host: str | None = None,
     fmt: str | None = None,
-    arch: str = "x86_64",
+    arch: str | None = None,
     registry: Registry | None = None,
     progress: Callable[[int, int | None, int], None] | None = None,
 ) -> IngestResult:
@@ -131,9 +136,15 @@ def stage(
         blocks = read_blocks(src)
         first = next(blocks, b"")
         fmt = fmt or detect_format(first, src.name)
-        options = ReaderOptions(arch=arch)
+        sidecar = _sidecar(path)
+        said = sidecar.get("machine")
+        said = said if isinstance(said, str) and said else None
+        options = ReaderOptions(arch=ptemod.resolve_arch(arch, said))
+        arch_from = "sidecar" if said else "option" if arch else "default"
         with open_reader(fmt, src, first, blocks, registry.copy(), options) as reader:
-            return _stage(src, reader, fmt, path, target, host, arch, progress)
+            return _stage(
+                src, reader, fmt, path, target, host, sidecar, (options.arch, arch_from), progress
+            )
 
 
 def _stage(
@@ -143,10 +154,12 @@ def _stage(
     path: str,
     target: Callable[[], Path],
     host: str | None,
-    arch: str,
+    sidecar: dict,
+    arch: tuple[str, str],
     progress: Callable[[int, int | None, int], None] | None,
 ) -> IngestResult:
-    """Stage what ``reader`` reads of ``src`` into ``target()`` (see :func:`stage`)."""
+    """Stage what ``reader`` reads of ``src`` into ``target()`` (see :func:`stage`);
+    ``arch`` is the arch the reader was given and where it came from."""
     writer = None
     try:
         root = target()
@@ -172,7 +185,9 @@ def _stage(
             job.consume(batch, stage)
             if progress:
                 progress(src.compressed_position(), src.size, job.seq)
-        if job.seq == 0 and not job.gaps and not job.pending_gaps:
+        header = _with_sidecar(reader.header, sidecar)
+        empty = job.seq == 0 and not job.gaps and not job.pending_gaps
+        if empty and not (sidecar or _says_trace(header)):
             raise InputError(
                 f"{src.name}: no trace events found ({job.errors.total} lines not understood)"
             )
@@ -180,7 +195,8 @@ def _stage(
         writer.close()
         writer = None
         fill_migration_kinds(root, kinds)
-        header = _with_sidecar(reader.header, path)
+        arch_from = "trace" if header.arch else arch[1]
+        machine = header.arch or arch[0]
         gaps = job.gap_rows(header)
         result = IngestResult(
             trace_id=src.hexdigest()[:16],
@@ -195,16 +211,22 @@ def _stage(
             errors=job.errors,
             ts_first=job.ts_first,
             ts_last=job.ts_last,
+            arch=machine,
         )
+        if empty:
+            result.warnings.append(f"{src.name}: a valid trace with no events")
+        if machine not in ptemod.ARCHES and any(job.counts.get(e) for e in DECODED):
+            result.warnings.append(
+                f"{src.name}: pte/pmd values of arch {machine} are not decoded (pfn columns "
+                f"null); rmapscope decodes {', '.join(ptemod.ARCHES)}"
+            )
         write_side_table(
             root, "gaps", pa.Table.from_pylist(gaps, schema=arrow_schema(GAPS_COLUMNS))
         )
         write_side_table(
             root, "ingest_errors", job.errors.table().cast(arrow_schema(ERRORS_COLUMNS))
         )
-        manifest = _manifest(
-            result, header, header.arch or arch, header.clock or job.clock, src, kinds, how
-        )
+        manifest = _manifest(result, header, arch_from, header.clock or job.clock, src, kinds, how)
         write_side_table(root, "traces", manifest)
         return result
     finally:
@@ -212,10 +234,10 @@ def _stage(
             writer.abort()
 
 
-def _check_options(fmt: str | None, arch: str, host: str | None) -> None:
+def _check_options(fmt: str | None, arch: str | None, host: str | None) -> None:
     if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    if arch not in ptemod.ARCHES:
+    if arch is not None and arch not in ptemod.ARCHES:
         raise UsageError(f"unknown arch {arch!r}; known: {', '.join(ptemod.ARCHES)}")
     if host is not None and not valid_host(host):
         raise UsageError(
@@ -224,17 +246,33 @@ def _check_options(fmt: str | None, arch: str, host: str | None) -> None:
         )
 
 
-def _with_sidecar(header: HeaderInfo, path: str) -> HeaderInfo:
-    """``header`` completed from the ``<file>.meta.json`` that ``rmapscope record`` writes
-    next to its recordings (a trace_pipe stream says nothing of its kernel, clock, CPUs or
-    host); what the trace itself says wins. An unreadable sidecar is ignored."""
+def _sidecar(path: str) -> dict:
+    """The ``<file>.meta.json`` that ``rmapscope record`` writes next to its recordings
+    (a trace_pipe stream says nothing of its kernel, clock, CPUs, host or machine);
+    ``{}`` when there is none or it cannot be read."""
     if path == "-":
-        return header
+        return {}
     try:
         meta = json.loads(Path(path + ".meta.json").read_text())
     except (OSError, ValueError):
-        return header
+        return {}
     if not isinstance(meta, dict) or meta.get("tool") != "rmapscope record":
+        return {}
+    return meta
+
+
+def _says_trace(header: HeaderInfo) -> bool:
+    """Whether a reader recognised a real trace header (so 0 events is an empty trace)."""
+    return header.format == "trace_dat" or any(
+        v is not None
+        for v in (header.kernel, header.cpus, header.empty_cpus, header.entries_in_buffer)
+    )
+
+
+def _with_sidecar(header: HeaderInfo, meta: dict) -> HeaderInfo:
+    """``header`` completed from the sidecar (see :func:`_sidecar`); what the trace
+    itself says wins."""
+    if not meta:
         return header
     cpus = meta.get("cpus")
     return dataclasses.replace(
@@ -278,7 +316,7 @@ def _commit(
 def _manifest(
     result: IngestResult,
     header: HeaderInfo,
-    arch: str,
+    arch_from: str,
     clock: str | None,
     src: Source,
     kinds: dict[int, str],
@@ -290,7 +328,8 @@ def _manifest(
         "source": result.source,
         "format": result.format,
         "kernel": header.kernel,
-        "arch": arch,
+        "arch": result.arch,
+        "arch_from": arch_from,
         "clock": clock,
         "cpus": header.cpus,
         "empty_cpus": header.empty_cpus,

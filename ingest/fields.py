@@ -267,8 +267,8 @@ class FieldParser:
         return out.select(exprs)
 
     def _decode(self, event: str, out: pl.DataFrame) -> dict[str, np.ndarray | pl.Series]:
-        if event not in DECODED:
-            return {}
+        if event not in DECODED or self.arch not in ptemod.ARCHES:
+            return {}  # no layout known for this arch: the decoded columns stay null
         col = "pte" if event.endswith("_pte") else "pmd"
         if col not in out.columns or out.height == 0:
             return {}

@@ -24,8 +24,36 @@ import numpy as np
 #: Architectures we decode, with the number of pfn bits in a migration entry's offset.
 ARCHES = {"x86_64": 34, "x86_64-la57": 40, "arm64": 36}
 KINDS = ("read", "read_exclusive", "write")
+#: uname machine spellings of the arches above.
+_MACHINES = {"amd64": "x86_64", "aarch64": "arm64"}
 
 _U = np.uint64
+
+
+def machine_arch(machine: str) -> str:
+    """The arch name of a uname ``machine`` (``aarch64`` is ``arm64``; others as they are).
+
+    >>> machine_arch("aarch64"), machine_arch("armv7l")
+    ('arm64', 'armv7l')
+    """
+    return _MACHINES.get(machine, machine)
+
+
+def resolve_arch(given: str | None, said: str | None) -> str:
+    """The traced machine's arch: the machine the trace ``said``, refined by a ``given``
+    (``--arch``) variant of it (``x86_64-la57``); else ``given``; else x86_64.
+
+    >>> resolve_arch("x86_64-la57", "x86_64"), resolve_arch("arm64", "i686")
+    ('x86_64-la57', 'i686')
+    >>> resolve_arch(None, None), resolve_arch("arm64", None)
+    ('x86_64', 'arm64')
+    """
+    if not said:
+        return given or "x86_64"
+    arch = machine_arch(said)
+    if given is not None and (given == arch or given.startswith(arch + "-")):
+        return given
+    return arch
 
 
 def _bit(v: np.ndarray, n: int) -> np.ndarray:

@@ -71,7 +71,7 @@ def ingest_spark(
     *,
     host: str | None = None,
     fmt: str | None = None,
-    arch: str = "x86_64",
+    arch: str | None = None,
     force: bool = False,
 ) -> list[IngestResult | FailedIngest]:
     """Ingest every file of ``patterns`` on Spark; one result per file, in order.
@@ -112,7 +112,9 @@ def ingest_spark(
         staging.release()
 
 
-def _stage_one(i: int, path: str, base: str, host: str | None, fmt: str | None, arch: str) -> dict:
+def _stage_one(
+    i: int, path: str, base: str, host: str | None, fmt: str | None, arch: str | None
+) -> dict:
     """Stage file ``i`` into ``<base>/<i>`` (runs on an executor)."""
     root = Path(base) / f"{i:06d}"
 

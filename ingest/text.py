@@ -70,6 +70,7 @@ from ._bytes import escape, escape_bytes, looks_escaped
 from ._source import Source
 from ._tokenize import split_events, split_syscalls
 from .fields import FieldParser, syscall_arg_names
+from .pte import resolve_arch
 
 # Formats this module parses, and what the user may pass to --format.
 TEXT_FORMATS = (
@@ -244,11 +245,10 @@ _PERF_CLOCKS = {"monotonic": "mono", "monotonic_raw": "mono_raw", "boottime": "b
 
 
 def _perf_header(info: HeaderInfo, head: list[str]) -> None:
-    """What ``perf script --header`` says: host, kernel, CPUs, clock. (Not the arch: the
-    manifest names the arch the ptes were decoded for, which the caller chose.)"""
+    """What ``perf script --header`` says: host, kernel, machine, CPUs, clock."""
     info.clock = "perf"  # perf_clock(), unless recorded with -k (then the header says)
     for line in head:
-        m = re.match(r"#\s*(hostname|os release|nrcpus online|clockid)\s*:\s*(\S+)", line)
+        m = re.match(r"#\s*(hostname|os release|arch|nrcpus online|clockid)\s*:\s*(\S+)", line)
         if not m:
             continue
         key, value = m.groups()
@@ -256,6 +256,8 @@ def _perf_header(info: HeaderInfo, head: list[str]) -> None:
             info.host = value
         elif key == "os release":
             info.kernel = value
+        elif key == "arch":
+            info.arch = value
         elif key == "nrcpus online" and value.isdigit():
             info.cpus = int(value)
         elif key == "clockid":
@@ -556,11 +558,13 @@ class TextReader:
         self.parser = TextParser(fmt, src.name)
         self._check_start(first)
         self.time_ordered = fmt != "bpftrace"  # bpftrace reads its per-CPU buffers in turns
-        self.fields = FieldParser(arch)
         # perf script --header: host and kernel come before one line per recorded event
         head_lines = 1000 if fmt == "perf_script" else 100
         head = escape(first[: 1 << 16]).splitlines()[:head_lines]
         self.header = read_header(fmt, head)
+        if self.header.arch:  # perf's header names the machine: it wins over the default
+            self.header.arch = arch = resolve_arch(arch, self.header.arch)
+        self.fields = FieldParser(arch)
         self._numbers: dict[str, list[tuple[str, str]]] = {}
 
     def _check_start(self, first: bytes) -> None:

@@ -225,7 +225,13 @@ TRACES = Table(
         ("source", _str, "the file ingested"),
         ("format", _str, "input format (see --format)"),
         ("kernel", _str, "kernel release, when the trace says"),
-        ("arch", _str, "architecture the entries were decoded for"),
+        (
+            "arch",
+            _str,
+            "traced machine (uname; aarch64 is arm64, `32-bit`: a long=4 trace.dat naming none);"
+            " ptes decoded for x86_64, x86_64-la57, arm64 only",
+        ),
+        ("arch_from", _str, "trace | sidecar (its .meta.json) | option (--arch) | default"),
         ("clock", _str, "trace clock"),
         ("cpus", _i32, "CPUs of the traced machine, when the trace says"),
         (

@@ -70,7 +70,7 @@ class Engine(Protocol):
         *,
         host: str | None = None,
         fmt: str | None = None,
-        arch: str = "x86_64",
+        arch: str | None = None,
         force: bool = False,
         progress_for: ProgressFor | None = None,
     ) -> Iterator[IngestResult | RmapscopeError]:
@@ -103,7 +103,7 @@ class LocalEngine:
         *,
         host: str | None = None,
         fmt: str | None = None,
-        arch: str = "x86_64",
+        arch: str | None = None,
         force: bool = False,
         progress_for: ProgressFor | None = None,
     ) -> Iterator[IngestResult | RmapscopeError]:
@@ -155,7 +155,7 @@ class SparkEngine:
         *,
         host: str | None = None,
         fmt: str | None = None,
-        arch: str = "x86_64",
+        arch: str | None = None,
         force: bool = False,
         progress_for: ProgressFor | None = None,
     ) -> Iterator[IngestResult | RmapscopeError]:

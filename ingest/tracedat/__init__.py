@@ -80,7 +80,6 @@ __all__ = ["TraceDatReader"]
 
 #: Clocks whose timestamps are nanoseconds (trace_clocks[] in the kernel, in_ns = 1).
 NS_CLOCKS = {"local", "global", "perf", "mono", "mono_raw", "boot", "tai"}
-_MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 MAX_STREAMS = 1 << 14  # CPU buffers (CPUs x instances) with data
 _NAME_ID = re.compile(r"^name:\s*(\S+)\s*\nID:\s*(\d+)", re.M)
 
@@ -219,9 +218,7 @@ class TraceDatReader:
             host = parts[1] if len(parts) > 1 else None
             release = parts[2] if len(parts) > 2 else None
             machine = parts[-1] if len(parts) > 3 else None
-        file_arch = _MACHINES.get(machine or "")
-        if file_arch is not None and not arch.startswith(file_arch):
-            arch = file_arch  # the file knows better than the default
+        arch = meta.arch(arch, machine)  # the file knows better than the default
         self.arch = arch
         cpus = meta.cpucount or max((len(b.cpus) for b in meta.buffers), default=0) or None
         self.header = HeaderInfo(
@@ -230,7 +227,7 @@ class TraceDatReader:
             cpus=cpus,
             clock=meta.clock,
             host=host,
-            arch=arch if file_arch is not None else None,
+            arch=arch if machine or meta.long_size == 4 else None,
         )
         self.ns_clock = meta.clock is None or meta.clock in NS_CLOCKS or meta.tsc2nsec is not None
         pending: dict[str, tuple[str, str]] = {}

@@ -29,6 +29,7 @@ import zstandard
 from rmapscope.errors import InputError
 
 from .._bytes import escape
+from ..pte import resolve_arch
 
 MAGIC = b"\x17\x08\x44tracing"
 
@@ -105,6 +106,14 @@ class Metadata:
             if c_size in (4, 8) and c_off == 8 and d_off == 8 + c_size:
                 return c_off, c_size, d_off
         return 8, self.long_size, 8 + self.long_size
+
+    def arch(self, given: str, machine: str | None) -> str:
+        """The traced machine's arch: the uname's ``machine`` (see
+        :func:`..pte.resolve_arch`), else ``given``; a 32-bit kernel (``long=4``) that
+        names no machine is ``32-bit``, never one of the 64-bit arches."""
+        if not machine and self.long_size == 4:
+            return "32-bit"
+        return resolve_arch(given, machine)
 
 
 class FileReader:

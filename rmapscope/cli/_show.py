@@ -12,7 +12,8 @@ SHOWN = 20
 
 
 def ingest_result(r: IngestResult) -> None:
-    """One line for an ingested (or skipped) file; a warning when lines were rejected."""
+    """One line for an ingested (or skipped) file; a warning when lines were rejected,
+    and the result's own warnings (no events, ptes of an arch not decoded)."""
     if r.skipped:
         out.print(
             f"{r.source}: already in the dataset as trace {r.trace_id} (use --force to replace)"
@@ -29,6 +30,8 @@ def ingest_result(r: IngestResult) -> None:
             f"{r.source}: {r.errors.total} lines not ingested ({reasons}); "
             f"see the ingest_errors table"
         )
+    for w in r.warnings:
+        warning(w)
 
 
 def findings(summaries: list[TraceFindings]) -> None:

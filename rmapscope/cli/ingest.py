@@ -34,12 +34,12 @@ def ingest(
         ),
     ] = None,
     arch: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Architecture for pte decoding when the trace does not say: "
-            "x86_64, x86_64-la57, arm64."
+            "x86_64, x86_64-la57, arm64 [default: the trace's, else x86_64]."
         ),
-    ] = "x86_64",
+    ] = None,
     force: Annotated[
         bool, typer.Option(help="Replace a trace that is already in the dataset.")
     ] = False,
