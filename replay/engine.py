@@ -134,7 +134,7 @@ def _replay(
 def parent_events(frames: Iterable[pl.LazyFrame], fork: pl.DataFrame | None) -> pl.DataFrame:
     """The :data:`PARENT_COLS` of the events in ``frames`` (tables replay does not otherwise
     read) whose pid forked (a ``parent_pid`` of ``fork``, the ``sched_process_fork`` rows)."""
-    schema = {"seq": pl.Int64, "ts": pl.Int64, "cpu": pl.Int32, "pid": pl.Int32}
+    schema = pl.Schema({"seq": pl.Int64, "ts": pl.Int64, "cpu": pl.Int32, "pid": pl.Int32})
     if fork is None or fork.is_empty():
         return pl.DataFrame(schema=schema)
     parents = fork["parent_pid"].unique().implode()
