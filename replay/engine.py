@@ -167,13 +167,9 @@ def time_order(
         .sort("ts", "cpu", "seq", nulls_last=True)
         .select(pl.int_range(pl.len(), dtype=pl.Int64).alias("new"), pl.col("seq").alias("old"))
     )
-    to_new = {"old": order["old"], "new": order["new"]}
+    renumber = pl.col("seq").replace_strict(order["old"], order["new"], return_dtype=pl.Int64)
     out = {
-        name: df.with_columns(
-            pl.col("seq").replace_strict(to_new["old"], to_new["new"], return_dtype=pl.Int64)
-        )
-        if "seq" in df.columns
-        else df
+        name: df.with_columns(renumber) if "seq" in df.columns else df
         for name, df in tables.items()
     }
     return out, order

@@ -139,7 +139,7 @@ def _replay_group(files: pa.Table, *, staging: str) -> pa.Table:
     events = 0
     try:
         tables, gaps, manifest = unpack(files)
-        events = sum(df.height for df in tables.values())
+        events = sum(df.height for name, df in tables.items() if name != PARENT_EVENTS)
         out = replay_trace(tables, gaps, manifest)
         write_tables(Path(staging) / trace, out)
         rows, error = {k: v.height for k, v in out.items()}, None
