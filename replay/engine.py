@@ -12,6 +12,8 @@ trace from a dataset and writes the tables back.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import polars as pl
 
 from rmapscope.catalog import MIGRATION_EVENTS
@@ -30,6 +32,18 @@ INPUT_EVENTS = (
     "sched_process_free",
     "exit_mmap",
 )
+#: Key of ``tables`` holding ``seq``, ``ts``, ``cpu``, ``pid`` of the forking parents' events
+#: in every table replay does not otherwise read (typed tables and ``other_events``): a fork
+#: window starts at the parent's last event of any table (see :func:`parent_events`).
+PARENT_EVENTS = "parent_events"
+PARENT_COLS = ("seq", "ts", "cpu", "pid")
+#: Formats whose readers give rows out of time order (``Reader.time_ordered`` is False):
+#: replay orders their events by time (:func:`time_order`).
+UNORDERED_FORMATS = ("bpftrace",)
+#: Replay columns holding seqs, and those holding lists of seqs.
+SEQ_COLS = ("seq_first_set", "seq_last_remove", "seq_start", "seq_end", "seq_fork", "seq_newtask")
+SEQ_LIST_COLS = ("evidence_sets", "evidence")
+
 #: What replay counts per migration batch (summed when a trace is replayed in partitions).
 BATCH_COUNTS = (
     "paired_migrated",
@@ -56,12 +70,24 @@ def replay_trace(
 
     ``tables`` maps event names (and ``other_events`` for probe lines) to their rows;
     ``gaps`` is the trace's gaps table; ``trace`` its manifest row (``ts_first``,
-    ``ts_last``, ``cpus``). Returns the replay tables ``migrations``,
+    ``ts_last``, ``cpus``, ``format``). Returns the replay tables ``migrations``,
     ``migration_batches``, ``page_states``, ``fork_windows`` and ``violations``.
+
+    Events are walked in ``seq`` order; for a format whose file order is not time order
+    they are walked in time order instead, and the seqs in the result are still the trace's.
     """
+    if trace.get("format") in UNORDERED_FORMATS:
+        ordered, back = time_order(tables)
+        return restore_seqs(_replay(ordered, gaps, trace), back)
+    return _replay(tables, gaps, trace)
+
+
+def _replay(
+    tables: dict[str, pl.DataFrame], gaps: pl.DataFrame, trace: dict
+) -> dict[str, pl.DataFrame]:
     seen_cpus: set[int] = set()
-    for df in tables.values():
-        if df.height and "cpu" in df.columns:
+    for name, df in tables.items():
+        if name != PARENT_EVENTS and df.height and "cpu" in df.columns:
             seen_cpus.update(c for c in df["cpu"].unique().to_list() if c is not None)
     windows = t1.GapIndex(
         gaps,
@@ -103,6 +129,73 @@ def replay_trace(
         "fork_windows": forks,
         "violations": violations,
     }
+
+
+def parent_events(frames: Iterable[pl.LazyFrame], fork: pl.DataFrame | None) -> pl.DataFrame:
+    """The :data:`PARENT_COLS` of the events in ``frames`` (tables replay does not otherwise
+    read) whose pid forked (a ``parent_pid`` of ``fork``, the ``sched_process_fork`` rows)."""
+    schema = pl.Schema({"seq": pl.Int64, "ts": pl.Int64, "cpu": pl.Int32, "pid": pl.Int32})
+    if fork is None or fork.is_empty():
+        return pl.DataFrame(schema=schema)
+    parents = fork["parent_pid"].unique().implode()
+    parts = [
+        f.select(PARENT_COLS).filter(pl.col("pid").is_in(parents)).cast(schema)
+        for f in frames
+        if set(PARENT_COLS) <= set(f.collect_schema().names())
+    ]
+    if not parts:
+        return pl.DataFrame(schema=schema)
+    return pl.concat(pl.collect_all(parts)).sort("seq")
+
+
+def time_order(
+    tables: dict[str, pl.DataFrame],
+) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """``tables`` with ``seq`` renumbered in time order: by ``ts``, then by CPU and file
+    order (a CPU's own events are in order; equal timestamps on different CPUs go by CPU
+    number, so the order is deterministic). Also returns the map ``new`` -> ``old`` seq."""
+    keys = [
+        df.select(pl.col("seq").cast(pl.Int64), pl.col("ts").cast(pl.Int64), _cpu(df))
+        for df in tables.values()
+        if df.height and {"seq", "ts"} <= set(df.columns)
+    ]
+    if not keys:
+        return tables, pl.DataFrame(schema={"new": pl.Int64, "old": pl.Int64})
+    order = (
+        pl.concat(keys)
+        .unique("seq", keep="first")
+        .sort("ts", "cpu", "seq", nulls_last=True)
+        .select(pl.int_range(pl.len(), dtype=pl.Int64).alias("new"), pl.col("seq").alias("old"))
+    )
+    renumber = pl.col("seq").replace_strict(order["old"], order["new"], return_dtype=pl.Int64)
+    out = {
+        name: df.with_columns(renumber) if "seq" in df.columns else df
+        for name, df in tables.items()
+    }
+    return out, order
+
+
+def _cpu(df: pl.DataFrame) -> pl.Expr:
+    return (pl.col("cpu") if "cpu" in df.columns else pl.lit(None)).cast(pl.Int32).alias("cpu")
+
+
+def restore_seqs(out: dict[str, pl.DataFrame], back: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """The replay tables of :func:`time_order`'s events with the trace's own seqs again."""
+    if back.is_empty():
+        return out
+    new, old = back["new"], back["old"]
+
+    def orig(e: pl.Expr) -> pl.Expr:
+        return e.replace_strict(new, old, default=None, return_dtype=pl.Int64)
+
+    result = {}
+    for name, df in out.items():
+        df = df.with_columns(orig(pl.col(c)) for c in SEQ_COLS if c in df.columns)
+        df = df.with_columns(
+            pl.col(c).list.eval(orig(pl.element())) for c in SEQ_LIST_COLS if c in df.columns
+        )
+        result[name] = df
+    return result
 
 
 def _batch_counts(batch: pl.DataFrame, migs: pl.DataFrame, surplus: pl.DataFrame) -> pl.DataFrame:

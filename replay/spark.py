@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING
 import polars as pl
 import pyarrow as pa
 
-from rmapscope.catalog import PROBE_TABLES, REPLAY_TABLES, table_of
+from rmapscope.catalog import EVENT_PREFIX, GENERIC_DIR, PROBE_TABLES, REPLAY_TABLES, table_of
 from rmapscope.dataset import Dataset, StagedTrace
 
-from .engine import INPUT_EVENTS, replay_trace
+from .engine import INPUT_EVENTS, PARENT_EVENTS, parent_events, replay_trace
 from .store import select_traces, write_tables
 
 if TYPE_CHECKING:
@@ -114,7 +114,11 @@ def _trace_files(spark: SparkSession, ds: Dataset, trace_ids: list[str]) -> Data
     from pyspark.sql import functions as F
 
     dirs = [
-        str(ds.table_dir(name)) for name in (*INPUT_EVENTS, *PROBE_TABLES, *_SIDE) if ds.files(name)
+        str(path)
+        for name, path in ds.table_dirs().items()
+        if name in (*INPUT_EVENTS, *PROBE_TABLES, *_SIDE, GENERIC_DIR)
+        or path.name.startswith(EVENT_PREFIX)
+        if ds.files(name)
     ]
     if not dirs:  # every trace has a manifest row, so only in an empty dataset
         raise ValueError(f"{ds.root}: nothing to replay")
@@ -135,7 +139,7 @@ def _replay_group(files: pa.Table, *, staging: str) -> pa.Table:
     events = 0
     try:
         tables, gaps, manifest = unpack(files)
-        events = sum(df.height for df in tables.values())
+        events = sum(df.height for name, df in tables.items() if name != PARENT_EVENTS)
         out = replay_trace(tables, gaps, manifest)
         write_tables(Path(staging) / trace, out)
         rows, error = {k: v.height for k, v in out.items()}, None
@@ -164,7 +168,7 @@ def _where(e: Exception) -> str:
 def unpack(files: pa.Table) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, dict]:
     """The tables, gaps and manifest row of one trace from its files (``path``, ``content``),
     as :func:`~rmapscope.replay.store.load_trace` reads them: polars' reader, files in
-    path order."""
+    path order, the other event tables only as their forking parents' events."""
     parts: dict[str, list[pl.DataFrame]] = {}
     order = sorted(zip(files["path"].to_pylist(), range(files.num_rows), strict=True))
     content = files["content"]
@@ -174,14 +178,19 @@ def unpack(files: pa.Table) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, dict
     tables: dict[str, pl.DataFrame] = {}
     gaps = pl.DataFrame()
     manifest: dict = {}
+    others = []
+    wanted = {*INPUT_EVENTS, *PROBE_TABLES, *_SIDE}
     for name, frames in parts.items():
         frame = pl.concat(frames) if len(frames) > 1 else frames[0]
-        if name == "gaps":
+        if name not in wanted:
+            others.append(frame.lazy())
+        elif name == "gaps":
             gaps = frame
         elif name == "traces":
             manifest = frame.row(0, named=True)
         elif frame.height:
             tables[name] = frame
+    tables[PARENT_EVENTS] = parent_events(others, tables.get("sched_process_fork"))
     return tables, gaps, manifest
 
 

@@ -19,12 +19,25 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from rmapscope import config
-from rmapscope.catalog import MIGRATION_EVENTS, PROBE_TABLES, REPLAY_TABLES
+from rmapscope.catalog import (
+    EVENT_PREFIX,
+    GENERIC_DIR,
+    MIGRATION_EVENTS,
+    PROBE_TABLES,
+    REPLAY_TABLES,
+)
 from rmapscope.dataset import Dataset, StagedTrace
 from rmapscope.errors import DatasetError, UsageError
 
 from . import _tier1 as t1
-from .engine import BATCH_COUNTS, INPUT_EVENTS, replay_trace
+from .engine import (
+    BATCH_COUNTS,
+    INPUT_EVENTS,
+    PARENT_EVENTS,
+    UNORDERED_FORMATS,
+    parent_events,
+    replay_trace,
+)
 
 
 def partition_rows() -> int:
@@ -42,7 +55,10 @@ def _read(ds: Dataset, table: str, trace_id: str) -> pl.DataFrame:
 def load_trace(
     ds: Dataset, trace_id: str, skip: tuple[str, ...] = ()
 ) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, dict]:
-    """The events replay needs (but the tables in ``skip``), gaps and manifest of a trace."""
+    """The events replay needs (but the tables in ``skip``), gaps and manifest of a trace.
+
+    Of every other event table (and ``other_events``) only the forking parents' events are
+    read, as :data:`~rmapscope.replay.engine.PARENT_EVENTS` (where fork windows start)."""
     manifest = _read(ds, "traces", trace_id)
     if manifest.is_empty():
         raise UsageError(f"no trace {trace_id} in {ds.root} (see `rmapscope traces`)")
@@ -54,6 +70,14 @@ def load_trace(
         df = _read(ds, name, trace_id)
         if df.height:
             tables[name] = df
+    wanted = {*INPUT_EVENTS, *PROBE_TABLES}
+    others = [
+        pl.scan_parquet(files)
+        for name, path in ds.table_dirs().items()
+        if name not in wanted and (name == GENERIC_DIR or path.name.startswith(EVENT_PREFIX))
+        if (files := ds.files(name, trace_id=trace_id))
+    ]
+    tables[PARENT_EVENTS] = parent_events(others, tables.get("sched_process_fork"))
     gaps = _read(ds, "gaps", trace_id)
     return tables, gaps, row
 
@@ -81,7 +105,7 @@ def replay(
         if progress:
             progress(t)
         parts = partitions or _parts_needed(ds, t)
-        if parts > 1 and not _has_probe_files(ds, t):
+        if parts > 1 and not _has_probe_files(ds, t) and _time_ordered(ds, t):
             results[t] = _replay_partitioned(ds, known[t], t, parts)
             continue
         tables, gaps, row = load_trace(ds, t)
@@ -116,6 +140,12 @@ def _parts_needed(ds: Dataset, trace_id: str) -> int:
     )
     limit = partition_rows()
     return 1 if rows <= limit else math.ceil(rows / limit)
+
+
+def _time_ordered(ds: Dataset, trace_id: str) -> bool:
+    """Whether a trace's seqs are in time order (partitions are cut in seq order)."""
+    manifest = _read(ds, "traces", trace_id)
+    return manifest.is_empty() or manifest["format"][0] not in UNORDERED_FORMATS
 
 
 def _has_probe_files(ds: Dataset, trace_id: str) -> bool:
