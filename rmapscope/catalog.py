@@ -384,7 +384,7 @@ FORK_WINDOWS = Table(
         ("seq_newtask", _i64, "seq of task_newtask"),
         ("ts_newtask", _i64, "timestamp of task_newtask"),
         ("shares_vm", _bool, "CLONE_VM: the child shares the mm (no copy)"),
-        ("ts_start", _i64, "the parent's last traced event before it (a lower bound)"),
+        ("ts_start", _i64, "the parent's last event of any table before it (a lower bound)"),
         ("n_overlapping", _i64, "migration windows it overlapped"),
         ("overlapping_migrations", _lids, "migration_id of the first 100 of them"),
     ),
