@@ -26,6 +26,7 @@ from rmapscope.ingest.readers import READERS, Reader, ReaderOptions, open_reader
 from rmapscope.schema import default_registry
 from tests import _tracedat_write as tw
 from tests.conftest import REPO, cli_command, real
+from tests.ingest.test_tracedat import MARK_FORMAT
 
 SAMPLE = REPO / "data" / "samples" / "forkstorm-slice.trace.txt.gz"
 
@@ -106,19 +107,6 @@ FOREIGN = {
 
 # What names the format in its reader's errors.
 FORMAT_WORD = {"trace_dat": "trace.dat", "perf_data": "perf.data"}
-
-MARK_FORMAT = """name: mark
-ID: 101
-format:
-\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
-\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
-\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
-\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
-
-\tfield:unsigned int n;\toffset:8;\tsize:4;\tsigned:0;
-
-print fmt: "n=%u", REC->n
-"""
 
 
 def _trace_dat(tmp_path: Path) -> Path:
