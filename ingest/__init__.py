@@ -24,7 +24,7 @@ import polars as pl
 import pyarrow as pa
 
 from rmapscope import __version__
-from rmapscope.catalog import GENERIC_DIR, TRACES
+from rmapscope.catalog import GENERIC_DIR, STACK_FRAME, TRACES
 from rmapscope.dataset import Dataset, StagedTrace, Staging
 from rmapscope.errors import InputError, UsageError
 from rmapscope.schema import (
@@ -59,7 +59,8 @@ class IngestResult:
     host: str
     source: str
     format: str
-    events: int = 0
+    events: int = 0  # events as the source counts them: stack frames are not events
+    stack_frames: int = 0  # stack_frame rows (text stacks, perf callchains)
     lines: int = 0
     event_counts: dict[str, int] = field(default_factory=dict)
     gaps: int = 0
@@ -203,7 +204,8 @@ def _stage(
             host=host or _safe_host(header.host) or "unknown",
             source=src.name,
             format=fmt,
-            events=job.seq,
+            events=job.seq - job.counts.get(STACK_FRAME, 0),
+            stack_frames=job.counts.get(STACK_FRAME, 0),
             lines=job.lines,
             event_counts=dict(sorted(job.counts.items())),
             gaps=len(gaps),
@@ -336,6 +338,7 @@ def _manifest(
         "ts_first": result.ts_first,
         "ts_last": result.ts_last,
         "events": result.events,
+        "stack_frames": result.stack_frames,
         "lines": result.lines,
         "gaps": result.gaps,
         "lost_events": result.lost_events,

@@ -50,6 +50,7 @@ from rmapscope.catalog import (
     GAP_DROPPED,
     GAP_LOST,
     GENERIC_DIR,
+    STACK_FRAME,
     TOOL_MESSAGE,
     UNPARSED_LINE,
     unparsed_fields,
@@ -400,7 +401,7 @@ class TextParser:
                     pl.DataFrame(
                         {
                             "lineno": [lineno],
-                            "event": ["stack_frame"],
+                            "event": [STACK_FRAME],
                             "rest": [line.strip()],
                             "continuation": [True],
                         }
@@ -437,7 +438,7 @@ class TextParser:
             extra.append(
                 rest.filter(frame).select(
                     "lineno",
-                    pl.lit("stack_frame").alias("event"),
+                    pl.lit(STACK_FRAME).alias("event"),
                     pl.col("line").str.strip_chars().alias("rest"),
                     pl.lit(True).alias("continuation"),
                 )
@@ -751,7 +752,7 @@ def _carry_context(batch: Batch, context: dict | None) -> tuple[Batch, dict | No
     first = min(_int_stat(df["rel"].min()) or 0 for df in timed) if timed else None
     frames = batch.frames.get(GENERIC_DIR)
     if context is not None and frames is not None:
-        lead = (pl.col("event") == "stack_frame") & pl.col("ts").is_null()
+        lead = (pl.col("event") == STACK_FRAME) & pl.col("ts").is_null()
         if first is not None:
             lead = lead & (pl.col("rel") < first)
         batch.frames[GENERIC_DIR] = frames.with_columns(

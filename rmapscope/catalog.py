@@ -132,6 +132,9 @@ DECODED: dict[str, tuple[Column, ...]] = {
 
 #: The table of every event without a typed schema (its directory too).
 GENERIC_DIR = "other_events"
+#: The ``event`` of a frame row of other_events (a text stack's ``=> func`` line, a perf
+#: callchain's ``\t<ip> <sym>`` line): part of the event above it, not an event itself.
+STACK_FRAME = "stack_frame"
 
 
 def directory(table: str) -> str:
@@ -241,7 +244,18 @@ TRACES = Table(
         ),
         ("ts_first", _i64, "first timestamp"),
         ("ts_last", _i64, "last timestamp"),
-        ("events", _i64, "events ingested"),
+        (
+            "events",
+            _i64,
+            "events ingested, as the source counts them: a stack or callchain with its frames is"
+            " one event (its `stack_frame` rows are counted in stack_frames, not here)",
+        ),
+        (
+            "stack_frames",
+            _i64,
+            "`stack_frame` rows of other_events (frames of text stacks and perf callchains; a"
+            " trace.dat's kernel_stack keeps its frames in `caller`)",
+        ),
         ("lines", _i64, "lines (records) read"),
         ("gaps", _i64, "rows in gaps"),
         ("lost_events", _i64, "events the gaps say were lost"),

@@ -134,20 +134,29 @@ class EventSchema:
         """A syscall tracepoint (``sys_enter_<name>`` / ``sys_exit_<name>``)."""
         return is_syscall_event(self.name)
 
+    @property
+    def is_stack(self) -> bool:
+        """ftrace's ``kernel_stack`` / ``user_stack``: ``caller`` holds as many frames as the
+        record does (the format's ``caller[8]`` notwithstanding), see :data:`STACK_EVENTS`."""
+        return self.name in STACK_EVENTS and self.system in ("ftrace", "")
+
     def columns(self) -> list[tuple[str, pa.DataType]]:
         """The event's own columns (after the common ones), in format order.
 
         A syscall event's columns are its format fields only: its print fmt's arguments
         (``((unsigned long)(REC->start))``) name no field, and would add ``argN`` copies.
+        A stack event's too, its ``caller`` a ``list<uint64>`` of every frame.
         """
         cols: dict[str, pa.DataType] = {}
-        pf = None if self.is_syscall else self.print_fmt
+        pf = None if self.is_syscall or self.is_stack else self.print_fmt
         convs = {c.column: c for c in pf.conversions} if pf else {}
         for f in self.fields:
             if f.name.startswith("common_"):
                 continue
             conv = convs.get(f.name)
-            if conv is not None and conv.kind in ("symbolic", "flags"):
+            if self.is_stack and f.name == "caller":
+                cols["caller"] = pa.list_(pa.uint64())
+            elif conv is not None and conv.kind in ("symbolic", "flags"):
                 cols[column_for(f.name)] = pa.string()
             elif conv is not None and conv.kind == "bool":
                 cols[column_for(f.name)] = pa.bool_()
@@ -170,6 +179,10 @@ class EventSchema:
         """The full table schema: common columns, then the event's columns."""
         return arrow_schema([*COMMON, *self.columns()])
 
+
+#: ftrace's stack events: the kernel writes ``size`` frames (Linux 5.x+; a terminating
+#: ``ULONG_MAX`` on older kernels), however many the format's ``caller[8]`` declares.
+STACK_EVENTS = ("kernel_stack", "user_stack")
 
 _SYSCALL_EVENT = re.compile(r"sys_(?:enter|exit)_\w+")
 

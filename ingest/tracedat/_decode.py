@@ -424,6 +424,8 @@ def _ternary_else(arg: str) -> tuple[str | None, str | None]:
 def build_decoder(schema: EventSchema, text: str) -> EventDecoder:
     """Plan the columns of one event from its parsed schema and its format text."""
     flexible = _flexible_fields(text)
+    if schema.is_stack:  # ``caller[8]``, but the record holds as many frames as it has
+        flexible |= {f.name for f in schema.fields if f.name == "caller"}
     fields = {f.name: f for f in schema.fields}
     fixed_end = [f.offset + (0 if f.name in flexible else f.size) for f in schema.fields]
     dec = EventDecoder(schema=schema, min_size=max(fixed_end, default=8), flexible=flexible)
@@ -640,6 +642,8 @@ class Decoder:
         # a field: strings, arrays, or numbers (possibly through a print-fmt expression)
         if f.is_string:
             return self._string(buf, rec, rec_len, dec, f)
+        if pa.types.is_list(col.type):
+            return self._frames(buf, rec, rec_len, f)
         if f.array_len is not None or f.dynamic is not None or f.name in dec.flexible:
             return self._array_text(buf, rec, rec_len, dec, f)
         if col.node is not None:
@@ -669,6 +673,28 @@ class Decoder:
     def _string(self, buf, rec, rec_len, dec, f) -> pa.Array:
         start, length = self._bounds(buf, rec, rec_len, dec, f)
         return buf.strings(start, length)
+
+    @staticmethod
+    def _frames(buf: Buffer, rec: np.ndarray, rec_len: np.ndarray, f: FieldDef) -> pa.Array:
+        """A stack's ``caller``: every word from the field to the record's end, up to a
+        ``ULONG_MAX`` terminator (old kernels), as trace-cmd prints them; ``list<uint64>``."""
+        elem = f.size // f.array_len if f.array_len else f.size or 8
+        elem = elem if elem in (4, 8) else 8
+        count = np.maximum(rec_len.astype(np.int64) - f.offset, 0) // elem
+        offsets = np.zeros(len(rec) + 1, dtype=np.int64)
+        np.cumsum(count, out=offsets[1:])
+        total = int(offsets[-1])
+        row = np.repeat(np.arange(len(rec)), count)
+        pos = np.arange(total, dtype=np.int64) - offsets[:-1][row]
+        values = buf.uint(np.take(rec, row) + f.offset + pos * elem, elem).astype(_U64)
+        end = np.array(count)
+        stop = np.flatnonzero(values == _U64((1 << (8 * elem)) - 1))
+        np.minimum.at(end, row[stop], pos[stop])
+        if (end != count).any():
+            keep = pos < end[row]
+            values = values[keep]
+            offsets[1:] = np.cumsum(end)
+        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values))
 
     def _array_text(self, buf, rec, rec_len, dec, f) -> pa.Array:
         """Non-char arrays, as libtraceevent's raw dump prints them: ``ARRAY[01, 02, ...]``."""
