@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Self, cast
@@ -125,6 +125,7 @@ _HEADERS["perf_script"] = (
 )
 # bpftrace: what the script printfs, "<nsecs> [<cpu>] <comm>-<pid> <event>: <payload>".
 _HEADERS["bpftrace"] = r"^\s*(?P<secs>\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<comm>.*?)-(?P<pid>\d+)\s+"
+_MULTILINE = ("tracefs", "trace_pipe", "tracefs_latency", "tcreport", "tcreport_latency")
 _GROUPS = ("instance", "comm", "pid", "tgid", "cpu", "flags", "secs", "frac", "event", "rest")
 
 _MARKERS = re.compile(
@@ -283,6 +284,11 @@ class TextParser:
         if self._syscalls:
             self._rx = _HEADERS[fmt] + f"(?:{_REST}|{_SYS_EXIT_REST})"
         self._ts = _timestamp_expr(fmt)
+        # tracefs and trace-cmd print a message holding newlines on several lines
+        self.multiline = fmt in _MULTILINE
+        #: whether an event's text may go on over the following lines (see
+        #: _join_continuations); the reader knows the typed events
+        self.continuable: Callable[[str], bool] = lambda name: True
 
     def parse(self, block: bytes, line_base: int, errors: ErrorLog) -> Block:
         """Parse one block whose first line is line number ``line_base + 1``."""
@@ -316,9 +322,15 @@ class TextParser:
             events = split_syscalls(events)
         rest = parsed.filter(~ok)
         markers: list[dict] = []
-        extra = []
+        extra: list[pl.DataFrame] = []
         if rest.height:
-            extra = self._classify_other(rest, markers, errors)
+            unparsed: list[tuple[int, str]] = []
+            blank: list[int] = []
+            extra = self._classify_other(rest, markers, errors, unparsed, blank)
+            if unparsed and self.multiline:
+                events, unparsed = self._join_continuations(df, events, unparsed, blank)
+            if unparsed:
+                errors.add(UNPARSED_LINE, [r[0] for r in unparsed], [r[1] for r in unparsed])
         clock = self._clock(events)
         events = self._finish(events, extra, errors)
         return Block(events=events, markers=markers, lines=len(lines), clock=clock)
@@ -344,14 +356,23 @@ class TextParser:
         return "ns"
 
     def _classify_other(
-        self, rest: pl.DataFrame, markers: list[dict], errors: ErrorLog
+        self,
+        rest: pl.DataFrame,
+        markers: list[dict],
+        errors: ErrorLog,
+        unparsed: list[tuple[int, str]],
+        blank: list[int],
     ) -> list[pl.DataFrame]:
-        """Lines that are not ``event: payload`` rows: markers, comments, odd events."""
+        """Lines that are not ``event: payload`` rows: markers, comments, odd events. Lines
+        not understood go to ``unparsed`` (line number, text), the numbers of blank lines to
+        ``blank``."""
         text = rest["line"].str.strip_chars_end("\r\n")
         rest = rest.with_columns(text.alias("line"))
         ignored = rest["line"].str.contains(_IGNORED.pattern) & ~rest["line"].str.contains(
             r"^##### CPU \d+ buffer started"
         )
+        if self.multiline:
+            blank.extend(rest.filter(rest["line"].str.contains(r"^\s*$"))["lineno"].to_list())
         rest = rest.filter(~ignored)
         extra: list[pl.DataFrame] = []
         if self.fmt == "perf_script":
@@ -360,7 +381,7 @@ class TextParser:
             rest = rest.filter(~rest["line"].str.contains(_BPF_ATTACH))
         if not rest.height:
             return extra
-        unparsed_rows = []
+        unparsed_rows = unparsed
         tool_rows: dict[str, list[tuple[int, str]]] = {BPFTRACE_MAP: [], TOOL_MESSAGE: []}
         # Lines whose header parses but whose body is not "event: payload" (e.g.
         # "<stack trace>"): kept as generic events named after the body.
@@ -426,9 +447,52 @@ class TextParser:
         for reason, got in tool_rows.items():
             if got:  # not events: counted, with samples, in ingest_errors
                 errors.add(reason, [r[0] for r in got], [r[1] for r in got])
-        if unparsed_rows:
-            errors.add(UNPARSED_LINE, [r[0] for r in unparsed_rows], [r[1] for r in unparsed_rows])
         return extra
+
+    def _join_continuations(
+        self,
+        block: pl.DataFrame,
+        events: pl.DataFrame,
+        unparsed: list[tuple[int, str]],
+        blank: list[int],
+    ) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
+        """Give the text of an event whose message holds newlines (a ``trace_marker`` write,
+        ``trace_printk``) its continuation lines back: a line that is no event, marker,
+        frame or comment, right after such an event (or its other continuation lines), is
+        joined to the event's payload with ``\\n``, blank lines between included. An event
+        may continue when it has no typed table or its print fmt ends with a ``%s``
+        (:attr:`continuable`); other lines stay ``unparsed``, which is returned."""
+        lines = block["lineno"].to_numpy()
+        cand = np.array([n for n, _ in unparsed], dtype=np.int64)
+        loose = np.isin(lines, cand) | np.isin(lines, np.array(blank, dtype=np.int64))
+        barrier = lines[~loose]  # every other line ends a run of continuation lines
+        at = np.searchsorted(barrier, cand) - 1
+        owner = np.where(at >= 0, barrier[np.maximum(at, 0)], -1)
+        heads = events.filter(pl.col("lineno").is_in(np.unique(owner[owner >= 0]).tolist()))
+        names = dict(zip(heads["lineno"].to_list(), heads["event"].to_list(), strict=True))
+        ok = {n for n, name in names.items() if self.continuable(name)}
+        if not ok:
+            return events, unparsed
+        text = {n: t for n, t in unparsed}
+        last: dict[int, int] = {}
+        left = []
+        for (n, t), o in zip(unparsed, owner.tolist(), strict=True):
+            if o in ok:
+                last[o] = n
+            else:
+                left.append((n, t))
+        joined = {o: "\n".join(text.get(k, "") for k in range(o + 1, n + 1)) for o, n in last.items()}
+        more = pl.col("lineno").replace_strict(
+            list(joined), list(joined.values()), default=None, return_dtype=pl.String
+        )
+        rest = pl.col("rest").str.strip_chars_end("\r\n")
+        events = events.with_columns(
+            pl.when(more.is_null())
+            .then(pl.col("rest"))
+            .otherwise(pl.concat_str(rest, pl.lit("\n"), more))
+            .alias("rest")
+        )
+        return events, left
 
     @staticmethod
     def _perf_other(rest: pl.DataFrame, extra: list[pl.DataFrame]) -> pl.DataFrame:
@@ -557,6 +621,7 @@ class TextReader:
         self.rest = rest
         self.registry = registry
         self.parser = TextParser(fmt, src.name)
+        self.parser.continuable = self._continuable
         self._check_start(first)
         self.time_ordered = fmt != "bpftrace"  # bpftrace reads its per-CPU buffers in turns
         # perf script --header: host and kernel come before one line per recorded event
@@ -567,6 +632,21 @@ class TextReader:
             self.header.arch = arch = resolve_arch(arch, self.header.arch)
         self.fields = FieldParser(arch)
         self._numbers: dict[str, list[tuple[str, str]]] = {}
+
+    def _continuable(self, name: str) -> bool:
+        """Whether event ``name``'s text may hold newlines: it has no typed table (a
+        ``trace_marker`` or ``trace_printk`` message, an unknown event), or its print fmt
+        ends with a string."""
+        schema = self.registry.get(name)
+        if schema is None:
+            return True
+        pf = schema.print_fmt
+        return (
+            pf is not None
+            and bool(pf.conversions)
+            and pf.conversions[-1].kind == "str"
+            and not pf.literals[-1].strip()
+        )
 
     def _check_start(self, first: bytes) -> None:
         """Raise :class:`InputError` when the start of the input is not text of this
@@ -611,7 +691,10 @@ class TextReader:
         inflight: deque[Future[Batch]] = deque()
         context: dict | None = None
         with ThreadPoolExecutor(self.workers) as pool:
-            for block in _chain(self.first, self.rest):
+            blocks = _chain(self.first, self.rest)
+            if self.parser.multiline:
+                blocks = _events_first(blocks, re.compile(_HEADERS[self.parser.fmt]))
+            for block in blocks:
                 inflight.append(pool.submit(self.parse_block, block))
                 while len(inflight) > self.workers:
                     batch, context = _carry_context(inflight.popleft().result(), context)
@@ -769,3 +852,33 @@ def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     if first:
         yield first
     yield from rest
+
+
+#: at most this much of a block's head moves to the block before it (see _events_first)
+_MOVE_BYTES = 1 << 20
+
+
+def _events_first(blocks: Iterator[bytes], event_line: re.Pattern[str]) -> Iterator[bytes]:
+    """The blocks, with the lines at the top of each that are no event line (the
+    continuation lines of a message holding newlines, stack frames, markers) moved to the
+    end of the block before: a message is never cut from its event by a block boundary.
+    Line numbers do not change (they count across blocks)."""
+    prev: bytes | None = None
+    for block in blocks:
+        if prev is None:
+            prev = block
+            continue
+        cut = 0
+        while cut < min(len(block), _MOVE_BYTES):
+            end = block.find(b"\n", cut)
+            end = len(block) if end < 0 else end + 1
+            if event_line.match(block[cut:end].decode("utf-8", "replace")):
+                break
+            cut = end
+        if cut:
+            prev, block = prev + block[:cut], block[cut:]
+        if block:
+            yield prev
+            prev = block
+    if prev is not None:
+        yield prev
