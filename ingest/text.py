@@ -466,6 +466,8 @@ class TextParser:
         cand = np.array([n for n, _ in unparsed], dtype=np.int64)
         loose = np.isin(lines, cand) | np.isin(lines, np.array(blank, dtype=np.int64))
         barrier = lines[~loose]  # every other line ends a run of continuation lines
+        if not len(barrier):
+            return events, unparsed
         at = np.searchsorted(barrier, cand) - 1
         owner = np.where(at >= 0, barrier[np.maximum(at, 0)], -1)
         heads = events.filter(pl.col("lineno").is_in(np.unique(owner[owner >= 0]).tolist()))
@@ -481,7 +483,9 @@ class TextParser:
                 last[o] = n
             else:
                 left.append((n, t))
-        joined = {o: "\n".join(text.get(k, "") for k in range(o + 1, n + 1)) for o, n in last.items()}
+        joined = {
+            o: "\n".join(text.get(k, "") for k in range(o + 1, n + 1)) for o, n in last.items()
+        }
         more = pl.col("lineno").replace_strict(
             list(joined), list(joined.values()), default=None, return_dtype=pl.String
         )

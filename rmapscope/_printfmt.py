@@ -159,6 +159,30 @@ def _strip_parens(expr: str) -> str:
     return expr
 
 
+# a C cast: ``(unsigned long)``, ``(void *)``, ``(const char *)``, ``(u64)``, ``(struct page *)``
+_CAST_RE = re.compile(
+    r"\(\s*(?:(?:const|volatile|unsigned|signed|struct|enum)\s+)*\w+(?:\s+\w+)*\s*\**\s*\)"
+)
+
+
+def _strip_casts(expr: str) -> str:
+    """``expr`` without its outer parentheses and the casts in front of a single operand:
+    ``((unsigned long)(REC->x))`` and ``(void *)REC->ip`` are ``REC->x`` and ``REC->ip``,
+    printed as the field itself. ``(int)REC->a + REC->b`` keeps its cast (not one operand).
+
+    >>> _strip_casts("((unsigned long)(REC->start))"), _strip_casts("(void *)REC->ip")
+    ('REC->start', 'REC->ip')
+    """
+    e = _strip_parens(expr)
+    while (m := _CAST_RE.match(e)) and "->" not in m.group(0):
+        operand = e[m.end() :].strip()
+        inner = _strip_parens(operand)
+        if not (re.fullmatch(r"REC->\w+", inner) or _CAST_RE.match(inner)):
+            break
+        e = inner
+    return e
+
+
 def _int_literal(text: str) -> int | None:
     text = re.sub(r"\(\s*(?:unsigned\s+)?\w+\s*\)", "", text).strip().rstrip("UuLl")
     try:
@@ -169,7 +193,7 @@ def _int_literal(text: str) -> int | None:
 
 def _classify(expr: str, spec: str) -> tuple[str, str | None, dict]:
     """Return (kind, field or None, extras) for one argument expression."""
-    e = _strip_parens(expr)
+    e = _strip_casts(expr)
     conv = spec[-1]
     if "__print_symbolic" in e:
         m = re.search(r"__print_symbolic\(\s*(?:\(\s*\w[^)]*\))?\s*REC->(\w+)", e)

@@ -80,8 +80,16 @@ VARIANTS = {
         "              sh-25686   [001] ...1. 12999.73958{}: ",
         "tracing_mark_write: ",
     ),
-    "trace_pipe": ("", "              sh-25686   [001] ...1. 12999.73958{}: ", "tracing_mark_write: "),
-    "noirqinfo": (TRACEFS_HEAD, "              sh-25686   [001] 12999.73958{}: ", "tracing_mark_write: "),
+    "trace_pipe": (
+        "",
+        "              sh-25686   [001] ...1. 12999.73958{}: ",
+        "tracing_mark_write: ",
+    ),
+    "noirqinfo": (
+        TRACEFS_HEAD,
+        "              sh-25686   [001] 12999.73958{}: ",
+        "tracing_mark_write: ",
+    ),
     "tgid": (
         TRACEFS_HEAD,
         "              sh-25686   (  25686) [001] ...1. 12999.73958{}: ",
@@ -141,9 +149,12 @@ def test_message_lines_stay_with_their_event_in_every_text_variant(tmp_path, var
 def test_the_recorded_messages_whole_across_any_block_boundary(tmp_path, monkeypatch):
     from rmapscope.ingest import _source
 
-    for size in (1 << 16, 300):  # one block; a block boundary every few lines
-        monkeypatch.setattr(_source, "BLOCK_SIZE", size)
-        for name, lead in (("trace.txt.gz", ""), ("report.txt.gz", "tracing_mark_write: ")):
+    for name, lead in (("trace.txt.gz", ""), ("report.txt.gz", "tracing_mark_write: ")):
+        data = gzip.decompress((DATA / name).read_bytes())
+        cut = data.index(b"\nsecond line\n") + 1
+        # one block; a block that ends right before a continuation line (and some others)
+        for size in (1 << 16, cut, 301):
+            monkeypatch.setattr(_source, "BLOCK_SIZE", size)
             ds, r = _ingest(tmp_path / str(size), name)
             assert r.errors.total == 0, (name, r.errors.counts)
             assert (r.events, r.stack_frames) == (EVENTS, FRAMES)
@@ -160,5 +171,5 @@ def test_lines_after_a_typed_event_are_still_errors(tmp_path):
     text, _ = _marker_text("trace_pipe")
     lines = text.splitlines(keepends=True)
     lines.insert(1, "not a trace line\n")  # after the first fork
-    ds, r = ingest_text(tmp_path, "".join(lines))
+    _ds, r = ingest_text(tmp_path, "".join(lines))
     assert r.errors.counts == {"unparsed_line": 1}
