@@ -159,22 +159,29 @@ def _strip_parens(expr: str) -> str:
     return expr
 
 
-# a C cast: ``(unsigned long)``, ``(void *)``, ``(const char *)``, ``(u64)``, ``(struct page *)``
+# A C cast that keeps every bit of a field: to a pointer, or to a long or 64-bit type
+# (``(unsigned long)``, ``(void *)``, ``(const char *)``, ``(u64)``). A narrowing cast
+# (``(uint)(REC->lsn)`` of a 64-bit field) prints another value: not seen through.
 _CAST_RE = re.compile(
-    r"\(\s*(?:(?:const|volatile|unsigned|signed|struct|enum)\s+)*\w+(?:\s+\w+)*\s*\**\s*\)"
+    r"\(\s*(?:(?:const|volatile|struct|enum)\s+)*(?:\w+\s*)+\*+\s*\)"
+    r"|\(\s*(?:(?:unsigned|signed)\s+)?long(?:\s+long)?(?:\s+int)?\s*\)"
+    r"|\(\s*(?:__)?[us]64\s*\)|\(\s*(?:size_t|uintptr_t|unsigned\s+long\s+long)\s*\)"
 )
 
 
 def _strip_casts(expr: str) -> str:
-    """``expr`` without its outer parentheses and the casts in front of a single operand:
-    ``((unsigned long)(REC->x))`` and ``(void *)REC->ip`` are ``REC->x`` and ``REC->ip``,
-    printed as the field itself. ``(int)REC->a + REC->b`` keeps its cast (not one operand).
+    """``expr`` without its outer parentheses and the widening casts in front of a single
+    operand: ``((unsigned long)(REC->x))`` and ``(void *)REC->ip`` are ``REC->x`` and
+    ``REC->ip``, printed as the field itself. ``(int)REC->a + REC->b`` (not one operand)
+    and ``((uint)(REC->x))`` (narrowing) keep their casts.
 
     >>> _strip_casts("((unsigned long)(REC->start))"), _strip_casts("(void *)REC->ip")
     ('REC->start', 'REC->ip')
+    >>> _strip_casts("((uint)(REC->head_lsn))")
+    '(uint)(REC->head_lsn)'
     """
     e = _strip_parens(expr)
-    while (m := _CAST_RE.match(e)) and "->" not in m.group(0):
+    while m := _CAST_RE.match(e):
         operand = e[m.end() :].strip()
         inner = _strip_parens(operand)
         if not (re.fullmatch(r"REC->\w+", inner) or _CAST_RE.match(inner)):

@@ -61,6 +61,7 @@ from .._batch import Batch, ErrorLog, HeaderInfo, kind_stats
 from .._bytes import escape
 from .._source import Source
 from ..fields import FieldParser
+from ._bprint import printk_formats
 from ._decode import (
     Buffer,
     CommMap,
@@ -70,6 +71,7 @@ from ._decode import (
     enum_column,
     flag_codes,
     flag_tables,
+    modern_spelling,
     repeat_string,
     to_series,
 )
@@ -233,6 +235,7 @@ class TraceDatReader:
         pending: dict[str, tuple[str, str]] = {}
         self._ids: dict[int, tuple[str, str, str]] = {}  # id -> (name, system, text)
         for system, text in meta.formats:
+            text = modern_spelling(text)
             m = _NAME_ID.search(text)
             if not m:
                 continue
@@ -241,7 +244,7 @@ class TraceDatReader:
             pending[name] = (system, text)
         self.registry = _FileRegistry(registry, pending)
         self._decoders: dict[int, EventDecoder | None] = {}
-        self._decoder = Decoder(meta.big_endian)
+        self._decoder = Decoder(meta.big_endian, printk_formats(meta.printk or b""))
         self._fields = FieldParser(arch)
         self._comms = CommMap(meta.cmdlines)
         self._flag_tables = flag_tables(_lazy_resched(release))

@@ -36,6 +36,7 @@ from rmapscope.schema import DECODED, EventSchema, FieldDef, column_for
 
 from .._bytes import escape, has_backslash_x
 from . import _expr as expr
+from ._bprint import format_bprint
 
 _U64 = np.uint64
 
@@ -312,6 +313,7 @@ class EventDecoder:
     min_size: int
     columns: list[_Column] = field(default_factory=list)
     flexible: set[str] = field(default_factory=set)  # ``char buf[]`` inline tail arrays
+    bprint: bool = False  # ftrace's bprint: ``buf`` is formatted with the printk formats
     common: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (off, size)
 
     @property
@@ -336,6 +338,16 @@ def _flexible_fields(text: str) -> set[str]:
         if mm:
             out.add(mm.group(1))
     return out
+
+
+_OLD_FLEXIBLE = re.compile(r"(field:[^;\[\]]*?\w)(;\s*offset:\d+;\s*size:0;)")
+
+
+def modern_spelling(text: str) -> str:
+    """A format with old kernels' flexible arrays (``field:char buf; offset:16; size:0;``,
+    the tail of ``print`` and ``bprint``) spelled as newer ones do (``char buf[]``), so
+    that they are read as the bytes to the record's end, not as an integer."""
+    return _OLD_FLEXIBLE.sub(r"\1[]\2", text)
 
 
 def _print_args(text: str) -> list[str] | None:
@@ -429,6 +441,12 @@ def build_decoder(schema: EventSchema, text: str) -> EventDecoder:
     fields = {f.name: f for f in schema.fields}
     fixed_end = [f.offset + (0 if f.name in flexible else f.size) for f in schema.fields]
     dec = EventDecoder(schema=schema, min_size=max(fixed_end, default=8), flexible=flexible)
+    dec.bprint = (
+        schema.name == "bprint"
+        and schema.system in ("ftrace", "")
+        and {"fmt", "buf"} <= set(fields)
+        and "buf" in flexible
+    )
     for name in ("common_type", "common_flags", "common_preempt_count", "common_pid"):
         f = fields.get(name)
         if f is not None:
@@ -569,8 +587,9 @@ class _Records:
 class Decoder:
     """Decodes the records of each event type of one file into typed columns."""
 
-    def __init__(self, big_endian: bool) -> None:
+    def __init__(self, big_endian: bool, printk: dict[int, str] | None = None) -> None:
         self.big = big_endian
+        self.printk = printk or {}  # bprint format strings by address
 
     @staticmethod
     def _u64_values(recs: _Records, dec: EventDecoder, node: expr.Node) -> dict:
@@ -644,6 +663,8 @@ class Decoder:
             return self._string(buf, rec, rec_len, dec, f)
         if pa.types.is_list(col.type):
             return self._frames(buf, rec, rec_len, f)
+        if dec.bprint and f.name == "buf":
+            return self._bprint(recs, rec_len, dec, f)
         if f.array_len is not None or f.dynamic is not None or f.name in dec.flexible:
             return self._array_text(buf, rec, rec_len, dec, f)
         if col.node is not None:
@@ -673,6 +694,19 @@ class Decoder:
     def _string(self, buf, rec, rec_len, dec, f) -> pa.Array:
         start, length = self._bounds(buf, rec, rec_len, dec, f)
         return buf.strings(start, length)
+
+    def _bprint(self, recs: _Records, rec_len: np.ndarray, dec: EventDecoder, f) -> pa.Array:
+        """``trace_printk``'s text: the record's format (its ``fmt`` address looked up in the
+        printk formats) applied to the packed arguments in ``buf``, as trace-cmd prints it."""
+        fmt_field = next(x for x in dec.schema.fields if x.name == "fmt")
+        addrs = recs.number(fmt_field).astype(_U64).tolist()
+        long_size = fmt_field.size if fmt_field.size in (4, 8) else 8
+        out = []
+        for r, ln, addr in zip(recs.rec.tolist(), rec_len.tolist(), addrs, strict=True):
+            args = recs.buf.u8[r + f.offset : r + max(ln, f.offset)].tobytes()
+            text = format_bprint(self.printk.get(addr), addr, args, long_size, self.big)
+            out.append(escape(text.encode("utf-8", "surrogateescape")))
+        return pa.array(out, pa.string())
 
     @staticmethod
     def _frames(buf: Buffer, rec: np.ndarray, rec_len: np.ndarray, f: FieldDef) -> pa.Array:

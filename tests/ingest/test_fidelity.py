@@ -173,3 +173,137 @@ def test_lines_after_a_typed_event_are_still_errors(tmp_path):
     lines.insert(1, "not a trace line\n")  # after the first fork
     _ds, r = ingest_text(tmp_path, "".join(lines))
     assert r.errors.counts == {"unparsed_line": 1}
+
+
+# -- point 7: casts in print fmts, old print/bprint ----------------------------------------
+# from this machine's tracefs (Linux 6.18.44): events/maple_tree/ma_write/format
+MA_WRITE = """name: ma_write
+ID: 2323
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:const char * fn;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:unsigned long min;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:unsigned long max;\toffset:24;\tsize:8;\tsigned:0;
+\tfield:unsigned long index;\toffset:32;\tsize:8;\tsigned:0;
+\tfield:unsigned long last;\toffset:40;\tsize:8;\tsigned:0;
+\tfield:unsigned long piv;\toffset:48;\tsize:8;\tsigned:0;
+\tfield:void * val;\toffset:56;\tsize:8;\tsigned:0;
+\tfield:void * node;\toffset:64;\tsize:8;\tsigned:0;
+
+print fmt: "%s\\tNode %p (%lu %lu) range:%lu-%lu piv (%lu) val %p", REC->fn, (void *) REC->node, \
+(unsigned long) REC->min, (unsigned long) REC->max, (unsigned long) REC->index, \
+(unsigned long) REC->last, (unsigned long) REC->piv, (void *) REC->val
+"""
+# events/xfs/xfs_log_assign_tail_lsn: a narrowing (uint) cast prints part of the field
+XFS_PRINT = (
+    '"dev %d:%d new tail lsn %d/%d, old lsn %d/%d, head lsn %d/%d", '
+    "((unsigned int) ((REC->dev) >> 20)), ((unsigned int) ((REC->dev) & ((1U << 20) - 1))), "
+    "((uint)((REC->new_lsn)>>32)), ((uint)(REC->new_lsn)), ((uint)((REC->old_lsn)>>32)), "
+    "((uint)(REC->old_lsn)), ((uint)((REC->head_lsn)>>32)), ((uint)(REC->head_lsn))"
+)
+
+
+def test_casts_in_front_of_a_field_add_no_columns():
+    from rmapscope._printfmt import parse_print_fmt
+    from rmapscope.schema import parse_format
+
+    schema = parse_format(MA_WRITE)
+    assert [c for c, _ in schema.columns()] == [
+        "fn", "min", "max", "index", "last", "piv", "val", "node"
+    ]  # fmt: skip
+    convs = schema.print_fmt.conversions
+    assert [(c.column, c.derived) for c in convs[1:3]] == [("node", False), ("min", False)]
+    xfs = parse_print_fmt(XFS_PRINT)
+    assert all(c.derived for c in xfs.conversions)  # computed or narrowed: not the fields
+
+
+def test_tracedat_print_has_no_spurious_arg_column(tmp_path):
+    ds, _ = _ingest(tmp_path, "trace.dat.gz")
+    prints = read_table(ds, "event=print").sort("seq")
+    assert [c for c in prints.columns if c.startswith("arg")] == []
+    assert prints["buf"].to_list() == [m + "\n" for m in (MESSAGE, "single", "-e x\ny")]
+    assert set(prints["ip"].to_list()) == {0xFFFFFFFF814AA7C1}  # tracing_mark_write
+
+
+def _ftrace_format(name: str, ev_id: int, fields: str, fmt: str) -> str:
+    common = (
+        "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
+        "\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n"
+        "\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n"
+        "\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n"
+    )
+    return f"name: {name}\nID: {ev_id}\nformat:\n{common}\n{fields}\nprint fmt: {fmt}\n"
+
+
+# Linux 3.x-4.x spelled the flexible arrays without brackets (and printed %pf)
+OLD_PRINT = _ftrace_format(
+    "print",
+    5,
+    "\tfield:unsigned long ip;\toffset:8;\tsize:8;\tsigned:0;\n"
+    "\tfield:char buf;\toffset:16;\tsize:0;\tsigned:0;\n",
+    '"%pf: %s", REC->ip, REC->buf',
+)
+OLD_BPRINT = _ftrace_format(
+    "bprint",
+    6,
+    "\tfield:unsigned long ip;\toffset:8;\tsize:8;\tsigned:0;\n"
+    "\tfield:const char * fmt;\toffset:16;\tsize:8;\tsigned:0;\n"
+    "\tfield:u32 buf;\toffset:24;\tsize:0;\tsigned:0;\n",
+    '"%pf: %s", REC->ip, REC->fmt',
+)
+FMT_ADDR = 0xFFFFFFFF81E0A9C8
+PRINTK = (
+    b'0xffffffff81e0a9c8 : "migrate %s pfn=%lx order=%d nid=%hd ptr %ps\\n"\n'
+    b'0xffffffff81e0aa00 : "no args\\n"\n'
+)
+
+
+def _old_kernel_tracedat(tmp_path: Path, version: int) -> Path:
+    import struct
+
+    import tests._tracedat_write as tw
+
+    ip = 0xFFFFFFFF81123450
+    text = b"TRACING hello\n\0"
+    # vbin_printf: "%s" inline with its NUL, then each value aligned to its size (8 to 4)
+    args = b"anon\0" + b"\0\0\0" + struct.pack("<Q", 0x1C0FFE) + struct.pack("<i", -3)
+    args += struct.pack("<h", 2) + b"\0\0" + struct.pack("<Q", ip)
+    entries = [
+        tw.data_entry(0, tw.record(5, 7, struct.pack("<Q", ip) + text)),
+        tw.data_entry(10, tw.record(6, 7, struct.pack("<QQ", ip, FMT_ADDR) + args)),
+        tw.data_entry(10, tw.record(6, 7, struct.pack("<QQ", ip, FMT_ADDR + 0x38))),
+        tw.data_entry(10, tw.record(6, 7, struct.pack("<QQ", ip, 0x1234))),
+    ]
+    spec = tw.TraceSpec(
+        formats=[("ftrace", OLD_PRINT), ("ftrace", OLD_BPRINT)],
+        buffers=[tw.BufferSpec("", "local", {0: tw.make_page(1_000_000, entries)})],
+        cmdlines="7 worker\n",
+        printk=PRINTK,
+        uname="Linux old 4.4.0 x86_64",
+    )
+    data, _ = tw.write(spec, version)
+    path = tmp_path / f"old{version}.dat"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("version", [6, 7])
+def test_old_kernel_print_is_text_and_bprint_is_formatted(tmp_path, version):
+    ds = Dataset(tmp_path / "ds")
+    r = ingest(str(_old_kernel_tracedat(tmp_path, version)), ds)
+    assert r.errors.total == 0 and r.event_counts == {"print": 1, "bprint": 3}
+    p = read_table(ds, "event=print").row(0, named=True)
+    assert p["buf"] == "TRACING hello\n"  # not the integer 1128354388 of "TRAC"
+    assert p["ip"] == 0xFFFFFFFF81123450
+    b = read_table(ds, "event=bprint").sort("seq")
+    assert [c for c in b.columns if c.startswith("arg")] == []
+    assert b["fmt"].to_list() == [FMT_ADDR, FMT_ADDR + 0x38, 0x1234]
+    assert b["buf"].to_list() == [
+        "migrate anon pfn=1c0ffe order=-3 nid=2 ptr 0xffffffff81123450\n",
+        "no args\n",
+        "(NO FORMAT FOUND at 1234)\n",
+    ]
