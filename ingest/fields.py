@@ -15,7 +15,7 @@ import polars as pl
 import pyarrow as pa
 
 from rmapscope._printfmt import Conversion
-from rmapscope.schema import DECODED, EventSchema, column_for
+from rmapscope.schema import DECODED, EventSchema, column_for, raw_column
 
 from . import pte as ptemod
 
@@ -89,6 +89,55 @@ def _convert(conv: Conversion, c: pl.Expr, bare: bool, guess_radix: bool) -> pl.
         true_text = next(t for t, v in conv.choices if v)
         return pl.when(c.is_in([t for t, _ in conv.choices])).then(c == true_text)
     return c.str.strip_chars_end(" ")
+
+
+def _to_int64(values: list[int]) -> list[int]:
+    """Table values (unsigned 64-bit, or negative) as int64 two's complement."""
+    return [v - (1 << 64) if v >= 1 << 63 else v for v in values]
+
+
+def _hex_int64(text: pl.Expr) -> pl.Expr:
+    """``0x<hex>`` (how the kernel prints a value its table does not name) as Int64."""
+    v = text.str.strip_prefix("0x").str.to_integer(base=16, dtype=pl.UInt64, strict=False)
+    return pl.when(text.str.starts_with("0x")).then(v.reinterpret(signed=True))
+
+
+def _raw_expr(conv: Conversion, label: pl.Expr) -> pl.Expr:
+    """The integer a printed label stands for, through the conversion's table (the inverse
+    of ``__print_symbolic`` / ``__print_flags``): ``R+`` of ``prev_state`` is 0 | the ``+``
+    bit, ``GFP_KERNEL|__GFP_ZERO`` the OR of their values, a leftover ``0x..`` its number,
+    the ``cond ? ... : "none"`` text 0. A ternary's true text (``handled``) says only "not
+    0": null. Null too where a name is not in the table."""
+    text = label.cast(pl.String)
+    if conv.kind == "bool":
+        false = next((t for t, v in conv.choices if not v), None)
+        return pl.when(text == false).then(pl.lit(0, pl.Int64)).otherwise(None)
+    bits = pl.lit(0, pl.Int64)
+    if conv.suffix is not None:
+        mask, tail = conv.suffix
+        has = text.str.ends_with(tail)
+        text = pl.when(has).then(text.str.strip_suffix(tail)).otherwise(text)
+        bits = pl.when(has).then(pl.lit(mask, pl.Int64)).otherwise(0)
+    names = list(dict.fromkeys(label for _, label in conv.table))
+    first = {}
+    for v, name in conv.table:
+        first.setdefault(name, v)
+    values = _to_int64([first[n] for n in names])
+
+    def one(t: pl.Expr) -> pl.Expr:
+        return t.replace_strict(names, values, default=_hex_int64(t), return_dtype=pl.Int64)
+
+    if conv.kind == "flags" and conv.delim:
+        parts = text.str.split(conv.delim).list.eval(one(pl.element()))
+        num = pl.when(~parts.list.eval(pl.element().is_null()).list.any()).then(parts.list.sum())
+        num = pl.when(text == "").then(pl.lit(0, pl.Int64)).otherwise(num)
+    else:
+        num = one(text)
+    if conv.other is not None:
+        num = pl.when(text == conv.other).then(pl.lit(0, pl.Int64)).otherwise(num)
+    if conv.suffix is not None and conv.suffix[0] is None:
+        return pl.when(bits.is_null()).then(num)  # the suffix's bit is not known
+    return num + bits
 
 
 def syscall_arg_names(rest: pl.Series) -> list[str]:
@@ -254,7 +303,17 @@ class FieldParser:
         return out, ok
 
     def _complete(self, schema: EventSchema, spec: _Spec, out: pl.DataFrame) -> pl.DataFrame:
-        """Cast to the schema's types, add decoded pte columns, add missing columns."""
+        """Cast to the schema's types, add decoded pte columns, the numbers behind labels
+        (``<field>_raw``), and missing columns."""
+        raws = {
+            raw_column(conv.column): _raw_expr(conv, pl.col(col))
+            for col, conv, _ in spec.convs
+            if not conv.derived
+            and col in out.columns
+            and conv.kind in ("symbolic", "flags", "bool")
+        }
+        wanted = {n for n, _ in spec.schema}
+        out = out.with_columns(e.alias(n) for n, e in raws.items() if n in wanted)
         decoded = self._decode(schema.name, out)
         exprs: list[pl.Expr | pl.Series] = []
         for name, dtype in spec.schema:

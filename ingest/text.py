@@ -28,6 +28,10 @@ mapped to the kernel's text through the event's print fmt before typing.
 
 Probe lines (payload ``(func+0x0/0x..) key=0x..``, see ``data/probes/README.md``) go to
 ``other_events`` even when the probe shares a tracepoint's name.
+
+A message holding newlines (``trace_marker``, ``trace_printk``) goes on over lines that are
+no event: in the tracefs and trace-cmd formats they are joined to their event's payload
+with ``\n`` (:meth:`TextParser._join_continuations`, docs/formats.md section 2.1).
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ that splits the printed text back into fields.
 
 from __future__ import annotations
 
+import ast
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ _CONV_RE = re.compile(
 )
 _REC_RE = re.compile(r"REC->(\w+)")
 _KEY_RE = re.compile(r"(?<!\w)([A-Za-z_]\w*)(?:=|\s)(?:0x)?$")
+_SUFFIX_RE = re.compile(r'(.+?)\?\s*"((?:[^"\\]|\\.)+)"\s*:\s*""\s*', re.S)
 _SYMBOL_RE = re.compile(r"\{\s*([^{},]+?)\s*,\s*\"((?:[^\"\\]|\\.)*)\"\s*\}")
 
 
@@ -28,7 +31,8 @@ class Conversion:
     ``column`` is the field it prints (or a derived name for a computed value such as
     ``page=%p``); ``kind`` is one of ``int``, ``hex``, ``str``, ``ptr``, ``symbolic``,
     ``flags``, ``bool``. ``choices`` maps printed text to a value for ``bool`` conversions,
-    ``table`` maps numbers to labels for ``symbolic`` ones.
+    ``table`` maps numbers to labels for ``symbolic`` and ``flags`` ones (entries whose
+    value is no constant expression left out).
     """
 
     column: str
@@ -37,6 +41,13 @@ class Conversion:
     derived: bool = False
     choices: tuple[tuple[str, bool], ...] = ()
     table: tuple[tuple[int, str], ...] = ()
+    #: ``flags``: the separator of the names
+    delim: str = ""
+    #: ``cond ? __print_flags(...) : "R"``: the text printed when ``cond`` is 0
+    other: str | None = None
+    #: ``%s%s`` of ``__print_flags(REC->x ...), REC->x & MASK ? "+" : ""``: the second
+    #: ``%s`` belongs to the label, ``(MASK, "+")`` (MASK None when it cannot be evaluated)
+    suffix: tuple[int | None, str] | None = None
 
 
 @dataclass
@@ -190,6 +201,98 @@ def _strip_casts(expr: str) -> str:
     return e
 
 
+_MASK = (1 << 64) - 1
+_NAMED_CAST = re.compile(
+    r"\(\s*(?:(?:const|unsigned|signed|struct|enum)\s+)*[A-Za-z_]\w*(?:\s+[A-Za-z_]\w*)*\s*\**\s*\)"
+)
+_OPS = {
+    ast.BitOr: operator.or_,
+    ast.BitAnd: operator.and_,
+    ast.BitXor: operator.xor,
+    ast.LShift: operator.lshift,
+    ast.RShift: operator.rshift,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+}
+
+
+def const_value(text: str) -> int | None:
+    """The value of a C constant expression of a format's table (``0x40``,
+    ``((gfp_t)(0x400u|0x800u))``, ``1UL << 3``) as an unsigned 64-bit int; None when it is
+    not one (it names a field, a function, an enum the kernel did not substitute).
+
+    >>> const_value("(unsigned long)(((gfp_t)(0x400u|0x800u)) | ((gfp_t)0x40u))")
+    3136
+    >>> const_value("REC->x") is None
+    True
+    """
+    t = _NAMED_CAST.sub("", text)
+    t = re.sub(r"\b(0[xX][0-9a-fA-F]+|\d+)[uUlL]+\b", r"\1", t).strip()
+    try:
+        node = ast.parse(t, mode="eval").body
+    except (SyntaxError, ValueError):
+        return None
+
+    def ev(n: ast.AST) -> int:
+        if isinstance(n, ast.Constant) and type(n.value) is int:
+            return n.value
+        if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.Invert | ast.USub | ast.UAdd):
+            v = ev(n.operand)
+            return ~v if isinstance(n.op, ast.Invert) else -v if isinstance(n.op, ast.USub) else v
+        if isinstance(n, ast.BinOp) and type(n.op) in _OPS:
+            right = ev(n.right)
+            if isinstance(n.op, ast.LShift | ast.RShift) and not 0 <= right <= 64:
+                raise ValueError("shift")
+            return _OPS[type(n.op)](ev(n.left), right) & _MASK
+        raise ValueError("not a constant")
+
+    try:
+        return ev(node) & _MASK
+    except (ValueError, RecursionError):
+        return None
+
+
+def call_args(expr: str, name: str) -> list[str] | None:
+    """The arguments of the first ``name(...)`` call in ``expr``."""
+    i = expr.find(name + "(")
+    if i < 0:
+        return None
+    depth, quote = 0, False
+    start = i + len(name)
+    for j in range(start, len(expr)):
+        ch = expr[j]
+        if quote:
+            if ch == '"' and expr[j - 1] != "\\":
+                quote = False
+            continue
+        if ch == '"':
+            quote = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return split_args(expr[start + 1 : j])
+    return None
+
+
+def _table(args: list[str]) -> tuple[tuple[int, str], ...]:
+    """``{value, "label"}`` entries whose value is a constant expression."""
+    out = []
+    for a in args:
+        m = re.fullmatch(r"\{\s*(.+?)\s*,\s*\"((?:[^\"\\]|\\.)*)\"\s*\}", a.strip(), re.S)
+        if m and (v := const_value(m.group(1))) is not None:
+            out.append((v, m.group(2).replace('\\"', '"')))
+    return tuple(out)
+
+
+def _else_text(expr: str) -> str | None:
+    """``cond ? X : "text"``: the text (quotes removed); None otherwise."""
+    m = re.search(r':\s*"((?:[^"\\]|\\.)*)"\s*$', expr)
+    return m.group(1) if m and "?" in expr else None
+
+
 def _int_literal(text: str) -> int | None:
     text = re.sub(r"\(\s*(?:unsigned\s+)?\w+\s*\)", "", text).strip().rstrip("UuLl")
     try:
@@ -205,12 +308,20 @@ def _classify(expr: str, spec: str) -> tuple[str, str | None, dict]:
     if "__print_symbolic" in e:
         m = re.search(r"__print_symbolic\(\s*(?:\(\s*\w[^)]*\))?\s*REC->(\w+)", e)
         table = tuple(
-            (v, label) for k, label in _SYMBOL_RE.findall(e) if (v := _int_literal(k)) is not None
+            (v, label)
+            for k, label in _SYMBOL_RE.findall(e)
+            if (v := _int_literal(k)) is not None or (v := const_value(k)) is not None
         )
-        return "symbolic", m.group(1) if m else None, {"table": table}
+        return "symbolic", m.group(1) if m else None, {"table": table, "other": _else_text(e)}
     if "__print_flags" in e:
         m = re.search(r"__print_flags\(\s*(?:\(\s*\w[^)]*\))?\s*REC->(\w+)", e)
-        return "flags", m.group(1) if m else None, {}
+        inner = call_args(e, "__print_flags") or []
+        extra = {
+            "table": _table(inner[2:]),
+            "delim": inner[1].strip().strip('"') if len(inner) > 1 else "",
+            "other": _else_text(e),
+        }
+        return "flags", m.group(1) if m else None, extra
     m = re.fullmatch(r"REC->(\w+)\s*\?\s*\"([^\"]*)\"\s*:\s*\"([^\"]*)\"", e)
     if m:
         return (
@@ -255,9 +366,29 @@ def parse_print_fmt(line: str) -> PrintFormat:
     literals.append(fmt[pos:].replace("%%", "%"))
     if len(args) < len(specs):
         raise ValueError(f"print fmt has {len(specs)} conversions but {len(args)} arguments")
+    classified = [_classify(args[i], specs[i]) for i in range(len(specs))]
+    # ``prev_state=%s%s``: a label, then ``REC->prev_state & MASK ? "+" : ""`` (preempted,
+    # 4.14+): the second %s is the end of the label, not a value of its own
+    suffixes: dict[int, tuple[int | None, str]] = {}
+    i = 1
+    while i < len(specs):
+        kind, fld, _ = classified[i - 1]
+        m = _SUFFIX_RE.fullmatch(_strip_parens(args[i]))
+        if (
+            m
+            and specs[i].endswith("s")
+            and not literals[i]
+            and kind in ("flags", "symbolic")
+            and fld
+            and set(_REC_RE.findall(m.group(1))) == {fld}
+        ):
+            mask = re.fullmatch(r"\(?\s*REC->\w+\s*\)?\s*&\s*(.+)", m.group(1).strip())
+            suffixes[i - 1] = (const_value(mask.group(1)) if mask else None, m.group(2))
+            del specs[i], classified[i], args[i], literals[i]
+            continue
+        i += 1
     # A conversion that prints a field itself is bound to it (the first one wins); a computed
     # value (page=%p from REC->pfn) gets a derived column named after its printed key.
-    classified = [_classify(args[i], specs[i]) for i in range(len(specs))]
     bound: set[str] = set()
     columns: list[str | None] = [None] * len(specs)
     for i in range(len(specs)):
@@ -288,6 +419,9 @@ def parse_print_fmt(line: str) -> PrintFormat:
                 derived=derived,
                 choices=extra.get("choices", ()),
                 table=extra.get("table", ()),
+                delim=extra.get("delim", ""),
+                other=extra.get("other"),
+                suffix=suffixes.get(i),
             )
         )
     return PrintFormat(fmt=fmt, literals=literals, conversions=convs)

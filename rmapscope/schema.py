@@ -51,6 +51,16 @@ def column_for(field_name: str) -> str:
     return f"field_{field_name}" if field_name in RESERVED_NAMES else field_name
 
 
+def raw_column(field_name: str) -> str:
+    """The column that keeps the integer of a field printed as a label (``__print_symbolic``,
+    ``__print_flags``, ``cond ? "a" : "b"``), next to the label's column.
+
+    >>> raw_column("prev_state"), raw_column("pid")
+    ('prev_state_raw', 'field_pid_raw')
+    """
+    return column_for(field_name) + "_raw"
+
+
 def arrow_schema(columns: list[tuple[str, pa.DataType]]) -> pa.Schema:
     """A pyarrow schema from ``(name, type)`` pairs."""
     return pa.schema([pa.field(n, t) for n, t in columns])
@@ -158,8 +168,11 @@ class EventSchema:
                 cols["caller"] = pa.list_(pa.uint64())
             elif conv is not None and conv.kind in ("symbolic", "flags"):
                 cols[column_for(f.name)] = pa.string()
+                cols.setdefault(raw_column(f.name), pa.int64())  # the number behind the label
             elif conv is not None and conv.kind == "bool":
                 cols[column_for(f.name)] = pa.bool_()
+                if f.arrow_type() != pa.bool_():  # ``ret ? "handled" : "unhandled"`` of an int
+                    cols.setdefault(raw_column(f.name), pa.int64())
             else:
                 cols[column_for(f.name)] = f.arrow_type()
         for conv in convs.values():

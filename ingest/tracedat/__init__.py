@@ -12,9 +12,10 @@ What the batches hold:
 * one table per event type (``event=<name>``), typed by the file's own format: the file's
   formats are added to ``registry`` (lazily: a format is parsed the first time its event is
   seen or looked up, since a trace.dat carries thousands of them); ftrace's own events
-  (``function``, ``print``...) get typed tables too, with raw fields (``bprint`` messages
-  are not formatted). ``other_events`` only holds events whose format cannot be parsed,
-  with their raw fields as ``name=value`` text.
+  (``function``, ``print``...) get typed tables too, with raw fields, except ``bprint``,
+  formatted with the file's printk formats, and the stacks, whose ``caller`` lists every
+  frame (docs/formats.md section 3.6). ``other_events`` only holds events whose format
+  cannot be parsed, with their raw fields as ``name=value`` text.
 * common columns: ``ts`` in ns (the file's clock, TSC2NSEC, DATE and OFFSET applied; the
   raw count for non-ns clocks), ``comm`` from the file's saved cmdlines (``<idle>`` for
   pid 0, ``<...>`` when unknown, like trace-cmd), ``flags`` as the kernel prints the

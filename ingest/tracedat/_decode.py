@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rmapscope._printfmt import Conversion, _split_fmt, split_args
-from rmapscope.schema import DECODED, EventSchema, FieldDef, column_for
+from rmapscope.schema import DECODED, EventSchema, FieldDef, column_for, raw_column
 
 from .._bytes import escape, has_backslash_x
 from . import _expr as expr
@@ -303,6 +303,7 @@ class _Column:
     kind: str = ""  # conversion kind for "field" / "derived"
     node: expr.Node | None = None  # expression to evaluate (None: the raw field)
     table: tuple = ()  # symbolic: ((value, label), ...); flags: (delim, entries, else)
+    suffix: tuple | None = None  # (mask, text): the label ends with text where field & mask
 
 
 @dataclass
@@ -464,6 +465,7 @@ def build_decoder(schema: EventSchema, text: str) -> EventDecoder:
     col_of_field = {
         column_for(f.name): f for f in schema.fields if not f.name.startswith("common_")
     }
+    raw_of = {raw_column(f.name): f for f in schema.fields if not f.name.startswith("common_")}
     decoded = dict(DECODED.get(schema.name, []))
     for name, typ in schema.columns():
         f = col_of_field.get(name)
@@ -473,8 +475,11 @@ def build_decoder(schema: EventSchema, text: str) -> EventDecoder:
             if conv_arg is not None:
                 conv, arg = conv_arg
                 col.kind = conv.kind
+                col.suffix = conv.suffix
                 _plan_conversion(col, conv, arg, fields)
             dec.columns.append(col)
+        elif name in raw_of:  # the number behind a label: the field itself
+            dec.columns.append(_Column(name, typ, "raw", fdef=raw_of[name]))
         elif name in derived:
             conv, arg = derived[name]
             col = _Column(name, typ, "derived", kind=conv.kind)
@@ -629,6 +634,9 @@ class Decoder:
         f = col.fdef
         if col.source == "null" or (col.kind == "flags" and not col.table):
             return None
+        if col.source == "raw":
+            assert f is not None  # a raw column has its field
+            return recs.u64(f).view(np.int64) if _is_number(f, dec) else None
         if col.kind in ("symbolic", "flags", "bool") or (col.source == "derived" and col.node):
             if col.node is None:
                 if f is None or f.is_string or f.array_len is not None or f.dynamic:
@@ -637,6 +645,8 @@ class Decoder:
             else:
                 values = expr.evaluate(col.node, self._u64_values(recs, dec, col.node))
                 values = np.broadcast_to(np.asarray(values, dtype=_U64), (n,))
+            if col.kind in ("symbolic", "flags") and col.suffix is not None and f is not None:
+                return self._with_suffix(recs, col, f, values, dec)
             if col.kind == "symbolic":
                 return _symbolic(values, col.table)
             if col.kind == "flags":
@@ -694,6 +704,17 @@ class Decoder:
     def _string(self, buf, rec, rec_len, dec, f) -> pa.Array:
         start, length = self._bounds(buf, rec, rec_len, dec, f)
         return buf.strings(start, length)
+
+    def _with_suffix(self, recs: _Records, col: _Column, f: FieldDef, values, dec) -> pl.Series:
+        """A label with its ``%s%s`` suffix (``R`` + ``+`` where ``prev_state & MASK``)."""
+        mask, text = col.suffix or (None, "")
+        plain = _Column(col.name, col.type, col.source, f, col.kind, col.node, col.table)
+        label = self._column(recs, None, dec, plain)
+        label = pl.Series(col.name, label).cast(pl.String)
+        if mask is None:
+            return label
+        on = pl.Series((recs.u64(f) & _U64(mask)) != 0)
+        return pl.select(pl.when(on).then(label + text).otherwise(label)).to_series()
 
     def _bprint(self, recs: _Records, rec_len: np.ndarray, dec: EventDecoder, f) -> pa.Array:
         """``trace_printk``'s text: the record's format (its ``fmt`` address looked up in the

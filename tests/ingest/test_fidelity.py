@@ -307,3 +307,130 @@ def test_old_kernel_print_is_text_and_bprint_is_formatted(tmp_path, version):
         "no args\n",
         "(NO FORMAT FOUND at 1234)\n",
     ]
+
+
+# -- point 10: labels keep their numbers ----------------------------------------------------
+def _recorded_formats() -> dict[str, str]:
+    """The format texts of the recording's trace.dat, by event name."""
+    from rmapscope.ingest.tracedat._file import FileReader, read_metadata
+
+    raw = gzip.decompress((DATA / "trace.dat.gz").read_bytes())
+    f = FileReader(_spool(raw), "trace.dat")
+    try:
+        formats = read_metadata(f).formats
+    finally:
+        f.close()
+    return {re.search(r"^name: (\S+)", t, re.M).group(1): t for _s, t in formats}
+
+
+def _spool(data: bytes) -> str:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".dat", delete=False) as out:
+        out.write(data)
+    return out.name
+
+
+def _registry_with(*names: str):
+    from rmapscope.schema import default_registry
+
+    reg = default_registry().copy()
+    formats = _recorded_formats()
+    for name in names:
+        reg.add_format(formats[name], system="sched" if name.startswith("sched") else "irq")
+    return reg
+
+
+def test_prev_state_label_is_whole_and_its_number_kept_in_both_readers(tmp_path):
+    reg = _registry_with("sched_switch", "irq_handler_exit")
+    text_ds, _ = _ingest(tmp_path, "trace.txt.gz", registry=reg)
+    dat_ds, _ = _ingest(tmp_path, "trace.dat.gz")
+    key = "seq"
+    # the text's time is in microseconds, and it names no instance
+    other = ["seq", "ts", "instance"]
+    text = read_table(text_ds, "event=sched_switch").sort(key).drop(other)
+    dat = read_table(dat_ds, "event=sched_switch").sort(key).drop(other)
+    assert [c for c in dat.columns if c.startswith("arg")] == []
+    assert text.columns == dat.columns and "prev_state_raw" in dat.columns
+    assert text.equals(dat)  # the same rows, R+ and its number included
+    states = dict(zip(dat["prev_state"], dat["prev_state_raw"], strict=True))
+    assert states["R+"] == 0x100 and states["R"] == 0  # TASK_REPORT_MAX: preempted
+    assert states["S"] == 1 and states["D"] == 2
+    # irq_handler_exit.ret (an int printed handled/unhandled): the number stays
+    irq_dat = read_table(dat_ds, "event=irq_handler_exit").sort(key)
+    irq_text = read_table(text_ds, "event=irq_handler_exit").sort(key)
+    assert irq_dat.schema["ret"] == pl.Boolean and irq_dat.schema["ret_raw"] == pl.Int64
+    assert (irq_dat["ret_raw"] != 0).to_list() == irq_dat["ret"].to_list()
+    # text says 0 for "unhandled" and only "not 0" for "handled"
+    assert irq_text["ret_raw"].to_list() == [0 if not r else None for r in irq_dat["ret"]]
+
+
+# Linux 5.4's sched_switch (TASK_REPORT_MAX 0x100 printed as "+")
+SWITCH_5_4 = (
+    '"prev_comm=%s prev_pid=%d prev_prio=%d prev_state=%s%s ==> next_comm=%s next_pid=%d '
+    'next_prio=%d", REC->prev_comm, REC->prev_pid, REC->prev_prio, (REC->prev_state & ((((0x0000'
+    " | 0x0001 | 0x0002 | 0x0004 | 0x0008 | 0x0010 | 0x0020 | 0x0040) + 1) << 1) - 1)) ? "
+    "__print_flags(REC->prev_state & ((((0x0000 | 0x0001 | 0x0002 | 0x0004 | 0x0008 | 0x0010 | "
+    '0x0020 | 0x0040) + 1) << 1) - 1), "|", { 0x0001, "S" }, { 0x0002, "D" }, { 0x0004, "T" }, '
+    '{ 0x0008, "t" }, { 0x0010, "X" }, { 0x0020, "Z" }, { 0x0040, "P" }, { 0x0080, "I" }) : "R",'
+    " REC->prev_state & (((0x0000 | 0x0001 | 0x0002 | 0x0004 | 0x0008 | 0x0010 | 0x0020 | 0x0040)"
+    ' + 1) << 1) ? "+" : "", REC->next_comm, REC->next_pid, REC->next_prio'
+)
+
+
+def test_a_5_4_kernels_prev_state_text(tmp_path):
+    formats = _recorded_formats()
+    text = formats["sched_switch"].split("print fmt:")[0] + "print fmt: " + SWITCH_5_4 + "\n"
+    from rmapscope.schema import default_registry
+
+    reg = default_registry().copy()
+    reg.add_format(text, system="sched")
+    line = (
+        "          <idle>-0     [001] d..2  4711.000{}: sched_switch: prev_comm=kworker/1:1 "
+        "prev_pid=77 prev_prio=120 prev_state={} ==> next_comm=swapper/1 next_pid=0 "
+        "next_prio=120\n"
+    )
+    states = ["R+", "R", "D", "S|D", "I"]
+    body = "".join(line.format(i, s) for i, s in enumerate(states))
+    ds, r = ingest_text(tmp_path, body, registry=reg)
+    assert r.errors.total == 0, r.errors.counts
+    rows = read_table(ds, "event=sched_switch").sort("seq")
+    assert "arg4" not in rows.columns
+    assert rows["prev_state"].to_list() == states
+    assert rows["prev_state_raw"].to_list() == [0x100, 0, 2, 3, 0x80]
+
+
+def test_every_label_of_the_shipped_events_has_its_number():
+    from rmapscope.schema import default_registry
+
+    reg = default_registry()
+    mp = dict(reg.get("mm_migrate_pages").columns())
+    assert mp["reason"] == "string" and mp["reason_raw"] == "int64"
+    assert dict(reg.get("mm_page_alloc").columns())["gfp_flags_raw"] == "int64"
+    assert "group_dead_raw" not in dict(reg.get("sched_process_exit").columns())  # a bool
+
+
+def test_text_labels_map_back_to_the_trace_dat_numbers(tmp_path):
+    """mm_page_alloc's gfp_flags (a __print_flags over expressions, ``none`` for 0) and
+    mm_migrate_pages' reason (__print_symbolic): the number behind each label."""
+    text = (
+        "            bash-2134    [000] .....   116.100000: mm_page_alloc: page=00000000a3c2e1f0 "
+        "pfn=0x1289d9 order=0 migratetype=0 gfp_flags=GFP_KERNEL_ACCOUNT|__GFP_ZERO|__GFP_COMP\n"
+        "            bash-2134    [000] .....   116.100001: mm_page_alloc: page=00000000a3c2e1f1 "
+        "pfn=0x1289da order=0 migratetype=0 gfp_flags=none\n"
+        "            bash-2134    [000] .....   116.100002: mm_migrate_pages: nr_succeeded=1 "
+        "nr_failed=0 nr_thp_succeeded=0 nr_thp_failed=0 nr_thp_split=0 nr_split=0 "
+        "mode=MIGRATE_SYNC reason=syscall_or_cpuset\n"
+    )
+    ds, r = ingest_text(tmp_path, text)
+    assert r.errors.total == 0
+    alloc = read_table(ds, "event=mm_page_alloc").sort("seq")
+    # GFP_KERNEL_ACCOUNT = GFP_KERNEL | __GFP_ACCOUNT, __GFP_ZERO 0x100, __GFP_COMP 0x40000 (6.18)
+    assert alloc["gfp_flags_raw"].to_list() == [0x400CC0 | 0x100 | 0x40000, 0]
+    mp = read_table(ds, "event=mm_migrate_pages").row(0, named=True)
+    assert (mp["mode"], mp["mode_raw"], mp["reason"], mp["reason_raw"]) == (
+        "MIGRATE_SYNC",
+        2,
+        "syscall_or_cpuset",
+        3,
+    )
