@@ -672,7 +672,7 @@ class Decoder:
         if f.is_string:
             return self._string(buf, rec, rec_len, dec, f)
         if pa.types.is_list(col.type):
-            return self._frames(buf, rec, rec_len, f)
+            return self._frames(buf, rec, rec_len, f, user=dec.schema.name == "user_stack")
         if dec.bprint and f.name == "buf":
             return self._bprint(recs, rec_len, dec, f)
         if f.array_len is not None or f.dynamic is not None or f.name in dec.flexible:
@@ -730,9 +730,13 @@ class Decoder:
         return pa.array(out, pa.string())
 
     @staticmethod
-    def _frames(buf: Buffer, rec: np.ndarray, rec_len: np.ndarray, f: FieldDef) -> pa.Array:
+    def _frames(
+        buf: Buffer, rec: np.ndarray, rec_len: np.ndarray, f: FieldDef, user: bool
+    ) -> pa.Array:
         """A stack's ``caller``: every word from the field to the record's end, up to a
-        ``ULONG_MAX`` terminator (old kernels), as trace-cmd prints them; ``list<uint64>``."""
+        ``ULONG_MAX`` terminator (old kernels), as trace-cmd prints them; for a ``user``
+        stack (eight words, zero-filled) also up to the first 0, as the kernel's text stops
+        there. ``list<uint64>``."""
         elem = f.size // f.array_len if f.array_len else f.size or 8
         elem = elem if elem in (4, 8) else 8
         count = np.maximum(rec_len.astype(np.int64) - f.offset, 0) // elem
@@ -743,7 +747,8 @@ class Decoder:
         pos = np.arange(total, dtype=np.int64) - offsets[:-1][row]
         values = buf.uint(np.take(rec, row) + f.offset + pos * elem, elem).astype(_U64)
         end = np.array(count)
-        stop = np.flatnonzero(values == _U64((1 << (8 * elem)) - 1))
+        end_mark = values == _U64((1 << (8 * elem)) - 1)
+        stop = np.flatnonzero(end_mark | (values == 0) if user else end_mark)
         np.minimum.at(end, row[stop], pos[stop])
         if (end != count).any():
             keep = pos < end[row]

@@ -434,3 +434,32 @@ def test_text_labels_map_back_to_the_trace_dat_numbers(tmp_path):
         "syscall_or_cpuset",
         3,
     )
+
+
+def test_user_stacks_end_at_their_first_zero_and_old_kernel_stacks_at_ulong_max(tmp_path):
+    """user_stack: eight words, zero-filled after the last frame (the kernel's text stops at
+    the first 0); a 4.x kernel_stack: eight words, ended by ULONG_MAX."""
+    import struct
+
+    import tests._tracedat_write as tw
+
+    formats = _recorded_formats()
+    user = [0x7F0000001000, 0x7F0000002000, 0x55550000AAAA] + [0] * 5
+    old = [0xFFFFFFFF81000010, 0xFFFFFFFF81000020, (1 << 64) - 1] + [0] * 5
+    entries = [
+        tw.data_entry(0, tw.record(13, 7, struct.pack("<II8Q", 7, 0, *user))),
+        tw.data_entry(5, tw.record(4, 7, struct.pack("<ii8Q", 8, 0, *old))),
+    ]
+    spec = tw.TraceSpec(
+        formats=[("ftrace", formats["user_stack"]), ("ftrace", formats["kernel_stack"])],
+        buffers=[tw.BufferSpec("", "local", {0: tw.make_page(1_000_000, entries)})],
+        cmdlines="7 worker\n",
+    )
+    data, _ = tw.write(spec, 7)
+    path = tmp_path / "u.dat"
+    path.write_bytes(data)
+    ds = Dataset(tmp_path / "ds")
+    r = ingest(str(path), ds)
+    assert r.errors.total == 0 and (r.events, r.stack_frames) == (2, 0)
+    assert read_table(ds, "event=user_stack")["caller"].to_list() == [user[:3]]
+    assert read_table(ds, "event=kernel_stack")["caller"].to_list() == [old[:2]]
