@@ -129,6 +129,9 @@ _HEADERS["perf_script"] = (
 )
 # bpftrace: what the script printfs, "<nsecs> [<cpu>] <comm>-<pid> <event>: <payload>".
 _HEADERS["bpftrace"] = r"^\s*(?P<secs>\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<comm>.*?)-(?P<pid>\d+)\s+"
+# a kernel function (``tracing_mark_write``, ``my_func.isra.0``): what tracefs prints as the
+# "event" of a trace_printk line; trace-cmd's message events (print, bprint, bputs) too
+_FUNCTION_NAME = re.compile(r"[A-Za-z_][\w.]*")
 _MULTILINE = ("tracefs", "trace_pipe", "tracefs_latency", "tcreport", "tcreport_latency")
 _GROUPS = ("instance", "comm", "pid", "tgid", "cpu", "flags", "secs", "frac", "event", "rest")
 
@@ -642,12 +645,12 @@ class TextReader:
         self._numbers: dict[str, list[tuple[str, str]]] = {}
 
     def _continuable(self, name: str) -> bool:
-        """Whether event ``name``'s text may hold newlines: it has no typed table (a
-        ``trace_marker`` or ``trace_printk`` message, an unknown event), or its print fmt
-        ends with a string."""
+        """Whether event ``name``'s text may hold newlines: it has no typed table and is named
+        like a message (``tracing_mark_write``, trace-cmd's ``print``, or a C function: the
+        caller tracefs prints for a ``trace_printk``), or its print fmt ends with a string."""
         schema = self.registry.get(name)
         if schema is None:
-            return True
+            return _FUNCTION_NAME.fullmatch(name) is not None
         pf = schema.print_fmt
         return (
             pf is not None

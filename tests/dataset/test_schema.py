@@ -116,7 +116,8 @@ def test_add_format_overrides_and_extends_at_run_time():
     )
     own = Registry(dict.fromkeys([], None))
     schema = own.add_format(text)
-    assert [n for n, _ in schema.columns()] == ["succeeded", "failed", "reason"]
+    # reason_raw: the number behind the label (issue 11 point 10)
+    assert [n for n, _ in schema.columns()] == ["succeeded", "failed", "reason", "reason_raw"]
     assert dict(schema.print_fmt.conversions[2].table) == {0: "compaction", 1: "memory_failure"}
     # the default registry is not touched by another registry's additions
     assert "thp_succeeded" in dict(reg.get("mm_migrate_pages").columns())

@@ -463,3 +463,14 @@ def test_user_stacks_end_at_their_first_zero_and_old_kernel_stacks_at_ulong_max(
     assert r.errors.total == 0 and (r.events, r.stack_frames) == (2, 0)
     assert read_table(ds, "event=user_stack")["caller"].to_list() == [user[:3]]
     assert read_table(ds, "event=kernel_stack")["caller"].to_list() == [old[:2]]
+
+
+def test_only_message_like_events_continue(tmp_path):
+    """A line that is no event after an event not named like a kernel function (no
+    trace_printk caller, no trace_marker) is an error, as before."""
+    text, _ = _marker_text("trace_pipe")
+    odd = "              sh-25686   [001] ...1. 12999.739590: <svg/onload=x>: a=1\n"
+    lines = text.splitlines(keepends=True)
+    lines[1:1] = [odd, "garbage <b>\n"]  # after the first fork
+    _ds, r = ingest_text(tmp_path, "".join(lines))
+    assert r.errors.counts == {"unparsed_line": 1}
