@@ -47,6 +47,10 @@ from .readers import READERS, Reader, ReaderOptions, open_reader
 
 __all__ = ["FORMATS", "IngestResult", "ingest", "stage"]
 
+#: The ``tool`` of the sidecars ingest reads: ``rmapscope record``'s and ``rmapscope lab``'s
+#: (whose ``config``, CONFIG_X -> value, places the migration swap types).
+SIDECAR_TOOLS = ("rmapscope record", "rmapscope lab")
+
 #: Values accepted by ``--format``.
 FORMATS = tuple(READERS)
 
@@ -191,7 +195,8 @@ def _stage(
             raise InputError(
                 f"{src.name}: no trace events found ({job.errors.total} lines not understood)"
             )
-        kinds, how = job.calibration()
+        config = sidecar.get("config")
+        kinds, how = job.calibration(header.kernel, config if isinstance(config, dict) else None)
         writer.close()
         writer = None
         fill_migration_kinds(root, kinds)
@@ -256,7 +261,7 @@ def _sidecar(path: str) -> dict:
         meta = json.loads(Path(path + ".meta.json").read_text())
     except (OSError, ValueError):
         return {}
-    if not isinstance(meta, dict) or meta.get("tool") != "rmapscope record":
+    if not isinstance(meta, dict) or meta.get("tool") not in SIDECAR_TOOLS:
         return {}
     return meta
 

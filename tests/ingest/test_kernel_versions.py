@@ -1,0 +1,214 @@
+"""Kernel versions (issue 11 point 13, issue 12): migration kinds per kernel and config,
+the khugepaged collapse_file argument swap, clone_flags' type, and the kernel facts.
+
+The traces are lines as each kernel prints them: ``set_migration_pte`` carries the swap
+entry (type in bits 59-63 on x86_64, the pfn inverted in bits 9-58), ``remove_migration_pte``
+the restored pte; the kernel release and config come from the recording's sidecar.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from rmapscope import kernels
+from rmapscope.dataset import Dataset
+from rmapscope.ingest import ingest
+from rmapscope.ingest.pte import calibrate_kinds
+
+LAB = Path("/work/labtraces")
+
+# READ swap type per (release, config) from include/linux/swap.h (see rmapscope/kernels.py):
+# Debian amd64: DEVICE_PRIVATE, MEMORY_FAILURE, PTE_MARKER_UFFD_WP all on.
+DEBIAN_READ = {
+    "6.1.0-47-amd64": 23,  # 32 - 4 dev - 3 mig - 1 hwpoison - 1 marker - 1 swapin error = 22
+    "6.12.57+deb13-amd64": 24,  # 32 - 4 - 3 - 1 - 1 = 23
+    "6.18.0-1-amd64": 25,  # 32 - 3 (one DEVICE_EXCLUSIVE since 6.15) - 3 - 1 - 1 = 24
+    "7.2.0-rc1-amd64": 25,
+}
+
+
+def _swp_pte(typ: int, pfn: int) -> int:
+    return (typ << 59) | ((~pfn & ((1 << 50) - 1)) << 9)
+
+
+def _line(ts: float, event: str, payload: str, pid: int = 2137, cpu: int = 0) -> str:
+    return f"       migrator-{pid:<6d} [{cpu:03d}] ..... {ts:12.6f}: {event}: {payload}\n"
+
+
+def _trace(entries: list[tuple[int, int, bool]]) -> str:
+    """set then remove for each (swap type, old pfn, restored writable), new pfn + 0x100."""
+    text, ts = "", 100.0
+    for i, (typ, pfn, _) in enumerate(entries):
+        ts += 0.00001
+        addr = 0x7F0000000000 + i * 0x1000
+        text += _line(ts, "set_migration_pte", f"addr={addr:x}, pte={_swp_pte(typ, pfn):x} order=0")
+    for i, (_, pfn, writable) in enumerate(entries):
+        ts += 0.00001
+        addr = 0x7F0000000000 + i * 0x1000
+        pte = (1 << 63) | ((pfn + 0x100) << 12) | (0x867 if writable else 0x865)
+        text += _line(ts, "remove_migration_pte", f"addr={addr:x}, pte={pte:x} order=0")
+    return text
+
+
+def _ingest(tmp_path: Path, text: str, release: str, config: dict | None = None):
+    p = tmp_path / f"{release}.trace"
+    p.write_text(text)
+    meta: dict = {"tool": "rmapscope lab", "kernel_release": release, "machine": "x86_64"}
+    if config is not None:
+        meta["config"] = config
+    Path(str(p) + ".meta.json").write_text(json.dumps(meta))
+    ds = Dataset(tmp_path / "ds")
+    r = ingest(str(p), ds, fmt="trace_pipe")
+    sets = pl.read_parquet(ds.files("set_migration_pte", trace_id=r.trace_id))
+    manifest = pl.read_parquet(ds.files("traces", trace_id=r.trace_id)).row(0, named=True)
+    return sets, json.loads(manifest["migration_types"]), manifest
+
+
+@pytest.mark.parametrize("release", sorted(DEBIAN_READ))
+def test_every_entry_gets_its_kind_on_a_debian_kernel_without_evidence(tmp_path, release):
+    """Read-only restores, one type only (the lab's 6.1 fork storm): the trace fixes
+    nothing, the version's Debian config does."""
+    read = DEBIAN_READ[release]
+    sets, types, manifest = _ingest(
+        tmp_path, _trace([(read, 0x1000 + i, False) for i in range(4)]), release
+    )
+    assert manifest["kernel"] == release
+    assert sets["migration_kind"].to_list() == ["read"] * 4
+    assert "default Debian config" in types["how"] and release in types["how"]
+
+
+@pytest.mark.parametrize(
+    ("release", "config", "read"),
+    [
+        # the reference machine: 6.18 without DEVICE_PRIVATE and MEMORY_FAILURE
+        ("6.18.44-fc-v782", {"CONFIG_MIGRATION": "y", "CONFIG_PTE_MARKER_UFFD_WP": "y"}, 28),
+        # 6.1 without uffd-wp pte markers: the SWP_PTE_MARKER type is not taken
+        ("6.1.0-47-amd64", {"CONFIG_MIGRATION": "y", "CONFIG_DEVICE_PRIVATE": "y"}, 24),
+        ("6.12.57+deb13-amd64", {**kernels.DEBIAN_CONFIG}, 24),
+        ("6.12.57+deb13-amd64", {"CONFIG_MIGRATION": "y", "CONFIG_DEVICE_PRIVATE": "n"}, 28),
+    ],
+)
+def test_the_kernels_own_config_places_the_types(tmp_path, release, config, read):
+    entries = [(read, 0x2000, False), (read + 1, 0x2001, False), (read + 2, 0x2002, True)]
+    sets, types, _ = _ingest(tmp_path, _trace(entries), release, config)
+    assert sets["migration_kind"].to_list() == ["read", "read_exclusive", "write"]
+    assert types["how"].startswith("kernel config of Linux " + release)
+
+
+def test_writable_restores_beat_the_default_config(tmp_path):
+    """A 6.1 kernel built without DEVICE_PRIVATE (READ = 27) and no config in the sidecar."""
+    entries = [(27, 0x3000, False), (29, 0x3001, True), (29, 0x3002, True)]
+    sets, types, _ = _ingest(tmp_path, _trace(entries), "6.1.0-47-amd64")
+    assert sets["migration_kind"].to_list() == ["read", "write", "write"]
+    assert types["how"].startswith("writable restores")
+
+
+def test_types_seen_pick_the_layout_that_holds_them(tmp_path):
+    """7.2 with DEVICE_PRIVATE off: READ = 28, outside the Debian layout (25..27)."""
+    sets, types, _ = _ingest(tmp_path, _trace([(28, 0x4000, False)] * 2), "7.2.0-rc1-amd64")
+    assert sets["migration_kind"].to_list() == ["read", "read"]
+    assert types["how"].startswith("types seen fit")
+
+
+def test_unknown_kernel_keeps_the_old_assumption():
+    kinds, how = calibrate_kinds({28: 5}, {28: (0, 5)})
+    assert kinds[28] == "read" and how == "assumed (Linux 6.18, no device-private types)"
+
+
+@pytest.mark.parametrize(
+    ("release", "want"),
+    [
+        ("6.1.0-47-amd64", (6, 1, None, None, True)),
+        ("6.18.0", (6, 18, 0, None, False)),
+        ("4.14.275-207.503.amzn2.x86_64", (4, 14, 275, None, False)),
+        ("7.2.0-rc1", (7, 2, 0, 1, False)),
+        ("6.18.44-fc-v782", (6, 18, 44, None, False)),
+    ],
+)
+def test_parse_release(release, want):
+    v = kernels.parse_release(release)
+    assert v is not None and (v.major, v.minor, v.sublevel, v.rc, v.debian) == want
+
+
+def test_parse_release_without_a_version():
+    assert kernels.parse_release(None) is None and kernels.parse_release("unknown") is None
+
+
+def test_layouts_follow_swap_h_across_versions():
+    full = {"CONFIG_MIGRATION": "y", "CONFIG_MEMORY_FAILURE": "y"}
+    on = {**full, "CONFIG_DEVICE_PRIVATE": "y", "CONFIG_PTE_MARKER_UFFD_WP": "y"}
+
+    def read(release: str, config: dict) -> int:
+        return kernels.migration_read_type(kernels.parse_release(release), config)
+
+    assert read("5.19.0", on) == 23  # 32-4-3-1-1-1 (SWP_SWAPIN_ERROR from 5.19 to 6.1)
+    assert read("5.19.0", full) == 28  # no device types, no marker: 32-3-1-1 = 27, + 1
+    assert read("6.6.0", on) == 24  # pte markers always compiled in, no swapin error
+    assert read("6.15.0", on) == 25  # one device-exclusive type
+    assert read("6.18.0", {"CONFIG_MIGRATION": "y"}) == 28  # the reference machine
+    # a kernel with the proposed device-private migration types is a second candidate
+    v72 = kernels.parse_release("7.2.0")
+    reads = [lay.read for lay in kernels.swap_layouts(v72, on)]
+    assert reads == [25, 22]
+    assert kernels.swap_layouts(v72, on)[1].kinds[28] == "read"  # SWP_MIGRATION_DEVICE_READ
+
+
+def test_config_values():
+    assert kernels.config_value({"CONFIG_X": "m"}, "CONFIG_X") is True
+    assert kernels.config_value({"CONFIG_X": None, "CONFIG_MIGRATION": "y"}, "CONFIG_X") is False
+    assert kernels.config_value({"CONFIG_Y": "y"}, "CONFIG_X") is None
+    assert kernels.config_value({"CONFIG_PTE_MARKER_UFFD_WP": "y"}, "CONFIG_PTE_MARKER")
+
+
+def test_migration_tracepoints_exist_from_5_19():
+    assert kernels.has_migration_tracepoints(kernels.parse_release("5.18.19")) is False
+    assert kernels.has_migration_tracepoints(kernels.parse_release("5.19.0")) is True
+    assert kernels.has_migration_tracepoints(None) is None
+    old = kernels.migration_pte_note("5.15.0-91-generic", {"mm_migrate_pages": 3})
+    assert old.startswith("no migration-entry tracepoints on this kernel")
+    assert "not enabled in this trace" in kernels.migration_pte_note("6.1.0-47-amd64", {})
+    assert kernels.migration_pte_note("4.19.0", {"remove_migration_pte": 1}) == ""
+
+
+def test_collapse_file_swap_by_version():
+    def swapped(release: str) -> bool | None:
+        return kernels.collapse_file_args_swapped(kernels.parse_release(release))
+
+    assert swapped("6.1.0-47-amd64") is False  # no such tracepoint before 6.2
+    assert swapped("6.5.13") is True
+    assert swapped("6.6.58") is True and swapped("6.6.59") is False
+    assert swapped("6.6.0-28-amd64") is None  # a Debian ABI name hides the patch level
+    assert swapped("6.11.5") is False and swapped("6.12.0") is False
+    assert swapped(None) is None
+
+
+def _release_of(sidecar: Path) -> str:
+    try:
+        return str(json.loads(sidecar.read_text()).get("kernel_release") or "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+@pytest.mark.parametrize("release", ["6.1", "6.12", "7.2"])
+def test_lab_recordings_get_every_migration_kind(tmp_path, release):
+    """The lab's recordings (made by `rmapscope lab`, with the kernel's config): every
+    set_migration_pte entry has its kind."""
+    found = [
+        m for m in sorted(LAB.rglob("*.meta.json")) if _release_of(m).startswith(release + ".")
+    ]
+    if not found:
+        pytest.skip(f"no lab recording of Linux {release} under {LAB}")
+    trace = str(found[0])[: -len(".meta.json")]
+    ds = Dataset(tmp_path / "ds")
+    r = ingest(trace, ds)
+    files = ds.files("set_migration_pte", trace_id=r.trace_id)
+    if not files:
+        pytest.skip(f"{trace}: no set_migration_pte events")
+    kinds = pl.read_parquet(files)["migration_kind"]
+    assert kinds.null_count() == 0, json.loads(
+        pl.read_parquet(ds.files("traces", trace_id=r.trace_id))["migration_types"][0]
+    )
