@@ -27,6 +27,7 @@ __all__ = [
     "Fact",
     "KernelVersion",
     "SwapLayout",
+    "as_counts",
     "collapse_file_args_swapped",
     "config_value",
     "has_migration_tracepoints",
@@ -220,6 +221,22 @@ def migration_pte_note(release: str | None, event_counts: Mapping[str, int] | No
         "migration-entry tracepoints not enabled in this trace (no set/remove_migration_pte "
         "or _pmd events; or nothing was migrated)"
     )
+
+
+def as_counts(counts: object) -> dict[str, int]:
+    """A manifest's ``event_counts`` (a map, read as a dict, (key, value) pairs or
+    {key, value} structs) as a dict.
+
+    >>> as_counts([("a", 1)]), as_counts([{"key": "b", "value": 2}]), as_counts(None)
+    ({'a': 1}, {'b': 2}, {})
+    """
+    if isinstance(counts, Mapping):
+        return dict(counts)
+    out: dict[str, int] = {}
+    for item in counts or []:  # type: ignore[attr-defined]
+        k, n = (item["key"], item["value"]) if isinstance(item, Mapping) else item
+        out[k] = n
+    return out
 
 
 #: The per-entry migration events whose absence means migrations were not measured.
