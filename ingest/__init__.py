@@ -23,7 +23,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from rmapscope import __version__
+from rmapscope import __version__, kernels
 from rmapscope.catalog import GENERIC_DIR, TRACES
 from rmapscope.dataset import Dataset, StagedTrace, Staging
 from rmapscope.errors import InputError, UsageError
@@ -41,7 +41,12 @@ from . import probes
 from . import pte as ptemod
 from ._batch import Assembler, ErrorLog, HeaderInfo
 from ._source import Source, open_source, read_blocks
-from ._writer import StagingWriter, fill_migration_kinds, write_side_table
+from ._writer import (
+    StagingWriter,
+    fill_migration_kinds,
+    swap_collapse_file_args,
+    write_side_table,
+)
 from .detect import detect_format
 from .readers import READERS, Reader, ReaderOptions, open_reader
 
@@ -200,6 +205,10 @@ def _stage(
         writer.close()
         writer = None
         fill_migration_kinds(root, kinds)
+        if job.counts.get("mm_khugepaged_collapse_file"):
+            swapped = kernels.collapse_file_args_swapped(kernels.parse_release(header.kernel))
+            fixed = bool(swapped) and swap_collapse_file_args(root)
+            said = kernels.collapse_file_warning(header.kernel, fixed)
         arch_from = "trace" if header.arch else arch[1]
         machine = header.arch or arch[0]
         gaps = job.gap_rows(header)
@@ -220,6 +229,8 @@ def _stage(
         )
         if empty:
             result.warnings.append(f"{src.name}: a valid trace with no events")
+        if job.counts.get("mm_khugepaged_collapse_file") and said:
+            result.warnings.append(f"{src.name}: {said}")
         if machine not in ptemod.ARCHES and any(job.counts.get(e) for e in DECODED):
             result.warnings.append(
                 f"{src.name}: pte/pmd values of arch {machine} are not decoded (pfn columns "

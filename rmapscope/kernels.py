@@ -24,11 +24,13 @@ from itertools import product
 __all__ = [
     "DEBIAN_CONFIG",
     "FACTS",
+    "SAME_TYPE_COLUMNS",
     "Fact",
     "KernelVersion",
     "SwapLayout",
     "as_counts",
     "collapse_file_args_swapped",
+    "collapse_file_warning",
     "config_value",
     "has_migration_tracepoints",
     "migration_pte_note",
@@ -191,8 +193,16 @@ FACTS: dict[str, Fact] = {
     )
 }
 
+#: The upstream commit that fixed mm_khugepaged_collapse_file's argument order.
+COLLAPSE_FILE_FIX = "37f0b47c5143"
 #: Stable series that took the collapse_file fix, with the first fixed patch level.
 COLLAPSE_FILE_FIXED_STABLE = {(6, 6): 59, (6, 11): 5}
+
+
+#: Columns whose type changed across kernels, stored as one type whatever the trace's format
+#: says (Arrow type names): clone_flags was ``unsigned long`` (4 bytes on 32-bit kernels)
+#: before 6.18 and is u64 since (FACTS["clone_flags_u64"]).
+SAME_TYPE_COLUMNS: dict[str, dict[str, str]] = {"task_newtask": {"clone_flags": "uint64"}}
 
 
 def has_migration_tracepoints(v: KernelVersion | None) -> bool | None:
@@ -257,6 +267,35 @@ def collapse_file_args_swapped(v: KernelVersion | None) -> bool | None:
     if fixed_at is None:
         return True
     return None if v.sublevel is None else v.sublevel < fixed_at
+
+
+def collapse_file_warning(release: str | None, fixed: bool) -> str:
+    """What ingest says of a trace of kernel ``release`` holding ``mm_khugepaged_collapse_file``
+    events ('' when that kernel printed them right); ``fixed``: the typed table was corrected.
+
+    >>> collapse_file_warning("6.12.0", True)
+    ''
+    """
+    v = parse_release(release)
+    swapped = collapse_file_args_swapped(v)
+    if swapped is False or v is None:
+        return ""
+    if swapped is None:
+        return (
+            f"mm_khugepaged_collapse_file: Linux {release} may print addr and is_shmem "
+            "swapped (6.2 to 6.11; fixed in 6.12, 6.6.59 and 6.11.5, and this release does "
+            "not give its patch level): is_shmem= may be addr != 0 and addr= is_shmem; "
+            "left as printed"
+        )
+    done = (
+        "is_shmem now holds the printed addr (the real is_shmem) and addr is null (lost)"
+        if fixed
+        else "the fields are kept as printed: addr= is is_shmem, is_shmem= is addr != 0"
+    )
+    return (
+        f"mm_khugepaged_collapse_file: Linux {release} prints addr and is_shmem swapped "
+        f"(fixed by {COLLAPSE_FILE_FIX} in 6.12): {done}"
+    )
 
 
 # ----------------------------------------------------------------------------- swap types

@@ -212,3 +212,145 @@ def test_lab_recordings_get_every_migration_kind(tmp_path, release):
     assert kinds.null_count() == 0, json.loads(
         pl.read_parquet(ds.files("traces", trace_id=r.trace_id))["migration_types"][0]
     )
+
+
+# -- mm_khugepaged_collapse_file before 37f0b47c5143, and task_newtask's clone_flags ----------
+_COMMON = (
+    "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
+    "\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n"
+    "\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n"
+    "\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n"
+)
+# include/trace/events/huge_memory.h of 6.2 to 6.11 (addr printed %ld; %lx since the fix)
+COLLAPSE_FILE_FORMAT = (
+    "name: mm_khugepaged_collapse_file\nID: 500\nformat:\n" + _COMMON + "\tfield:struct "
+    "mm_struct * mm;\toffset:8;\tsize:8;\tsigned:0;\n"
+    "\tfield:unsigned long hpfn;\toffset:16;\tsize:8;\tsigned:0;\n"
+    "\tfield:pgoff_t index;\toffset:24;\tsize:8;\tsigned:0;\n"
+    "\tfield:unsigned long addr;\toffset:32;\tsize:8;\tsigned:0;\n"
+    "\tfield:bool is_shmem;\toffset:40;\tsize:1;\tsigned:0;\n"
+    "\tfield:__data_loc char[] filename;\toffset:44;\tsize:4;\tsigned:0;\n"
+    "\tfield:int nr;\toffset:48;\tsize:4;\tsigned:1;\n"
+    "\tfield:int result;\toffset:52;\tsize:4;\tsigned:1;\n\n"
+    'print fmt: "mm=%p, hpage_pfn=0x%lx, index=%ld, addr=%ld, is_shmem=%d, filename=%s, '
+    'nr=%d, result=%s", REC->mm, REC->hpfn, REC->index, REC->addr, REC->is_shmem, '
+    '__get_str(filename), REC->nr, __print_symbolic(REC->result, { 0, "failed" }, '
+    '{ 1, "succeeded" })\n'
+)
+
+
+def _newtask_format(long_size: int) -> str:
+    """task_newtask before 6.18: ``unsigned long clone_flags`` (4 bytes on 32-bit)."""
+    at = 28 if long_size == 4 else 32
+    return (
+        "name: task_newtask\nID: 501\nformat:\n"
+        + _COMMON
+        + "\tfield:pid_t pid;\toffset:8;\tsize:4;\tsigned:1;\n"
+        "\tfield:char comm[16];\toffset:12;\tsize:16;\tsigned:0;\n"
+        f"\tfield:unsigned long clone_flags;\toffset:{at};\tsize:{long_size};\tsigned:0;\n"
+        f"\tfield:short oom_score_adj;\toffset:{at + long_size};\tsize:2;\tsigned:1;\n\n"
+        'print fmt: "pid=%d comm=%s clone_flags=%lx oom_score_adj=%hd", REC->pid, REC->comm, '
+        "REC->clone_flags, REC->oom_score_adj\n"
+    )
+
+
+def _collapse_dat(tmp_path: Path, uname: str) -> Path:
+    import struct
+
+    from tests import _tracedat_write as tw
+
+    name = b"text-hugepage\0"
+    # the kernel's TP_ARGS passed (addr, is_shmem) into TP_PROTO's (is_shmem, addr):
+    # addr=0x400000, is_shmem=0 are stored as addr=0, is_shmem=1
+    payload = (
+        struct.pack(
+            "<QQQQ?xxxIii",
+            0xFFFF0001328F9500,
+            0x20016EA00,
+            512,
+            0,
+            True,
+            (len(name) << 16) | 56,
+            512,
+            0,
+        )
+        + name
+    )
+    recs = [tw.data_entry(5, tw.record(500, 7291, payload))]
+    spec = tw.TraceSpec(
+        formats=[("huge_memory", COLLAPSE_FILE_FORMAT)],
+        buffers=[tw.BufferSpec("", "local", {0: tw.make_page(1_000_000, recs)})],
+        uname=uname,
+        cpus=1,
+    )
+    p = tmp_path / "collapse.dat"
+    p.write_bytes(tw.write(spec, 7, None)[0])
+    return p
+
+
+@pytest.mark.parametrize(
+    ("uname", "fixed"),
+    [("Linux box 6.5.13 x86_64", True), ("Linux box 6.6.59 x86_64", False)],
+)
+def test_collapse_file_columns_are_unswapped_before_the_fix(tmp_path, uname, fixed):
+    ds = Dataset(tmp_path / "ds")
+    r = ingest(str(_collapse_dat(tmp_path, uname)), ds)
+    row = pl.read_parquet(ds.files("mm_khugepaged_collapse_file")).row(0, named=True)
+    if fixed:
+        assert (row["addr"], row["is_shmem"]) == (None, False)
+        assert any("37f0b47c5143" in w and "addr is null" in w for w in r.warnings)
+    else:  # a fixed kernel's values are its own
+        assert (row["addr"], row["is_shmem"]) == (0, True)
+        assert not any("collapse_file" in w for w in r.warnings)
+
+
+def test_collapse_file_in_text_is_flagged(tmp_path):
+    line = _line(
+        128.627251,
+        "mm_khugepaged_collapse_file",
+        "mm=0xffff0001328f9500, hpage_pfn=0x20016ea00, index=512, addr=1, is_shmem=0, "
+        "filename=text-hugepage, nr=512, result=failed",
+    )
+    p = tmp_path / "c.trace"
+    p.write_text(line)
+    meta = {"tool": "rmapscope lab", "kernel_release": "6.6.0-28-amd64", "machine": "x86_64"}
+    Path(str(p) + ".meta.json").write_text(json.dumps(meta))
+    r = ingest(str(p), Dataset(tmp_path / "ds"), fmt="trace_pipe")
+    assert any("may print addr and is_shmem swapped" in w for w in r.warnings)
+
+
+def test_clone_flags_is_u64_on_every_kernel(tmp_path):
+    """A 32-bit 6.1 trace.dat (unsigned long clone_flags, 4 bytes) and 6.18 text (u64)."""
+    import struct
+
+    from tests import _tracedat_write as tw
+
+    payload = struct.pack("<i16sIh", 530, b"fs_parent".ljust(16, b"\0"), 0x1200011, 0)
+    recs = [tw.data_entry(5, tw.record(501, 528, payload))]
+    spec = tw.TraceSpec(
+        formats=[("task", _newtask_format(4))],
+        buffers=[tw.BufferSpec("", "local", {0: tw.make_page(1_000_000, recs, long_size=4)})],
+        uname="Linux box 6.1.0-47-686 i686",
+        long_size=4,
+        cpus=1,
+    )
+    old = tmp_path / "old.dat"
+    old.write_bytes(tw.write(spec, 7, None)[0])
+    new = tmp_path / "new.trace"
+    new.write_text(
+        _line(
+            2958.783854,
+            "task_newtask",
+            "pid=531 comm=fs_parent clone_flags=1200011 oom_score_adj=0",
+            pid=528,
+        )
+    )
+    types = set()
+    values = set()
+    for path, fmt in ((old, None), (new, "trace_pipe")):
+        ds = Dataset(tmp_path / f"ds-{path.stem}")
+        ingest(str(path), ds, fmt=fmt)
+        df = pl.read_parquet(ds.files("task_newtask"))
+        types.add(df.schema["clone_flags"])
+        values.add(df["clone_flags"][0])
+    assert types == {pl.UInt64} and values == {0x1200011}
