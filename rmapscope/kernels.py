@@ -116,8 +116,8 @@ FACTS: dict[str, Fact] = {
             "migrate:set_migration_pte / remove_migration_pte (and thp:set/remove_migration_pmd)",
             (5, 19),
             None,
-            "283fd6fe2ddd 'mm/migration: add trace events for base page and HugeTLB "
-            "migrations' and 4cc79b3303f2 '... for THP migrations' (Anshuman Khandual; "
+            "'mm/migration: add trace events for base page and HugeTLB "
+            "migrations' and '... for THP migrations' (Anshuman Khandual; "
             "lore 1643080105-11416-3-git-send-email-anshuman.khandual@arm.com)",
         ),
         Fact(
@@ -125,7 +125,7 @@ FACTS: dict[str, Fact] = {
             "three migration swap types (READ, READ_EXCLUSIVE, WRITE); two before",
             (5, 19),
             None,
-            "6c287605fd56 'mm: remember exclusively mapped anonymous pages with "
+            "'mm: remember exclusively mapped anonymous pages with "
             "PG_anon_exclusive' (David Hildenbrand)",
         ),
         Fact(
@@ -134,7 +134,7 @@ FACTS: dict[str, Fact] = {
             "DEVICE_EXCLUSIVE_WRITE/READ); 2 from 4.14",
             (5, 14),
             (6, 15),
-            "b756a3b5e7ea 'mm: device exclusive memory access' (Alistair Popple)",
+            "'mm: device exclusive memory access' (Alistair Popple)",
         ),
         Fact(
             "single_device_exclusive_type",
@@ -180,7 +180,7 @@ FACTS: dict[str, Fact] = {
             "4c9473e87e75 'mm/khugepaged: add tracepoint to collapse_file()' (6.2); fixed by "
             "37f0b47c5143 'mm: khugepaged: fix the arguments order in khugepaged_collapse_file "
             "trace point' (Yang Shi, 6.12-rc4; lore "
-            "20241012011702.1084846-1-yang@os.amperecomputing.com), in 6.6.59 and 6.11.5",
+            "20241012011702.1084846-1-yang@os.amperecomputing.com), in 6.6.59 and 6.11.6",
         ),
         Fact(
             "clone_flags_u64",
@@ -196,7 +196,7 @@ FACTS: dict[str, Fact] = {
 #: The upstream commit that fixed mm_khugepaged_collapse_file's argument order.
 COLLAPSE_FILE_FIX = "37f0b47c5143"
 #: Stable series that took the collapse_file fix, with the first fixed patch level.
-COLLAPSE_FILE_FIXED_STABLE = {(6, 6): 59, (6, 11): 5}
+COLLAPSE_FILE_FIXED_STABLE = {(6, 6): 59, (6, 11): 6}
 
 
 #: Columns whose type changed across kernels, stored as one type whatever the trace's format
@@ -283,7 +283,7 @@ def collapse_file_warning(release: str | None, fixed: bool) -> str:
     if swapped is None:
         return (
             f"mm_khugepaged_collapse_file: Linux {release} may print addr and is_shmem "
-            "swapped (6.2 to 6.11; fixed in 6.12, 6.6.59 and 6.11.5, and this release does "
+            "swapped (6.2 to 6.11; fixed in 6.12, 6.6.59 and 6.11.6, and this release does "
             "not give its patch level): is_shmem= may be addr != 0 and addr= is_shmem; "
             "left as printed"
         )

@@ -182,7 +182,8 @@ def test_collapse_file_swap_by_version():
     assert swapped("6.5.13") is True
     assert swapped("6.6.58") is True and swapped("6.6.59") is False
     assert swapped("6.6.0-28-amd64") is None  # a Debian ABI name hides the patch level
-    assert swapped("6.11.5") is False and swapped("6.12.0") is False
+    assert swapped("6.11.5") is True and swapped("6.11.6") is False
+    assert swapped("6.12.0") is False
     assert swapped(None) is None
 
 
