@@ -10,8 +10,8 @@ migration-entry tracepoints exist at all). See docs/formats.md, "Kernel versions
 ((6, 1), None, True)
 >>> str(parse_release("7.2.0-rc1")), parse_release("4.14.275-207.503.amzn2.x86_64").sublevel
 ('7.2.0-rc1', 275)
->>> migration_read_type(parse_release("6.1.0-47-amd64"), DEBIAN_CONFIG)
-23
+>>> migration_read_type(parse_release("6.1.0-47-amd64"), None)
+27
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from itertools import product
 
 __all__ = [
-    "DEBIAN_CONFIG",
+    "DEBIAN_CONFIGS",
     "FACTS",
     "SAME_TYPE_COLUMNS",
     "Fact",
@@ -32,6 +32,7 @@ __all__ = [
     "collapse_file_args_swapped",
     "collapse_file_warning",
     "config_value",
+    "debian_config",
     "has_migration_tracepoints",
     "migration_pte_note",
     "migration_read_type",
@@ -146,9 +147,9 @@ FACTS: dict[str, Fact] = {
         ),
         Fact(
             "device_private_migration_types",
-            "proposed: 3 more device-private types (SWP_MIGRATION_DEVICE_*), 6 in all; "
-            "merge version not known here, so both layouts are candidates from 7.0",
-            (7, 0),
+            "proposed: 3 more device-private types (SWP_MIGRATION_DEVICE_*), 6 in all; not "
+            "in 7.2 (Debian's 7.2.13 headers), so both layouts are candidates after 7.2",
+            (7, 3),
             None,
             "RFC 'mm: Add a new swap type for migration entries with device private PFNs' "
             "(Jordan Niethe; lore 20251128044146.80050-5-jniethe@nvidia.com)",
@@ -299,14 +300,46 @@ def collapse_file_warning(release: str | None, fixed: bool) -> str:
 
 
 # ----------------------------------------------------------------------------- swap types
-#: The options of Debian's amd64 kernels (bookworm 6.1, trixie 6.12, sid) that move swap
-#: types; arm64 differs only in PTE_MARKER_UFFD_WP before 6.10 (no arch uffd-wp).
-DEBIAN_CONFIG = {
-    "CONFIG_MIGRATION": "y",
-    "CONFIG_MEMORY_FAILURE": "y",
-    "CONFIG_DEVICE_PRIVATE": "y",
-    "CONFIG_PTE_MARKER_UFFD_WP": "y",
+#: The options that move swap types in Debian's amd64 kernel configs, read from the
+#: packages: 6.1.170-3 (bookworm, /boot/config-6.1.0-47-amd64), 6.12.117-1 (trixie,
+#: /boot/config-6.12.117+deb13-amd64), 7.2.13-1 (sid, linux-base-7.2.13+deb14-amd64's
+#: /usr/lib/modules/7.2.13+deb14-amd64/config). Debian turned CONFIG_DEVICE_PRIVATE on
+#: (with CONFIG_HSA_AMD_SVM) somewhere between 6.12 and 7.2.
+DEBIAN_CONFIGS: dict[tuple[int, int], dict[str, str]] = {
+    (6, 1): {
+        "CONFIG_MIGRATION": "y",
+        "CONFIG_MEMORY_FAILURE": "y",
+        "CONFIG_DEVICE_PRIVATE": "n",
+        "CONFIG_PTE_MARKER": "y",
+        "CONFIG_PTE_MARKER_UFFD_WP": "y",
+    },
+    (6, 12): {
+        "CONFIG_MIGRATION": "y",
+        "CONFIG_MEMORY_FAILURE": "y",
+        "CONFIG_DEVICE_PRIVATE": "n",
+        "CONFIG_PTE_MARKER_UFFD_WP": "y",
+    },
+    (7, 2): {
+        "CONFIG_MIGRATION": "y",
+        "CONFIG_MEMORY_FAILURE": "y",
+        "CONFIG_DEVICE_PRIVATE": "y",
+        "CONFIG_PTE_MARKER_UFFD_WP": "y",
+    },
 }
+
+
+def debian_config(key: tuple[int, int]) -> tuple[tuple[int, int], dict[str, str]]:
+    """Debian's config of the nearest packaged version at or below ``key`` (the oldest one
+    below 6.1), and that version.
+
+    >>> debian_config((6, 18))[0], debian_config((5, 10))[0]
+    ((6, 12), (6, 1))
+    """
+    below = [k for k in DEBIAN_CONFIGS if k <= key]
+    at = max(below) if below else min(DEBIAN_CONFIGS)
+    return at, DEBIAN_CONFIGS[at]
+
+
 #: The options that move the migration swap types.
 SWAP_OPTIONS = ("CONFIG_DEVICE_PRIVATE", "CONFIG_MEMORY_FAILURE", "CONFIG_PTE_MARKER")
 
@@ -376,8 +409,11 @@ def _layout(
     return read, kinds
 
 
+#: The last version checked to have no SWP_MIGRATION_DEVICE_* types (Debian's 7.2.13
+#: headers: SWP_DEVICE_NUM 3); later versions get them as a second candidate.
+DEVICE_MIGRATION_TYPES_ABSENT_UNTIL = (7, 2)
 #: Versions that stand for every layout era when the kernel is not known.
-_ERAS = ((6, 18), (6, 12), (6, 1), (7, 0))
+_ERAS = ((6, 18), (6, 12), (6, 1), (7, 3))
 
 
 def swap_layouts(
@@ -417,25 +453,28 @@ def swap_layouts(
         eras = (v.key,)
     for key in eras:
         label = f"Linux {v}" if v is not None else f"Linux {key[0]}.{key[1]}"
+        deb_at, deb = debian_config(key)
+        deb_label = f"Debian's {deb_at[0]}.{deb_at[1]} config for {label}"
         choices = []
         for o in SWAP_OPTIONS:
             if known[o] is not None:
                 choices.append([known[o]])
             else:
-                default = _on(DEBIAN_CONFIG.get(o, "y" if o == "CONFIG_PTE_MARKER" else "n"))
-                choices.append([default, not default])
-        dms = [False, True] if key >= (7, 0) else [False]
+                default = config_value(deb, o)
+                choices.append([bool(default), not default])
+        given = all(known[o] is not None for o in SWAP_OPTIONS)
+        dms = [False, True] if key > DEVICE_MIGRATION_TYPES_ABSENT_UNTIL else [False]
         for dm, values in product(dms, product(*choices)):
             opts = dict(zip(SWAP_OPTIONS, values, strict=True))
-            given = all(known[o] is not None for o in SWAP_OPTIONS)
             first = not out or (v is None and len(out) == 1)
-            how = (
-                "kernel config"
-                if given
-                else ("default Debian config" if first and not dm else "a possible config")
-            )
+            if given:
+                how = f"kernel config of {label}"
+            elif first and not dm:
+                how = deb_label
+            else:
+                how = f"a possible config of {label}"
             extra = ", with the proposed device-private migration types" if dm else ""
-            add(key, opts, dm, f"{how} of {label}{extra}")
+            add(key, opts, dm, how + extra)
     return out
 
 

@@ -21,13 +21,14 @@ from rmapscope.ingest.pte import calibrate_kinds
 
 LAB = Path("/work/labtraces")
 
-# READ swap type per (release, config) from include/linux/swap.h (see rmapscope/kernels.py):
-# Debian amd64: DEVICE_PRIVATE, MEMORY_FAILURE, PTE_MARKER_UFFD_WP all on.
+# READ swap type per release, from include/linux/swap.h and Debian's configs (see
+# rmapscope/kernels.py): MEMORY_FAILURE and PTE_MARKER_UFFD_WP on everywhere, DEVICE_PRIVATE
+# off in 6.1 and 6.12, on in 7.2.
 DEBIAN_READ = {
-    "6.1.0-47-amd64": 23,  # 32 - 4 dev - 3 mig - 1 hwpoison - 1 marker - 1 swapin error = 22
-    "6.12.57+deb13-amd64": 24,  # 32 - 4 - 3 - 1 - 1 = 23
-    "6.18.0-1-amd64": 25,  # 32 - 3 (one DEVICE_EXCLUSIVE since 6.15) - 3 - 1 - 1 = 24
-    "7.2.0-rc1-amd64": 25,
+    "6.1.0-47-amd64": 27,  # 32 - 3 mig - 1 hwpoison - 1 marker - 1 swapin error = 26, + 1
+    "6.12.57+deb13-amd64": 28,  # 32 - 3 - 1 - 1 = 27, + 1
+    "6.18.0-1-amd64": 28,  # the nearest Debian config below: 6.12's
+    "7.2.13+deb14-amd64": 25,  # 32 - 3 dev (one DEVICE_EXCLUSIVE since 6.15) - 3 - 1 - 1, + 1
 }
 
 
@@ -78,7 +79,7 @@ def test_every_entry_gets_its_kind_on_a_debian_kernel_without_evidence(tmp_path,
     )
     assert manifest["kernel"] == release
     assert sets["migration_kind"].to_list() == ["read"] * 4
-    assert "default Debian config" in types["how"] and release in types["how"]
+    assert types["how"].startswith("assumed (Debian's") and release in types["how"]
 
 
 @pytest.mark.parametrize(
@@ -88,7 +89,7 @@ def test_every_entry_gets_its_kind_on_a_debian_kernel_without_evidence(tmp_path,
         ("6.18.44-fc-v782", {"CONFIG_MIGRATION": "y", "CONFIG_PTE_MARKER_UFFD_WP": "y"}, 28),
         # 6.1 without uffd-wp pte markers: the SWP_PTE_MARKER type is not taken
         ("6.1.0-47-amd64", {"CONFIG_MIGRATION": "y", "CONFIG_DEVICE_PRIVATE": "y"}, 24),
-        ("6.12.57+deb13-amd64", {**kernels.DEBIAN_CONFIG}, 24),
+        ("6.12.57+deb13-amd64", {**kernels.DEBIAN_CONFIGS[(7, 2)]}, 24),
         ("6.12.57+deb13-amd64", {"CONFIG_MIGRATION": "y", "CONFIG_DEVICE_PRIVATE": "n"}, 28),
     ],
 )
@@ -100,8 +101,8 @@ def test_the_kernels_own_config_places_the_types(tmp_path, release, config, read
 
 
 def test_writable_restores_beat_the_default_config(tmp_path):
-    """A 6.1 kernel built without DEVICE_PRIVATE (READ = 27) and no config in the sidecar."""
-    entries = [(27, 0x3000, False), (29, 0x3001, True), (29, 0x3002, True)]
+    """A 6.1 kernel built with DEVICE_PRIVATE (READ = 23) and no config in the sidecar."""
+    entries = [(23, 0x3000, False), (25, 0x3001, True), (25, 0x3002, True)]
     sets, types, _ = _ingest(tmp_path, _trace(entries), "6.1.0-47-amd64")
     assert sets["migration_kind"].to_list() == ["read", "write", "write"]
     assert types["how"].startswith("writable restores")
@@ -150,11 +151,11 @@ def test_layouts_follow_swap_h_across_versions():
     assert read("6.6.0", on) == 24  # pte markers always compiled in, no swapin error
     assert read("6.15.0", on) == 25  # one device-exclusive type
     assert read("6.18.0", {"CONFIG_MIGRATION": "y"}) == 28  # the reference machine
-    # a kernel with the proposed device-private migration types is a second candidate
-    v72 = kernels.parse_release("7.2.0")
-    reads = [lay.read for lay in kernels.swap_layouts(v72, on)]
-    assert reads == [25, 22]
-    assert kernels.swap_layouts(v72, on)[1].kinds[28] == "read"  # SWP_MIGRATION_DEVICE_READ
+    assert [lay.read for lay in kernels.swap_layouts(kernels.parse_release("7.2.0"), on)] == [25]
+    # after 7.2, the proposed device-private migration types make a second candidate
+    v73 = kernels.parse_release("7.3.0")
+    assert [lay.read for lay in kernels.swap_layouts(v73, on)] == [25, 22]
+    assert kernels.swap_layouts(v73, on)[1].kinds[28] == "read"  # SWP_MIGRATION_DEVICE_READ
 
 
 def test_config_values():

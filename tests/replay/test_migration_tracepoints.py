@@ -25,9 +25,9 @@ OLD_LINES = "".join(
         "899900: sched_process_exit: comm=fs_child pid=530 prio=120",
     )
 )
-# 6.1 prints the entries (swap type 23: READ on Debian's 6.1 config).
+# 6.1 prints the entries (swap type 27: READ on Debian's 6.1 config).
 NEW_LINES = (
-    f"{_HEAD[:-3]}900100: set_migration_pte: addr=7f0000001000, pte=bfffffffffdffc00 order=0\n"
+    f"{_HEAD[:-3]}900100: set_migration_pte: addr=7f0000001000, pte=dfffffffffdffc00 order=0\n"
     f"{_HEAD[:-3]}900200: remove_migration_pte: addr=7f0000001000, pte=8000000001101865 order=0\n"
 )
 NOTE = "no migration-entry tracepoints on this kernel"
