@@ -205,6 +205,7 @@ def _stage(
         writer.close()
         writer = None
         fill_migration_kinds(root, kinds)
+        said = ""  # mm_khugepaged_collapse_file of 6.2-6.11 swapped two of its fields
         if job.counts.get("mm_khugepaged_collapse_file"):
             swapped = kernels.collapse_file_args_swapped(kernels.parse_release(header.kernel))
             fixed = bool(swapped) and swap_collapse_file_args(root)
@@ -229,7 +230,7 @@ def _stage(
         )
         if empty:
             result.warnings.append(f"{src.name}: a valid trace with no events")
-        if job.counts.get("mm_khugepaged_collapse_file") and said:
+        if said:
             result.warnings.append(f"{src.name}: {said}")
         if machine not in ptemod.ARCHES and any(job.counts.get(e) for e in DECODED):
             result.warnings.append(
