@@ -200,8 +200,8 @@ def _stage(
             raise InputError(
                 f"{src.name}: no trace events found ({job.errors.total} lines not understood)"
             )
-        config = sidecar.get("config")
-        kinds, how = job.calibration(header.kernel, config if isinstance(config, dict) else None)
+        config = kernels.parse_config(sidecar.get("config"))
+        kinds, how = job.calibration(header.kernel, config)
         writer.close()
         writer = None
         fill_migration_kinds(root, kinds)

@@ -36,6 +36,7 @@ __all__ = [
     "has_migration_tracepoints",
     "migration_pte_note",
     "migration_read_type",
+    "parse_config",
     "parse_release",
     "swap_layouts",
 ]
@@ -342,6 +343,31 @@ def debian_config(key: tuple[int, int]) -> tuple[tuple[int, int], dict[str, str]
 
 #: The options that move the migration swap types.
 SWAP_OPTIONS = ("CONFIG_DEVICE_PRIVATE", "CONFIG_MEMORY_FAILURE", "CONFIG_PTE_MARKER")
+
+
+_NOT_SET = re.compile(r"#\s*(CONFIG_\w+) is not set")
+
+
+def parse_config(config: object) -> dict[str, object] | None:
+    """A sidecar's ``config`` as CONFIG_X -> value: a JSON object as it is, or the text of a
+    ``.config`` (``CONFIG_X=y`` lines, ``# CONFIG_X is not set`` as None); else None.
+
+    >>> parse_config("CONFIG_MIGRATION=y\\n# CONFIG_DEVICE_PRIVATE is not set\\n")
+    {'CONFIG_MIGRATION': 'y', 'CONFIG_DEVICE_PRIVATE': None}
+    """
+    if isinstance(config, Mapping):
+        return dict(config)
+    if not isinstance(config, str):
+        return None
+    out: dict[str, object] = {}
+    for line in config.splitlines():
+        line = line.strip()
+        if m := _NOT_SET.fullmatch(line):
+            out[m.group(1)] = None
+        elif line.startswith("CONFIG_") and "=" in line:
+            k, v = line.split("=", 1)
+            out[k] = v.strip('"')
+    return out or None
 
 
 def config_value(config: Mapping[str, object] | None, name: str) -> bool | None:

@@ -55,7 +55,7 @@ def _trace(entries: list[tuple[int, int, bool]]) -> str:
     return text
 
 
-def _ingest(tmp_path: Path, text: str, release: str, config: dict | None = None):
+def _ingest(tmp_path: Path, text: str, release: str, config: dict | str | None = None):
     p = tmp_path / f"{release}.trace"
     p.write_text(text)
     meta: dict = {"tool": "rmapscope lab", "kernel_release": release, "machine": "x86_64"}
@@ -98,6 +98,14 @@ def test_the_kernels_own_config_places_the_types(tmp_path, release, config, read
     sets, types, _ = _ingest(tmp_path, _trace(entries), release, config)
     assert sets["migration_kind"].to_list() == ["read", "read_exclusive", "write"]
     assert types["how"].startswith("kernel config of Linux " + release)
+
+
+def test_config_as_dot_config_text(tmp_path):
+    """The sidecar may carry the .config text itself (Debian's 6.1 with DEVICE_PRIVATE on)."""
+    text = "CONFIG_MIGRATION=y\nCONFIG_DEVICE_PRIVATE=y\nCONFIG_PTE_MARKER=y\n"
+    sets, types, _ = _ingest(tmp_path, _trace([(23, 0x5000, False)]), "6.1.0-47-amd64", text)
+    assert sets["migration_kind"].to_list() == ["read"]
+    assert types["how"].startswith("kernel config")
 
 
 def test_writable_restores_beat_the_default_config(tmp_path):
