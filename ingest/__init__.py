@@ -201,7 +201,7 @@ def _stage(
                 f"{src.name}: no trace events found ({job.errors.total} lines not understood)"
             )
         config = kernels.parse_config(sidecar.get("config"))
-        kinds, how = job.calibration(header.kernel, config)
+        kinds, how = job.calibration(header.kernel, config, header.arch or arch[0])
         writer.close()
         writer = None
         fill_migration_kinds(root, kinds)

@@ -133,27 +133,29 @@ def calibrate_kinds(
     writable_restores: dict[int, tuple[int, int]],
     kernel: str | None = None,
     config: Mapping[str, object] | None = None,
+    arch: str | None = None,
 ) -> tuple[dict[int, str], str]:
     """Map migration swap types to read / read_exclusive / write for one trace.
 
     ``types_seen`` counts set events per swap type; ``writable_restores`` gives, per type,
     (restores seen writable, restores seen) for removes paired with a set of that type;
     ``kernel`` is the trace's kernel release and ``config`` its CONFIG_X -> value (from the
-    sidecar), when known. The migration types sit below the device-private and marker types
-    (include/linux/swap.h), so where they are depends on the kernel version and config
+    sidecar) and ``arch`` the traced machine's, when known. The migration types sit below
+    the device-private and marker types (include/linux/swap.h), so where they are depends on
+    the kernel version and config
     (:func:`rmapscope.kernels.swap_layouts`). In order: the kernel's own config when it
     fixes the layout; else the trace (a type whose restores are writable is WRITE; three
     distinct types seen fix the range; the likeliest layout holding every type seen); else
-    the version's default Debian config (an unknown kernel: Linux 6.18 without
+    the version's Debian config (an unknown kernel: Linux 6.18 without
     device-private types, READ = 28). Returns the mapping and how it was found.
 
     >>> calibrate_kinds({28: 5, 30: 2}, {30: (2, 2), 28: (0, 5)})
     ({28: 'read', 29: 'read_exclusive', 30: 'write'}, 'writable restores')
-    >>> calibrate_kinds({23: 4}, {}, "6.1.0-47-amd64")[0][23]
+    >>> calibrate_kinds({27: 4}, {}, "6.1.0-47-amd64")[0][27]
     'read'
     """
     version = kernels.parse_release(kernel)
-    layouts = kernels.swap_layouts(version, config)
+    layouts = kernels.swap_layouts(version, config, arch)
     seen = {t for t, n in types_seen.items() if n}
     fits = [lay for lay in layouts if seen <= set(lay.kinds)]
     if config and len(layouts) == 1:

@@ -23,6 +23,7 @@ from itertools import product
 
 __all__ = [
     "DEBIAN_CONFIGS",
+    "DEBIAN_CONFIGS_ARM64",
     "FACTS",
     "SAME_TYPE_COLUMNS",
     "Fact",
@@ -329,15 +330,28 @@ DEBIAN_CONFIGS: dict[tuple[int, int], dict[str, str]] = {
 }
 
 
-def debian_config(key: tuple[int, int]) -> tuple[tuple[int, int], dict[str, str]]:
-    """Debian's config of the nearest packaged version at or below ``key`` (the oldest one
-    below 6.1), and that version.
+#: Debian's arm64 configs where they differ: 6.1.170-3 (/boot/config-6.1.0-47-arm64) has
+#: neither DEVICE_PRIVATE nor PTE_MARKER (no arch uffd-wp on arm64 then).
+DEBIAN_CONFIGS_ARM64: dict[tuple[int, int], dict[str, str]] = {
+    (6, 1): {"CONFIG_MIGRATION": "y", "CONFIG_MEMORY_FAILURE": "y"},
+}
+
+
+def debian_config(
+    key: tuple[int, int], arch: str | None = None
+) -> tuple[tuple[int, int], dict[str, str]]:
+    """Debian's config (amd64's, or arm64's where known) of the nearest packaged version at
+    or below ``key`` (the oldest one below 6.1), and that version.
 
     >>> debian_config((6, 18))[0], debian_config((5, 10))[0]
     ((6, 12), (6, 1))
+    >>> debian_config((6, 1), "arm64")[1].get("CONFIG_PTE_MARKER") is None
+    True
     """
     below = [k for k in DEBIAN_CONFIGS if k <= key]
     at = max(below) if below else min(DEBIAN_CONFIGS)
+    if arch and arch.startswith("arm64") and at in DEBIAN_CONFIGS_ARM64:
+        return at, DEBIAN_CONFIGS_ARM64[at]
     return at, DEBIAN_CONFIGS[at]
 
 
@@ -443,7 +457,7 @@ _ERAS = ((6, 18), (6, 12), (6, 1), (7, 3))
 
 
 def swap_layouts(
-    v: KernelVersion | None, config: Mapping[str, object] | None = None
+    v: KernelVersion | None, config: Mapping[str, object] | None = None, arch: str | None = None
 ) -> list[SwapLayout]:
     """The possible migration swap-type layouts of kernel ``v`` with ``config``, most
     likely first: options the config does not give take Debian's value first, then the
@@ -479,8 +493,9 @@ def swap_layouts(
         eras = (v.key,)
     for key in eras:
         label = f"Linux {v}" if v is not None else f"Linux {key[0]}.{key[1]}"
-        deb_at, deb = debian_config(key)
-        deb_label = f"Debian's {deb_at[0]}.{deb_at[1]} config for {label}"
+        deb_at, deb = debian_config(key, arch)
+        deb_arch = "arm64 " if deb is DEBIAN_CONFIGS_ARM64.get(deb_at) else ""
+        deb_label = f"Debian's {deb_arch}{deb_at[0]}.{deb_at[1]} config for {label}"
         choices = []
         for o in SWAP_OPTIONS:
             if known[o] is not None:

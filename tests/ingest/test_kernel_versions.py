@@ -108,6 +108,14 @@ def test_config_as_dot_config_text(tmp_path):
     assert types["how"].startswith("kernel config")
 
 
+def test_debian_arm64_6_1_has_no_pte_marker_type():
+    """Debian's arm64 6.1 config: no DEVICE_PRIVATE, no PTE_MARKER: READ = 28, not amd64's 27."""
+    kinds, how = calibrate_kinds({28: 3}, {}, "6.1.0-47-arm64", None, "arm64")
+    assert kinds[28] == "read" and "Debian's arm64 6.1 config" in how
+    kinds, how = calibrate_kinds({27: 3}, {}, "6.1.0-47-amd64", None, "x86_64")
+    assert kinds[27] == "read" and "Debian's 6.1 config" in how
+
+
 def test_writable_restores_beat_the_default_config(tmp_path):
     """A 6.1 kernel built with DEVICE_PRIVATE (READ = 23) and no config in the sidecar."""
     entries = [(23, 0x3000, False), (25, 0x3001, True), (25, 0x3002, True)]
