@@ -53,7 +53,7 @@ from .readers import READERS, Reader, ReaderOptions, open_reader
 __all__ = ["FORMATS", "IngestResult", "ingest", "stage"]
 
 #: The ``tool`` of the sidecars ingest reads: ``rmapscope record``'s and ``rmapscope lab``'s
-#: (whose ``config``, CONFIG_X -> value, places the migration swap types).
+#: (whose ``config`` or ``kernel_config``, CONFIG_X -> value, places the migration swap types).
 SIDECAR_TOOLS = ("rmapscope record", "rmapscope lab")
 
 #: Values accepted by ``--format``.
@@ -200,7 +200,7 @@ def _stage(
             raise InputError(
                 f"{src.name}: no trace events found ({job.errors.total} lines not understood)"
             )
-        config = kernels.parse_config(sidecar.get("config"))
+        config = kernels.parse_config(sidecar.get("config") or sidecar.get("kernel_config"))
         kinds, how = job.calibration(header.kernel, config, header.arch or arch[0])
         writer.close()
         writer = None
