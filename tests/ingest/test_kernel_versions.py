@@ -211,6 +211,7 @@ def _release_of(sidecar: Path) -> str:
         return ""
 
 
+@pytest.mark.slow  # a lab recording is a few MB of text (about a minute to ingest)
 @pytest.mark.parametrize("release", ["6.1", "6.12", "7.2"])
 def test_lab_recordings_get_every_migration_kind(tmp_path, release):
     """The lab's recordings (made by `rmapscope lab`, with the kernel's config): every
