@@ -373,3 +373,36 @@ def test_clone_flags_is_u64_on_every_kernel(tmp_path):
         types.add(df.schema["clone_flags"])
         values.add(df["clone_flags"][0])
     assert types == {pl.UInt64} and values == {0x1200011}
+
+
+KVER_DATA = Path(__file__).parent.parent / "data" / "kver"
+
+
+@pytest.mark.parametrize(
+    ("run", "with_config", "want", "how"),
+    [
+        # types seen: 6.1 27 and 29 (write), 6.12 28 and 29 (read_exclusive), 7.2 25
+        ("debian-6.1-compaction", True, {27: "read", 29: "write"}, "kernel config"),
+        ("debian-6.1-compaction", False, {27: "read", 29: "write"}, "assumed (Debian's 6.1"),
+        ("debian-6.12-exit-during-migration", True, {28: "read", 29: "read_exclusive"}, "kernel"),
+        ("debian-6.12-exit-during-migration", False, {28: "read", 29: "read_exclusive"}, "assumed"),
+        ("debian-7.2-thp-split", True, {25: "read"}, "kernel config"),
+        ("debian-7.2-thp-split", False, {25: "read"}, "assumed (Debian's 7.2"),
+    ],
+)
+def test_lab_lines_of_each_debian_kernel(tmp_path, run, with_config, want, how):
+    """set_migration_pte lines cut from the lab's recordings (every swap type they hold), with
+    the guest's kernel_config in the sidecar or without it (the version's Debian config)."""
+    trace = tmp_path / f"{run}.trace"
+    trace.write_text((KVER_DATA / f"{run}.trace").read_text())
+    meta = json.loads((KVER_DATA / f"{run}.trace.meta.json").read_text())
+    if not with_config:
+        del meta["kernel_config"]
+    Path(str(trace) + ".meta.json").write_text(json.dumps(meta))
+    ds = Dataset(tmp_path / "ds")
+    r = ingest(str(trace), ds)
+    sets = pl.read_parquet(ds.files("set_migration_pte", trace_id=r.trace_id))
+    got = dict(sets.select("swp_type", "migration_kind").unique().iter_rows())
+    assert got == want and sets["migration_kind"].null_count() == 0
+    manifest = pl.read_parquet(ds.files("traces", trace_id=r.trace_id)).row(0, named=True)
+    assert json.loads(manifest["migration_types"])["how"].startswith(how)
