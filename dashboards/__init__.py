@@ -69,7 +69,8 @@ def build_panels(
     if "traces" not in views:
         raise DatasetError(f"{ds.root}: no traces yet (run `rmapscope ingest` first)")
     manifest = con.sql(
-        "SELECT trace_id, host, ts_first, ts_last, cpus FROM traces ORDER BY host, ts_first"
+        "SELECT trace_id, host, ts_first, ts_last, cpus, kernel, event_counts FROM traces "
+        "ORDER BY host, ts_first"
     ).pl()
     ids = resolve_traces(manifest, list(trace_ids) if trace_ids is not None else None)
     scope = manifest if ids is None else manifest.filter(pl.col("trace_id").is_in(ids))

@@ -32,6 +32,7 @@ from rmapscope.analysis.charts import (
     TIMELINE_TOTAL_CAP,
     VIOLATION_ROWS,
 )
+from rmapscope.kernels import as_counts, migration_pte_note
 
 from . import figures
 from ._panel import Panel
@@ -53,6 +54,8 @@ __all__ = [
 ]
 
 REPLAY_HINT = "run `rmapscope replay --all` to make the replay tables"
+#: The overview's migration counts, left blank for a trace whose migrations were not measured.
+UNMEASURED_COUNTS = ("migrations", "migrated", "restored", "leaked", "inconclusive")
 
 
 @dataclass
@@ -95,6 +98,22 @@ class Ctx:
     def run(self, sql: str) -> pl.DataFrame:
         """The rows of ``sql`` as a polars frame."""
         return self.con.sql(sql).pl()
+
+    def unmeasured(self) -> dict[str, str]:
+        """Per trace in scope whose migrations were not measured, why (its kernel has no
+        migration-entry tracepoints, or the trace none of their events)."""
+        if not {"kernel", "event_counts"} <= set(self.traces.columns):
+            return {}
+        rows = self.traces.select("trace_id", "kernel", "event_counts").rows()
+        notes = {t: migration_pte_note(k, as_counts(c)) for t, k, c in rows}
+        return {t: n for t, n in notes.items() if n}
+
+    def all_unmeasured(self, empty: str) -> str:
+        """``empty``, or why no trace in scope measured migrations when none did."""
+        notes = self.unmeasured()
+        if not notes or len(notes) < self.traces.height:
+            return empty
+        return "Not measured: " + "; ".join(sorted(set(notes.values()))) + "."
 
     @property
     def multi(self) -> bool:
@@ -147,6 +166,16 @@ def overview_panel(ctx: Ctx) -> Panel:
     )
     sql = ctx.sql("report-overview" if replayed else "report-overview-ingest")
     df = ctx.run(sql)
+    notes = ctx.unmeasured()
+    note = "" if replayed else f"No replay tables yet: {REPLAY_HINT}."
+    if notes and "trace" in df.columns:  # no counts shown as if measured
+        blank = [c for c in UNMEASURED_COUNTS if c in df.columns]
+        df = df.with_columns(
+            pl.when(pl.col("trace").is_in(list(notes))).then(None).otherwise(pl.col(c)).alias(c)
+            for c in blank
+        )
+        said = "; ".join(f"trace {t}: {n}" for t, n in sorted(notes.items()))
+        note = f"{note} Migrations not measured ({said})".strip()
     return Panel(
         "overview",
         "At a glance",
@@ -154,7 +183,7 @@ def overview_panel(ctx: Ctx) -> Panel:
         df,
         table_html=figures.overview_table(df),
         kpis=figures.overview_kpis(df),
-        note="" if replayed else f"No replay tables yet: {REPLAY_HINT}.",
+        note=note,
         description="Events and losses from ingest; folio migrations by outcome, forks "
         "whose copy window overlapped a migration, and findings from replay.",
     )
@@ -258,7 +287,7 @@ def migration_timeline_panel(ctx: Ctx) -> Panel:
             )
         return Panel("migration_timeline", title, sql, df, figure=fig, description=desc, note=note)
 
-    empty = "No migrations and no forks."
+    empty = ctx.all_unmeasured("No migrations and no forks.")
     return _panel(ctx, "migration_timeline", title, desc, sql, why, empty, draw)
 
 
@@ -276,7 +305,8 @@ def latency_histogram_panel(ctx: Ctx) -> Panel:
         fig = figures.latency_histogram_figure(df)
         return Panel("latency_hist", title, sql, df, figure=fig, description=desc)
 
-    return _panel(ctx, "latency_hist", title, desc, sql, why, "No completed migrations.", draw)
+    empty = ctx.all_unmeasured("No completed migrations.")
+    return _panel(ctx, "latency_hist", title, desc, sql, why, empty, draw)
 
 
 def latency_percentiles_panel(ctx: Ctx) -> Panel:
@@ -290,7 +320,8 @@ def latency_percentiles_panel(ctx: Ctx) -> Panel:
         html = figures.latency_table(df)
         return Panel("latency_pct", title, sql, df, table_html=html, description=desc)
 
-    return _panel(ctx, "latency_pct", title, desc, sql, why, "No completed migrations.", draw)
+    empty = ctx.all_unmeasured("No completed migrations.")
+    return _panel(ctx, "latency_pct", title, desc, sql, why, empty, draw)
 
 
 def migration_rate_panel(ctx: Ctx) -> Panel:
@@ -307,7 +338,8 @@ def migration_rate_panel(ctx: Ctx) -> Panel:
         fig = figures.migration_rate_figure(df, ctx.traces)
         return Panel("migration_rate", title, sql, df, figure=fig, description=desc)
 
-    return _panel(ctx, "migration_rate", title, desc, sql, why, "No migrations.", draw)
+    empty = ctx.all_unmeasured("No migrations.")
+    return _panel(ctx, "migration_rate", title, desc, sql, why, empty, draw)
 
 
 # --------------------------------------------------------------------------- forks

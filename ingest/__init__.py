@@ -23,7 +23,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from rmapscope import __version__
+from rmapscope import __version__, kernels
 from rmapscope.catalog import GENERIC_DIR, STACK_FRAME, TRACES
 from rmapscope.dataset import Dataset, StagedTrace, Staging
 from rmapscope.errors import InputError, UsageError
@@ -41,11 +41,20 @@ from . import probes
 from . import pte as ptemod
 from ._batch import Assembler, ErrorLog, HeaderInfo
 from ._source import Source, open_source, read_blocks
-from ._writer import StagingWriter, fill_migration_kinds, write_side_table
+from ._writer import (
+    StagingWriter,
+    fill_migration_kinds,
+    swap_collapse_file_args,
+    write_side_table,
+)
 from .detect import detect_format
 from .readers import READERS, Reader, ReaderOptions, open_reader
 
 __all__ = ["FORMATS", "IngestResult", "ingest", "stage"]
+
+#: The ``tool`` of the sidecars ingest reads: ``rmapscope record``'s and ``rmapscope lab``'s
+#: (whose ``config`` or ``kernel_config``, CONFIG_X -> value, places the migration swap types).
+SIDECAR_TOOLS = ("rmapscope record", "rmapscope lab")
 
 #: Values accepted by ``--format``.
 FORMATS = tuple(READERS)
@@ -192,10 +201,16 @@ def _stage(
             raise InputError(
                 f"{src.name}: no trace events found ({job.errors.total} lines not understood)"
             )
-        kinds, how = job.calibration()
+        config = kernels.parse_config(sidecar.get("config") or sidecar.get("kernel_config"))
+        kinds, how = job.calibration(header.kernel, config, header.arch or arch[0])
         writer.close()
         writer = None
         fill_migration_kinds(root, kinds)
+        said = ""  # mm_khugepaged_collapse_file of 6.2-6.11 swapped two of its fields
+        if job.counts.get("mm_khugepaged_collapse_file"):
+            swapped = kernels.collapse_file_args_swapped(kernels.parse_release(header.kernel))
+            fixed = bool(swapped) and swap_collapse_file_args(root)
+            said = kernels.collapse_file_warning(header.kernel, fixed)
         arch_from = "trace" if header.arch else arch[1]
         machine = header.arch or arch[0]
         gaps = job.gap_rows(header)
@@ -217,6 +232,8 @@ def _stage(
         )
         if empty:
             result.warnings.append(f"{src.name}: a valid trace with no events")
+        if said:
+            result.warnings.append(f"{src.name}: {said}")
         if machine not in ptemod.ARCHES and any(job.counts.get(e) for e in DECODED):
             result.warnings.append(
                 f"{src.name}: pte/pmd values of arch {machine} are not decoded (pfn columns "
@@ -258,7 +275,7 @@ def _sidecar(path: str) -> dict:
         meta = json.loads(Path(path + ".meta.json").read_text())
     except (OSError, ValueError):
         return {}
-    if not isinstance(meta, dict) or meta.get("tool") != "rmapscope record":
+    if not isinstance(meta, dict) or meta.get("tool") not in SIDECAR_TOOLS:
         return {}
     return meta
 

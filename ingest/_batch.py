@@ -209,10 +209,13 @@ class Assembler:
         self.seq += out.n_events
         self.lines += out.lines
 
-    def calibration(self) -> tuple[dict[int, str], str]:
-        """Swap type -> migration kind for this trace (see :func:`pte.calibrate_kinds`)."""
+    def calibration(
+        self, kernel: str | None = None, config: dict | None = None, arch: str | None = None
+    ) -> tuple[dict[int, str], str]:
+        """Swap type -> migration kind for this trace of kernel release ``kernel`` with
+        ``config`` on ``arch`` (see :func:`pte.calibrate_kinds`)."""
         if not self.kind_stats:
-            return ptemod.calibrate_kinds({}, {})
+            return ptemod.calibrate_kinds({}, {}, kernel, config, arch)
         st = (
             pl.concat(self.kind_stats)
             .group_by("swp_type")
@@ -220,7 +223,7 @@ class Assembler:
         )
         seen = {t: n for t, n, _, _ in st.iter_rows() if n}
         restores = {t: (w, r) for t, _, w, r in st.iter_rows()}
-        return ptemod.calibrate_kinds(seen, restores)
+        return ptemod.calibrate_kinds(seen, restores, kernel, config, arch)
 
     def gap_rows(self, header: HeaderInfo) -> list[dict]:
         """The ``gaps`` rows: markers seen, plus events a wrapped buffer overwrote."""

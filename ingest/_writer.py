@@ -216,3 +216,26 @@ def fill_migration_kinds(root: Path, kinds: dict[int, str]) -> None:
                 out.write_table(df.to_arrow().cast(schema), row_group_size=ROW_GROUP_ROWS)
         source.close()
         tmp.replace(path)
+
+
+def swap_collapse_file_args(root: Path) -> bool:
+    """Undo ``mm_khugepaged_collapse_file``'s swapped arguments (kernels 6.2 to 6.11, see
+    :func:`rmapscope.kernels.collapse_file_args_swapped`) in the staged typed table: the
+    printed ``addr`` is the real is_shmem, the printed ``is_shmem`` only says addr != 0, so
+    ``is_shmem`` gets ``addr != 0`` and ``addr`` becomes null (lost). False: no such table."""
+    path = root / directory("mm_khugepaged_collapse_file") / "part-00000.parquet"
+    if not path.exists():
+        return False
+    data = pq.read_table(path)
+    if not {"addr", "is_shmem"} <= set(data.column_names):
+        return False
+    addr = data.column("addr")
+    shmem = pc.not_equal(addr, pa.scalar(0, addr.type)).cast(data.schema.field("is_shmem").type)
+    data = data.set_column(data.schema.get_field_index("is_shmem"), "is_shmem", shmem)
+    data = data.set_column(
+        data.schema.get_field_index("addr"), "addr", pa.nulls(len(data), addr.type)
+    )
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(data, tmp, compression="zstd")
+    tmp.replace(path)
+    return True

@@ -19,7 +19,11 @@ trace by :func:`calibrate_kinds`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
+
+from rmapscope import kernels
 
 #: Architectures we decode, with the number of pfn bits in a migration entry's offset.
 ARCHES = {"x86_64": 34, "x86_64-la57": 40, "arm64": 36}
@@ -125,25 +129,66 @@ def decode_present(pte: np.ndarray, arch: str, huge: bool) -> dict[str, np.ndarr
 
 
 def calibrate_kinds(
-    types_seen: dict[int, int], writable_restores: dict[int, tuple[int, int]]
+    types_seen: dict[int, int],
+    writable_restores: dict[int, tuple[int, int]],
+    kernel: str | None = None,
+    config: Mapping[str, object] | None = None,
+    arch: str | None = None,
 ) -> tuple[dict[int, str], str]:
     """Map migration swap types to read / read_exclusive / write for one trace.
 
     ``types_seen`` counts set events per swap type; ``writable_restores`` gives, per type,
-    (restores seen writable, restores seen) for removes paired with a set of that type.
-    Since Linux 5.19 the three migration types are consecutive (READ, READ_EXCLUSIVE,
-    WRITE). A type whose restores are writable is WRITE; otherwise three distinct types
-    seen fix the range; otherwise the Linux 6.18 layout without device-private types
-    (READ = 28) is assumed. Returns the mapping and how it was found.
+    (restores seen writable, restores seen) for removes paired with a set of that type;
+    ``kernel`` is the trace's kernel release and ``config`` its CONFIG_X -> value (from the
+    sidecar) and ``arch`` the traced machine's, when known. The migration types sit below
+    the device-private and marker types (include/linux/swap.h), so where they are depends on
+    the kernel version and config
+    (:func:`rmapscope.kernels.swap_layouts`). In order: the kernel's own config when it
+    fixes the layout; else the trace (a type whose restores are writable is WRITE; three
+    distinct types seen fix the range; the likeliest layout holding every type seen); else
+    the version's Debian config (an unknown kernel: Linux 6.18 without
+    device-private types, READ = 28). Returns the mapping and how it was found.
 
     >>> calibrate_kinds({28: 5, 30: 2}, {30: (2, 2), 28: (0, 5)})
     ({28: 'read', 29: 'read_exclusive', 30: 'write'}, 'writable restores')
+    >>> calibrate_kinds({27: 4}, {}, "6.1.0-47-amd64")[0][27]
+    'read'
     """
+    version = kernels.parse_release(kernel)
+    layouts = kernels.swap_layouts(version, config, arch)
+    seen = {t for t, n in types_seen.items() if n}
+    fits = [lay for lay in layouts if seen <= set(lay.kinds)]
+    if config and len(layouts) == 1:
+        lay = layouts[0]
+        clash = (
+            f"; {len(seen - set(lay.kinds))} types seen outside it" if seen - set(lay.kinds) else ""
+        )
+        return lay.kinds, f"{lay.basis}{clash}"
     write = [t for t, (w, n) in writable_restores.items() if n and w * 2 > n]
     if len(write) == 1:
-        read, how = write[0] - 2, "writable restores"
-    elif len(types_seen) == 3 and max(types_seen) - min(types_seen) == 2:
-        read, how = min(types_seen), "three types seen"
-    else:
-        read, how = 28, "assumed (Linux 6.18, no device-private types)"
-    return {read + i: kind for i, kind in enumerate(KINDS)}, how
+        match = [lay for lay in layouts if lay.kinds.get(write[0]) == "write"]
+        if match:
+            return match[0].kinds, _how("writable restores", match[0], version)
+        return _consecutive(write[0] - 2), "writable restores"
+    if len(seen) == 3 and max(seen) - min(seen) == 2:
+        match = [lay for lay in fits if lay.read == min(seen)]
+        if match:
+            return match[0].kinds, _how("three types seen", match[0], version)
+        return _consecutive(min(seen)), "three types seen"
+    if fits or not seen or max(seen) - min(seen) > 2:
+        lay = fits[0] if fits else layouts[0]
+        if lay is not layouts[0]:
+            return lay.kinds, f"types seen fit {lay.basis}"
+        return lay.kinds, lay.basis if config else f"assumed ({lay.basis})"
+    return _consecutive(min(seen)), "assumed (lowest type seen is READ)"
+
+
+def _consecutive(read: int) -> dict[int, str]:
+    return {read + i: kind for i, kind in enumerate(KINDS)}
+
+
+def _how(evidence: str, lay: kernels.SwapLayout, version: object) -> str:
+    """``evidence``, and the layout it picked when the kernel is known."""
+    if version is None:
+        return evidence
+    return f"{evidence} ({lay.basis})"

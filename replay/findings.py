@@ -12,6 +12,9 @@
 >>> s = summarize({"t1": tables})[0]
 >>> s.outcomes, s.batches, s.forks, s.violations, s.inconclusive
 ({'leaked': 1, 'migrated': 2}, 2, 1, 1, 1)
+>>> old = pl.DataFrame({"trace_id": ["t1"], "kernel": ["5.15.0"], "event_counts": [[]]})
+>>> summarize({"t1": tables}, old)[0].unmeasured[:46]
+'no migration-entry tracepoints on this kernel '
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
+
+from rmapscope.kernels import as_counts, migration_pte_note
 
 __all__ = ["ALL_FINDINGS_SQL", "TraceFindings", "summarize"]
 
@@ -41,11 +46,22 @@ class TraceFindings:
     inconclusive: int
     #: the rows of ``violations`` (both verdicts), in the table's order
     findings: pl.DataFrame
+    #: why the migration counts are not measured ('' when they are): the kernel has no
+    #: migration-entry tracepoints, or the trace holds none of their events
+    unmeasured: str = ""
 
 
-def summarize(results: dict[str, dict[str, pl.DataFrame]]) -> list[TraceFindings]:
+def summarize(
+    results: dict[str, dict[str, pl.DataFrame]], manifest: pl.DataFrame | None = None
+) -> list[TraceFindings]:
     """The findings of each trace of ``results`` (replay tables per trace id, as
-    :func:`rmapscope.replay.replay` returns them), in the order of ``results``."""
+    :func:`rmapscope.replay.replay` returns them), in the order of ``results``; with the
+    ``manifest`` (the traces table: ``kernel``, ``event_counts``), each says when its
+    migrations were not measured (:func:`rmapscope.kernels.migration_pte_note`)."""
+    notes = {}
+    if manifest is not None and {"kernel", "event_counts"} <= set(manifest.columns):
+        for tid, kernel, counts in manifest.select("trace_id", "kernel", "event_counts").rows():
+            notes[tid] = migration_pte_note(kernel, as_counts(counts))
     out = []
     for trace_id, tables in results.items():
         m, v = tables["migrations"], tables["violations"]
@@ -61,6 +77,8 @@ def summarize(results: dict[str, dict[str, pl.DataFrame]]) -> list[TraceFindings
                 violations=n_viol,
                 inconclusive=v.height - n_viol,
                 findings=v,
+                unmeasured=notes.get(trace_id, ""),
             )
         )
     return out
+

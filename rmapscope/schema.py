@@ -24,6 +24,7 @@ import pyarrow as pa
 from rmapscope import catalog
 from rmapscope._printfmt import PrintFormat, parse_print_fmt
 from rmapscope.catalog import COMMON_NAMES
+from rmapscope.kernels import SAME_TYPE_COLUMNS
 
 #: Columns every event table starts with (see :data:`rmapscope.catalog.COMMON`), and the
 #: columns decoded from the raw pte/pmd of the migration events (see ingest.pte), as
@@ -186,6 +187,9 @@ class EventSchema:
                 }.get(conv.kind, pa.string())
         for name, typ in DECODED.get(self.name, []):
             cols.setdefault(name, typ)
+        for name, type_name in SAME_TYPE_COLUMNS.get(self.name, {}).items():
+            if name in cols:  # one type on every kernel (see rmapscope.kernels)
+                cols[name] = getattr(pa, type_name)()
         return list(cols.items())
 
     def arrow_schema(self) -> pa.Schema:

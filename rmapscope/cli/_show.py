@@ -38,6 +38,8 @@ def findings(summaries: list[TraceFindings]) -> None:
     """A summary line per trace and its first findings."""
     for s in summaries:
         outcomes = ", ".join(f"{n:,} {o}" for o, n in s.outcomes.items())
+        if s.unmeasured and not outcomes:
+            outcomes = f"not measured: {s.unmeasured}"
         out.print(
             f"trace {s.trace_id}: {s.batches:,} migration batches, "
             f"folio migrations: {outcomes or 'none'}; {s.forks:,} forks; "

@@ -58,7 +58,7 @@ def analyze(
         out.print(
             f"{r.events:,} events over {span:.3f} s; {r.gaps} gaps; {r.errors.total} lines rejected"
         )
-    found = summarize(replay(ds, [r.trace_id]))
+    found = summarize(replay(ds, [r.trace_id]), ds.traces())
     if not s.quiet:
         _show.findings(found)
     written = build_report(ds, [r.trace_id], output=report)

@@ -45,7 +45,7 @@ def replay(
     )
     for f in run.failures:
         print_error(f"trace {f.trace_id} (host {f.host}): replay failed: {f.error}")
-    found = summarize(run.tables)
+    found = summarize(run.tables, ds.traces())
     if not s.quiet:
         _show.findings(found)
     if any(f.violations for f in found) or run.failures:
