@@ -39,8 +39,10 @@ class TraceFindings:
     forks: int
     violations: int
     inconclusive: int
-    #: the rows of ``violations`` (both verdicts), in the table's order
+    #: the rows of ``violations`` (every verdict), in the table's order
     findings: pl.DataFrame
+    #: windows where a race no tracepoint shows was possible (verdict ``hazard``)
+    hazards: int = 0
 
 
 def summarize(results: dict[str, dict[str, pl.DataFrame]]) -> list[TraceFindings]:
@@ -52,6 +54,7 @@ def summarize(results: dict[str, dict[str, pl.DataFrame]]) -> list[TraceFindings
         counts = m.group_by("outcome").len().filter(pl.col("outcome").is_not_null())
         outcomes = dict(sorted((o, n) for o, n in counts.iter_rows() if o))
         n_viol = v.filter(pl.col("verdict") == "violation").height
+        n_hazard = v.filter(pl.col("verdict") == "hazard").height
         out.append(
             TraceFindings(
                 trace_id=trace_id,
@@ -59,8 +62,9 @@ def summarize(results: dict[str, dict[str, pl.DataFrame]]) -> list[TraceFindings
                 outcomes=outcomes,
                 forks=tables["fork_windows"].height,
                 violations=n_viol,
-                inconclusive=v.height - n_viol,
+                inconclusive=v.filter(pl.col("verdict") == "inconclusive").height,
                 findings=v,
+                hazards=n_hazard,
             )
         )
     return out

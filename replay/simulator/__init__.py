@@ -52,7 +52,14 @@ __all__ = [
 ]
 
 #: Switchable bugs (several may be combined).
-BUGS = ("child-first", "drop-remove", "lose-events")
+BUGS = (
+    "child-first",
+    "drop-remove",
+    "lose-events",
+    "read-restored-writable",
+    "uffd-wp-lost-on-fork",
+    "vma-adjust-skip",
+)
 
 HEADER = (
     "# tracer: nop\n"
