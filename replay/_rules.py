@@ -627,6 +627,8 @@ def _hazards(tables: dict[str, pl.DataFrame], batch: pl.DataFrame) -> pl.DataFra
     window that overlaps a migration batch (the batch's first one named as evidence)."""
     if batch.is_empty():
         return _empty()
+    if "n_set" in batch.columns:  # only batches that walked mapped pages (and, replayed in
+        batch = batch.filter(pl.col("n_set") > 0)  # partitions, those of this partition)
     b = batch.select(
         pl.coalesce("ts_start", "ts_end").alias("b_lo"),
         pl.coalesce("ts_end", "ts_start").alias("b_hi"),

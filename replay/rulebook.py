@@ -109,9 +109,10 @@ RULES: dict[str, Rule] = {
             "a migration entry set with the uffd-wp (or soft-dirty) bit whose restored pte "
             "lacks it",
             "Peter Xu, 'mm/userfaultfd: fix uffd-wp special cases for fork()' (5.14, "
-            "8f34f1eac382): fork rewrote the parent's migration entry READ without its "
-            "uffd-wp bit; 'mm/hugetlb: fix uffd-wp during fork()' (Apr 2023, 5a2f8d22ace4) "
-            "the same for hugetlb",
+            "8f34f1eac382): copy_huge_pmd() rewrote the parent's WRITE pmd migration entry "
+            "READ without carrying its uffd-wp bit over; 'mm/hugetlb: fix uffd-wp during "
+            "fork()' (Peter Xu, Apr 2023, 5a2f8d22ace4) fixed the same for hugetlb's "
+            "copy_hugetlb_page_range()",
             fix="8f34f1eac382 (5.14); 5a2f8d22ace4 (6.4, hugetlb)",
             kernels="5.7 - 5.13 (anon, shmem); 5.19 - 6.3 (hugetlb)",
         ),
