@@ -203,7 +203,7 @@ class Bug:
     switch: str  # the simulator's bug switch ("" when not modelled)
     kernels: str
     fix: str
-    rule: str
+    rule: str  # "" when no rule catches it yet
     tier: int  # the tier the rule needs
     tier1_suffices: bool
 
@@ -256,13 +256,15 @@ BUG_ZOO: tuple[Bug, ...] = (
         True,
     ),
     Bug(
-        "hugetlb fork copies a migration entry as a present pte",
+        "hugetlb fork copies a migration entry as a present pte (Naoya Horiguchi, 2014: the "
+        "child's copy stays WRITE, both restored writable; tier 1 cannot tell it from a "
+        "MAP_SHARED copy, which stays WRITE rightly)",
         "",
         RULES["unexplained-downgrade"].kernels,
         RULES["unexplained-downgrade"].fix,
-        "unexplained-downgrade",
-        1,
-        True,
+        "",
+        2,
+        False,
     ),
     Bug(
         "walk meets another folio's pmd migration entry",
@@ -276,11 +278,15 @@ BUG_ZOO: tuple[Bug, ...] = (
 )
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def rules_table() -> str:
     """The README's rules table (markdown)."""
     rows = ["| rule | tier | verdict | meaning |", "|---|---|---|---|"]
     rows += [
-        f"| `{r.id}` | {r.tier} | {r.verdict} | {r.meaning}"
+        f"| `{r.id}` | {r.tier} | {r.verdict} | {_cell(r.meaning)}"
         + ("" if r.checked else " (not checked yet)")
         + " |"
         for r in RULES.values()
@@ -298,7 +304,8 @@ def zoo_table() -> str:
     for b in BUG_ZOO:
         switch = f"`{b.switch}`" if b.switch else "not modelled yet"
         rows.append(
-            f"| {b.name} | {switch} | {b.kernels} | {b.fix} | `{b.rule}` | {b.tier} "
+            f"| {_cell(b.name)} | {switch} | {_cell(b.kernels)} | {_cell(b.fix)} "
+            f"| {f'`{b.rule}`' if b.rule else 'none yet'} | {b.tier} "
             f"| {'yes' if b.tier1_suffices else 'no'} |"
         )
     return "\n".join(rows) + "\n"
