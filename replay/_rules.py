@@ -240,10 +240,10 @@ def _entry_rules(
     if paired.is_empty() or "r_writable" not in paired.columns:
         return _empty()
     # first in, first out pairs a set with the wrong remove when the entries of one address
-    # differ (a parent's WRITE entry and a child's READ one, or two pages) and the lines
-    # there do not balance (an entry zapped by an exit without a remove line, a fork's copy
-    # removed without a set line): then the pairs of that (task, address, batch) are a
-    # guess, and inconclusive
+    # differ (a parent's WRITE entry and a child's READ one, or two pages) and an entry may
+    # lack its remove line (an exit zaps it silently) or a remove its set line (a fork's
+    # copy): where the lines do not balance, or an exit or a fork falls between the first
+    # set and the last remove there, the pairs of that (task, address, batch) are a guess
     keys = ["pid", "addr", "kind", "batch_id"]
     p = _with_bits(tables, paired)
     if surplus.height:
@@ -253,11 +253,22 @@ def _entry_rules(
         p = p.with_columns(pl.lit(None, pl.UInt32).alias("_extra"))
     differ = pl.struct("pfn", "migration_kind", "s_uffd_wp").n_unique() > 1
     removes = pl.col("r_seq").count() + pl.col("_extra").fill_null(0).first()
+    p = p.with_columns(
+        (differ & (pl.len() != removes)).over(keys).alias("_mixed"),
+        pl.col("ts").min().over(keys).alias("_g_lo"),
+        pl.max_horizontal("ts", "r_ts").max().over(keys).alias("_g_hi"),
+    )
+    lo, hi = p["_g_lo"].to_numpy(), p["_g_hi"].to_numpy()
+    exits = np.array(sorted(windows.exits), dtype=np.int64)
+    iv = np.stack([exits, exits], axis=1) if len(exits) else np.zeros((0, 2), dtype=np.int64)
+    busy = _covered(iv, lo, hi) | _covered(forks, lo, hi)
+    p = p.with_columns(
+        (pl.col("_mixed") | (differ.over(keys) & pl.Series(busy, dtype=pl.Boolean))).alias("_mixed")
+    )
     # and a pair is wrong for sure where one new page receives two old pages in a batch,
     # or one old page is restored onto two new ones
     moved = pl.col("r_pfn") != pl.col("pfn")
     p = p.with_columns(
-        (differ & (pl.len() != removes)).over(keys).alias("_mixed"),
         (pl.col("pfn").filter(moved).n_unique() > 1).over("batch_id", "r_pfn").alias("_into"),
         (pl.col("r_pfn").filter(moved).n_unique() > 1).over("batch_id", "pfn").alias("_from"),
     ).with_columns(
@@ -315,13 +326,33 @@ def _entry_rules(
         ),
         cand.filter(lost_wp | lost_sd).select(
             pl.lit("uffd-wp-lost").alias("rule"),
-            "verdict",
+            # UFFDIO_WRITEPROTECT (an ioctl) may clear uffd-wp from an entry, clear_refs (a
+            # write to /proc/PID/clear_refs, which names no page) soft-dirty
+            pl.when((pl.col("verdict") == "violation") & lost_wp & ~pl.col("_syscall"))
+            .then(pl.lit("violation"))
+            .otherwise(pl.lit("inconclusive"))
+            .alias("verdict"),
             *common,
             _guess_note(
                 what
                 + pl.when(lost_wp)
-                .then(pl.lit(" without its uffd-wp bit: writes now bypass userfaultfd"))
-                .otherwise(pl.lit(" without its soft-dirty bit"))
+                .then(
+                    pl.lit(" without its uffd-wp bit: writes now bypass userfaultfd")
+                    + pl.when("_syscall")
+                    .then(
+                        pl.lit(
+                            " (but the trace has no syscall events, or an ioctl ran "
+                            "meanwhile: UFFDIO_WRITEPROTECT may have cleared it)"
+                        )
+                    )
+                    .otherwise(pl.lit(""))
+                )
+                .otherwise(
+                    pl.lit(
+                        " without its soft-dirty bit (clear_refs may have cleared it: the "
+                        "trace cannot tell)"
+                    )
+                )
             ).alias("explanation"),
         ),
         cand.filter(down & ~pl.col("_forked")).select(

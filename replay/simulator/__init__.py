@@ -470,7 +470,7 @@ def _render(
         secs, usecs = divmod(e.ts // 1000, 1_000_000)
         out.append(
             f"{e.comm:>16}-{e.pid:<7} [{e.cpu:03d}] {e.flags} {secs:5d}.{usecs:06d}: "
-            f"{e.name}: {e.payload}\n"
+            f"{e.name}{e.sep}{e.payload}\n"
         )
         seq[i], line[i] = n, HEADER_LINES + len(out)
         n += 1

@@ -336,6 +336,7 @@ class Ev:
     payload: str
     dropped: bool = False
     pfn: int | None = None  # set/remove tracepoints: the pfn their pte encodes
+    sep: str = ": "  # between the event name and its payload (syscall lines differ)
 
 
 class Agent:
@@ -405,6 +406,8 @@ class Model:
         self.stats = {"walks": 0, "steps": 0}
         self.set_entries: list[Entry] = []  # every entry a set line made (kind calibration)
         self.remove_lines: dict[tuple, int] = {}  # (migrator pid, addr, huge, batch) -> lines
+        self.wp_ioctls: list[int] = []  # UFFDIO_WRITEPROTECT syscall entry events
+        self.copy_removes: set[tuple] = set()  # keys (see remove_lines) of a fork copy's remove
         self._adjusted = False  # vma-adjust-skip: the one vma_adjust race has happened
 
     # -- events ---------------------------------------------------------------------
@@ -417,6 +420,7 @@ class Model:
         *,
         comm: str | None = None,
         pid: int | None = None,
+        sep: str = ": ",
     ) -> int:
         self.now += 1000 * (self.rng_time.randint(1, 9) if self.jitter else 1)
         self.events.append(
@@ -428,6 +432,7 @@ class Model:
                 flags,
                 name,
                 payload,
+                sep=sep,
             )
         )
         return len(self.events) - 1
@@ -551,6 +556,8 @@ class Model:
         index = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
         f = self.new_folio(pfn, order, vma.av, index, huge)
         wp = vma.mm.uffd_wp  # UFFDIO_WRITEPROTECT right after the fault: read-only, uffd-wp
+        if wp:
+            self._uffd_ioctl(task)
         if huge:
             e = Entry(False, pfn, True, not wp, False, True, True, "fault", uffd_wp=wp)
             self.put(vma.mm, addr, e)
@@ -938,6 +945,8 @@ class Model:
                 restored += 1
                 key = (task.pid, addr, e.huge, id(op.batch) if op.batch else None)
                 self.remove_lines[key] = self.remove_lines.get(key, 0) + 1
+                if e.origin == "copy":
+                    self.copy_removes.add(key)
                 self._restore_findings(vma.mm, addr, e, rw, npfn, rev)
         dst.exclusive = exclusive
         yield None
@@ -1238,6 +1247,20 @@ class Model:
         )
 
     # -- faults ---------------------------------------------------------------------------
+    UFFDIO_WRITEPROTECT = 0xC018AA06
+
+    def _uffd_ioctl(self, task: Task) -> None:
+        """The uffd-wp-lost-on-fork scenario's process (its own monitor) calls
+        UFFDIO_WRITEPROTECT: its syscall lines (the recording has syscalls enabled)."""
+        ev = self.emit(
+            task,
+            "sys_ioctl",
+            f"(fd: 5, cmd: 0x{self.UFFDIO_WRITEPROTECT:x}, arg: 0x7ffd5e1c2a40)",
+            sep="",
+        )
+        self.wp_ioctls.append(ev)
+        self.emit(task, "sys_ioctl", "0x0", sep=" -> ")
+
     def _waits(self, mm: Mm, addr: int) -> bool:
         e = mm.pt.get(addr)
         if e is None or not e.migration:
@@ -1261,10 +1284,12 @@ class Model:
         if e.writable:
             e.dirty = e.young = True
             return
+        if e.uffd_wp:  # a uffd-wp fault: the monitor un-protects the page, then the write
+            self._uffd_ioctl(task)
         f = self.folios[e.pfn]
         if f.mapcount == 1 and f.op is None and not f.isolated and f.nr == 1:
             e.writable = e.dirty = e.young = True  # wp_can_reuse_anon_folio
-            e.uffd_wp = False  # (a uffd-wp fault: the monitor un-protects, then the write)
+            e.uffd_wp = False
             f.exclusive = True
             f.anon_vma = vma.av  # folio_move_anon_rmap
             return
@@ -1292,11 +1317,17 @@ class Model:
         ts = [e.ts for e in self.events]
         calibrated = self._kinds_calibrate()
         guessed = self._guessed_keys()
+        ioctls = [ts[i] for i in self.wp_ioctls]
         for f in self.findings:
             if f.rule not in ("read-entry-restored-writable", "uffd-wp-lost"):
                 continue
             if f.entry is not None and f.entry.key in guessed:
                 f.decidable = False
+            if f.rule == "uffd-wp-lost" and f.entry is not None and f.entry.set_ev is not None:
+                # an UFFDIO_WRITEPROTECT meanwhile may have cleared the bit as well
+                lo, hi = ts[f.entry.set_ev], ts[f.detect_ev or 0]
+                if any(lo <= t <= hi for t in ioctls):
+                    f.decidable = False
             if f.rule == "read-entry-restored-writable" and not calibrated:
                 f.decidable = False
         for f in self.findings:
@@ -1318,9 +1349,10 @@ class Model:
 
     def _guessed_keys(self) -> set[tuple]:
         """The (migrator pid, addr, huge, batch) whose set and remove lines do not pair up
-        for sure: their entries differ (page, kind or uffd-wp bit) and the lines do not
-        balance (an entry zapped without a remove line, a fork copy removed without a set
-        line), so which remove restored which entry is a guess from the lines alone."""
+        for sure: their entries differ (page, kind or uffd-wp bit), and the lines do not
+        balance, or an entry there went without a remove line (an exit's zap) or a fork's
+        copy was removed there without a set line; then which remove restored which entry
+        is a guess from the lines alone."""
         sets: dict[tuple, list[Entry]] = {}
         for e in self.set_entries:
             sets.setdefault(e.key, []).append(e)
@@ -1328,22 +1360,35 @@ class Model:
             k
             for k, es in sets.items()
             if len({(e.pfn, e.set_kind, e.set_uffd_wp) for e in es}) > 1
-            and len(es) != self.remove_lines.get(k, 0)
+            and (
+                len(es) != self.remove_lines.get(k, 0)
+                or any(e.gone_ev is None for e in es)
+                or k in self.copy_removes
+            )
         }
 
     def _kinds_calibrate(self) -> bool:
         """Whether ingest, from the printed lines alone, maps the swap types to the right
-        entry kinds (:func:`rmapscope.ingest.pte.calibrate_kinds`: a bug that restores read
-        entries writable can make the read type look like the write type)."""
+        entry kinds (:func:`rmapscope.ingest.pte.calibrate_kinds`, with ingest's pairing: a
+        remove takes the latest earlier set of the same task, address and size): a bug that
+        restores read entries writable can make the read type look like the write type."""
         seen: dict[int, int] = {}
         restores: dict[int, tuple[int, int]] = {}
-        for e in self.set_entries:
-            assert e.set_kind is not None  # every set line printed a kind
-            t = SWP_TYPE[e.set_kind]
-            seen[t] = seen.get(t, 0) + 1
-            w, n = restores.get(t, (0, 0))
-            if e.restored_rw is not None:
-                restores[t] = (w + int(e.restored_rw), n + 1)
+        last: dict[tuple, int] = {}  # (size, pid, addr) -> swap type of the latest set
+        for e in self.events:
+            if not e.name.startswith(("set_migration_", "remove_migration_")):
+                continue
+            if e.payload.startswith("("):  # the remove_migration_pte probe, not the tracepoint
+                continue
+            addr, pte = (int(x.split("=")[1].rstrip(","), 16) for x in e.payload.split()[:2])
+            key = (e.name[-3:], e.pid, addr)
+            if e.name.startswith("set"):
+                t = pte >> 59
+                seen[t] = seen.get(t, 0) + 1
+                last[key] = t
+            elif key in last:
+                w, n = restores.get(last[key], (0, 0))
+                restores[last[key]] = (w + (pte >> 1 & 1), n + 1)
         kinds, _ = calibrate_kinds(seen, restores)
         return all(kinds.get(t) == k for k, t in SWP_TYPE.items() if t in seen)
 

@@ -109,10 +109,25 @@ def test_a_read_entry_restored_writable(tmp_path):
     assert rules(v) == {("read-entry-restored-writable", P, A)}
 
 
+def wp_ioctl(t: Trace) -> Trace:
+    """UFFDIO_WRITEPROTECT, as tracefs prints the syscall."""
+    t.syscall("ioctl", "fd: 5, cmd: 0xc018aa06, arg: 0x7ffd5e1c2a40")
+    return t.syscall("ioctl", ret="0x0")
+
+
 def test_a_lost_uffd_wp_bit(tmp_path):
-    v = findings(tmp_path, migrate(Trace(), uffd=(True, False), ok=3))
+    v = findings(tmp_path / "a", migrate(wp_ioctl(Trace()), uffd=(True, False), ok=3))
     assert rules(v) == {("uffd-wp-lost", P, A)}
-    assert findings(tmp_path / "kept", migrate(Trace(), uffd=(True, True), ok=3)).is_empty()
+    kept = migrate(wp_ioctl(Trace()), uffd=(True, True), ok=3)
+    assert findings(tmp_path / "b", kept).is_empty()
+    # no syscall events recorded, or an ioctl meanwhile: UFFDIO_WRITEPROTECT may have
+    # cleared the bit
+    v = findings(tmp_path / "c", migrate(Trace(), uffd=(True, False), ok=3))
+    assert rules(v) == set() and rules(v, "inconclusive") == {("uffd-wp-lost", P, A)}
+    t = Trace().start().set(A2, R, "write").set(uffd=True).set(A2 + 0x1000, R + 1)
+    wp_ioctl(t).remove(A2, Q + 1, True).remove().remove(A2 + 0x1000, Q + 2).end(3)
+    v = findings(tmp_path / "d", t)
+    assert rules(v) == set() and rules(v, "inconclusive") == {("uffd-wp-lost", P, A)}
 
 
 def test_lost_events_make_it_inconclusive(tmp_path):
