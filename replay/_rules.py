@@ -58,7 +58,7 @@ def check(
     """Every finding of the rules of this module, in the violations table's columns."""
     forks = _fork_intervals(tables)
     found = [
-        _entry_rules(tables, paired, surplus, forks, windows),
+        _entry_rules(tables, paired, surplus, batch, forks, windows),
         _unexplained_surplus(surplus, batch, forks, windows),
         _count_mismatch(migs, batch, windows),
         _stale_old_pfn(tables, paired, migs, windows),
@@ -233,6 +233,7 @@ def _entry_rules(
     tables: dict[str, pl.DataFrame],
     paired: pl.DataFrame,
     surplus: pl.DataFrame,
+    batch: pl.DataFrame,
     forks: np.ndarray,
     windows: GapIndex,
 ) -> pl.DataFrame:
@@ -295,7 +296,15 @@ def _entry_rules(
         ),
         pl.Series("_syscall", _protected(tables, cand), dtype=pl.Boolean),
     )
-    cand = _verdict(cand, windows, "ts", "r_ts").with_columns(
+    # events lost anywhere in the batch before the remove may hide a set of that address
+    # (and shift the pairing): the window starts with the batch
+    if batch.height and "ts_start" in batch.columns:
+        starts = batch.select("batch_id", pl.col("ts_start").alias("_b_lo"))
+        cand = cand.join(starts, on="batch_id", how="left", nulls_equal=False)
+    else:
+        cand = cand.with_columns(pl.lit(None, pl.Int64).alias("_b_lo"))
+    cand = cand.with_columns(pl.min_horizontal(pl.coalesce("_b_lo", "ts"), "ts").alias("_b_lo"))
+    cand = _verdict(cand, windows, "_b_lo", "r_ts").with_columns(
         pl.when("_mixed").then(pl.lit("inconclusive")).otherwise("verdict").alias("verdict")
     )
     what = pl.format(
