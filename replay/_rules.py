@@ -244,7 +244,8 @@ def _entry_rules(
     # differ (a parent's WRITE entry and a child's READ one, or two pages) and an entry may
     # lack its remove line (an exit zaps it silently) or a remove its set line (a fork's
     # copy): where the lines do not balance, or an exit or a fork falls between the first
-    # set and the last remove there, the pairs of that (task, address, batch) are a guess
+    # set and the last remove there, the pairs of that (task, address, batch) are a guess;
+    # so are they, whatever the entries, where both an exit and a fork fall in between
     keys = ["pid", "addr", "kind", "batch_id"]
     p = _with_bits(tables, paired)
     if surplus.height:
@@ -262,9 +263,14 @@ def _entry_rules(
     lo, hi = p["_g_lo"].to_numpy(), p["_g_hi"].to_numpy()
     exits = np.array(sorted(windows.exits), dtype=np.int64)
     iv = np.stack([exits, exits], axis=1) if len(exits) else np.zeros((0, 2), dtype=np.int64)
-    busy = _covered(iv, lo, hi) | _covered(forks, lo, hi)
+    exited, forked = _covered(iv, lo, hi), _covered(forks, lo, hi)
+    # (an exit and a fork both: a zapped entry's remove slot may go to a fork copy's remove)
     p = p.with_columns(
-        (pl.col("_mixed") | (differ.over(keys) & pl.Series(busy, dtype=pl.Boolean))).alias("_mixed")
+        (
+            pl.col("_mixed")
+            | (differ.over(keys) & pl.Series(exited | forked, dtype=pl.Boolean))
+            | pl.Series(exited & forked, dtype=pl.Boolean)
+        ).alias("_mixed")
     )
     # and a pair is wrong for sure where one new page receives two old pages in a batch,
     # or one old page is restored onto two new ones
