@@ -237,7 +237,16 @@ def _entry_rules(
     forks: np.ndarray,
     windows: GapIndex,
 ) -> pl.DataFrame:
-    """``read-entry-restored-writable``, ``uffd-wp-lost`` and ``unexplained-downgrade``."""
+    """``read-entry-restored-writable``, ``uffd-wp-lost`` and ``unexplained-downgrade``.
+
+    Precedents (``rmapscope explain RULE`` for the whole text): Peter Xu, "mm/migrate: Fix
+    read-only page got writable when recover pte" (Nov 2022, Fixes b1f9e876862d: a READ entry
+    on shmem came back writable from vm_page_prot); Peter Xu, "mm/userfaultfd: fix uffd-wp
+    special cases for fork()" (5.14, 8f34f1eac382: fork rewrote the parent's pmd entry READ
+    without uffd-wp) and "mm/hugetlb: fix uffd-wp during fork()" (2023, 5a2f8d22ace4); Naoya
+    Horiguchi, "hugetlb: fix copy_hugetlb_page_range() to handle migration/hwpoisoned entry"
+    (2014, 4a705fef9862: since then only fork, mprotect and uffd-wp downgrade an entry).
+    """
     if paired.is_empty() or "r_writable" not in paired.columns:
         return _empty()
     # first in, first out pairs a set with the wrong remove when the entries of one address
@@ -418,7 +427,9 @@ def _unexplained_surplus(
     fork copying page tables and no THP split of the batch explains.
 
     Removes outside every batch are a split's remap (``__folio_split`` freezes the mappings
-    with migration entries, a PMD without a tracepoint): explained.
+    with migration entries, a PMD without a tracepoint): explained. Precedent: an entry of
+    unknown origin is what Gavin Guo's "mm/huge_memory: fix dereferencing invalid pmd
+    migration entry" (6.15, Fixes 84c3fc4e9c56) was about.
     """
     if surplus.is_empty() or "batch_id" not in surplus.columns or batch.is_empty():
         return _empty()
@@ -473,8 +484,9 @@ def _unexplained_surplus(
 
 def _count_mismatch(migs: pl.DataFrame, batch: pl.DataFrame, windows: GapIndex) -> pl.DataFrame:
     """``count-mismatch``: a batch restored more pages onto new pfns than it reports
-    succeeded (compared in folios when the batch moved large folios: kernels before 5.x
-    counted a THP once)."""
+    succeeded (compared in folios when the batch moved large folios: older kernels counted
+    a THP once). migrate_pages() counts a folio succeeded only after remove_migration_ptes
+    onto its new page, so the two must agree."""
     if migs.is_empty() or "batch_id" not in migs.columns or "succeeded" not in batch.columns:
         return _empty()
     moved = (
@@ -541,7 +553,9 @@ def _stale_old_pfn(
     of it, or a restore onto it) before any event gives it a new life: an ``mm_page_alloc``
     of it, its use as another migration's target, or a compaction scan isolating free pages
     over it. Without the page-allocator and compaction events in the trace a finding is
-    inconclusive (the page may have been reused unseen)."""
+    inconclusive (the page may have been reused unseen). Precedent: the 2010 fork-vs-migration
+    race and the vma_adjust race (Mel Gorman, "mm,migration: Prevent rmap_walk_[anon|ksm]
+    seeing the wrong VMA information", May 2010) left entries pointing at the freed page."""
     if migs.is_empty() or "outcome" not in migs.columns or paired.is_empty():
         return _empty()
     done = migs.filter(
@@ -670,7 +684,11 @@ def _isolated(tables: dict[str, pl.DataFrame], j: pl.DataFrame) -> np.ndarray:
 
 def _hazards(tables: dict[str, pl.DataFrame], batch: pl.DataFrame) -> pl.DataFrame:
     """``mremap-overlaps-migration`` and ``collapse-overlaps-migration``: one hazard per
-    window that overlaps a migration batch (the batch's first one named as evidence)."""
+    window that overlaps a migration batch (the batch's first one named as evidence).
+    Precedents: "mm/mremap: hold the rmap lock in write mode when moving page table
+    entries" (2021) and Jann Horn's "mm/mremap: fix move_normal_pmd/retract_page_tables
+    race" (2024): races between moving or retracting page tables and an rmap walk, which
+    no tracepoint shows."""
     if batch.is_empty():
         return _empty()
     if "n_set" in batch.columns:  # only batches that walked mapped pages (and, replayed in
