@@ -373,7 +373,10 @@ def violations_panel(ctx: Ctx) -> Panel:
     title = "Violations and inconclusive findings"
     desc = (
         "Replay's findings: a violation is proven by the evidence events; a finding whose "
-        "window overlaps lost events, a missing CPU or the trace's end is inconclusive. "
+        "window overlaps lost events, a missing CPU or the trace's end is inconclusive; a "
+        "hazard is a window in which a race no tracepoint shows was possible (an mremap or a "
+        "huge page collapse during a migration), never counted as a violation "
+        "(`rmapscope explain RULE` tells what each rule means). "
         f"Evidence lists the first {EVIDENCE_PER_ROW} cited events (#seq event cpu pid comm)."
     )
     why = ctx.missing("violations", "rule", "verdict", "evidence")
@@ -382,7 +385,9 @@ def violations_panel(ctx: Ctx) -> Panel:
     def draw(df: pl.DataFrame) -> Panel:
         total = int(df["total"][0])
         nv = int((df["verdict"] == "violation").sum())
-        note = f"{nv:,} violations among the {df.height:,} findings listed"
+        nh = int((df["verdict"] == "hazard").sum())
+        note = f"{nv:,} violations" + (f", {nh:,} hazards" if nh else "")
+        note += f" among the {df.height:,} findings listed"
         note += f" (of {total:,}; the first {VIOLATION_ROWS} shown)." if total > df.height else "."
         html = figures.violations_table(df)
         return Panel("violations", title, sql, df, table_html=html, description=desc, note=note)

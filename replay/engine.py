@@ -18,6 +18,7 @@ import polars as pl
 
 from rmapscope.catalog import MIGRATION_EVENTS
 
+from . import _rules as rules
 from . import _tier1 as t1
 from . import _tier2 as t2
 
@@ -31,6 +32,7 @@ INPUT_EVENTS = (
     "sched_process_exit",
     "sched_process_free",
     "exit_mmap",
+    *rules.RULE_EVENTS,
 )
 #: Key of ``tables`` holding ``seq``, ``ts``, ``cpu``, ``pid`` of the forking parents' events
 #: in every table replay does not otherwise read (typed tables and ``other_events``): a fork
@@ -114,6 +116,7 @@ def _replay(
     batch = _batch_counts(batch, migs, surplus)
     # with probes every entry has its owner: tier 2's leaks replace tier 1's
     found = [t2.violations(tables, windows) if t2.has_probes(tables) else _leaks(paired, migs)]
+    found.append(rules.check(tables, paired, surplus, migs, batch, windows))  # issue 13
     violations = (
         pl.concat([f for f in found if f.height], how="vertical_relaxed")
         if any(f.height for f in found)

@@ -44,11 +44,13 @@ class TraceFindings:
     forks: int
     violations: int
     inconclusive: int
-    #: the rows of ``violations`` (both verdicts), in the table's order
+    #: the rows of ``violations`` (every verdict), in the table's order
     findings: pl.DataFrame
     #: why the migration counts are not measured ('' when they are): the kernel has no
     #: migration-entry tracepoints, or the trace holds none of their events
     unmeasured: str = ""
+    #: windows where a race no tracepoint shows was possible (verdict ``hazard``)
+    hazards: int = 0
 
 
 def summarize(
@@ -68,6 +70,7 @@ def summarize(
         counts = m.group_by("outcome").len().filter(pl.col("outcome").is_not_null())
         outcomes = dict(sorted((o, n) for o, n in counts.iter_rows() if o))
         n_viol = v.filter(pl.col("verdict") == "violation").height
+        n_hazard = v.filter(pl.col("verdict") == "hazard").height
         out.append(
             TraceFindings(
                 trace_id=trace_id,
@@ -75,9 +78,10 @@ def summarize(
                 outcomes=outcomes,
                 forks=tables["fork_windows"].height,
                 violations=n_viol,
-                inconclusive=v.height - n_viol,
+                inconclusive=v.filter(pl.col("verdict") == "inconclusive").height,
                 findings=v,
                 unmeasured=notes.get(trace_id, ""),
+                hazards=n_hazard,
             )
         )
     return out

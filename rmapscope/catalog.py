@@ -410,7 +410,7 @@ VIOLATIONS = Table(
     "findings of the rules (data/probes/README.md), one row each",
     _cols(
         ("rule", _lstr, "rule id"),
-        ("verdict", _lstr, "violation | inconclusive"),
+        ("verdict", _lstr, "violation | inconclusive | hazard (rmapscope explain RULE)"),
         ("ts", _i64, "timestamp of the detecting event"),
         ("pfn", _u64, "the page"),
         ("addr", _u64, "user address"),

@@ -52,7 +52,14 @@ __all__ = [
 ]
 
 #: Switchable bugs (several may be combined).
-BUGS = ("child-first", "drop-remove", "lose-events")
+BUGS = (
+    "child-first",
+    "drop-remove",
+    "lose-events",
+    "read-restored-writable",
+    "uffd-wp-lost-on-fork",
+    "vma-adjust-skip",
+)
 
 HEADER = (
     "# tracer: nop\n"
@@ -463,7 +470,7 @@ def _render(
         secs, usecs = divmod(e.ts // 1000, 1_000_000)
         out.append(
             f"{e.comm:>16}-{e.pid:<7} [{e.cpu:03d}] {e.flags} {secs:5d}.{usecs:06d}: "
-            f"{e.name}: {e.payload}\n"
+            f"{e.name}{e.sep}{e.payload}\n"
         )
         seq[i], line[i] = n, HEADER_LINES + len(out)
         n += 1

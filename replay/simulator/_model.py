@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 
 from rmapscope.catalog import VMEMMAP_BASE  # a folio pointer is VMEMMAP_BASE + 64 * pfn
 from rmapscope.errors import SimError
+from rmapscope.ingest.pte import calibrate_kinds
 
 PAGE_SHIFT = 12
 PAGE = 1 << PAGE_SHIFT
@@ -63,6 +64,7 @@ SWP_TYPE = {"read": 28, "read_exclusive": 29, "write": 30}
 _P, _RW, _US, _A, _D, _PSE = 0x1, 0x2, 0x4, 0x20, 0x40, 0x80
 _SAVED_DIRTY = 1 << 58  # a dirty read-only pte keeps D here (x86 shadow-stack layout, 6.6+)
 _NX = 1 << 63
+_UFFD_WP_BIT = 10
 
 PAGE_MAPPING_ANON = 0x1  # low bit of folio->mapping (printed by the rmap_walk_anon probe)
 MAX_PASSES = 10  # NR_MAX_MIGRATE_PAGES_RETRY
@@ -95,15 +97,19 @@ MODES = ("MIGRATE_ASYNC", "MIGRATE_SYNC_LIGHT", "MIGRATE_SYNC")
 # encodings
 
 
-def swap_entry(pfn: int, kind: str, young: bool, dirty: bool) -> int:
-    """x86_64 migration entry: ``TYPE(59-63) | ~OFFSET(9-58)``, offset = pfn | A/D bits."""
+def swap_entry(pfn: int, kind: str, young: bool, dirty: bool, uffd_wp: bool = False) -> int:
+    """x86_64 migration entry: ``TYPE(59-63) | ~OFFSET(9-58)``, offset = pfn | A/D bits;
+    bit 2 is ``_PAGE_SWP_UFFD_WP``."""
     off = pfn | (int(young) << SWP_PFN_BITS) | (int(dirty) << (SWP_PFN_BITS + 1))
-    return (((~off) << 9) & ((1 << 59) - 1)) | (SWP_TYPE[kind] << 59)
+    return (((~off) << 9) & ((1 << 59) - 1)) | (SWP_TYPE[kind] << 59) | (int(uffd_wp) << 2)
 
 
-def present_entry(pfn: int, writable: bool, young: bool, dirty: bool, huge: bool) -> int:
-    """x86_64 present pte/pmd as ``remove_migration_pte/pmd`` print it (NX data mapping)."""
-    v = (pfn << PAGE_SHIFT) | _P | _US | _NX
+def present_entry(
+    pfn: int, writable: bool, young: bool, dirty: bool, huge: bool, uffd_wp: bool = False
+) -> int:
+    """x86_64 present pte/pmd as ``remove_migration_pte/pmd`` print it (NX data mapping;
+    bit 10 is ``_PAGE_UFFD_WP``)."""
+    v = (pfn << PAGE_SHIFT) | _P | _US | _NX | (int(uffd_wp) << _UFFD_WP_BIT)
     if huge:
         v |= _PSE
     if writable:
@@ -148,6 +154,10 @@ class Entry:
     reported: bool = False  # already in the ground truth as stale
     set_kind: str | None = None  # origin set: the entry type the set line printed
     gone_ev: int | None = None  # the remove tracepoint that restored it
+    uffd_wp: bool = False  # userfaultfd write-protected (pte bit, or the entry's swp bit)
+    set_uffd_wp: bool = False  # origin set: the set line printed the uffd-wp bit
+    restored_rw: bool | None = None  # origin set: its remove line printed a writable pte
+    key: tuple | None = None  # origin set: (migrator pid, addr, huge, batch) of its set line
 
     @property
     def kind(self) -> str:
@@ -215,6 +225,7 @@ class Mm:
     vmas: list[Vma] = field(default_factory=list)
     pt: dict[int, Entry] = field(default_factory=dict)  # addr -> entry (pmds at 2M addrs)
     exited: bool = False
+    uffd_wp: bool = False  # registered for uffd-wp (no EVENT_FORK): faults map pages protected
 
     def vma_at(self, addr: int) -> Vma | None:
         for v in self.vmas:
@@ -310,6 +321,7 @@ class Finding:
     verdict: str = "violation"
     decidable: bool = True  # do the printed lines alone determine this finding?
     copied: Entry | None = None  # stale-child-entry: the parent entry fork copied
+    entry: Entry | None = None  # read-entry-restored-writable, uffd-wp-lost: the entry
     child_vma: Vma | None = None
 
 
@@ -324,6 +336,7 @@ class Ev:
     payload: str
     dropped: bool = False
     pfn: int | None = None  # set/remove tracepoints: the pfn their pte encodes
+    sep: str = ": "  # between the event name and its payload (syscall lines differ)
 
 
 class Agent:
@@ -391,6 +404,11 @@ class Model:
         self._huge_next = 0x1C0000 + (seed % 13) * 0x400
         self._target_next = 0x1F9000 + (seed % 89) * 0x40
         self.stats = {"walks": 0, "steps": 0}
+        self.set_entries: list[Entry] = []  # every entry a set line made (kind calibration)
+        self.remove_lines: dict[tuple, int] = {}  # (migrator pid, addr, huge, batch) -> lines
+        self.wp_ioctls: list[int] = []  # UFFDIO_WRITEPROTECT syscall entry events
+        self.copy_removes: set[tuple] = set()  # keys (see remove_lines) of a fork copy's remove
+        self._adjusted = False  # vma-adjust-skip: the one vma_adjust race has happened
 
     # -- events ---------------------------------------------------------------------
     def emit(
@@ -402,6 +420,7 @@ class Model:
         *,
         comm: str | None = None,
         pid: int | None = None,
+        sep: str = ": ",
     ) -> int:
         self.now += 1000 * (self.rng_time.randint(1, 9) if self.jitter else 1)
         self.events.append(
@@ -413,6 +432,7 @@ class Model:
                 flags,
                 name,
                 payload,
+                sep=sep,
             )
         )
         return len(self.events) - 1
@@ -431,6 +451,8 @@ class Model:
 
     def new_mm(self, task: Task) -> Mm:
         mm = Mm(self._mm_next, task)
+        # uffd-wp-lost-on-fork: the first process write-protects its memory with userfaultfd
+        mm.uffd_wp = "uffd-wp-lost-on-fork" in self.bugs and not self.mms
         self._mm_next += 0x640
         task.mm = mm
         self.mms.append(mm)
@@ -533,11 +555,15 @@ class Model:
         self.page_alloc(task, pfn, order, gfp)
         index = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
         f = self.new_folio(pfn, order, vma.av, index, huge)
+        wp = vma.mm.uffd_wp  # UFFDIO_WRITEPROTECT right after the fault: read-only, uffd-wp
+        if wp:
+            self._uffd_ioctl(task)
         if huge:
-            self.put(vma.mm, addr, Entry(False, pfn, True, True, False, True, True, "fault"))
+            e = Entry(False, pfn, True, not wp, False, True, True, "fault", uffd_wp=wp)
+            self.put(vma.mm, addr, e)
         else:
             for i in range(f.nr):
-                e = Entry(False, pfn + i, False, True, False, True, True, "fault")
+                e = Entry(False, pfn + i, False, not wp, False, True, True, "fault", uffd_wp=wp)
                 self.put(vma.mm, addr + (i << PAGE_SHIFT), e)
         return f
 
@@ -653,6 +679,10 @@ class Model:
         if e.migration:  # copy_nonpresent_pte / copy_huge_pmd
             if e.writable or e.exclusive:  # is_cow_mapping: downgrade in both, no tracepoint
                 e.writable = e.exclusive = False
+                if "uffd-wp-lost-on-fork" in self.bugs:
+                    # the parent's entry is rewritten READ without its uffd-wp bit (before
+                    # 8f34f1eac382 for pmds, 5a2f8d22ace4 for hugetlb)
+                    e.uffd_wp = False
             ce = Entry(True, e.pfn, e.huge, False, False, e.young, e.dirty, "copy")
             ce.copied_from, ce.copy_vma = e, cvma
             self.put(cmm, addr, ce)
@@ -829,9 +859,10 @@ class Model:
                     e.young,
                     e.dirty,
                     "set",
+                    uffd_wp=e.uffd_wp,
                 )
                 self.put(vma.mm, addr, me)
-                pte = swap_entry(pfn, kind, e.young, e.dirty)
+                pte = swap_entry(pfn, kind, e.young, e.dirty, e.uffd_wp)
                 if folio.huge:
                     sev = self.emit(
                         task, "set_migration_pmd", f"addr={addr:x}, pmd={pte:x}", "...1."
@@ -843,7 +874,9 @@ class Model:
                         f"addr={addr:x}, pte={pte:x} order={folio.order}",
                         "...1.",
                     )
-                me.set_ev, me.set_kind = sev, kind
+                me.set_ev, me.set_kind, me.set_uffd_wp = sev, kind, e.uffd_wp
+                me.key = (task.pid, addr, folio.huge, id(op.batch) if op.batch else None)
+                self.set_entries.append(me)
                 self.events[sev].pfn = pfn
                 if op.batch is not None:
                     op.batch.sets.append((sev, me, vma.mm, addr, op))
@@ -867,7 +900,13 @@ class Model:
             holders = [v for v in w.order if self._entries_for(v, src)]
             if holders:
                 skip = holders[self.rng_bug.randrange(len(holders))]
+        if droppable and "vma-adjust-skip" in self.bugs and not self._adjusted:
+            holders = [v for v in w.order if self._entries_for(v, src) and self._can_grow(v)]
+            if holders:
+                skip = holders[0]
+                self._vma_adjust(skip)
         exclusive = False
+        restored = 0  # remove lines the walk printed
         for vma in w.order:
             if vma is skip:
                 continue
@@ -877,10 +916,17 @@ class Model:
                 e = vma.mm.pt[addr]
                 i = spfn - src.pfn
                 npfn = dst.pfn + i
-                ne = Entry(False, npfn, e.huge, e.writable, False, e.young, e.dirty, "restore")
+                # read-restored-writable: a non-WRITE entry comes back writable unless uffd-wp
+                # write-protects it (remove_migration_pte before the 6.1 fix)
+                rw = e.writable or (
+                    "read-restored-writable" in self.bugs and not e.uffd_wp and not e.huge
+                )
+                ne = Entry(
+                    False, npfn, e.huge, rw, False, e.young, e.dirty, "restore", uffd_wp=e.uffd_wp
+                )
                 self.put(vma.mm, addr, ne)
                 exclusive |= e.writable or e.exclusive
-                pte = present_entry(npfn, e.writable, e.young, e.dirty, e.huge)
+                pte = present_entry(npfn, rw, e.young, e.dirty, e.huge, e.uffd_wp)
                 if e.huge:
                     rev = self.emit(
                         task, "remove_migration_pmd", f"addr={addr:x}, pmd={pte:x}", "...1."
@@ -895,10 +941,81 @@ class Model:
                     )
                 self.events[rev].pfn = npfn
                 e.gone_ev = rev
+                e.restored_rw = rw
+                restored += 1
+                key = (task.pid, addr, e.huge, id(op.batch) if op.batch else None)
+                self.remove_lines[key] = self.remove_lines.get(key, 0) + 1
+                if e.origin == "copy":
+                    self.copy_removes.add(key)
+                self._restore_findings(vma.mm, addr, e, rw, npfn, rev)
         dst.exclusive = exclusive
         yield None
         self._walk_end(w, locked)
-        self._stale_check(w)
+        self._stale_check(w, restored)
+
+    GROW = 16  # pages a vma_adjust of the vma-adjust-skip bug moves a vma's start down
+
+    def _can_grow(self, vma: Vma) -> bool:
+        """Whether ``vma`` can grow down by :data:`GROW` pages without meeting another."""
+        lo = vma.start - (self.GROW << PAGE_SHIFT)
+        return vma.pgoff >= self.GROW and not any(
+            v is not vma and v.start < vma.start and v.end > lo for v in vma.mm.vmas
+        )
+
+    def _vma_adjust(self, vma: Vma) -> None:
+        """vma-adjust-skip (before 2.6.34): vma_adjust() moves ``vma``'s start down (an
+        expansion, e.g. a merge with a new mapping below it) without the anon_vma lock while
+        the remove walk is at it; the walk computes the address from the new vm_start and
+        the old vm_pgoff, finds nothing there and skips the vma, leaving its migration
+        entry (Mel Gorman, 'mm,migration: Prevent rmap_walk_[anon|ksm] seeing the wrong VMA
+        information', 2010). No tracepoint shows the adjustment."""
+        self._adjusted = True
+        vma.start -= self.GROW << PAGE_SHIFT
+        vma.pgoff -= self.GROW
+        vma.mm.vmas.sort(key=lambda x: x.start)
+        for av in vma.chain:  # anon_vma_interval_tree_pre/post_update_vma: re-keyed
+            av.tree[:] = [(k, v) for k, v in av.tree if v is not vma]
+            self._tree_insert(av, vma, None)
+
+    def _restore_findings(self, mm: Mm, addr: int, e: Entry, rw: bool, npfn: int, rev: int) -> None:
+        """read-entry-restored-writable and uffd-wp-lost, as the remove line ``rev`` shows
+        them. Decidable only for an entry its own set line made and printed as it is
+        restored (a fork copy's remove has no set line; a fork downgrade prints nothing)."""
+        own = e.origin == "set" and e.set_ev is not None
+        if rw and not e.writable:
+            self.find(
+                Finding(
+                    "read-entry-restored-writable",
+                    mm,
+                    addr,
+                    e.pfn,
+                    e.pfn,
+                    npfn,
+                    f"{e.kind} migration entry for pfn {e.pfn:#x} at {addr:#x} was restored "
+                    f"writable onto pfn {npfn:#x}",
+                    [i for i in (e.set_ev, rev) if i is not None],
+                    detect_ev=rev,
+                    decidable=own and e.set_kind in ("read", "read_exclusive"),
+                    entry=e,
+                )
+            )
+        if own and e.set_uffd_wp and not e.uffd_wp:
+            assert e.set_ev is not None
+            self.find(
+                Finding(
+                    "uffd-wp-lost",
+                    mm,
+                    addr,
+                    e.pfn,
+                    e.pfn,
+                    npfn,
+                    f"migration entry for pfn {e.pfn:#x} at {addr:#x} was set with uffd-wp and "
+                    f"restored onto pfn {npfn:#x} without it (fork rewrote it READ)",
+                    [e.set_ev, rev],
+                    detect_ev=rev,
+                    entry=e,
+                )
+            )
 
     def _entries_for(self, vma: Vma, src: Folio) -> list[tuple[int, int]]:
         out = []
@@ -908,8 +1025,11 @@ class Model:
                 out.append((addr, pfn))
         return out
 
-    def _stale_check(self, w: Walk) -> None:
-        """stale-child-entry: a fork-copied entry for the folio outlived its remove walk."""
+    def _stale_check(self, w: Walk, restored: int) -> None:
+        """stale-child-entry: a fork-copied entry for the folio outlived its remove walk.
+
+        Undecidable when the walk printed no remove line (it skipped every holder): no line
+        then ties the walk to the page's entries."""
         lo, hi = w.src.pfn, w.src.pfn + w.src.nr
         for mm in self.mms:
             for addr, e in mm.pt.items():
@@ -937,6 +1057,7 @@ class Model:
                     parent_mm=cvma.fork_src.mm if cvma.fork_src else None,
                     copied=e.copied_from,
                     child_vma=cvma,
+                    decidable=restored > 0,
                 )
                 f.evidence.append(w.end_ev)
                 if cvma.copying:  # proven only once that copy is over
@@ -1126,6 +1247,20 @@ class Model:
         )
 
     # -- faults ---------------------------------------------------------------------------
+    UFFDIO_WRITEPROTECT = 0xC018AA06
+
+    def _uffd_ioctl(self, task: Task) -> None:
+        """The uffd-wp-lost-on-fork scenario's process (its own monitor) calls
+        UFFDIO_WRITEPROTECT: its syscall lines (the recording has syscalls enabled)."""
+        ev = self.emit(
+            task,
+            "sys_ioctl",
+            f"(fd: 5, cmd: 0x{self.UFFDIO_WRITEPROTECT:x}, arg: 0x7ffd5e1c2a40)",
+            sep="",
+        )
+        self.wp_ioctls.append(ev)
+        self.emit(task, "sys_ioctl", "0x0", sep=" -> ")
+
     def _waits(self, mm: Mm, addr: int) -> bool:
         e = mm.pt.get(addr)
         if e is None or not e.migration:
@@ -1149,9 +1284,12 @@ class Model:
         if e.writable:
             e.dirty = e.young = True
             return
+        if e.uffd_wp:  # a uffd-wp fault: the monitor un-protects the page, then the write
+            self._uffd_ioctl(task)
         f = self.folios[e.pfn]
         if f.mapcount == 1 and f.op is None and not f.isolated and f.nr == 1:
             e.writable = e.dirty = e.young = True  # wp_can_reuse_anon_folio
+            e.uffd_wp = False
             f.exclusive = True
             f.anon_vma = vma.av  # folio_move_anon_rmap
             return
@@ -1177,6 +1315,21 @@ class Model:
         when the remove walk finds the child empty while its copy still runs.
         """
         ts = [e.ts for e in self.events]
+        calibrated = self._kinds_calibrate()
+        guessed = self._guessed_keys()
+        ioctls = [ts[i] for i in self.wp_ioctls]
+        for f in self.findings:
+            if f.rule not in ("read-entry-restored-writable", "uffd-wp-lost"):
+                continue
+            if f.entry is not None and f.entry.key in guessed:
+                f.decidable = False
+            if f.rule == "uffd-wp-lost" and f.entry is not None and f.entry.set_ev is not None:
+                # an UFFDIO_WRITEPROTECT meanwhile may have cleared the bit as well
+                lo, hi = ts[f.entry.set_ev], ts[f.detect_ev or 0]
+                if any(lo <= t <= hi for t in ioctls):
+                    f.decidable = False
+            if f.rule == "read-entry-restored-writable" and not calibrated:
+                f.decidable = False
         for f in self.findings:
             if f.rule != "stale-child-entry" or f.copied is None or f.child_vma is None:
                 continue
@@ -1190,7 +1343,54 @@ class Model:
                 and (pe.gone_ev is None or ts[cv.ret_ev] < ts[pe.gone_ev])
             )
             downgraded = pe.set_kind == "write" and pe.gone_ev is not None and not pe.writable
-            f.decidable = inside or (downgraded and not self._downgrade_shared(f, ts))
+            f.decidable = f.decidable and (
+                inside or (downgraded and not self._downgrade_shared(f, ts))
+            )
+
+    def _guessed_keys(self) -> set[tuple]:
+        """The (migrator pid, addr, huge, batch) whose set and remove lines do not pair up
+        for sure: their entries differ (page, kind or uffd-wp bit), and the lines do not
+        balance, or an entry there went without a remove line (an exit's zap) or a fork's
+        copy was removed there without a set line; then which remove restored which entry
+        is a guess from the lines alone."""
+        sets: dict[tuple, list[Entry]] = {}
+        for e in self.set_entries:
+            sets.setdefault(e.key, []).append(e)
+        return {
+            k
+            for k, es in sets.items()
+            if len({(e.pfn, e.set_kind, e.set_uffd_wp) for e in es}) > 1
+            and (
+                len(es) != self.remove_lines.get(k, 0)
+                or any(e.gone_ev is None for e in es)
+                or k in self.copy_removes
+            )
+        }
+
+    def _kinds_calibrate(self) -> bool:
+        """Whether ingest, from the printed lines alone, maps the swap types to the right
+        entry kinds (:func:`rmapscope.ingest.pte.calibrate_kinds`, with ingest's pairing: a
+        remove takes the latest earlier set of the same task, address and size): a bug that
+        restores read entries writable can make the read type look like the write type."""
+        seen: dict[int, int] = {}
+        restores: dict[int, tuple[int, int]] = {}
+        last: dict[tuple, int] = {}  # (size, pid, addr) -> swap type of the latest set
+        for e in self.events:
+            if not e.name.startswith(("set_migration_", "remove_migration_")):
+                continue
+            if e.payload.startswith("("):  # the remove_migration_pte probe, not the tracepoint
+                continue
+            addr, pte = (int(x.split("=")[1].rstrip(","), 16) for x in e.payload.split()[:2])
+            key = (e.name[-3:], e.pid, addr)
+            if e.name.startswith("set"):
+                t = pte >> 59
+                seen[t] = seen.get(t, 0) + 1
+                last[key] = t
+            elif key in last:
+                w, n = restores.get(last[key], (0, 0))
+                restores[last[key]] = (w + (pte >> 1 & 1), n + 1)
+        kinds, _ = calibrate_kinds(seen, restores)
+        return all(kinds.get(t) == k for k, t in SWP_TYPE.items() if t in seen)
 
     def _downgrade_shared(self, f: Finding, ts: list[int]) -> bool:
         """Whether, in the lines, another fork child of the same parent may have copied the

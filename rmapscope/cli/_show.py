@@ -44,6 +44,7 @@ def findings(summaries: list[TraceFindings]) -> None:
             f"trace {s.trace_id}: {s.batches:,} migration batches, "
             f"folio migrations: {outcomes or 'none'}; {s.forks:,} forks; "
             f"{s.violations} violations, {s.inconclusive} inconclusive findings"
+            + (f", {s.hazards} hazards" if s.hazards else "")
         )
         for r in s.findings.head(SHOWN).iter_rows(named=True):
             out.print(f"  {r['verdict']:12} {r['rule']:26} {r['explanation']}")

@@ -34,7 +34,8 @@ def simulate(
         typer.Option(
             help="Switch on a bug: child-first (a forked child's avc goes before its "
             "parent's), drop-remove (remove walks sometimes skip a vma), lose-events (drop "
-            "lines, print LOST markers). Repeat or comma-separate to combine.",
+            "lines, print LOST markers); the bug zoo (README): read-restored-writable, "
+            "uffd-wp-lost-on-fork, vma-adjust-skip. Repeat or comma-separate to combine.",
             show_default=False,
         ),
     ] = None,
