@@ -100,13 +100,17 @@ def _replay(
     windows.exits = _exits(tables)
     spans = t1.fork_spans(tables, t1.all_events(tables))
     if "ts_start" in spans.columns:  # (a clone sharing the mm copies no page tables)
-        copying = spans.filter(~pl.col("shares_vm").fill_null(False)).sort("ts_start")
-        windows.forks = list(copying.select("ts_start", "ts_end").iter_rows())
+        copying = spans.filter(~pl.col("shares_vm").fill_null(False)).with_columns(
+            t1.FORK_START,
+            t1.FORK_END,  # the copy_page_range probes' window, when traced
+        )
+        windows.forks = list(copying.sort("_start").select("_start", "_end").iter_rows())
     batch = t1.batches(tables)
     sets, removes = t1.migration_events(tables)
     sets = t1.assign_batches(sets, batch)
     removes = t1.assign_batches(removes, batch)
     paired, surplus = t1.pair(sets, removes)
+    paired = t1.zaps(paired, tables, batch)
     paired = t1.unmap_groups(paired)
     migs = t1.migrations(paired, windows, batch)
     states = t1.page_states(paired, migs)

@@ -1,0 +1,249 @@
+"""Replay of probe traces as a real kernel prints them (issue 12): owners, exits, fork windows.
+
+Hand-written probe lines (the contract of ``data/probes/README.md``) pin each defect the lab
+recordings showed; the simulator's healthy runs check the same over many interleavings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from rmapscope.dataset import Dataset
+from rmapscope.ingest import ingest
+from rmapscope.replay import replay
+from rmapscope.replay.simulator import HEADER, simulate
+from rmapscope.replay.simulator import _model as sm
+
+M_PARENT, M_CHILD = 0xFFFF888104A8E000, 0xFFFF888104A8E640
+AV = 0xFFFF888103C1D000
+ADDR = 0x7F2A00010000
+
+
+class Lines:
+    """A tracefs text trace written line by line, 10 µs apart."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.us = 4010_000_000
+
+    def line(self, comm: str, pid: int, cpu: int, name: str, payload: str) -> None:
+        self.us += 10
+        secs, usecs = divmod(self.us, 1_000_000)
+        self.out.append(
+            f"{comm:>16}-{pid:<7} [{cpu:03d}] ..... {secs:5d}.{usecs:06d}: {name}: {payload}\n"
+        )
+
+    def probe(self, comm: str, pid: int, cpu: int, func: str, **keys: int) -> None:
+        args = "".join(f" {k}=0x{v:x}" for k, v in keys.items())
+        self.line(comm, pid, cpu, func, f"({func}+0x0/0x{sm.FUNC_SIZE[func]:x}){args}")
+
+    def walk(self, pid: int, kind: str, folio: int, visits: list[tuple[int, int | None]]) -> None:
+        """One rmap walk of ``pid`` over pfn ``folio``: per visit (mm, pfn printed or None)."""
+        c = "migrate"
+        self.probe(
+            c,
+            pid,
+            0,
+            "rmap_walk_anon",
+            folio=sm.folio_ptr(folio),
+            anon_vma=AV | 1,
+            op=sm.OP_ADDR[kind],
+        )
+        func = "try_to_migrate_one" if kind == "set" else "remove_migration_pte"
+        for mm, pfn in visits:
+            self.probe(
+                c,
+                pid,
+                0,
+                func,
+                folio=sm.folio_ptr(folio),
+                mm=mm,
+                pgoff=ADDR >> 12,
+                anon_vma=AV,
+                addr=ADDR,
+            )
+            if pfn is None:
+                continue
+            if kind == "set":
+                pte = sm.swap_entry(pfn, "write", True, True)
+                self.line(c, pid, 0, "set_migration_pte", f"addr={ADDR:x}, pte={pte:x} order=0")
+            else:
+                pte = sm.present_entry(pfn, True, True, True, False)
+                self.line(c, pid, 0, "remove_migration_pte", f"addr={ADDR:x}, pte={pte:x} order=0")
+        self.line(c, pid, 0, "rmap_walk_anon_ret", "(rmap_walk+0x5b/0x70 <- rmap_walk_anon)")
+
+    def text(self) -> str:
+        n = len(self.out)
+        return HEADER.format(n=n, cpus=2) + "".join(self.out)
+
+
+def _replay(tmp: Path, text: str) -> dict[str, pl.DataFrame]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "trace.txt").write_text(text)
+    ds = Dataset(tmp / "ds")
+    r = ingest(str(tmp / "trace.txt"), ds)
+    assert r.errors.total == 0, r.errors.counts
+    return replay(ds)[r.trace_id]
+
+
+START = "mm_migrate_pages_start: mode=MIGRATE_SYNC reason=compaction"
+END = (
+    "mm_migrate_pages: nr_succeeded=2 nr_failed=0 nr_thp_succeeded=0 nr_thp_failed=0 "
+    "nr_thp_split=0 nr_split=0 mode=MIGRATE_SYNC reason=compaction"
+)
+
+
+def test_entries_of_two_mms_at_one_address_pair_by_owner(tmp_path):
+    """Two pages at one address in two processes (a parent's and its child's copy-on-write
+    copy) in one batch; the first one's move is retried (-EAGAIN), so its removes come after
+    the second's. First in, first out by address pairs them crosswise; the probes name each
+    entry's mm, and replay pairs by it."""
+    t = Lines()
+    t.line("migrate", 200, 0, "mm_migrate_pages_start", START.split(": ", 1)[1])
+    t.walk(200, "set", 0x1000, [(M_PARENT, 0x1000)])
+    t.walk(200, "set", 0x2000, [(M_CHILD, 0x2000)])
+    t.walk(200, "remove", 0x5002, [(M_CHILD, 0x5002)])
+    t.walk(200, "remove", 0x5001, [(M_PARENT, 0x5001)])
+    t.line("migrate", 200, 0, "mm_migrate_pages", END.split(": ", 1)[1])
+    out = _replay(tmp_path, t.text())
+    m = out["migrations"].sort("old_pfn")
+    assert m.select("old_pfn", "new_pfn", "outcome").rows() == [
+        (0x1000, 0x5001, "migrated"),
+        (0x2000, 0x5002, "migrated"),
+    ]
+    s = out["page_states"]
+    assert s["mm"].null_count() == 0
+    owners = set(s.select("state", "pfn", "mm").rows())
+    assert owners == {
+        ("migration-entry", 0x1000, M_PARENT),
+        ("migration-entry", 0x2000, M_CHILD),
+        ("present", 0x5001, M_PARENT),
+        ("present", 0x5002, M_CHILD),
+    }
+
+
+def _exit_mid_batch(t: Lines, unlink: bool = True) -> None:
+    """A page shared by a parent and its child; the child exits (6.1 order: the zap and the
+    unlinking, then sched_process_exit) between the set walk and the remove walk."""
+    t.line("migrate", 200, 0, "mm_migrate_pages_start", START.split(": ", 1)[1])
+    t.walk(200, "set", 0x1000, [(M_PARENT, 0x1000), (M_CHILD, 0x1000)])
+    if unlink:
+        t.probe("child", 101, 1, "unlink_anon_vmas", mm=M_CHILD, pgoff=ADDR >> 12)
+    t.line("child", 101, 1, "sched_process_exit", "comm=child pid=101 prio=120 group_dead=true")
+    t.walk(200, "remove", 0x5001, [(M_PARENT, 0x5001), (M_CHILD, None)])
+    t.line("migrate", 200, 0, "mm_migrate_pages", END.split(": ", 1)[1])
+
+
+def test_a_child_exiting_mid_migration_is_paired_not_inconclusive(tmp_path):
+    t = Lines()
+    _exit_mid_batch(t)
+    out = _replay(tmp_path, t.text())
+    m = out["migrations"].row(0, named=True)
+    assert (m["old_pfn"], m["new_pfn"], m["outcome"], m["why"]) == (
+        0x1000,
+        0x5001,
+        "migrated",
+        None,
+    )
+    assert (m["n_set"], m["n_remove"], m["n_zapped"]) == (2, 1, 1)
+    assert out["violations"].is_empty()  # the zap dropped the child's entry: no finding
+    # the child's entry ends at the unlink (seq 7: start, walk, visit, set, visit, set, ret)
+    entry = out["page_states"].filter(pl.col("mm") == M_CHILD)
+    assert entry.select("state", "seq_end").rows() == [("migration-entry", 7)]
+
+
+def test_an_owner_known_only_from_its_fork_exits_mid_migration(tmp_path):
+    """No unlink line (the probe was not loaded): the owner of the child's mm is known from
+    the fork that copied into it, and its exit zaps the entry."""
+    t = Lines()
+    t.probe(
+        "parent", 100, 1, "anon_vma_fork", mm=M_CHILD, pmm=M_PARENT, pgoff=ADDR >> 12, anon_vma=AV
+    )
+    t.probe(
+        "parent",
+        100,
+        1,
+        "copy_page_range",
+        dst_mm=M_CHILD,
+        src_mm=M_PARENT,
+        start=ADDR,
+        end=ADDR + 0x1000,
+        pgoff=ADDR >> 12,
+    )
+    t.line(
+        "parent", 100, 1, "copy_page_range_ret", "(dup_mmap+0x5c4/0x9b0 <- copy_page_range) ret=0x0"
+    )
+    t.line(
+        "parent", 100, 1, "sched_process_fork", "comm=parent pid=100 child_comm=child child_pid=101"
+    )
+    _exit_mid_batch(t, unlink=False)
+    out = _replay(tmp_path, t.text())
+    m = out["migrations"].row(0, named=True)
+    assert (m["new_pfn"], m["outcome"], m["n_zapped"]) == (0x5001, "migrated", 1)
+    assert out["violations"].is_empty()
+    f = out["fork_windows"].row(0, named=True)
+    assert f["child_mm"] == M_CHILD
+    assert f["ts_copy_start"] < f["ts_copy_end"] < f["ts_end"]
+
+
+def test_a_child_that_does_not_exit_still_leaks(tmp_path):
+    """The owner's exit after the batch explains nothing: a missing remove stays a leak."""
+    t = Lines()
+    t.line("migrate", 200, 0, "mm_migrate_pages_start", START.split(": ", 1)[1])
+    t.walk(200, "set", 0x1000, [(M_PARENT, 0x1000), (M_CHILD, 0x1000)])
+    t.walk(200, "remove", 0x5001, [(M_PARENT, 0x5001)])
+    t.line("migrate", 200, 0, "mm_migrate_pages", END.split(": ", 1)[1])
+    t.probe("child", 101, 1, "unlink_anon_vmas", mm=M_CHILD, pgoff=ADDR >> 12)
+    t.line("child", 101, 1, "sched_process_exit", "comm=child pid=101 prio=120 group_dead=true")
+    out = _replay(tmp_path, t.text())
+    assert out["migrations"]["outcome"].to_list() == ["leaked"]
+    v = out["violations"].row(0, named=True)
+    assert (v["rule"], v["verdict"], v["mm"]) == ("leaked-entry", "violation", M_CHILD)
+
+
+HEALTHY = (
+    [("exit-during-migration", s) for s in range(8)]
+    + [("compaction-storm", s) for s in range(4)]
+    + [("fork-vs-remove", s) for s in range(4)]
+)
+
+
+@pytest.mark.parametrize(("scenario", "seed"), HEALTHY)
+def test_healthy_probe_traces_replay_fully_owned_and_decided(tmp_path, scenario, seed):
+    """A healthy run with probes: every entry has its owner, no finding at all (none
+    inconclusive), no migration inconclusive but one whose every mapping was zapped."""
+    sim = simulate(scenario, seed=seed, cpus=2)
+    assert sim.truth == []
+    out = _replay(tmp_path, sim.text)
+    assert out["page_states"]["mm"].null_count() == 0
+    assert out["violations"].is_empty(), out["violations"]["explanation"].to_list()
+    m = out["migrations"]
+    bad = m.filter((pl.col("outcome") == "inconclusive") & (pl.col("n_remove") > 0))
+    assert bad.is_empty(), bad.select("old_pfn", "why", "n_set", "n_remove", "n_zapped")
+
+
+def test_fork_windows_come_from_the_copy_probes(tmp_path):
+    sim = simulate("compaction-storm", seed=2, cpus=2)
+    out = _replay(tmp_path, sim.text)
+    f = out["fork_windows"]
+    assert f.height > 0 and f["ts_copy_start"].null_count() == 0
+    ds = Dataset(tmp_path / "ds")
+    copies = pl.read_parquet(ds.files("probe_copy_page_range"))
+    links = pl.read_parquet(ds.files("probe_anon_vma_fork"))
+    rets = pl.read_parquet(ds.files("probe_copy_page_range_ret"))
+    for row in f.iter_rows(named=True):
+        mine = copies.filter(pl.col("dst_mm") == row["child_mm"])
+        assert mine.height > 0 and (mine["pid"] == row["parent_pid"]).all()
+        first = links.filter(pl.col("mm") == row["child_mm"])["ts"].min()
+        assert row["ts_copy_start"] == first
+        after = rets.filter((pl.col("pid") == row["parent_pid"]) & (pl.col("ts") <= row["ts_end"]))[
+            "ts"
+        ]
+        assert row["ts_copy_end"] == after.filter(after >= first).max()
+        assert row["ts_copy_start"] <= row["ts_copy_end"] <= row["ts_end"]
+    # the tracepoints' lower bound (the parent's last event before task_newtask) is the last
+    # copy probe itself: only the probes show when copying began
+    assert (f["ts_copy_start"] < f["ts_start"]).all()
