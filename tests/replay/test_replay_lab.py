@@ -13,9 +13,11 @@ import pytest
 
 from rmapscope.dataset import Dataset
 from rmapscope.ingest import ingest
-from rmapscope.replay import replay
+from rmapscope.replay import load_trace, replay
+from rmapscope.replay._tier1 import migration_events
 from rmapscope.replay.simulator import HEADER, simulate
 from rmapscope.replay.simulator import _model as sm
+from rmapscope.replay.truth import compare_pairs
 
 M_PARENT, M_CHILD = 0xFFFF888104A8E000, 0xFFFF888104A8E640
 AV = 0xFFFF888103C1D000
@@ -86,6 +88,10 @@ def _replay(tmp: Path, text: str) -> dict[str, pl.DataFrame]:
     ds = Dataset(tmp / "ds")
     r = ingest(str(tmp / "trace.txt"), ds)
     assert r.errors.total == 0, r.errors.counts
+    # every set and remove (surplus ones too) has the owner mm the walk probes name
+    tables, _, _ = load_trace(ds, r.trace_id)
+    for events in migration_events(tables):
+        assert events["mm"].null_count() == 0
     return replay(ds)[r.trace_id]
 
 
@@ -110,6 +116,9 @@ def test_entries_of_two_mms_at_one_address_pair_by_owner(tmp_path):
     t.line("migrate", 200, 0, "mm_migrate_pages", END.split(": ", 1)[1])
     out = _replay(tmp_path, t.text())
     m = out["migrations"].sort("old_pfn")
+    truth = pl.DataFrame({"old_pfn": [0x1000, 0x2000], "new_pfn": [0x5001, 0x5002]})
+    check = compare_pairs(m, truth)
+    assert check.ok, check.line()
     assert m.select("old_pfn", "new_pfn", "outcome").rows() == [
         (0x1000, 0x5001, "migrated"),
         (0x2000, 0x5002, "migrated"),
@@ -247,3 +256,25 @@ def test_fork_windows_come_from_the_copy_probes(tmp_path):
     # the tracepoints' lower bound (the parent's last event before task_newtask) is the last
     # copy probe itself: only the probes show when copying began
     assert (f["ts_copy_start"] < f["ts_start"]).all()
+
+
+def test_compare_pairs_tells_wrong_from_unpaired_and_counts_reused_pfns():
+    migs = pl.DataFrame(
+        {
+            "old_pfn": [0x1000, 0x2000, 0x1000, 0x3000],
+            "new_pfn": [0x5002, 0x5001, 0x6000, None],
+            "order": [0, 0, 0, 0],
+            "outcome": ["migrated", "migrated", "migrated", "inconclusive"],
+            "why": [None, None, None, "exit"],
+        }
+    )
+    truth = pl.DataFrame(
+        {
+            "old_pfn": [0x1000, 0x2000, 0x1000, 0x3000, 0x4000],
+            "new_pfn": [0x5001, 0x5002, 0x6000, 0x7000, 0x4000],  # the last one did not move
+        }
+    )
+    c = compare_pairs(migs, truth)
+    assert (c.pages, c.matched, c.wrong, c.unpaired, c.extra) == (4, 1, 2, 1, 2)
+    assert c.unpaired_why == {"exit": 1} and not c.ok
+    assert c.line().startswith("1/4 pages paired as the truth says, 2 wrong, 1 unpaired")
