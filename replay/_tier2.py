@@ -154,6 +154,7 @@ def _merged(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
         "pfn",
         "child_pid",
         "field_pid",
+        "order",
     ]
     for name, df in tables.items():
         if df is None or df.is_empty():
@@ -181,7 +182,7 @@ def _merged(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
             if k in df.columns:
                 cols.append(
                     pl.col(k)
-                    .cast(pl.UInt64 if k not in ("child_pid", "field_pid") else pl.Int64)
+                    .cast(pl.UInt64 if k not in ("child_pid", "field_pid", "order") else pl.Int64)
                     .alias(k)
                 )
         if name in MIGRATION_EVENTS:
@@ -262,15 +263,30 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
                 open_[0].restored_writable = r.get("writable")
 
 
-def _folio_pfn(w: _Walk) -> int | None:
+def _folio_pfn(w: _Walk, base: int = VMEMMAP_BASE) -> int | None:
     """The pfn of a walk's folio: from the migration lines it printed, else (no line at all)
-    from the folio pointer and the default x86_64 vmemmap base."""
+    from the folio pointer and the vmemmap ``base`` (see :func:`_vmemmap_base`)."""
     pfns = [tp["pfn"] for v in w.visits for tp in v.tps if tp.get("pfn") is not None]
     if pfns:
         return min(pfns)
-    if w.folio is not None and w.folio >= VMEMMAP_BASE:
-        return (w.folio - VMEMMAP_BASE) // 64
+    if w.folio is not None and w.folio >= base:
+        return (w.folio - base) // 64
     return None
+
+
+def _vmemmap_base(walks: list[_Walk]) -> int:
+    """Where this kernel's struct page array starts (randomised with
+    ``CONFIG_RANDOMIZE_MEMORY``): ``folio - 64 * pfn`` of the walks over a single page
+    that printed its pfn (the most common value), else the default x86_64 base."""
+    seen: dict[int, int] = {}
+    for w in walks:
+        tps = [tp for v in w.visits for tp in v.tps if tp.get("pfn") is not None]
+        if w.folio is None or not tps or any(tp.get("order") for tp in tps):
+            continue
+        if len({tp["pfn"] for tp in tps}) == 1:
+            b = w.folio - 64 * tps[0]["pfn"]
+            seen[b] = seen.get(b, 0) + 1
+    return max(seen, key=lambda b: seen[b]) if seen else VMEMMAP_BASE
 
 
 def _walk_findings(st: _State) -> list[dict]:
@@ -279,11 +295,12 @@ def _walk_findings(st: _State) -> list[dict]:
     for w in st.done:
         if w.kind == "remove":
             by_folio_remove.setdefault(w.folio, []).append(w)
+    base = _vmemmap_base(st.done)
     for w in st.done:
         if w.kind is None:
             continue
         assert w.end is not None
-        pfn = _folio_pfn(w)
+        pfn = _folio_pfn(w, base)
         seen: dict[int, int] = {}
         for i, v in enumerate(w.visits):
             seen.setdefault(v.mm, i)

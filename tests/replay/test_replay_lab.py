@@ -30,6 +30,7 @@ class Lines:
     def __init__(self) -> None:
         self.out: list[str] = []
         self.us = 4010_000_000
+        self.vmemmap = sm.VMEMMAP_BASE  # where the struct page array starts
 
     def line(self, comm: str, pid: int, cpu: int, name: str, payload: str) -> None:
         self.us += 10
@@ -50,7 +51,7 @@ class Lines:
             pid,
             0,
             "rmap_walk_anon",
-            folio=sm.folio_ptr(folio),
+            folio=self.vmemmap + 64 * folio,
             anon_vma=AV | 1,
             op=sm.OP_ADDR[kind],
         )
@@ -61,7 +62,7 @@ class Lines:
                 pid,
                 0,
                 func,
-                folio=sm.folio_ptr(folio),
+                folio=self.vmemmap + 64 * folio,
                 mm=mm,
                 pgoff=ADDR >> 12,
                 anon_vma=AV,
@@ -278,3 +279,37 @@ def test_compare_pairs_tells_wrong_from_unpaired_and_counts_reused_pfns():
     assert (c.pages, c.matched, c.wrong, c.unpaired, c.extra) == (4, 1, 2, 1, 2)
     assert c.unpaired_why == {"exit": 1} and not c.ok
     assert c.line().startswith("1/4 pages paired as the truth says, 2 wrong, 1 unpaired")
+
+
+def test_a_randomised_vmemmap_base_is_calibrated_from_the_trace(tmp_path):
+    """Debian kernels randomise the struct page array (CONFIG_RANDOMIZE_MEMORY): the pfn of a
+    walk that printed no migration line comes from its folio pointer and the base the other
+    walks show (folio pointer - 64 * the pfn they printed)."""
+    t = Lines()
+    t.vmemmap = 0xFFFFD4C000000000
+    t.line("migrate", 200, 0, "mm_migrate_pages_start", START.split(": ", 1)[1])
+    t.walk(200, "set", 0x3000, [(M_PARENT, 0x3000)])
+    t.walk(200, "remove", 0x6000, [(M_PARENT, 0x6000)])
+    t.probe(
+        "parent", 100, 1, "anon_vma_fork", mm=M_CHILD, pmm=M_PARENT, pgoff=ADDR >> 12, anon_vma=AV
+    )
+    t.probe(
+        "parent",
+        100,
+        1,
+        "copy_page_range",
+        dst_mm=M_CHILD,
+        src_mm=M_PARENT,
+        start=ADDR,
+        end=ADDR + 0x1000,
+        pgoff=ADDR >> 12,
+    )
+    # a walk over pfn 0x1000 (mapped nowhere any more) meets the child before its parent
+    t.walk(200, "set", 0x1000, [(M_CHILD, None), (M_PARENT, None)])
+    t.line(
+        "parent", 100, 1, "copy_page_range_ret", "(dup_mmap+0x5c4/0x9b0 <- copy_page_range) ret=0x0"
+    )
+    t.line("migrate", 200, 0, "mm_migrate_pages", END.split(": ", 1)[1])
+    out = _replay(tmp_path, t.text())
+    v = out["violations"].filter(pl.col("rule") == "child-before-parent-set").row(0, named=True)
+    assert (v["pfn"], v["mm"]) == (0x1000, M_CHILD)
