@@ -315,10 +315,14 @@ def zaps(
     probes) and no remove, the first line after its set, before its batch ended, that shows
     the owner's exit or its vma's unlinking: an exit (or munmap) zaps migration entries
     without a tracepoint, so such an entry is gone, not leaked. Null otherwise."""
+    evidence, watched = zap_evidence(tables)
+    # ``owned``: the owner is known and its exit would show (an unlink probe, or the fork
+    # that made it): then a missing remove is the owner's own story, not another's exit
+    seen = pl.lit(True) if watched is None else pl.col("mm").is_in(watched.implode())
+    paired = paired.with_columns((pl.col("mm").is_not_null() & seen).alias("owned"))
     none = paired.with_columns(
         pl.lit(None, pl.Int64).alias("zap_seq"), pl.lit(None, pl.Int64).alias("zap_ts")
     )
-    evidence = zap_evidence(tables)
     open_ = paired.filter(pl.col("r_seq").is_null() & pl.col("mm").is_not_null())
     if evidence.is_empty() or open_.is_empty():
         return none
@@ -343,11 +347,12 @@ def zaps(
     return paired.join(hits, on="seq", how="left")
 
 
-def zap_evidence(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
+def zap_evidence(tables: dict[str, pl.DataFrame]) -> tuple[pl.DataFrame, pl.Series | None]:
     """Lines that end an mm's entries (``mm``, ``e_pgoff`` (null: every vma), ``e_seq``,
     ``e_ts``): ``unlink_anon_vmas`` of a vma, and the exit (``sched_process_exit``,
     ``exit_mmap``) of a task that owns the mm, owners known from the probes (the task that
-    unlinks an mm's vmas, the child of the fork that copied into it)."""
+    unlinks an mm's vmas, the child of the fork that copied into it). Also the mms whose
+    end would show: None (every mm) when the unlink probe was traced."""
     schema = {"mm": pl.UInt64, "e_pgoff": pl.UInt64, "e_seq": pl.Int64, "e_ts": pl.Int64}
     parts = []
     unlink = tables.get(PROBE_PREFIX + "unlink_anon_vmas")
@@ -400,9 +405,14 @@ def zap_evidence(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
                 pl.col("ts").alias("e_ts"),
             )
         )
+    watched = (
+        None if parts and unlink is not None and unlink.height else pl.Series("mm", [], pl.UInt64)
+    )
+    if owner and watched is not None:
+        watched = pl.concat(owner)["mm"].cast(pl.UInt64).unique()
     if not parts:
-        return pl.DataFrame(schema=schema)
-    return pl.concat([p.cast(schema) for p in parts])
+        return pl.DataFrame(schema=schema), watched
+    return pl.concat([p.cast(schema) for p in parts]), watched
 
 
 def _segmented_cumsum(values: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -467,7 +477,10 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
         ),
         # every entry left without a remove has its owner (the walk probes): a process's
         # exit or a fork elsewhere does not explain it, the owner's own lines do
-        (pl.col("mm").is_not_null() | pl.col("r_seq").is_not_null()).all().alias("_owned"),
+        (pl.col("owned") if "owned" in paired.columns else pl.col("mm").is_not_null())
+        .or_(pl.col("r_seq").is_not_null())
+        .all()
+        .alias("_owned"),
         pl.col("seq").min().alias("seq_first_set"),
         pl.col("ambiguous").any().alias("_ambiguous"),
         pl.col("r_seq").max().alias("seq_last_remove"),

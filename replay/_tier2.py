@@ -99,6 +99,7 @@ class _State:
         self.exited: dict[int, _Line] = {}  # pid -> sched_process_exit line
         self.unlinked: dict[tuple[int, int], _Line] = {}  # (mm, pgoff) -> unlink line
         self.next_batch = 0
+        self.unlink_traced = False  # whether the trace has unlink_anon_vmas probe lines
         self.present_copies: set[tuple[int, int, int | None]] = set()  # (child mm, pgoff, pfn)
         # children that may hold a present copy (the lines cannot tell): same key
         self.maybe_present: set[tuple[int, int, int | None]] = set()
@@ -108,6 +109,8 @@ def violations(tables: dict[str, pl.DataFrame], windows) -> pl.DataFrame:
     """Tier-2 findings (all rules above, including leaks) from a trace with probe tables."""
     rows = _merged(tables)
     st = _State()
+    unlinks = tables.get(PROBE_PREFIX + "unlink_anon_vmas")
+    st.unlink_traced = unlinks is not None and unlinks.height > 0
     vma_pgoff: dict[tuple[int, int], int] = {}  # (mm, addr page) -> pgoff, from visits
     for r in rows.iter_rows(named=True):
         _step(st, r, vma_pgoff)
@@ -523,8 +526,19 @@ def _leak_findings(st: _State, vma_pgoff: dict) -> list[dict]:
                 f"migration entry for pfn {e.pfn:#x} at {addr:#x} in mm {mm:#x} was set and "
                 "never removed before its batch ended",
             )
+            if owner is None and not st.unlink_traced and _exit_between(st, e.line, end):
+                # nothing shows this mm's end: the process that exited may be its owner
+                f["verdict"] = "inconclusive"
+                f["explanation"] += (
+                    " (its owner is unknown without the unlink_anon_vmas probe, and a "
+                    "process exited meanwhile: that exit's zap may have dropped it)"
+                )
             out.append(f)
     return out
+
+
+def _exit_between(st: _State, lo: _Line, hi: _Line) -> bool:
+    return any(lo.seq < x.seq < hi.seq for x in st.exited.values())
 
 
 def _finding(rule: str, ts: int, pfn, addr, mm, lines: list[_Line], text: str) -> dict:

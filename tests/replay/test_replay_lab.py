@@ -313,3 +313,16 @@ def test_a_randomised_vmemmap_base_is_calibrated_from_the_trace(tmp_path):
     out = _replay(tmp_path, t.text())
     v = out["violations"].filter(pl.col("rule") == "child-before-parent-set").row(0, named=True)
     assert (v["pfn"], v["mm"]) == (0x1000, M_CHILD)
+
+
+def test_an_owner_whose_exit_cannot_show_keeps_the_exit_doubt(tmp_path):
+    """No unlink probe and no fork of the child's mm in the trace: its owner is unknown, so a
+    process exiting meanwhile may be it (the entry zapped): inconclusive, as without probes."""
+    t = Lines()
+    _exit_mid_batch(t, unlink=False)
+    out = _replay(tmp_path, t.text())
+    m = out["migrations"].row(0, named=True)
+    assert (m["outcome"], m["why"], m["n_zapped"]) == ("inconclusive", "exit", 0)
+    v = out["violations"].row(0, named=True)
+    assert (v["rule"], v["verdict"]) == ("leaked-entry", "inconclusive")
+    assert "unlink_anon_vmas" in v["explanation"]
