@@ -72,7 +72,11 @@ def owners(tables: dict[str, pl.DataFrame], events: pl.DataFrame, visit: str) ->
     typed = [pl.col("mm").cast(pl.UInt64), pl.col("pgoff").cast(pl.UInt64)]
     v = tables.get(PROBE_PREFIX + visit)
     if v is None or v.is_empty() or events.is_empty():
-        return events.with_columns(pl.lit(None, pl.UInt64).alias(c) for c in ("mm", "pgoff"))
+        return events.with_columns(
+            pl.lit(None, pl.UInt64).alias("mm"),
+            pl.lit(None, pl.UInt64).alias("pgoff"),
+            pl.lit(None, pl.Int64).alias("visit_seq"),
+        )
     visits = v.select(pl.col("pid").cast(pl.Int32), pl.col("seq").alias("_vseq"), *typed).sort(
         "_vseq"
     )
@@ -89,9 +93,9 @@ def owners(tables: dict[str, pl.DataFrame], events: pl.DataFrame, visit: str) ->
         out = out.join_asof(b, left_on="seq", right_on="_bseq", by="pid", check_sortedness=False)
         inside = pl.col("_bseq").is_null() | (pl.col("_vseq") > pl.col("_bseq"))
         out = out.with_columns(
-            pl.when(inside).then(pl.col(c)).alias(c) for c in ("mm", "pgoff")
+            pl.when(inside).then(pl.col(c)).alias(c) for c in ("mm", "pgoff", "_vseq")
         ).drop("_bseq")
-    return out.drop("_vseq")
+    return out.rename({"_vseq": "visit_seq"})
 
 
 def batches(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
@@ -301,6 +305,7 @@ def pair(sets: pl.DataFrame, removes: pl.DataFrame) -> tuple[pl.DataFrame, pl.Da
         pl.col("cpu").alias("r_cpu"),
         pl.col("order").alias("r_order"),
         pl.col("mm").alias("r_mm"),
+        *([pl.col("visit_seq").alias("r_visit")] if "visit_seq" in removes.columns else []),
         *([pl.col("writable").alias("r_writable")] if "writable" in removes.columns else []),
     )
     out = sets.join(pairs, on="seq", how="left").join(r, on="r_seq", how="left").sort("seq")
@@ -313,8 +318,10 @@ def zaps(
 ) -> pl.DataFrame:
     """Add ``zap_seq``, ``zap_ts``: for an entry with a known owner (``mm``, from the walk
     probes) and no remove, the first line after its set, before its batch ended, that shows
-    the owner's exit or its vma's unlinking: an exit (or munmap) zaps migration entries
-    without a tracepoint, so such an entry is gone, not leaked. Null otherwise."""
+    it gone: the owner's exit or its vma's unlinking (an exit or munmap zaps migration
+    entries without a tracepoint), or a remove walk's visit that found nothing there (see
+    :func:`_silent_visits`). Such an entry is gone, not leaked. Null otherwise. Also adds
+    ``owned`` (see below)."""
     evidence, watched = zap_evidence(tables)
     # ``owned``: the owner is known and its exit would show (an unlink probe, or the fork
     # that made it): then a missing remove is the owner's own story, not another's exit
@@ -324,9 +331,9 @@ def zaps(
         pl.lit(None, pl.Int64).alias("zap_seq"), pl.lit(None, pl.Int64).alias("zap_ts")
     )
     open_ = paired.filter(pl.col("r_seq").is_null() & pl.col("mm").is_not_null())
-    if evidence.is_empty() or open_.is_empty():
+    if open_.is_empty():
         return none
-    o = open_.select("seq", "mm", "pgoff", "batch_id")
+    o = open_.select("seq", pl.col("mm").cast(pl.UInt64), "pgoff", "batch_id")
     if batch.height:
         b = batch.select("batch_id", pl.col("seq_start").alias("_start"), pl.col("seq_end"))
         o = o.join(b.rename({"seq_end": "_end"}), on="batch_id", how="left")
@@ -341,10 +348,62 @@ def zaps(
             & (pl.col("_end").is_null() | (pl.col("e_seq") < pl.col("_end")))
             & (pl.col("e_pgoff").is_null() | (pl.col("e_pgoff") == pl.col("pgoff")))
         )
-        .group_by("seq")
-        .agg(pl.col("e_seq").min().alias("zap_seq"), pl.col("e_ts").min().alias("zap_ts"))
+        .select("seq", "e_seq", "e_ts")
+    )
+    hits = pl.concat([hits, _silent_visits(paired, open_, o, tables)])
+    hits = hits.group_by("seq").agg(
+        pl.col("e_seq").min().alias("zap_seq"), pl.col("e_ts").min().alias("zap_ts")
     )
     return paired.join(hits, on="seq", how="left")
+
+
+def _silent_visits(
+    paired: pl.DataFrame, open_: pl.DataFrame, bounds: pl.DataFrame, tables: dict
+) -> pl.DataFrame:
+    """``seq`` of the open entries (and ``e_seq``, ``e_ts`` of the visit) that a remove walk
+    of the same task, before the batch ended, visited in their owner's vma at their address
+    without printing a remove there: the entry was already gone (zapped by an unmap or an
+    exit, or, when a split remaps a zero-filled subpage, replaced by the zero page, Linux
+    6.12+), or that walk would have restored it. The visit is at the folio's head address
+    (a migration's walk) or at the entry's own (a split's walk over each new small folio)."""
+    empty = pl.DataFrame(schema={"seq": pl.Int64, "e_seq": pl.Int64, "e_ts": pl.Int64})
+    v = tables.get(PROBE_PREFIX + "remove_migration_pte")
+    if v is None or v.is_empty() or open_.is_empty():
+        return empty
+    visits = v.select(
+        pl.col("pid").cast(pl.Int32),
+        pl.col("mm").cast(pl.UInt64),
+        pl.col("addr").cast(pl.UInt64).alias("_key"),
+        pl.col("seq").alias("e_seq"),
+        pl.col("ts").alias("e_ts"),
+    ).sort("e_seq")
+    size = _pow2(pl.col("order"))
+    head = pl.col("addr") - (pl.col("pfn") % size) * 4096
+    o = open_.select("seq", "pid", "mm", "addr", head.alias("_head")).join(
+        bounds.select("seq", "_end"), on="seq"
+    )
+    found = []
+    for key in ("_head", "addr"):
+        j = (
+            o.with_columns(pl.col(key).alias("_key"))
+            .sort("seq")
+            .join_asof(
+                visits,
+                left_on="seq",
+                right_on="e_seq",
+                by=["pid", "mm", "_key"],
+                strategy="forward",
+                check_sortedness=False,
+            )
+        )
+        found.append(j.filter(pl.col("_end").is_null() | (pl.col("e_seq") < pl.col("_end"))))
+    hits = pl.concat(found).select("seq", "mm", "addr", "e_seq", "e_ts")
+    if "r_visit" in paired.columns:  # a remove that visit printed at that address
+        printed = paired.filter(pl.col("r_visit").is_not_null()).select(
+            pl.col("r_visit").alias("e_seq"), pl.col("r_mm").alias("mm"), "addr"
+        )
+        hits = hits.join(printed, on=["e_seq", "mm", "addr"], how="anti")
+    return hits.select("seq", "e_seq", "e_ts")
 
 
 def zap_evidence(tables: dict[str, pl.DataFrame]) -> tuple[pl.DataFrame, pl.Series | None]:

@@ -82,6 +82,7 @@ class _Entry:
     removed: _Line | None = None
     restored_writable: bool | None = None
     superseded: bool = False  # a later set at the same pte: its remove went unseen
+    order: int = 0  # the folio's order (the set line's)
 
 
 class _State:
@@ -256,6 +257,7 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
             for old in st.entries.get(key, []):
                 old.superseded = old.superseded or old.removed is None
             e = _Entry(line, r["pfn"], r.get("mkind"), st.batch.get(task))
+            e.order = r.get("order") if r.get("order") is not None else 9
             st.entries.setdefault(key, []).append(e)
             if e.batch is not None:
                 st.batch_sets[e.batch].append((v.mm, r["addr"], e))
@@ -496,8 +498,29 @@ def _entry_removed_by(st: _State, mm: int, addr: int, seq: int) -> _Entry | None
     return None
 
 
+def _silent_visits(st: _State) -> dict[tuple[int, int], list[int]]:
+    """(mm, address) -> seqs of remove-walk visits there that printed no remove at it."""
+    out: dict[tuple[int, int], list[int]] = {}
+    for w in st.done:
+        if w.kind != "remove":
+            continue
+        for v in w.visits:
+            if all(tp["addr"] != v.addr for tp in v.tps):
+                out.setdefault((v.mm, v.addr), []).append(v.line.seq)
+    return out
+
+
+def _gone_at_visit(e: _Entry, mm: int, addr: int, end: _Line, silent: dict) -> bool:
+    """Whether a remove walk visited ``e``'s owner at its address (or its folio's head
+    address) after the set and before ``end`` without restoring it: it was gone already
+    (zapped, or a split mapped the zero page for it), else that walk would have."""
+    head = addr - (e.pfn % (1 << e.order)) * 4096
+    return any(e.line.seq < seq < end.seq for a in {addr, head} for seq in silent.get((mm, a), []))
+
+
 def _leak_findings(st: _State, vma_pgoff: dict) -> list[dict]:
     out = []
+    silent = _silent_visits(st)
     for b, sets in st.batch_sets.items():
         end = st.batch_end.get(b)
         if end is None:
@@ -509,6 +532,8 @@ def _leak_findings(st: _State, vma_pgoff: dict) -> list[dict]:
             unlink = st.unlinked.get((mm, pgoff)) if pgoff is not None else None
             if unlink is not None and unlink.seq < end.seq:
                 continue  # zapped by the owner's exit before the batch ended
+            if _gone_at_visit(e, mm, addr, end, silent):
+                continue
             owner = st.owner.get(mm)
             exited = st.exited.get(owner) if owner is not None else None
             if exited is not None and exited.seq < end.seq:

@@ -304,7 +304,7 @@ MIGRATIONS = Table(
         ("t_last_remove", _i64, "timestamp of the last remove"),
         ("n_set", _u32, "set events"),
         ("n_remove", _u32, "remove events paired with them"),
-        ("n_zapped", _u32, "entries with no remove that their owner's exit zapped (probes)"),
+        ("n_zapped", _u32, "entries gone without a remove: zapped, or a split's zero page"),
         ("seq_first_set", _i64, "seq of the first set"),
         ("seq_last_remove", _i64, "seq of the last remove"),
         ("entry_kinds", _lstr, "migration kinds of its entries, comma-separated"),

@@ -135,7 +135,7 @@ def test_entries_of_two_mms_at_one_address_pair_by_owner(tmp_path):
     }
 
 
-def _exit_mid_batch(t: Lines, unlink: bool = True) -> None:
+def _exit_mid_batch(t: Lines, unlink: bool = True, visit_child: bool = True) -> None:
     """A page shared by a parent and its child; the child exits (6.1 order: the zap and the
     unlinking, then sched_process_exit) between the set walk and the remove walk."""
     t.line("migrate", 200, 0, "mm_migrate_pages_start", START.split(": ", 1)[1])
@@ -143,13 +143,14 @@ def _exit_mid_batch(t: Lines, unlink: bool = True) -> None:
     if unlink:
         t.probe("child", 101, 1, "unlink_anon_vmas", mm=M_CHILD, pgoff=ADDR >> 12)
     t.line("child", 101, 1, "sched_process_exit", "comm=child pid=101 prio=120 group_dead=true")
-    t.walk(200, "remove", 0x5001, [(M_PARENT, 0x5001), (M_CHILD, None)])
+    child = [(M_CHILD, None)] if visit_child else []  # its vma may be unlinked already
+    t.walk(200, "remove", 0x5001, [(M_PARENT, 0x5001), *child])
     t.line("migrate", 200, 0, "mm_migrate_pages", END.split(": ", 1)[1])
 
 
 def test_a_child_exiting_mid_migration_is_paired_not_inconclusive(tmp_path):
     t = Lines()
-    _exit_mid_batch(t)
+    _exit_mid_batch(t, visit_child=False)
     out = _replay(tmp_path, t.text())
     m = out["migrations"].row(0, named=True)
     assert (m["old_pfn"], m["new_pfn"], m["outcome"], m["why"]) == (
@@ -319,10 +320,92 @@ def test_an_owner_whose_exit_cannot_show_keeps_the_exit_doubt(tmp_path):
     """No unlink probe and no fork of the child's mm in the trace: its owner is unknown, so a
     process exiting meanwhile may be it (the entry zapped): inconclusive, as without probes."""
     t = Lines()
-    _exit_mid_batch(t, unlink=False)
+    _exit_mid_batch(t, unlink=False, visit_child=False)
     out = _replay(tmp_path, t.text())
     m = out["migrations"].row(0, named=True)
     assert (m["outcome"], m["why"], m["n_zapped"]) == ("inconclusive", "exit", 0)
     v = out["violations"].row(0, named=True)
     assert (v["rule"], v["verdict"]) == ("leaked-entry", "inconclusive")
     assert "unlink_anon_vmas" in v["explanation"]
+
+
+def test_a_remove_walk_that_finds_the_entry_gone_explains_it(tmp_path):
+    """The child's exit is not traced at all, but the remove walk visited the child's vma
+    and printed nothing there: the entry was gone (zapped), or the walk would have restored
+    it. Paired, no finding."""
+    t = Lines()
+    t.line("migrate", 200, 0, "mm_migrate_pages_start", START.split(": ", 1)[1])
+    t.walk(200, "set", 0x1000, [(M_PARENT, 0x1000), (M_CHILD, 0x1000)])
+    t.walk(200, "remove", 0x5001, [(M_PARENT, 0x5001), (M_CHILD, None)])
+    t.line("migrate", 200, 0, "mm_migrate_pages", END.split(": ", 1)[1])
+    out = _replay(tmp_path, t.text())
+    m = out["migrations"].row(0, named=True)
+    assert (m["new_pfn"], m["outcome"], m["n_zapped"]) == (0x5001, "migrated", 1)
+    assert out["violations"].is_empty()
+
+
+def test_a_split_mapping_zero_subpages_to_the_zero_page_leaks_nothing(tmp_path):
+    """Linux 6.12+ splits a pte-mapped THP and remaps each new small folio (one remove walk
+    each); a zero-filled subpage gets the shared zero page, with no remove_migration_pte. The
+    walk's visit of that address shows the entry went: restored, no leak."""
+    t = Lines()
+    head = 0x40000
+    t.line("kswapd0", 72, 0, "mm_migrate_pages_start", START.split(": ", 1)[1])
+    c = "kswapd0"
+    t.probe(
+        c,
+        72,
+        0,
+        "rmap_walk_anon",
+        folio=t.vmemmap + 64 * head,
+        anon_vma=AV | 1,
+        op=sm.OP_ADDR["set"],
+    )
+    t.probe(
+        c,
+        72,
+        0,
+        "try_to_migrate_one",
+        folio=t.vmemmap + 64 * head,
+        mm=M_PARENT,
+        pgoff=ADDR >> 12,
+        anon_vma=AV,
+        addr=ADDR,
+    )
+    for i in range(4):
+        pte = sm.swap_entry(head + i, "write", True, True)
+        t.line(c, 72, 0, "set_migration_pte", f"addr={ADDR + i * 4096:x}, pte={pte:x} order=9")
+    t.line(c, 72, 0, "rmap_walk_anon_ret", "(rmap_walk_locked+0x1e/0x30 <- rmap_walk_anon)")
+    for i in range(4):
+        t.probe(
+            c,
+            72,
+            0,
+            "rmap_walk_anon",
+            folio=t.vmemmap + 64 * (head + i),
+            anon_vma=AV | 1,
+            op=sm.OP_ADDR["remove"],
+        )
+        t.probe(
+            c,
+            72,
+            0,
+            "remove_migration_pte",
+            folio=t.vmemmap + 64 * (head + i),
+            mm=M_PARENT,
+            pgoff=ADDR >> 12,
+            anon_vma=AV,
+            addr=ADDR + i * 4096,
+        )
+        if i < 2:  # written subpages come back; the other two are zero-filled
+            pte = sm.present_entry(head + i, True, True, True, False)
+            t.line(
+                c, 72, 0, "remove_migration_pte", f"addr={ADDR + i * 4096:x}, pte={pte:x} order=0"
+            )
+        t.line(c, 72, 0, "rmap_walk_anon_ret", "(rmap_walk_locked+0x1e/0x30 <- rmap_walk_anon)")
+    t.line(c, 72, 0, "mm_migrate_pages", END.split(": ", 1)[1])
+    out = _replay(tmp_path, t.text())
+    m = out["migrations"].row(0, named=True)
+    assert (m["order"], m["n_set"], m["n_remove"], m["n_zapped"]) == (9, 4, 2, 2)
+    assert m["outcome"] == "restored"
+    assert out["violations"].is_empty(), out["violations"]["explanation"].to_list()
