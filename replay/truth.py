@@ -67,18 +67,33 @@ class PairCheck:
 
 
 def page_pairs(migrations: pl.DataFrame) -> pl.DataFrame:
-    """``old_pfn``, ``new_pfn`` of every page of replay's ``migrated`` folio migrations."""
+    """``old_pfn``, ``new_pfn`` of every page of replay's ``migrated`` folio migrations.
+
+    A folio mapped by a pmd in some processes and by ptes in others (a THP whose pmd was
+    split in one of them) has one migration row per kind in its batch: its pages count once.
+    """
     m = migrations.filter((pl.col("outcome") == "migrated") & pl.col("new_pfn").is_not_null())
     if m.is_empty():
         return pl.DataFrame(schema=_PAIR)
     size = pl.lit(2, pl.UInt64).pow(pl.col("order").cast(pl.UInt64))
+    batch = pl.col("batch_id") if "batch_id" in m.columns else pl.lit(None, pl.Int64)
+    row = pl.int_range(pl.len(), dtype=pl.Int64)
     return (
-        m.select("old_pfn", "new_pfn", pl.int_ranges(0, size, dtype=pl.UInt64).alias("_i"))
+        m.select(
+            # one attempt per batch and folio (rows outside any batch count on their own)
+            pl.coalesce(batch, -1 - row).alias("_attempt"),
+            "old_pfn",
+            "new_pfn",
+            pl.int_ranges(0, size, dtype=pl.UInt64).alias("_i"),
+        )
         .explode("_i")
         .select(
+            "_attempt",
             (pl.col("old_pfn") + pl.col("_i")).alias("old_pfn"),
             (pl.col("new_pfn") + pl.col("_i")).alias("new_pfn"),
         )
+        .unique(maintain_order=True)
+        .drop("_attempt")
         .cast(_PAIR)
     )
 

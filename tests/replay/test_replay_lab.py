@@ -6,6 +6,8 @@ recordings showed; the simulator's healthy runs check the same over many interle
 
 from __future__ import annotations
 
+import gzip
+import json
 from pathlib import Path
 
 import polars as pl
@@ -409,3 +411,57 @@ def test_a_split_mapping_zero_subpages_to_the_zero_page_leaks_nothing(tmp_path):
     assert (m["order"], m["n_set"], m["n_remove"], m["n_zapped"]) == (9, 4, 2, 2)
     assert m["outcome"] == "restored"
     assert out["violations"].is_empty(), out["violations"]["explanation"].to_list()
+
+
+# -- real recordings: `rmapscope lab` guests with the guest's pagemap truth -----------------
+
+LAB = Path("/work/labtraces")  # the lab helper's recordings, where present
+SHIPPED = Path(__file__).resolve().parent.parent / "data" / "lab"  # small ones, always
+
+
+def _recordings() -> list:
+    """The shipped recordings, then the lab's others (``slow``: some are 15 MB)."""
+    shipped = sorted(p / "trace.txt.gz" for p in SHIPPED.glob("*") if (p / "truth.json").is_file())
+    names = {p.parent.name for p in shipped}
+    lab = sorted(
+        p / "trace.txt"
+        for p in (LAB.glob("*") if LAB.is_dir() else [])
+        if p.name not in names and (p / "trace.txt.meta.json").is_file()
+    )
+    return shipped + [pytest.param(p, marks=pytest.mark.slow) for p in lab]
+
+
+def _truth(trace: Path) -> dict:
+    """``moves`` (old/new pfn per page and round) and ``pgmigrate_success`` of a recording."""
+    if trace.suffix == ".gz":
+        return json.loads((trace.parent / "truth.json").read_text())
+    try:
+        meta = json.loads(Path(f"{trace}.meta.json").read_text())
+    except ValueError:
+        pytest.skip(f"{trace}: its sidecar is being written")
+    if not meta.get("truth", {}).get("complete"):
+        pytest.skip(f"{trace}: the workload's truth is incomplete")
+    delta = meta.get("vmstat_delta", {})
+    return {"moves": meta["truth"]["moves"], "pgmigrate_success": delta.get("pgmigrate_success")}
+
+
+@pytest.mark.parametrize("trace", _recordings(), ids=lambda p: p.parent.name)
+def test_lab_recordings_replay_as_the_pagemap_truth_says(tmp_path, trace):
+    """On a real kernel (Debian 6.1, 6.12, 7.2 under qemu) with the probes: every entry has
+    its owner, the pairs equal the guest's pagemap, no finding at all on a healthy kernel,
+    fork windows from the copy probes, and the kernel's counts equal vmstat's."""
+    truth = _truth(trace)
+    out = _replay(
+        tmp_path,
+        gzip.decompress(trace.read_bytes()).decode()
+        if trace.suffix == ".gz"
+        else trace.read_text(),
+    )
+    check = compare_pairs(out["migrations"], pl.DataFrame(truth["moves"]))
+    assert check.ok, check.line()
+    assert out["page_states"]["mm"].null_count() == 0
+    assert out["violations"].is_empty(), out["violations"]["explanation"].head(3).to_list()
+    forks = out["fork_windows"].filter(~pl.col("shares_vm").fill_null(False))
+    assert forks["ts_copy_start"].null_count() == 0
+    if truth.get("pgmigrate_success") is not None:
+        assert out["migration_batches"]["succeeded"].sum() == truth["pgmigrate_success"]
