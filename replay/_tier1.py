@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from rmapscope.catalog import PROBE_PREFIX
+from rmapscope.catalog import PROBE_PREFIX, VMEMMAP_BASE
 
 PMD_ORDER = 9  # 2 MB on x86_64 and arm64 with 4K pages
 
@@ -361,49 +361,76 @@ def _silent_visits(
     paired: pl.DataFrame, open_: pl.DataFrame, bounds: pl.DataFrame, tables: dict
 ) -> pl.DataFrame:
     """``seq`` of the open entries (and ``e_seq``, ``e_ts`` of the visit) that a remove walk
-    of the same task, before the batch ended, visited in their owner's vma at their address
-    without printing a remove there: the entry was already gone (zapped by an unmap or an
-    exit, or, when a split remaps a zero-filled subpage, replaced by the zero page, Linux
-    6.12+), or that walk would have restored it. The visit is at the folio's head address
-    (a migration's walk) or at the entry's own (a split's walk over each new small folio)."""
+    over their own page (a split remapping each new small folio) visited, before the batch
+    ended, in their owner's vma at their address without printing a remove: the split
+    mapped the zero page there for a zero-filled subpage (Linux 6.12+, no tracepoint), or
+    the entry was already gone. (A walk over another folio of the same anon_vma visits that
+    vma too, for nothing: only a walk over the entry's page tells.)"""
     empty = pl.DataFrame(schema={"seq": pl.Int64, "e_seq": pl.Int64, "e_ts": pl.Int64})
     v = tables.get(PROBE_PREFIX + "remove_migration_pte")
     if v is None or v.is_empty() or open_.is_empty():
         return empty
-    visits = v.select(
+    base = vmemmap_base(paired, tables)
+    visits = v.filter(pl.col("folio") >= base).select(
         pl.col("pid").cast(pl.Int32),
         pl.col("mm").cast(pl.UInt64),
-        pl.col("addr").cast(pl.UInt64).alias("_key"),
+        pl.col("addr").cast(pl.UInt64),
+        ((pl.col("folio") - base) // 64).cast(pl.UInt64).alias("pfn"),
         pl.col("seq").alias("e_seq"),
         pl.col("ts").alias("e_ts"),
-    ).sort("e_seq")
-    size = _pow2(pl.col("order"))
-    head = pl.col("addr") - (pl.col("pfn") % size) * 4096
-    o = open_.select("seq", "pid", "mm", "addr", head.alias("_head")).join(
+    )
+    o = open_.select("seq", "pid", pl.col("mm").cast(pl.UInt64), "addr", "pfn").join(
         bounds.select("seq", "_end"), on="seq"
     )
-    found = []
-    for key in ("_head", "addr"):
-        j = (
-            o.with_columns(pl.col(key).alias("_key"))
-            .sort("seq")
-            .join_asof(
-                visits,
-                left_on="seq",
-                right_on="e_seq",
-                by=["pid", "mm", "_key"],
-                strategy="forward",
-                check_sortedness=False,
-            )
+    hits = (
+        o.sort("seq")
+        .join_asof(
+            visits.sort("e_seq"),
+            left_on="seq",
+            right_on="e_seq",
+            by=["pid", "mm", "addr", "pfn"],
+            strategy="forward",
+            check_sortedness=False,
         )
-        found.append(j.filter(pl.col("_end").is_null() | (pl.col("e_seq") < pl.col("_end"))))
-    hits = pl.concat(found).select("seq", "mm", "addr", "e_seq", "e_ts")
+        .filter(
+            pl.col("e_seq").is_not_null()
+            & (pl.col("_end").is_null() | (pl.col("e_seq") < pl.col("_end")))
+        )
+        .select("seq", "mm", "addr", "e_seq", "e_ts")
+    )
     if "r_visit" in paired.columns:  # a remove that visit printed at that address
         printed = paired.filter(pl.col("r_visit").is_not_null()).select(
             pl.col("r_visit").alias("e_seq"), pl.col("r_mm").alias("mm"), "addr"
         )
         hits = hits.join(printed, on=["e_seq", "mm", "addr"], how="anti")
     return hits.select("seq", "e_seq", "e_ts")
+
+
+def vmemmap_base(paired: pl.DataFrame, tables: dict[str, pl.DataFrame]) -> int:
+    """Where the kernel's struct page array starts (randomised with
+    ``CONFIG_RANDOMIZE_MEMORY``): the most common ``folio - 64 * pfn`` of the visits that
+    printed one small page's set or remove; else the unrandomised x86_64 base."""
+    parts = []
+    for probe, seq, pfn, order in (
+        ("try_to_migrate_one", "visit_seq", "pfn", "order"),
+        ("remove_migration_pte", "r_visit", "r_pfn", "r_order"),
+    ):
+        v = tables.get(PROBE_PREFIX + probe)
+        if v is None or v.is_empty() or seq not in paired.columns:
+            continue
+        small = paired.filter((pl.col(order) == 0) & pl.col(seq).is_not_null())
+        parts.append(
+            small.select(pl.col(seq).alias("seq"), pl.col(pfn).cast(pl.UInt64).alias("_pfn"))
+            .join(v.select("seq", pl.col("folio").cast(pl.UInt64)), on="seq")
+            .filter(pl.col("folio") >= pl.col("_pfn") * 64)
+            .select((pl.col("folio") - pl.col("_pfn") * 64).alias("base"))
+        )
+    if not parts:
+        return VMEMMAP_BASE
+    bases = pl.concat(parts)
+    if bases.is_empty():
+        return VMEMMAP_BASE
+    return int(bases.group_by("base").len().sort("len", "base", descending=True)["base"][0])
 
 
 def zap_evidence(tables: dict[str, pl.DataFrame]) -> tuple[pl.DataFrame, pl.Series | None]:
@@ -686,8 +713,12 @@ class GapIndex:
         return any((c is None or c in cpus) and s <= hi and lo <= e for s, e, c in self.spans)
 
 
-def page_states(paired: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
-    """Intervals of ``migration-entry`` (old pfn) and ``present`` (new pfn) per mapping."""
+def page_states(
+    paired: pl.DataFrame, migs: pl.DataFrame, surplus: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Intervals of ``migration-entry`` (old pfn) and ``present`` (new pfn) per mapping;
+    ``surplus`` removes (of entries made without a tracepoint, e.g. a fork's copy in the
+    child) start ``present`` intervals too, of no migration."""
     if paired.is_empty():
         return pl.DataFrame(
             schema={
@@ -732,6 +763,25 @@ def page_states(paired: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
         pl.lit(None, pl.Int64).alias("seq_end"),
         "migration_id",
     )
+    if surplus is not None and surplus.height:
+        mm = pl.col("mm") if "mm" in surplus.columns else pl.lit(None)
+        present = pl.concat(
+            [
+                present,
+                surplus.select(
+                    "pfn",
+                    "addr",
+                    mm.cast(pl.UInt64).alias("mm"),
+                    pl.lit("present").alias("state"),
+                    pl.col("ts").alias("ts_start"),
+                    pl.lit(None, pl.Int64).alias("ts_end"),
+                    pl.col("seq").alias("seq_start"),
+                    pl.lit(None, pl.Int64).alias("seq_end"),
+                    pl.lit(None, pl.Int64).alias("migration_id"),
+                ),
+            ],
+            how="vertical_relaxed",
+        )
     # a present mapping ends when the same page at the same address gets an entry again
     # (of the same mm when the probes name it)
     mm_key = pl.col("mm").fill_null(0).alias("_mm")

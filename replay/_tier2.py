@@ -498,24 +498,27 @@ def _entry_removed_by(st: _State, mm: int, addr: int, seq: int) -> _Entry | None
     return None
 
 
-def _silent_visits(st: _State) -> dict[tuple[int, int], list[int]]:
-    """(mm, address) -> seqs of remove-walk visits there that printed no remove at it."""
-    out: dict[tuple[int, int], list[int]] = {}
+def _silent_visits(st: _State) -> dict[tuple[int, int, int | None], list[int]]:
+    """(mm, address, pfn of the walk's folio) -> seqs of remove-walk visits there that
+    printed no remove at it."""
+    base = _vmemmap_base(st.done)
+    out: dict[tuple[int, int, int | None], list[int]] = {}
     for w in st.done:
         if w.kind != "remove":
             continue
+        pfn = (w.folio - base) // 64 if w.folio is not None and w.folio >= base else None
         for v in w.visits:
             if all(tp["addr"] != v.addr for tp in v.tps):
-                out.setdefault((v.mm, v.addr), []).append(v.line.seq)
+                out.setdefault((v.mm, v.addr, pfn), []).append(v.line.seq)
     return out
 
 
 def _gone_at_visit(e: _Entry, mm: int, addr: int, end: _Line, silent: dict) -> bool:
-    """Whether a remove walk visited ``e``'s owner at its address (or its folio's head
-    address) after the set and before ``end`` without restoring it: it was gone already
-    (zapped, or a split mapped the zero page for it), else that walk would have."""
-    head = addr - (e.pfn % (1 << e.order)) * 4096
-    return any(e.line.seq < seq < end.seq for a in {addr, head} for seq in silent.get((mm, a), []))
+    """Whether a remove walk over ``e``'s own page (a split's remap of a new small folio)
+    visited its owner at its address after the set and before ``end`` without restoring
+    it: the split mapped the zero page there (Linux 6.12+, no tracepoint) or it was gone.
+    (A walk over another folio of the anon_vma visits the vma too, for nothing.)"""
+    return any(e.line.seq < seq < end.seq for seq in silent.get((mm, addr, e.pfn), []))
 
 
 def _leak_findings(st: _State, vma_pgoff: dict) -> list[dict]:

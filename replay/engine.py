@@ -113,7 +113,7 @@ def _replay(
     paired = t1.zaps(paired, tables, batch)
     paired = t1.unmap_groups(paired)
     migs = t1.migrations(paired, windows, batch)
-    states = t1.page_states(paired, migs)
+    states = t1.page_states(paired, migs, surplus)
     forks = t1.fork_overlaps(spans, migs)
     batch = _batch_counts(batch, migs, surplus)
     # with probes every entry has its owner: tier 2's leaks replace tier 1's

@@ -93,9 +93,13 @@ def _replay(tmp: Path, text: str) -> dict[str, pl.DataFrame]:
     assert r.errors.total == 0, r.errors.counts
     # every set and remove (surplus ones too) has the owner mm the walk probes name
     tables, _, _ = load_trace(ds, r.trace_id)
-    for events in migration_events(tables):
-        assert events["mm"].null_count() == 0
-    return replay(ds)[r.trace_id]
+    events = migration_events(tables)
+    for df in events:
+        assert df["mm"].null_count() == 0
+    out = replay(ds)[r.trace_id]
+    # and each starts an interval of page_states, with that owner
+    assert out["page_states"].height == sum(df.height for df in events)
+    return out
 
 
 START = "mm_migrate_pages_start: mode=MIGRATE_SYNC reason=compaction"
@@ -331,19 +335,29 @@ def test_an_owner_whose_exit_cannot_show_keeps_the_exit_doubt(tmp_path):
     assert "unlink_anon_vmas" in v["explanation"]
 
 
-def test_a_remove_walk_that_finds_the_entry_gone_explains_it(tmp_path):
-    """The child's exit is not traced at all, but the remove walk visited the child's vma
-    and printed nothing there: the entry was gone (zapped), or the walk would have restored
-    it. Paired, no finding."""
+def test_a_walk_over_another_page_at_the_same_index_explains_no_missing_remove(tmp_path):
+    """After a copy-on-write the parent's new page and the old one (still the child's) sit
+    at the same index of one anon_vma: a walk over the old page visits the parent's vma and
+    prints nothing there. That says nothing of the parent's own entry: still a leak."""
     t = Lines()
     t.line("migrate", 200, 0, "mm_migrate_pages_start", START.split(": ", 1)[1])
-    t.walk(200, "set", 0x1000, [(M_PARENT, 0x1000), (M_CHILD, 0x1000)])
-    t.walk(200, "remove", 0x5001, [(M_PARENT, 0x5001), (M_CHILD, None)])
+    t.walk(200, "set", 0x2000, [(M_PARENT, 0x2000)])  # the parent's own page
+    t.walk(200, "set", 0x1000, [(M_CHILD, 0x1000)])  # the old page, only the child's now
+    t.walk(200, "remove", 0x5001, [(M_PARENT, None), (M_CHILD, 0x5001)])
     t.line("migrate", 200, 0, "mm_migrate_pages", END.split(": ", 1)[1])
     out = _replay(tmp_path, t.text())
-    m = out["migrations"].row(0, named=True)
-    assert (m["new_pfn"], m["outcome"], m["n_zapped"]) == (0x5001, "migrated", 1)
-    assert out["violations"].is_empty()
+    m = out["migrations"].sort("old_pfn")
+    assert m.select("old_pfn", "outcome", "n_zapped").rows() == [
+        (0x1000, "migrated", 0),
+        (0x2000, "leaked", 0),
+    ]
+    v = out["violations"].row(0, named=True)
+    assert (v["rule"], v["verdict"], v["pfn"], v["mm"]) == (
+        "leaked-entry",
+        "violation",
+        0x2000,
+        M_PARENT,
+    )
 
 
 def test_a_split_mapping_zero_subpages_to_the_zero_page_leaks_nothing(tmp_path):
