@@ -208,14 +208,22 @@ def _batch_counts(batch: pl.DataFrame, migs: pl.DataFrame, surplus: pl.DataFrame
         return batch
     if migs.height and "batch_id" in migs.columns:
         pages = pl.lit(2, pl.Int64).pow(pl.col("order").cast(pl.Int64))
-        c = migs.group_by("batch_id").agg(
-            (pl.col("outcome") == "migrated").sum().alias("paired_migrated"),
-            (pages * (pl.col("outcome") == "migrated")).sum().alias("paired_migrated_pages"),
-            (pl.col("outcome") == "restored").sum().alias("paired_restored"),
-            (pl.col("outcome") == "leaked").sum().alias("leaked"),
-            (pl.col("outcome") == "inconclusive").sum().alias("inconclusive"),
-            pl.col("n_set").sum().alias("n_set"),
-            pl.col("n_remove").sum().alias("n_remove"),
+        # a THP mapped by a pmd in some processes and by ptes in others has a row per kind:
+        # one folio migrated, counted once
+        first = pl.int_range(pl.len()).over("batch_id", "old_pfn", "order", "outcome") == 0
+        migrated = (pl.col("outcome") == "migrated") & pl.col("_first")
+        c = (
+            migs.with_columns(first.alias("_first"))
+            .group_by("batch_id")
+            .agg(
+                migrated.sum().alias("paired_migrated"),
+                (pages * migrated).sum().alias("paired_migrated_pages"),
+                (pl.col("outcome") == "restored").sum().alias("paired_restored"),
+                (pl.col("outcome") == "leaked").sum().alias("leaked"),
+                (pl.col("outcome") == "inconclusive").sum().alias("inconclusive"),
+                pl.col("n_set").sum().alias("n_set"),
+                pl.col("n_remove").sum().alias("n_remove"),
+            )
         )
         batch = batch.join(c, on="batch_id", how="left")
     else:

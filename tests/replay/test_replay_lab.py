@@ -15,6 +15,7 @@ import pytest
 
 from rmapscope.dataset import Dataset
 from rmapscope.ingest import ingest
+from rmapscope.ingest.pte import machine_arch
 from rmapscope.replay import load_trace, replay
 from rmapscope.replay._tier1 import migration_events
 from rmapscope.replay.simulator import HEADER, simulate
@@ -85,11 +86,11 @@ class Lines:
         return HEADER.format(n=n, cpus=2) + "".join(self.out)
 
 
-def _replay(tmp: Path, text: str) -> dict[str, pl.DataFrame]:
+def _replay(tmp: Path, text: str, arch: str | None = None) -> dict[str, pl.DataFrame]:
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "trace.txt").write_text(text)
     ds = Dataset(tmp / "ds")
-    r = ingest(str(tmp / "trace.txt"), ds)
+    r = ingest(str(tmp / "trace.txt"), ds, arch=arch)
     assert r.errors.total == 0, r.errors.counts
     # every set and remove (surplus ones too) has the owner mm the walk probes name
     tables, _, _ = load_trace(ds, r.trace_id)
@@ -456,7 +457,11 @@ def _truth(trace: Path) -> dict:
     if not meta.get("truth", {}).get("complete"):
         pytest.skip(f"{trace}: the workload's truth is incomplete")
     delta = meta.get("vmstat_delta", {})
-    return {"moves": meta["truth"]["moves"], "pgmigrate_success": delta.get("pgmigrate_success")}
+    return {
+        "moves": meta["truth"]["moves"],
+        "pgmigrate_success": delta.get("pgmigrate_success"),
+        "arch": machine_arch(meta.get("machine") or "x86_64"),
+    }
 
 
 @pytest.mark.parametrize("trace", _recordings(), ids=lambda p: p.parent.name)
@@ -465,17 +470,15 @@ def test_lab_recordings_replay_as_the_pagemap_truth_says(tmp_path, trace):
     its owner, the pairs equal the guest's pagemap, no finding at all on a healthy kernel,
     fork windows from the copy probes, and the kernel's counts equal vmstat's."""
     truth = _truth(trace)
-    out = _replay(
-        tmp_path,
-        gzip.decompress(trace.read_bytes()).decode()
-        if trace.suffix == ".gz"
-        else trace.read_text(),
-    )
+    text = gzip.decompress(trace.read_bytes()).decode() if trace.suffix == ".gz" else None
+    out = _replay(tmp_path, text or trace.read_text(), arch=truth.get("arch"))
     check = compare_pairs(out["migrations"], pl.DataFrame(truth["moves"]))
     assert check.ok, check.line()
     assert out["page_states"]["mm"].null_count() == 0
     assert out["violations"].is_empty(), out["violations"]["explanation"].head(3).to_list()
     forks = out["fork_windows"].filter(~pl.col("shares_vm").fill_null(False))
     assert forks["ts_copy_start"].null_count() == 0
+    b = out["migration_batches"]
+    assert (b["paired_migrated_pages"] <= b["succeeded"]).all()  # a THP counts once
     if truth.get("pgmigrate_success") is not None:
-        assert out["migration_batches"]["succeeded"].sum() == truth["pgmigrate_success"]
+        assert b["succeeded"].sum() == truth["pgmigrate_success"]
