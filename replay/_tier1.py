@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from rmapscope.catalog import PROBE_PREFIX, VMEMMAP_BASE
+
 PMD_ORDER = 9  # 2 MB on x86_64 and arm64 with 4K pages
 
 EVENT_COLS = ["seq", "ts", "cpu", "pid", "comm", "addr", "pfn"]
@@ -60,7 +62,40 @@ def migration_events(tables: dict[str, pl.DataFrame]) -> tuple[pl.DataFrame, pl.
     empty_removes = pl.DataFrame(schema={**base, "writable": pl.Boolean})
     s = pl.concat(sets, how="diagonal_relaxed").sort("seq") if sets else empty_sets
     r = pl.concat(removes, how="diagonal_relaxed").sort("seq") if removes else empty_removes
-    return s, r
+    return owners(tables, s, "try_to_migrate_one"), owners(tables, r, "remove_migration_pte")
+
+
+def owners(tables: dict[str, pl.DataFrame], events: pl.DataFrame, visit: str) -> pl.DataFrame:
+    """Add ``mm`` and ``pgoff``: the vma the task's rmap walk was visiting (probe ``visit``,
+    ``try_to_migrate_one`` for sets, ``remove_migration_pte`` for removes) when it printed
+    each event; null without such a visit since the task's last walk boundary."""
+    typed = [pl.col("mm").cast(pl.UInt64), pl.col("pgoff").cast(pl.UInt64)]
+    v = tables.get(PROBE_PREFIX + visit)
+    if v is None or v.is_empty() or events.is_empty():
+        return events.with_columns(
+            pl.lit(None, pl.UInt64).alias("mm"),
+            pl.lit(None, pl.UInt64).alias("pgoff"),
+            pl.lit(None, pl.Int64).alias("visit_seq"),
+        )
+    visits = v.select(pl.col("pid").cast(pl.Int32), pl.col("seq").alias("_vseq"), *typed).sort(
+        "_vseq"
+    )
+    bounds = [
+        df.select(pl.col("pid").cast(pl.Int32), pl.col("seq").alias("_bseq"))
+        for name in ("rmap_walk_anon", "rmap_walk_anon_ret")
+        if (df := tables.get(PROBE_PREFIX + name)) is not None and df.height
+    ]
+    out = events.sort("seq").join_asof(
+        visits, left_on="seq", right_on="_vseq", by="pid", check_sortedness=False
+    )
+    if bounds:
+        b = pl.concat(bounds).sort("_bseq")
+        out = out.join_asof(b, left_on="seq", right_on="_bseq", by="pid", check_sortedness=False)
+        inside = pl.col("_bseq").is_null() | (pl.col("_vseq") > pl.col("_bseq"))
+        out = out.with_columns(
+            pl.when(inside).then(pl.col(c)).alias(c) for c in ("mm", "pgoff", "_vseq")
+        ).drop("_bseq")
+    return out.rename({"_vseq": "visit_seq"})
 
 
 def batches(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
@@ -179,7 +214,13 @@ def pair(sets: pl.DataFrame, removes: pl.DataFrame) -> tuple[pl.DataFrame, pl.Da
     """
     # within one batch: an entry is set and removed by the same migrate_pages call, so an
     # entry left open in an earlier batch (zapped by an exit, or lost) cannot take a remove
-    cols = ["pid", "addr", "kind", "batch_id"]
+    # with the walk probes the owner mm is part of the key: parent and children share
+    # addresses, and an entry is one pte of one mm
+    cols = ["pid", "mm", "addr", "kind", "batch_id"]
+    sets, removes = (
+        df if "mm" in df.columns else df.with_columns(pl.lit(None, pl.UInt64).alias("mm"))
+        for df in (sets, removes)
+    )
     ev = pl.concat(
         [
             sets.select("seq", *cols, pl.lit(1, pl.Int32).alias("delta"), pl.col("pfn")),
@@ -197,7 +238,7 @@ def pair(sets: pl.DataFrame, removes: pl.DataFrame) -> tuple[pl.DataFrame, pl.Da
     start = np.ones(n, dtype=bool)
     for c in cols:
         v = ev[c].to_physical() if ev[c].dtype == pl.String else ev[c]
-        v = v.cast(pl.Int64, strict=False) if v.dtype == pl.UInt64 else v
+        v = v.reinterpret(signed=True) if v.dtype == pl.UInt64 else v  # kernel pointers
         arr = v.fill_null(-1).to_numpy()
         if n > 1:
             start[1:] &= arr[1:] == arr[:-1]
@@ -263,11 +304,201 @@ def pair(sets: pl.DataFrame, removes: pl.DataFrame) -> tuple[pl.DataFrame, pl.Da
         pl.col("pfn").alias("r_pfn"),
         pl.col("cpu").alias("r_cpu"),
         pl.col("order").alias("r_order"),
+        pl.col("mm").alias("r_mm"),
+        *([pl.col("visit_seq").alias("r_visit")] if "visit_seq" in removes.columns else []),
         *([pl.col("writable").alias("r_writable")] if "writable" in removes.columns else []),
     )
     out = sets.join(pairs, on="seq", how="left").join(r, on="r_seq", how="left").sort("seq")
     surplus = removes.join(surplus_seq, on="seq", how="semi")
     return out, surplus
+
+
+def zaps(
+    paired: pl.DataFrame, tables: dict[str, pl.DataFrame], batch: pl.DataFrame
+) -> pl.DataFrame:
+    """Add ``zap_seq``, ``zap_ts``: for an entry with a known owner (``mm``, from the walk
+    probes) and no remove, the first line after its set, before its batch ended, that shows
+    it gone: the owner's exit or its vma's unlinking (an exit or munmap zaps migration
+    entries without a tracepoint), or a remove walk's visit that found nothing there (see
+    :func:`_silent_visits`). Such an entry is gone, not leaked. Null otherwise. Also adds
+    ``owned`` (see below)."""
+    evidence, watched = zap_evidence(tables)
+    # ``owned``: the owner is known and its exit would show (an unlink probe, or the fork
+    # that made it): then a missing remove is the owner's own story, not another's exit
+    seen = pl.lit(True) if watched is None else pl.col("mm").is_in(watched.implode())
+    paired = paired.with_columns((pl.col("mm").is_not_null() & seen).alias("owned"))
+    none = paired.with_columns(
+        pl.lit(None, pl.Int64).alias("zap_seq"), pl.lit(None, pl.Int64).alias("zap_ts")
+    )
+    open_ = paired.filter(pl.col("r_seq").is_null() & pl.col("mm").is_not_null())
+    if open_.is_empty():
+        return none
+    o = open_.select("seq", pl.col("mm").cast(pl.UInt64), "pgoff", "batch_id")
+    if batch.height:
+        b = batch.select("batch_id", pl.col("seq_start").alias("_start"), pl.col("seq_end"))
+        o = o.join(b.rename({"seq_end": "_end"}), on="batch_id", how="left")
+    else:
+        o = o.with_columns(pl.lit(None, pl.Int64).alias(c) for c in ("_start", "_end"))
+    # an exit printed before the set (Linux >= 6.16 prints it before the zap) counts from
+    # the batch's start on
+    hits = (
+        o.join(evidence, on="mm")
+        .filter(
+            (pl.col("e_seq") > pl.coalesce("_start", "seq"))
+            & (pl.col("_end").is_null() | (pl.col("e_seq") < pl.col("_end")))
+            & (pl.col("e_pgoff").is_null() | (pl.col("e_pgoff") == pl.col("pgoff")))
+        )
+        .select("seq", "e_seq", "e_ts")
+    )
+    hits = pl.concat([hits, _silent_visits(paired, open_, o, tables)])
+    hits = hits.group_by("seq").agg(
+        pl.col("e_seq").min().alias("zap_seq"), pl.col("e_ts").min().alias("zap_ts")
+    )
+    return paired.join(hits, on="seq", how="left")
+
+
+def _silent_visits(
+    paired: pl.DataFrame, open_: pl.DataFrame, bounds: pl.DataFrame, tables: dict
+) -> pl.DataFrame:
+    """``seq`` of the open entries (and ``e_seq``, ``e_ts`` of the visit) that a remove walk
+    over their own page (a split remapping each new small folio) visited, before the batch
+    ended, in their owner's vma at their address without printing a remove: the split
+    mapped the zero page there for a zero-filled subpage (Linux 6.12+, no tracepoint), or
+    the entry was already gone. (A walk over another folio of the same anon_vma visits that
+    vma too, for nothing: only a walk over the entry's page tells.)"""
+    empty = pl.DataFrame(schema={"seq": pl.Int64, "e_seq": pl.Int64, "e_ts": pl.Int64})
+    v = tables.get(PROBE_PREFIX + "remove_migration_pte")
+    if v is None or v.is_empty() or open_.is_empty():
+        return empty
+    base = vmemmap_base(paired, tables)
+    visits = v.filter(pl.col("folio") >= base).select(
+        pl.col("pid").cast(pl.Int32),
+        pl.col("mm").cast(pl.UInt64),
+        pl.col("addr").cast(pl.UInt64),
+        ((pl.col("folio") - base) // 64).cast(pl.UInt64).alias("pfn"),
+        pl.col("seq").alias("e_seq"),
+        pl.col("ts").alias("e_ts"),
+    )
+    o = open_.select("seq", "pid", pl.col("mm").cast(pl.UInt64), "addr", "pfn").join(
+        bounds.select("seq", "_end"), on="seq"
+    )
+    hits = (
+        o.sort("seq")
+        .join_asof(
+            visits.sort("e_seq"),
+            left_on="seq",
+            right_on="e_seq",
+            by=["pid", "mm", "addr", "pfn"],
+            strategy="forward",
+            check_sortedness=False,
+        )
+        .filter(
+            pl.col("e_seq").is_not_null()
+            & (pl.col("_end").is_null() | (pl.col("e_seq") < pl.col("_end")))
+        )
+        .select("seq", "mm", "addr", "e_seq", "e_ts")
+    )
+    if "r_visit" in paired.columns:  # a remove that visit printed at that address
+        printed = paired.filter(pl.col("r_visit").is_not_null()).select(
+            pl.col("r_visit").alias("e_seq"), pl.col("r_mm").alias("mm"), "addr"
+        )
+        hits = hits.join(printed, on=["e_seq", "mm", "addr"], how="anti")
+    return hits.select("seq", "e_seq", "e_ts")
+
+
+def vmemmap_base(paired: pl.DataFrame, tables: dict[str, pl.DataFrame]) -> int:
+    """Where the kernel's struct page array starts (randomised with
+    ``CONFIG_RANDOMIZE_MEMORY``): the most common ``folio - 64 * pfn`` of the visits that
+    printed one small page's set or remove; else the unrandomised x86_64 base."""
+    parts = []
+    for probe, seq, pfn, order in (
+        ("try_to_migrate_one", "visit_seq", "pfn", "order"),
+        ("remove_migration_pte", "r_visit", "r_pfn", "r_order"),
+    ):
+        v = tables.get(PROBE_PREFIX + probe)
+        if v is None or v.is_empty() or seq not in paired.columns:
+            continue
+        small = paired.filter((pl.col(order) == 0) & pl.col(seq).is_not_null())
+        parts.append(
+            small.select(pl.col(seq).alias("seq"), pl.col(pfn).cast(pl.UInt64).alias("_pfn"))
+            .join(v.select("seq", pl.col("folio").cast(pl.UInt64)), on="seq")
+            .filter(pl.col("folio") >= pl.col("_pfn") * 64)
+            .select((pl.col("folio") - pl.col("_pfn") * 64).alias("base"))
+        )
+    if not parts:
+        return VMEMMAP_BASE
+    bases = pl.concat(parts)
+    if bases.is_empty():
+        return VMEMMAP_BASE
+    return int(bases.group_by("base").len().sort("len", "base", descending=True)["base"][0])
+
+
+def zap_evidence(tables: dict[str, pl.DataFrame]) -> tuple[pl.DataFrame, pl.Series | None]:
+    """Lines that end an mm's entries (``mm``, ``e_pgoff`` (null: every vma), ``e_seq``,
+    ``e_ts``): ``unlink_anon_vmas`` of a vma, and the exit (``sched_process_exit``,
+    ``exit_mmap``) of a task that owns the mm, owners known from the probes (the task that
+    unlinks an mm's vmas, the child of the fork that copied into it). Also the mms whose
+    end would show: None (every mm) when the unlink probe was traced."""
+    schema = {"mm": pl.UInt64, "e_pgoff": pl.UInt64, "e_seq": pl.Int64, "e_ts": pl.Int64}
+    parts = []
+    unlink = tables.get(PROBE_PREFIX + "unlink_anon_vmas")
+    owner = []
+    if unlink is not None and unlink.height:
+        parts.append(
+            unlink.select(
+                "mm",
+                pl.col("pgoff").alias("e_pgoff"),
+                pl.col("seq").alias("e_seq"),
+                pl.col("ts").alias("e_ts"),
+            )
+        )
+        owner.append(unlink.select(pl.col("pid").cast(pl.Int32), "mm"))
+    copy = tables.get(PROBE_PREFIX + "copy_page_range")
+    fork = tables.get("sched_process_fork")
+    if copy is not None and copy.height and fork is not None and fork.height:
+        f = fork.select(
+            pl.col("parent_pid").cast(pl.Int32).alias("pid"),
+            pl.col("seq").alias("_fseq"),
+            pl.col("child_pid").cast(pl.Int32).alias("_child"),
+        ).sort("_fseq")
+        c = copy.select(pl.col("pid").cast(pl.Int32), "seq", pl.col("dst_mm").alias("mm"))
+        c = c.sort("seq").join_asof(
+            f,
+            left_on="seq",
+            right_on="_fseq",
+            by="pid",
+            strategy="forward",
+            check_sortedness=False,
+        )
+        owner.append(
+            c.filter(pl.col("_child").is_not_null()).select(pl.col("_child").alias("pid"), "mm")
+        )
+    exits = []
+    for name, pid in (("sched_process_exit", "field_pid"), ("exit_mmap", "pid")):
+        df = tables.get(name)
+        if df is not None and df.height:
+            who = pl.coalesce(pid, "pid") if pid in df.columns else pl.col("pid")
+            exits.append(df.select(who.cast(pl.Int32).alias("pid"), "seq", "ts"))
+    if owner and exits:
+        owners_ = pl.concat(owner).unique()
+        parts.append(
+            pl.concat(exits)
+            .join(owners_, on="pid")
+            .select(
+                "mm",
+                pl.lit(None, pl.UInt64).alias("e_pgoff"),
+                pl.col("seq").alias("e_seq"),
+                pl.col("ts").alias("e_ts"),
+            )
+        )
+    watched = (
+        None if parts and unlink is not None and unlink.height else pl.Series("mm", [], pl.UInt64)
+    )
+    if owner and watched is not None:
+        watched = pl.concat(owner)["mm"].cast(pl.UInt64).unique()
+    if not parts:
+        return pl.DataFrame(schema=schema), watched
+    return pl.concat([p.cast(schema) for p in parts]), watched
 
 
 def _segmented_cumsum(values: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -327,6 +558,15 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
         pl.col("r_ts").max().alias("t_last_remove"),
         pl.len().alias("n_set"),
         pl.col("r_seq").count().alias("n_remove"),
+        (pl.col("zap_seq").count() if "zap_seq" in paired.columns else pl.lit(0, pl.UInt32)).alias(
+            "n_zapped"
+        ),
+        # every entry left without a remove has its owner (the walk probes): a process's
+        # exit or a fork elsewhere does not explain it, the owner's own lines do
+        (pl.col("owned") if "owned" in paired.columns else pl.col("mm").is_not_null())
+        .or_(pl.col("r_seq").is_not_null())
+        .all()
+        .alias("_owned"),
         pl.col("seq").min().alias("seq_first_set"),
         pl.col("ambiguous").any().alias("_ambiguous"),
         pl.col("r_seq").max().alias("seq_last_remove"),
@@ -361,8 +601,8 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
         else None
         for lost, exited, forked, guessed in zip(
             windows.overlaps(lo, hi),
-            windows.exited_in(lo, hi),
-            windows.forked_in(lo, hi),
+            [e and not o for e, o in zip(windows.exited_in(lo, hi), g["_owned"], strict=True)],
+            [f and not o for f, o in zip(windows.forked_in(lo, hi), g["_owned"], strict=True)],
             g["_ambiguous"],
             strict=True,
         )
@@ -374,7 +614,16 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
         .otherwise(pl.col("why"))
         .alias("why")
     )
-    all_removed = pl.col("n_remove") == pl.col("n_set")
+    # entries their owner's exit zapped need no remove (but a folio with none left tells
+    # nothing of where it went)
+    zapped_all = (pl.col("n_remove") == 0) & (pl.col("n_zapped") > 0)
+    g = g.with_columns(
+        pl.when(zapped_all & pl.col("why").is_null())
+        .then(pl.lit("exit"))
+        .otherwise(pl.col("why"))
+        .alias("why")
+    )
+    all_removed = (pl.col("n_remove") + pl.col("n_zapped") == pl.col("n_set")) & ~zapped_all
     outcome = (
         pl.when(all_removed & (pl.col("new_pfn") == pl.col("old_pfn")))
         .then(pl.lit("restored"))
@@ -391,7 +640,7 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
     return (
         g.with_row_index("migration_id")
         .with_columns(pl.col("migration_id").cast(pl.Int64))
-        .drop("seq_end", "_ambiguous")
+        .drop("seq_end", "_ambiguous", "_owned")
     )
 
 
@@ -464,8 +713,12 @@ class GapIndex:
         return any((c is None or c in cpus) and s <= hi and lo <= e for s, e, c in self.spans)
 
 
-def page_states(paired: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
-    """Intervals of ``migration-entry`` (old pfn) and ``present`` (new pfn) per mapping."""
+def page_states(
+    paired: pl.DataFrame, migs: pl.DataFrame, surplus: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Intervals of ``migration-entry`` (old pfn) and ``present`` (new pfn) per mapping;
+    ``surplus`` removes (of entries made without a tracepoint, e.g. a fork's copy in the
+    child) start ``present`` intervals too, of no migration."""
     if paired.is_empty():
         return pl.DataFrame(
             schema={
@@ -482,21 +735,27 @@ def page_states(paired: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
         )
     ids = migs.select("group", "migration_id")
     p = paired.join(ids, on="group", how="left")
+    if "zap_seq" not in p.columns:
+        p = p.with_columns(pl.lit(None, pl.Int64).alias(c) for c in ("zap_seq", "zap_ts"))
+    for c in ("mm", "r_mm"):
+        if c not in p.columns:
+            p = p.with_columns(pl.lit(None, pl.UInt64).alias(c))
     entry = p.select(
         "pfn",
         "addr",
-        pl.lit(None, pl.UInt64).alias("mm"),
+        pl.col("mm").cast(pl.UInt64),
         pl.lit("migration-entry").alias("state"),
         pl.col("ts").alias("ts_start"),
-        pl.col("r_ts").alias("ts_end"),
+        # removed, or zapped by the owner's exit (the line that shows it)
+        pl.coalesce("r_ts", "zap_ts").alias("ts_end"),
         pl.col("seq").alias("seq_start"),
-        pl.col("r_seq").alias("seq_end"),
+        pl.coalesce("r_seq", "zap_seq").alias("seq_end"),
         "migration_id",
     )
     present = p.filter(pl.col("r_seq").is_not_null()).select(
         pl.col("r_pfn").alias("pfn"),
         "addr",
-        pl.lit(None, pl.UInt64).alias("mm"),
+        pl.col("r_mm").cast(pl.UInt64).alias("mm"),
         pl.lit("present").alias("state"),
         pl.col("r_ts").alias("ts_start"),
         pl.lit(None, pl.Int64).alias("ts_end"),
@@ -504,24 +763,50 @@ def page_states(paired: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
         pl.lit(None, pl.Int64).alias("seq_end"),
         "migration_id",
     )
+    if surplus is not None and surplus.height:
+        mm = pl.col("mm") if "mm" in surplus.columns else pl.lit(None)
+        present = pl.concat(
+            [
+                present,
+                surplus.select(
+                    "pfn",
+                    "addr",
+                    mm.cast(pl.UInt64).alias("mm"),
+                    pl.lit("present").alias("state"),
+                    pl.col("ts").alias("ts_start"),
+                    pl.lit(None, pl.Int64).alias("ts_end"),
+                    pl.col("seq").alias("seq_start"),
+                    pl.lit(None, pl.Int64).alias("seq_end"),
+                    pl.lit(None, pl.Int64).alias("migration_id"),
+                ),
+            ],
+            how="vertical_relaxed",
+        )
     # a present mapping ends when the same page at the same address gets an entry again
+    # (of the same mm when the probes name it)
+    mm_key = pl.col("mm").fill_null(0).alias("_mm")
     nxt = entry.select(
-        "pfn", "addr", pl.col("ts_start").alias("_next_ts"), pl.col("seq_start").alias("_ns")
+        "pfn",
+        "addr",
+        mm_key,
+        pl.col("ts_start").alias("_next_ts"),
+        pl.col("seq_start").alias("_ns"),
     ).sort("_ns")
     present = (
-        present.sort("seq_start")
+        present.with_columns(mm_key)
+        .sort("seq_start")
         .join_asof(
             nxt,
             left_on="seq_start",
             right_on="_ns",
-            by=["pfn", "addr"],
+            by=["pfn", "addr", "_mm"],
             strategy="forward",
             allow_exact_matches=False,
             check_sortedness=False,
         )
         .with_columns(pl.col("_next_ts").alias("ts_end"), pl.col("_ns").alias("seq_end"))
     )
-    present = present.drop("_next_ts", "_ns")
+    present = present.drop("_next_ts", "_ns", "_mm")
     return pl.concat([entry, present], how="vertical_relaxed").sort("ts_start", "seq_start")
 
 
@@ -614,9 +899,65 @@ def fork_spans(
     else:
         f = f.with_columns(pl.lit(None, pl.Int64).alias("ts_start"))
     f = f.with_columns(pl.coalesce("ts_start", "ts_newtask", "ts_end").alias("ts_start"))
+    f = _copy_windows(tables, f)
     return (
         f.drop("_anchor").with_row_index("fork_id").with_columns(pl.col("fork_id").cast(pl.Int64))
     )
+
+
+#: A fork's page-table copy window: the ``copy_page_range`` probes' when traced, else the
+#: tracepoints' bounds (the parent's last event before it .. ``sched_process_fork``).
+FORK_START = pl.coalesce("ts_copy_start", "ts_start").alias("_start")
+FORK_END = pl.coalesce("ts_copy_end", "ts_end").alias("_end")
+
+
+def _copy_windows(tables: dict[str, pl.DataFrame], forks: pl.DataFrame) -> pl.DataFrame:
+    """Add ``ts_copy_start``, ``ts_copy_end`` and ``child_mm`` from the fork probes of the
+    parent (``anon_vma_fork``, ``copy_page_range`` .. ``copy_page_range_ret``) before each
+    ``sched_process_fork`` (the probes of a fork come before its tracepoint, on its task)."""
+    parts = []
+    for name, mm in (
+        ("anon_vma_fork", "mm"),
+        ("copy_page_range", "dst_mm"),
+        ("copy_page_range_ret", None),
+    ):
+        df = tables.get(PROBE_PREFIX + name)
+        if df is not None and df.height:
+            child = pl.col(mm) if mm else pl.lit(None, pl.UInt64)
+            parts.append(
+                df.select(
+                    pl.col("pid").cast(pl.Int32).alias("parent_pid"),
+                    pl.col("seq").alias("_pseq"),
+                    pl.col("ts").alias("_pts"),
+                    child.cast(pl.UInt64).alias("_mm"),
+                )
+            )
+    if not parts:
+        return forks.with_columns(
+            pl.lit(None, pl.Int64).alias("ts_copy_start"),
+            pl.lit(None, pl.Int64).alias("ts_copy_end"),
+            pl.lit(None, pl.UInt64).alias("child_mm"),
+        )
+    probes = pl.concat(parts).sort("_pseq")
+    owner = forks.select(pl.col("parent_pid").cast(pl.Int32), "seq_fork").sort("seq_fork")
+    spans = (
+        probes.join_asof(
+            owner,
+            left_on="_pseq",
+            right_on="seq_fork",
+            by="parent_pid",
+            strategy="forward",
+            check_sortedness=False,
+        )
+        .filter(pl.col("seq_fork").is_not_null())
+        .group_by("seq_fork")
+        .agg(
+            pl.col("_pts").min().alias("ts_copy_start"),
+            pl.col("_pts").max().alias("ts_copy_end"),
+            pl.col("_mm").drop_nulls().first().alias("child_mm"),
+        )
+    )
+    return forks.join(spans, on="seq_fork", how="left")
 
 
 MAX_LISTED_OVERLAPS = 100
@@ -647,7 +988,7 @@ def _overlaps(forks: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:
     longest = int((t_end_by_start - starts).max())  # no overlap starts before f_start - longest
     counts: list[int] = []
     listed: list[list[int]] = []
-    for f_start, f_end, shares in forks.select("ts_start", "ts_end", "shares_vm").iter_rows():
+    for f_start, f_end, shares in forks.select(FORK_START, FORK_END, "shares_vm").iter_rows():
         if shares or f_start is None or f_end is None:
             counts.append(0)
             listed.append([])

@@ -82,6 +82,7 @@ class _Entry:
     removed: _Line | None = None
     restored_writable: bool | None = None
     superseded: bool = False  # a later set at the same pte: its remove went unseen
+    order: int = 0  # the folio's order (the set line's)
 
 
 class _State:
@@ -99,6 +100,7 @@ class _State:
         self.exited: dict[int, _Line] = {}  # pid -> sched_process_exit line
         self.unlinked: dict[tuple[int, int], _Line] = {}  # (mm, pgoff) -> unlink line
         self.next_batch = 0
+        self.unlink_traced = False  # whether the trace has unlink_anon_vmas probe lines
         self.present_copies: set[tuple[int, int, int | None]] = set()  # (child mm, pgoff, pfn)
         # children that may hold a present copy (the lines cannot tell): same key
         self.maybe_present: set[tuple[int, int, int | None]] = set()
@@ -108,6 +110,8 @@ def violations(tables: dict[str, pl.DataFrame], windows) -> pl.DataFrame:
     """Tier-2 findings (all rules above, including leaks) from a trace with probe tables."""
     rows = _merged(tables)
     st = _State()
+    unlinks = tables.get(PROBE_PREFIX + "unlink_anon_vmas")
+    st.unlink_traced = unlinks is not None and unlinks.height > 0
     vma_pgoff: dict[tuple[int, int], int] = {}  # (mm, addr page) -> pgoff, from visits
     for r in rows.iter_rows(named=True):
         _step(st, r, vma_pgoff)
@@ -154,6 +158,7 @@ def _merged(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
         "pfn",
         "child_pid",
         "field_pid",
+        "order",
     ]
     for name, df in tables.items():
         if df is None or df.is_empty():
@@ -181,7 +186,7 @@ def _merged(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
             if k in df.columns:
                 cols.append(
                     pl.col(k)
-                    .cast(pl.UInt64 if k not in ("child_pid", "field_pid") else pl.Int64)
+                    .cast(pl.UInt64 if k not in ("child_pid", "field_pid", "order") else pl.Int64)
                     .alias(k)
                 )
         if name in MIGRATION_EVENTS:
@@ -252,6 +257,7 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
             for old in st.entries.get(key, []):
                 old.superseded = old.superseded or old.removed is None
             e = _Entry(line, r["pfn"], r.get("mkind"), st.batch.get(task))
+            e.order = r.get("order") if r.get("order") is not None else 9
             st.entries.setdefault(key, []).append(e)
             if e.batch is not None:
                 st.batch_sets[e.batch].append((v.mm, r["addr"], e))
@@ -262,15 +268,30 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
                 open_[0].restored_writable = r.get("writable")
 
 
-def _folio_pfn(w: _Walk) -> int | None:
+def _folio_pfn(w: _Walk, base: int = VMEMMAP_BASE) -> int | None:
     """The pfn of a walk's folio: from the migration lines it printed, else (no line at all)
-    from the folio pointer and the default x86_64 vmemmap base."""
+    from the folio pointer and the vmemmap ``base`` (see :func:`_vmemmap_base`)."""
     pfns = [tp["pfn"] for v in w.visits for tp in v.tps if tp.get("pfn") is not None]
     if pfns:
         return min(pfns)
-    if w.folio is not None and w.folio >= VMEMMAP_BASE:
-        return (w.folio - VMEMMAP_BASE) // 64
+    if w.folio is not None and w.folio >= base:
+        return (w.folio - base) // 64
     return None
+
+
+def _vmemmap_base(walks: list[_Walk]) -> int:
+    """Where this kernel's struct page array starts (randomised with
+    ``CONFIG_RANDOMIZE_MEMORY``): ``folio - 64 * pfn`` of the walks over a single page
+    that printed its pfn (the most common value), else the default x86_64 base."""
+    seen: dict[int, int] = {}
+    for w in walks:
+        tps = [tp for v in w.visits for tp in v.tps if tp.get("pfn") is not None]
+        if w.folio is None or not tps or any(tp.get("order") for tp in tps):
+            continue
+        if len({tp["pfn"] for tp in tps}) == 1:
+            b = w.folio - 64 * tps[0]["pfn"]
+            seen[b] = seen.get(b, 0) + 1
+    return max(seen, key=lambda b: seen[b]) if seen else VMEMMAP_BASE
 
 
 def _walk_findings(st: _State) -> list[dict]:
@@ -279,11 +300,12 @@ def _walk_findings(st: _State) -> list[dict]:
     for w in st.done:
         if w.kind == "remove":
             by_folio_remove.setdefault(w.folio, []).append(w)
+    base = _vmemmap_base(st.done)
     for w in st.done:
         if w.kind is None:
             continue
         assert w.end is not None
-        pfn = _folio_pfn(w)
+        pfn = _folio_pfn(w, base)
         seen: dict[int, int] = {}
         for i, v in enumerate(w.visits):
             seen.setdefault(v.mm, i)
@@ -476,8 +498,32 @@ def _entry_removed_by(st: _State, mm: int, addr: int, seq: int) -> _Entry | None
     return None
 
 
+def _silent_visits(st: _State) -> dict[tuple[int, int, int | None], list[int]]:
+    """(mm, address, pfn of the walk's folio) -> seqs of remove-walk visits there that
+    printed no remove at it."""
+    base = _vmemmap_base(st.done)
+    out: dict[tuple[int, int, int | None], list[int]] = {}
+    for w in st.done:
+        if w.kind != "remove":
+            continue
+        pfn = (w.folio - base) // 64 if w.folio is not None and w.folio >= base else None
+        for v in w.visits:
+            if all(tp["addr"] != v.addr for tp in v.tps):
+                out.setdefault((v.mm, v.addr, pfn), []).append(v.line.seq)
+    return out
+
+
+def _gone_at_visit(e: _Entry, mm: int, addr: int, end: _Line, silent: dict) -> bool:
+    """Whether a remove walk over ``e``'s own page (a split's remap of a new small folio)
+    visited its owner at its address after the set and before ``end`` without restoring
+    it: the split mapped the zero page there (Linux 6.12+, no tracepoint) or it was gone.
+    (A walk over another folio of the anon_vma visits the vma too, for nothing.)"""
+    return any(e.line.seq < seq < end.seq for seq in silent.get((mm, addr, e.pfn), []))
+
+
 def _leak_findings(st: _State, vma_pgoff: dict) -> list[dict]:
     out = []
+    silent = _silent_visits(st)
     for b, sets in st.batch_sets.items():
         end = st.batch_end.get(b)
         if end is None:
@@ -489,8 +535,15 @@ def _leak_findings(st: _State, vma_pgoff: dict) -> list[dict]:
             unlink = st.unlinked.get((mm, pgoff)) if pgoff is not None else None
             if unlink is not None and unlink.seq < end.seq:
                 continue  # zapped by the owner's exit before the batch ended
+            if _gone_at_visit(e, mm, addr, end, silent):
+                continue
             owner = st.owner.get(mm)
             exited = st.exited.get(owner) if owner is not None else None
+            if exited is not None and exited.seq < end.seq:
+                # the owner was exiting before the batch ended: its zap drops the entry
+                # without a tracepoint (before the remove walk came, or it would have
+                # restored it)
+                continue
             f = _finding(
                 "leaked-entry",
                 end.ts,
@@ -501,11 +554,19 @@ def _leak_findings(st: _State, vma_pgoff: dict) -> list[dict]:
                 f"migration entry for pfn {e.pfn:#x} at {addr:#x} in mm {mm:#x} was set and "
                 "never removed before its batch ended",
             )
-            if exited is not None and exited.seq < end.seq:
+            if owner is None and not st.unlink_traced and _exit_between(st, e.line, end):
+                # nothing shows this mm's end: the process that exited may be its owner
                 f["verdict"] = "inconclusive"
-                f["explanation"] += " (its owner was exiting: the zap may have dropped it)"
+                f["explanation"] += (
+                    " (its owner is unknown without the unlink_anon_vmas probe, and a "
+                    "process exited meanwhile: that exit's zap may have dropped it)"
+                )
             out.append(f)
     return out
+
+
+def _exit_between(st: _State, lo: _Line, hi: _Line) -> bool:
+    return any(lo.seq < x.seq < hi.seq for x in st.exited.values())
 
 
 def _finding(rule: str, ts: int, pfn, addr, mm, lines: list[_Line], text: str) -> dict:

@@ -102,16 +102,20 @@ def _replay(
     windows.exits = _exits(tables)
     spans = t1.fork_spans(tables, t1.all_events(tables))
     if "ts_start" in spans.columns:  # (a clone sharing the mm copies no page tables)
-        copying = spans.filter(~pl.col("shares_vm").fill_null(False)).sort("ts_start")
-        windows.forks = list(copying.select("ts_start", "ts_end").iter_rows())
+        copying = spans.filter(~pl.col("shares_vm").fill_null(False)).with_columns(
+            t1.FORK_START,
+            t1.FORK_END,  # the copy_page_range probes' window, when traced
+        )
+        windows.forks = list(copying.sort("_start").select("_start", "_end").iter_rows())
     batch = t1.batches(tables)
     sets, removes = t1.migration_events(tables)
     sets = t1.assign_batches(sets, batch)
     removes = t1.assign_batches(removes, batch)
     paired, surplus = t1.pair(sets, removes)
+    paired = t1.zaps(paired, tables, batch)
     paired = t1.unmap_groups(paired)
     migs = t1.migrations(paired, windows, batch)
-    states = t1.page_states(paired, migs)
+    states = t1.page_states(paired, migs, surplus)
     forks = t1.fork_overlaps(spans, migs)
     batch = _batch_counts(batch, migs, surplus)
     # with probes every entry has its owner: tier 2's leaks replace tier 1's
@@ -207,14 +211,22 @@ def _batch_counts(batch: pl.DataFrame, migs: pl.DataFrame, surplus: pl.DataFrame
         return batch
     if migs.height and "batch_id" in migs.columns:
         pages = pl.lit(2, pl.Int64).pow(pl.col("order").cast(pl.Int64))
-        c = migs.group_by("batch_id").agg(
-            (pl.col("outcome") == "migrated").sum().alias("paired_migrated"),
-            (pages * (pl.col("outcome") == "migrated")).sum().alias("paired_migrated_pages"),
-            (pl.col("outcome") == "restored").sum().alias("paired_restored"),
-            (pl.col("outcome") == "leaked").sum().alias("leaked"),
-            (pl.col("outcome") == "inconclusive").sum().alias("inconclusive"),
-            pl.col("n_set").sum().alias("n_set"),
-            pl.col("n_remove").sum().alias("n_remove"),
+        # a THP mapped by a pmd in some processes and by ptes in others has a row per kind:
+        # one folio migrated, counted once
+        first = pl.int_range(pl.len()).over("batch_id", "old_pfn", "order", "outcome") == 0
+        migrated = (pl.col("outcome") == "migrated") & pl.col("_first")
+        c = (
+            migs.with_columns(first.alias("_first"))
+            .group_by("batch_id")
+            .agg(
+                migrated.sum().alias("paired_migrated"),
+                (pages * migrated).sum().alias("paired_migrated_pages"),
+                (pl.col("outcome") == "restored").sum().alias("paired_restored"),
+                (pl.col("outcome") == "leaked").sum().alias("leaked"),
+                (pl.col("outcome") == "inconclusive").sum().alias("inconclusive"),
+                pl.col("n_set").sum().alias("n_set"),
+                pl.col("n_remove").sum().alias("n_remove"),
+            )
         )
         batch = batch.join(c, on="batch_id", how="left")
     else:

@@ -1,0 +1,484 @@
+"""Replay of probe traces as a real kernel prints them (issue 12): owners, exits, fork windows.
+
+Hand-written probe lines (the contract of ``data/probes/README.md``) pin each defect the lab
+recordings showed; the simulator's healthy runs check the same over many interleavings.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from rmapscope.dataset import Dataset
+from rmapscope.ingest import ingest
+from rmapscope.ingest.pte import machine_arch
+from rmapscope.replay import load_trace, replay
+from rmapscope.replay._tier1 import migration_events
+from rmapscope.replay.simulator import HEADER, simulate
+from rmapscope.replay.simulator import _model as sm
+from rmapscope.replay.truth import compare_pairs
+
+M_PARENT, M_CHILD = 0xFFFF888104A8E000, 0xFFFF888104A8E640
+AV = 0xFFFF888103C1D000
+ADDR = 0x7F2A00010000
+
+
+class Lines:
+    """A tracefs text trace written line by line, 10 µs apart."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.us = 4010_000_000
+        self.vmemmap = sm.VMEMMAP_BASE  # where the struct page array starts
+
+    def line(self, comm: str, pid: int, cpu: int, name: str, payload: str) -> None:
+        self.us += 10
+        secs, usecs = divmod(self.us, 1_000_000)
+        self.out.append(
+            f"{comm:>16}-{pid:<7} [{cpu:03d}] ..... {secs:5d}.{usecs:06d}: {name}: {payload}\n"
+        )
+
+    def probe(self, comm: str, pid: int, cpu: int, func: str, **keys: int) -> None:
+        args = "".join(f" {k}=0x{v:x}" for k, v in keys.items())
+        self.line(comm, pid, cpu, func, f"({func}+0x0/0x{sm.FUNC_SIZE[func]:x}){args}")
+
+    def walk(self, pid: int, kind: str, folio: int, visits: list[tuple[int, int | None]]) -> None:
+        """One rmap walk of ``pid`` over pfn ``folio``: per visit (mm, pfn printed or None)."""
+        c = "migrate"
+        self.probe(
+            c,
+            pid,
+            0,
+            "rmap_walk_anon",
+            folio=self.vmemmap + 64 * folio,
+            anon_vma=AV | 1,
+            op=sm.OP_ADDR[kind],
+        )
+        func = "try_to_migrate_one" if kind == "set" else "remove_migration_pte"
+        for mm, pfn in visits:
+            self.probe(
+                c,
+                pid,
+                0,
+                func,
+                folio=self.vmemmap + 64 * folio,
+                mm=mm,
+                pgoff=ADDR >> 12,
+                anon_vma=AV,
+                addr=ADDR,
+            )
+            if pfn is None:
+                continue
+            if kind == "set":
+                pte = sm.swap_entry(pfn, "write", True, True)
+                self.line(c, pid, 0, "set_migration_pte", f"addr={ADDR:x}, pte={pte:x} order=0")
+            else:
+                pte = sm.present_entry(pfn, True, True, True, False)
+                self.line(c, pid, 0, "remove_migration_pte", f"addr={ADDR:x}, pte={pte:x} order=0")
+        self.line(c, pid, 0, "rmap_walk_anon_ret", "(rmap_walk+0x5b/0x70 <- rmap_walk_anon)")
+
+    def text(self) -> str:
+        n = len(self.out)
+        return HEADER.format(n=n, cpus=2) + "".join(self.out)
+
+
+def _replay(tmp: Path, text: str, arch: str | None = None) -> dict[str, pl.DataFrame]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "trace.txt").write_text(text)
+    ds = Dataset(tmp / "ds")
+    r = ingest(str(tmp / "trace.txt"), ds, arch=arch)
+    assert r.errors.total == 0, r.errors.counts
+    # every set and remove (surplus ones too) has the owner mm the walk probes name
+    tables, _, _ = load_trace(ds, r.trace_id)
+    events = migration_events(tables)
+    for df in events:
+        assert df["mm"].null_count() == 0
+    out = replay(ds)[r.trace_id]
+    # and each starts an interval of page_states, with that owner
+    assert out["page_states"].height == sum(df.height for df in events)
+    return out
+
+
+START = "mm_migrate_pages_start: mode=MIGRATE_SYNC reason=compaction"
+END = (
+    "mm_migrate_pages: nr_succeeded=2 nr_failed=0 nr_thp_succeeded=0 nr_thp_failed=0 "
+    "nr_thp_split=0 nr_split=0 mode=MIGRATE_SYNC reason=compaction"
+)
+
+
+def test_entries_of_two_mms_at_one_address_pair_by_owner(tmp_path):
+    """Two pages at one address in two processes (a parent's and its child's copy-on-write
+    copy) in one batch; the first one's move is retried (-EAGAIN), so its removes come after
+    the second's. First in, first out by address pairs them crosswise; the probes name each
+    entry's mm, and replay pairs by it."""
+    t = Lines()
+    t.line("migrate", 200, 0, "mm_migrate_pages_start", START.split(": ", 1)[1])
+    t.walk(200, "set", 0x1000, [(M_PARENT, 0x1000)])
+    t.walk(200, "set", 0x2000, [(M_CHILD, 0x2000)])
+    t.walk(200, "remove", 0x5002, [(M_CHILD, 0x5002)])
+    t.walk(200, "remove", 0x5001, [(M_PARENT, 0x5001)])
+    t.line("migrate", 200, 0, "mm_migrate_pages", END.split(": ", 1)[1])
+    out = _replay(tmp_path, t.text())
+    m = out["migrations"].sort("old_pfn")
+    truth = pl.DataFrame({"old_pfn": [0x1000, 0x2000], "new_pfn": [0x5001, 0x5002]})
+    check = compare_pairs(m, truth)
+    assert check.ok, check.line()
+    assert m.select("old_pfn", "new_pfn", "outcome").rows() == [
+        (0x1000, 0x5001, "migrated"),
+        (0x2000, 0x5002, "migrated"),
+    ]
+    s = out["page_states"]
+    assert s["mm"].null_count() == 0
+    owners = set(s.select("state", "pfn", "mm").rows())
+    assert owners == {
+        ("migration-entry", 0x1000, M_PARENT),
+        ("migration-entry", 0x2000, M_CHILD),
+        ("present", 0x5001, M_PARENT),
+        ("present", 0x5002, M_CHILD),
+    }
+
+
+def _exit_mid_batch(t: Lines, unlink: bool = True, visit_child: bool = True) -> None:
+    """A page shared by a parent and its child; the child exits (6.1 order: the zap and the
+    unlinking, then sched_process_exit) between the set walk and the remove walk."""
+    t.line("migrate", 200, 0, "mm_migrate_pages_start", START.split(": ", 1)[1])
+    t.walk(200, "set", 0x1000, [(M_PARENT, 0x1000), (M_CHILD, 0x1000)])
+    if unlink:
+        t.probe("child", 101, 1, "unlink_anon_vmas", mm=M_CHILD, pgoff=ADDR >> 12)
+    t.line("child", 101, 1, "sched_process_exit", "comm=child pid=101 prio=120 group_dead=true")
+    child = [(M_CHILD, None)] if visit_child else []  # its vma may be unlinked already
+    t.walk(200, "remove", 0x5001, [(M_PARENT, 0x5001), *child])
+    t.line("migrate", 200, 0, "mm_migrate_pages", END.split(": ", 1)[1])
+
+
+def test_a_child_exiting_mid_migration_is_paired_not_inconclusive(tmp_path):
+    t = Lines()
+    _exit_mid_batch(t, visit_child=False)
+    out = _replay(tmp_path, t.text())
+    m = out["migrations"].row(0, named=True)
+    assert (m["old_pfn"], m["new_pfn"], m["outcome"], m["why"]) == (
+        0x1000,
+        0x5001,
+        "migrated",
+        None,
+    )
+    assert (m["n_set"], m["n_remove"], m["n_zapped"]) == (2, 1, 1)
+    assert out["violations"].is_empty()  # the zap dropped the child's entry: no finding
+    # the child's entry ends at the unlink (seq 7: start, walk, visit, set, visit, set, ret)
+    entry = out["page_states"].filter(pl.col("mm") == M_CHILD)
+    assert entry.select("state", "seq_end").rows() == [("migration-entry", 7)]
+
+
+def test_an_owner_known_only_from_its_fork_exits_mid_migration(tmp_path):
+    """No unlink line (the probe was not loaded): the owner of the child's mm is known from
+    the fork that copied into it, and its exit zaps the entry."""
+    t = Lines()
+    t.probe(
+        "parent", 100, 1, "anon_vma_fork", mm=M_CHILD, pmm=M_PARENT, pgoff=ADDR >> 12, anon_vma=AV
+    )
+    t.probe(
+        "parent",
+        100,
+        1,
+        "copy_page_range",
+        dst_mm=M_CHILD,
+        src_mm=M_PARENT,
+        start=ADDR,
+        end=ADDR + 0x1000,
+        pgoff=ADDR >> 12,
+    )
+    t.line(
+        "parent", 100, 1, "copy_page_range_ret", "(dup_mmap+0x5c4/0x9b0 <- copy_page_range) ret=0x0"
+    )
+    t.line(
+        "parent", 100, 1, "sched_process_fork", "comm=parent pid=100 child_comm=child child_pid=101"
+    )
+    _exit_mid_batch(t, unlink=False)
+    out = _replay(tmp_path, t.text())
+    m = out["migrations"].row(0, named=True)
+    assert (m["new_pfn"], m["outcome"], m["n_zapped"]) == (0x5001, "migrated", 1)
+    assert out["violations"].is_empty()
+    f = out["fork_windows"].row(0, named=True)
+    assert f["child_mm"] == M_CHILD
+    assert f["ts_copy_start"] < f["ts_copy_end"] < f["ts_end"]
+
+
+def test_a_child_that_does_not_exit_still_leaks(tmp_path):
+    """The owner's exit after the batch explains nothing: a missing remove stays a leak."""
+    t = Lines()
+    t.line("migrate", 200, 0, "mm_migrate_pages_start", START.split(": ", 1)[1])
+    t.walk(200, "set", 0x1000, [(M_PARENT, 0x1000), (M_CHILD, 0x1000)])
+    t.walk(200, "remove", 0x5001, [(M_PARENT, 0x5001)])
+    t.line("migrate", 200, 0, "mm_migrate_pages", END.split(": ", 1)[1])
+    t.probe("child", 101, 1, "unlink_anon_vmas", mm=M_CHILD, pgoff=ADDR >> 12)
+    t.line("child", 101, 1, "sched_process_exit", "comm=child pid=101 prio=120 group_dead=true")
+    out = _replay(tmp_path, t.text())
+    assert out["migrations"]["outcome"].to_list() == ["leaked"]
+    v = out["violations"].row(0, named=True)
+    assert (v["rule"], v["verdict"], v["mm"]) == ("leaked-entry", "violation", M_CHILD)
+
+
+HEALTHY = (
+    [("exit-during-migration", s) for s in range(8)]
+    + [("compaction-storm", s) for s in range(4)]
+    + [("fork-vs-remove", s) for s in range(4)]
+)
+
+
+@pytest.mark.parametrize(("scenario", "seed"), HEALTHY)
+def test_healthy_probe_traces_replay_fully_owned_and_decided(tmp_path, scenario, seed):
+    """A healthy run with probes: every entry has its owner, no finding at all (none
+    inconclusive), no migration inconclusive but one whose every mapping was zapped."""
+    sim = simulate(scenario, seed=seed, cpus=2)
+    assert sim.truth == []
+    out = _replay(tmp_path, sim.text)
+    assert out["page_states"]["mm"].null_count() == 0
+    assert out["violations"].is_empty(), out["violations"]["explanation"].to_list()
+    m = out["migrations"]
+    bad = m.filter((pl.col("outcome") == "inconclusive") & (pl.col("n_remove") > 0))
+    assert bad.is_empty(), bad.select("old_pfn", "why", "n_set", "n_remove", "n_zapped")
+
+
+def test_fork_windows_come_from_the_copy_probes(tmp_path):
+    sim = simulate("compaction-storm", seed=2, cpus=2)
+    out = _replay(tmp_path, sim.text)
+    f = out["fork_windows"]
+    assert f.height > 0 and f["ts_copy_start"].null_count() == 0
+    ds = Dataset(tmp_path / "ds")
+    copies = pl.read_parquet(ds.files("probe_copy_page_range"))
+    links = pl.read_parquet(ds.files("probe_anon_vma_fork"))
+    rets = pl.read_parquet(ds.files("probe_copy_page_range_ret"))
+    for row in f.iter_rows(named=True):
+        mine = copies.filter(pl.col("dst_mm") == row["child_mm"])
+        assert mine.height > 0 and (mine["pid"] == row["parent_pid"]).all()
+        first = links.filter(pl.col("mm") == row["child_mm"])["ts"].min()
+        assert row["ts_copy_start"] == first
+        after = rets.filter((pl.col("pid") == row["parent_pid"]) & (pl.col("ts") <= row["ts_end"]))[
+            "ts"
+        ]
+        assert row["ts_copy_end"] == after.filter(after >= first).max()
+        assert row["ts_copy_start"] <= row["ts_copy_end"] <= row["ts_end"]
+    # the tracepoints' lower bound (the parent's last event before task_newtask) is the last
+    # copy probe itself: only the probes show when copying began
+    assert (f["ts_copy_start"] < f["ts_start"]).all()
+
+
+def test_compare_pairs_tells_wrong_from_unpaired_and_counts_reused_pfns():
+    migs = pl.DataFrame(
+        {
+            "old_pfn": [0x1000, 0x2000, 0x1000, 0x3000],
+            "new_pfn": [0x5002, 0x5001, 0x6000, None],
+            "order": [0, 0, 0, 0],
+            "outcome": ["migrated", "migrated", "migrated", "inconclusive"],
+            "why": [None, None, None, "exit"],
+        }
+    )
+    truth = pl.DataFrame(
+        {
+            "old_pfn": [0x1000, 0x2000, 0x1000, 0x3000, 0x4000],
+            "new_pfn": [0x5001, 0x5002, 0x6000, 0x7000, 0x4000],  # the last one did not move
+        }
+    )
+    c = compare_pairs(migs, truth)
+    assert (c.pages, c.matched, c.wrong, c.unpaired, c.extra) == (4, 1, 2, 1, 2)
+    assert c.unpaired_why == {"exit": 1} and not c.ok
+    assert c.line().startswith("1/4 pages paired as the truth says, 2 wrong, 1 unpaired")
+
+
+def test_a_randomised_vmemmap_base_is_calibrated_from_the_trace(tmp_path):
+    """Debian kernels randomise the struct page array (CONFIG_RANDOMIZE_MEMORY): the pfn of a
+    walk that printed no migration line comes from its folio pointer and the base the other
+    walks show (folio pointer - 64 * the pfn they printed)."""
+    t = Lines()
+    t.vmemmap = 0xFFFFD4C000000000
+    t.line("migrate", 200, 0, "mm_migrate_pages_start", START.split(": ", 1)[1])
+    t.walk(200, "set", 0x3000, [(M_PARENT, 0x3000)])
+    t.walk(200, "remove", 0x6000, [(M_PARENT, 0x6000)])
+    t.probe(
+        "parent", 100, 1, "anon_vma_fork", mm=M_CHILD, pmm=M_PARENT, pgoff=ADDR >> 12, anon_vma=AV
+    )
+    t.probe(
+        "parent",
+        100,
+        1,
+        "copy_page_range",
+        dst_mm=M_CHILD,
+        src_mm=M_PARENT,
+        start=ADDR,
+        end=ADDR + 0x1000,
+        pgoff=ADDR >> 12,
+    )
+    # a walk over pfn 0x1000 (mapped nowhere any more) meets the child before its parent
+    t.walk(200, "set", 0x1000, [(M_CHILD, None), (M_PARENT, None)])
+    t.line(
+        "parent", 100, 1, "copy_page_range_ret", "(dup_mmap+0x5c4/0x9b0 <- copy_page_range) ret=0x0"
+    )
+    t.line("migrate", 200, 0, "mm_migrate_pages", END.split(": ", 1)[1])
+    out = _replay(tmp_path, t.text())
+    v = out["violations"].filter(pl.col("rule") == "child-before-parent-set").row(0, named=True)
+    assert (v["pfn"], v["mm"]) == (0x1000, M_CHILD)
+
+
+def test_an_owner_whose_exit_cannot_show_keeps_the_exit_doubt(tmp_path):
+    """No unlink probe and no fork of the child's mm in the trace: its owner is unknown, so a
+    process exiting meanwhile may be it (the entry zapped): inconclusive, as without probes."""
+    t = Lines()
+    _exit_mid_batch(t, unlink=False, visit_child=False)
+    out = _replay(tmp_path, t.text())
+    m = out["migrations"].row(0, named=True)
+    assert (m["outcome"], m["why"], m["n_zapped"]) == ("inconclusive", "exit", 0)
+    v = out["violations"].row(0, named=True)
+    assert (v["rule"], v["verdict"]) == ("leaked-entry", "inconclusive")
+    assert "unlink_anon_vmas" in v["explanation"]
+
+
+def test_a_walk_over_another_page_at_the_same_index_explains_no_missing_remove(tmp_path):
+    """After a copy-on-write the parent's new page and the old one (still the child's) sit
+    at the same index of one anon_vma: a walk over the old page visits the parent's vma and
+    prints nothing there. That says nothing of the parent's own entry: still a leak."""
+    t = Lines()
+    t.line("migrate", 200, 0, "mm_migrate_pages_start", START.split(": ", 1)[1])
+    t.walk(200, "set", 0x2000, [(M_PARENT, 0x2000)])  # the parent's own page
+    t.walk(200, "set", 0x1000, [(M_CHILD, 0x1000)])  # the old page, only the child's now
+    t.walk(200, "remove", 0x5001, [(M_PARENT, None), (M_CHILD, 0x5001)])
+    t.line("migrate", 200, 0, "mm_migrate_pages", END.split(": ", 1)[1])
+    out = _replay(tmp_path, t.text())
+    m = out["migrations"].sort("old_pfn")
+    assert m.select("old_pfn", "outcome", "n_zapped").rows() == [
+        (0x1000, "migrated", 0),
+        (0x2000, "leaked", 0),
+    ]
+    v = out["violations"].row(0, named=True)
+    assert (v["rule"], v["verdict"], v["pfn"], v["mm"]) == (
+        "leaked-entry",
+        "violation",
+        0x2000,
+        M_PARENT,
+    )
+
+
+def test_a_split_mapping_zero_subpages_to_the_zero_page_leaks_nothing(tmp_path):
+    """Linux 6.12+ splits a pte-mapped THP and remaps each new small folio (one remove walk
+    each); a zero-filled subpage gets the shared zero page, with no remove_migration_pte. The
+    walk's visit of that address shows the entry went: restored, no leak."""
+    t = Lines()
+    head = 0x40000
+    t.line("kswapd0", 72, 0, "mm_migrate_pages_start", START.split(": ", 1)[1])
+    c = "kswapd0"
+    t.probe(
+        c,
+        72,
+        0,
+        "rmap_walk_anon",
+        folio=t.vmemmap + 64 * head,
+        anon_vma=AV | 1,
+        op=sm.OP_ADDR["set"],
+    )
+    t.probe(
+        c,
+        72,
+        0,
+        "try_to_migrate_one",
+        folio=t.vmemmap + 64 * head,
+        mm=M_PARENT,
+        pgoff=ADDR >> 12,
+        anon_vma=AV,
+        addr=ADDR,
+    )
+    for i in range(4):
+        pte = sm.swap_entry(head + i, "write", True, True)
+        t.line(c, 72, 0, "set_migration_pte", f"addr={ADDR + i * 4096:x}, pte={pte:x} order=9")
+    t.line(c, 72, 0, "rmap_walk_anon_ret", "(rmap_walk_locked+0x1e/0x30 <- rmap_walk_anon)")
+    for i in range(4):
+        t.probe(
+            c,
+            72,
+            0,
+            "rmap_walk_anon",
+            folio=t.vmemmap + 64 * (head + i),
+            anon_vma=AV | 1,
+            op=sm.OP_ADDR["remove"],
+        )
+        t.probe(
+            c,
+            72,
+            0,
+            "remove_migration_pte",
+            folio=t.vmemmap + 64 * (head + i),
+            mm=M_PARENT,
+            pgoff=ADDR >> 12,
+            anon_vma=AV,
+            addr=ADDR + i * 4096,
+        )
+        if i < 2:  # written subpages come back; the other two are zero-filled
+            pte = sm.present_entry(head + i, True, True, True, False)
+            t.line(
+                c, 72, 0, "remove_migration_pte", f"addr={ADDR + i * 4096:x}, pte={pte:x} order=0"
+            )
+        t.line(c, 72, 0, "rmap_walk_anon_ret", "(rmap_walk_locked+0x1e/0x30 <- rmap_walk_anon)")
+    t.line(c, 72, 0, "mm_migrate_pages", END.split(": ", 1)[1])
+    out = _replay(tmp_path, t.text())
+    m = out["migrations"].row(0, named=True)
+    assert (m["order"], m["n_set"], m["n_remove"], m["n_zapped"]) == (9, 4, 2, 2)
+    assert m["outcome"] == "restored"
+    assert out["violations"].is_empty(), out["violations"]["explanation"].to_list()
+
+
+# -- real recordings: `rmapscope lab` guests with the guest's pagemap truth -----------------
+
+LAB = Path("/work/labtraces")  # the lab helper's recordings, where present
+SHIPPED = Path(__file__).resolve().parent.parent / "data" / "lab"  # small ones, always
+
+
+def _recordings() -> list:
+    """The shipped recordings, then the lab's others (``slow``: some are 15 MB)."""
+    shipped = sorted(p / "trace.txt.gz" for p in SHIPPED.glob("*") if (p / "truth.json").is_file())
+    names = {p.parent.name for p in shipped}
+    lab = sorted(
+        p / "trace.txt"
+        for p in (LAB.glob("*") if LAB.is_dir() else [])
+        if p.name not in names and (p / "trace.txt.meta.json").is_file()
+    )
+    return shipped + [pytest.param(p, marks=pytest.mark.slow) for p in lab]
+
+
+def _truth(trace: Path) -> dict:
+    """``moves`` (old/new pfn per page and round) and ``pgmigrate_success`` of a recording."""
+    if trace.suffix == ".gz":
+        return json.loads((trace.parent / "truth.json").read_text())
+    try:
+        meta = json.loads(Path(f"{trace}.meta.json").read_text())
+    except ValueError:
+        pytest.skip(f"{trace}: its sidecar is being written")
+    if not meta.get("truth", {}).get("complete"):
+        pytest.skip(f"{trace}: the workload's truth is incomplete")
+    delta = meta.get("vmstat_delta", {})
+    return {
+        "moves": meta["truth"]["moves"],
+        "pgmigrate_success": delta.get("pgmigrate_success"),
+        "arch": machine_arch(meta.get("machine") or "x86_64"),
+    }
+
+
+@pytest.mark.parametrize("trace", _recordings(), ids=lambda p: p.parent.name)
+def test_lab_recordings_replay_as_the_pagemap_truth_says(tmp_path, trace):
+    """On a real kernel (Debian 6.1, 6.12, 7.2 under qemu) with the probes: every entry has
+    its owner, the pairs equal the guest's pagemap, no finding at all on a healthy kernel,
+    fork windows from the copy probes, and the kernel's counts equal vmstat's."""
+    truth = _truth(trace)
+    text = gzip.decompress(trace.read_bytes()).decode() if trace.suffix == ".gz" else None
+    out = _replay(tmp_path, text or trace.read_text(), arch=truth.get("arch"))
+    check = compare_pairs(out["migrations"], pl.DataFrame(truth["moves"]))
+    assert check.ok, check.line()
+    assert out["page_states"]["mm"].null_count() == 0
+    assert out["violations"].is_empty(), out["violations"]["explanation"].head(3).to_list()
+    forks = out["fork_windows"].filter(~pl.col("shares_vm").fill_null(False))
+    assert forks["ts_copy_start"].null_count() == 0
+    b = out["migration_batches"]
+    assert (b["paired_migrated_pages"] <= b["succeeded"]).all()  # a THP counts once
+    if truth.get("pgmigrate_success") is not None:
+        assert b["succeeded"].sum() == truth["pgmigrate_success"]
