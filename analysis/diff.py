@@ -129,9 +129,18 @@ class Side:
         """Traced CPU time: each trace's duration times its CPUs (1 when unknown)."""
         return float((self.traces["duration_s"] * self.traces["cpus"].fill_null(1)).sum())
 
-    def in_clause(self, column: str = "trace") -> str:
-        """``column IN (...)`` over the side's trace ids (hex: safe to inline)."""
-        return f"{column} IN ({', '.join(repr(t) for t in self.ids)})"
+    def in_clause(self) -> str:
+        """The side's partitions as a predicate over ``host`` and ``trace`` (a trace id may
+        be in the dataset under several hosts)."""
+
+        def q(v: str) -> str:
+            return "'" + v.replace("'", "''") + "'"
+
+        parts = [
+            f"(host = {q(h)} AND trace IN ({', '.join(q(t) for t in g['trace_id'])}))"
+            for (h,), g in self.traces.group_by("host", maintain_order=True)
+        ]
+        return "(" + " OR ".join(parts) + ")"
 
 
 _TRACES_SQL = """SELECT trace_id, host, kernel, cpus, ts_first, ts_last, events, lost_events,
@@ -211,8 +220,10 @@ def _event_counts(side: Side) -> dict[str, int]:
     else:  # a list of key/value structs
         flat = arr.flatten()
         keys, values = flat.field(0), flat.field(1)
-    agg = pl.DataFrame({"k": pl.Series(keys), "v": pl.Series(values)}).group_by("k").agg(
-        pl.col("v").sum()
+    agg = (
+        pl.DataFrame({"k": pl.Series(keys), "v": pl.Series(values)})
+        .group_by("k")
+        .agg(pl.col("v").sum())
     )
     return {k: int(v) for k, v in agg.iter_rows() if k is not None and v}
 
@@ -323,10 +334,9 @@ def _distribution(metric: str, group: str, unit: str, better: str, xa: np.ndarra
         return
     family = len(rows) - 1
     if not short:
+
         def diff_q(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-            return np.quantile(y, _PERCENTILES, axis=axis) - np.quantile(
-                x, _PERCENTILES, axis=axis
-            )
+            return np.quantile(y, _PERCENTILES, axis=axis) - np.quantile(x, _PERCENTILES, axis=axis)
 
         boot = stats.bootstrap(
             (xa, xb), diff_q, vectorized=True, paired=False, n_resamples=RESAMPLES,
@@ -444,7 +454,10 @@ def diff(
     for key, ca, cb in _pair_counts(ma, mb, ["reason", "mode"]):
         rate("migrations", key, "none", ca, cb)
     decided = ["migrated", "restored", "leaked"]
-    da_, db_ = ma.filter(pl.col("outcome").is_in(decided)), mb.filter(pl.col("outcome").is_in(decided))
+    da_, db_ = (
+        ma.filter(pl.col("outcome").is_in(decided)),
+        mb.filter(pl.col("outcome").is_in(decided)),
+    )
     fa = da_.filter(pl.col("outcome") != "migrated").height
     fb = db_.filter(pl.col("outcome") != "migrated").height
     rows.append(_proportion("migration failure ratio", "restored+leaked of decided", "lower",
@@ -453,8 +466,12 @@ def diff(
         if key != "migrated":
             rows.append(_proportion("migration outcome share", key, "lower", ca, ma.height, cb,
                                     mb.height))  # fmt: skip
-    la = ma.filter(pl.col("outcome").is_in(["migrated", "restored"]) & pl.col("latency_us").is_not_null())
-    lb = mb.filter(pl.col("outcome").is_in(["migrated", "restored"]) & pl.col("latency_us").is_not_null())
+    la = ma.filter(
+        pl.col("outcome").is_in(["migrated", "restored"]) & pl.col("latency_us").is_not_null()
+    )
+    lb = mb.filter(
+        pl.col("outcome").is_in(["migrated", "restored"]) & pl.col("latency_us").is_not_null()
+    )
     latencies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     reasons = sorted(set(la["reason"].fill_null("?")) | set(lb["reason"].fill_null("?")))
     for reason in reasons:
@@ -502,16 +519,14 @@ def diff(
         orient="row",
     )  # fmt: skip
     sql = {"traces": _TRACES_SQL}
-    sql.update({t: q.format(side="trace IN (...)") for t, q in _QUERIES.items()})
+    sql.update({t: q.format(side="{side}") for t, q in _QUERIES.items()})
     return DiffResult(sa, sb, metrics, latencies, findings, sql, alpha, min_effect)
 
 
 _FLOATS = frozenset({"a", "b", "change", "effect", "ci_low", "ci_high", "p", "p_adj"})
 
 
-def _pair_counts(
-    fa: pl.DataFrame, fb: pl.DataFrame, keys: list[str]
-) -> list[tuple[str, int, int]]:
+def _pair_counts(fa: pl.DataFrame, fb: pl.DataFrame, keys: list[str]) -> list[tuple[str, int, int]]:
     """Rows per group (keys joined with ``/``) on each side, the union of the groups."""
 
     def counts(f: pl.DataFrame) -> dict[str, int]:

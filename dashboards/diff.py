@@ -46,7 +46,7 @@ def _sql(result: DiffResult, key: str) -> str:
         which = (
             text.format(predicate=side.predicate)
             if key == "traces"
-            else text.replace("trace IN (...)", side.in_clause())
+            else text.format(side=side.in_clause())
         )
         out.append(f"-- side {side.label}\n{which};")
     return "\n\n".join(out)

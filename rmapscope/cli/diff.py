@@ -42,9 +42,7 @@ def diff(
     ] = None,
     fail_on: Annotated[
         str | None,
-        typer.Option(
-            "--fail-on", help="regression: exit 1 when a metric is significantly worse."
-        ),
+        typer.Option("--fail-on", help="regression: exit 1 when a metric is significantly worse."),
     ] = None,
     alpha: Annotated[
         float, typer.Option(help="Significance level, after Holm's correction.")
