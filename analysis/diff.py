@@ -480,9 +480,13 @@ def diff(
         latencies[reason] = (xa, xb)
         _distribution("migration latency", reason, "us", "lower", xa, xb, seed, alpha, True,
                       rows)  # fmt: skip
-    ba, bb = data["migration_batches"]
-    _distribution("pages per batch", "all", "pages", "none", ba["pages"].drop_nulls().to_numpy(),
-                  bb["pages"].drop_nulls().to_numpy(), seed, alpha, False, rows)  # fmt: skip
+    ba, bb = (f.with_columns(pl.col("reason").fill_null("?")) for f in data["migration_batches"])
+    for reason in sorted(set(ba["reason"]) | set(bb["reason"])):
+        pa_, pb_ = (
+            f.filter(pl.col("reason") == reason)["pages"].drop_nulls().to_numpy() for f in (ba, bb)
+        )
+        _distribution("pages per batch", reason, "pages", "none", pa_, pb_, seed, alpha, False,
+                      rows)  # fmt: skip
     if why_not:
         for r in rows[n_before:]:
             r.note = why_not
