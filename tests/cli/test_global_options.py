@@ -26,6 +26,7 @@ RUNS = {
     "report": ["report", "-d", "DS", "-o", "TMP/r.html"],
     "record": ["record", "--dry-run", "-o", "TMP/x.trace"],
     "simulate": ["simulate", "fork-vs-migrate", "-o", "TMP/t.txt"],
+    "diff": ["diff", "host:unknown", "host:unknown", "-d", "DS"],
 }
 
 
