@@ -244,6 +244,9 @@ def write_diff_report(
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's 0600 would hide the report from others
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
