@@ -19,7 +19,7 @@ import typer
 from rmapscope import __version__
 from rmapscope.errors import RmapscopeError
 
-from . import analyze, explain, ingest, query, record, replay, report, simulate, sql, traces
+from . import analyze, diff, explain, ingest, query, record, replay, report, simulate, sql, traces
 from ._console import err
 from ._errors import report as report_error
 from ._options import DebugOpt, QuietOpt
@@ -59,7 +59,19 @@ def _main(
     settings.quiet = quiet
 
 
-for _command in (ingest, traces, replay, sql, query, analyze, record, simulate, report, explain):
+for _command in (
+    ingest,
+    traces,
+    replay,
+    sql,
+    query,
+    analyze,
+    record,
+    simulate,
+    report,
+    diff,
+    explain,
+):
     _command.register(app)
 
 

@@ -27,6 +27,7 @@ RUNS = {
     "record": ["record", "--dry-run", "-o", "TMP/x.trace"],
     "simulate": ["simulate", "fork-vs-migrate", "-o", "TMP/t.txt"],
     "explain": ["explain", "leaked-entry"],
+    "diff": ["diff", "host:unknown", "host:unknown", "-d", "DS"],
 }
 
 

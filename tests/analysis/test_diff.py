@@ -1,0 +1,90 @@
+"""``rmapscope diff``: a trace against itself, against a copy with stretched latencies,
+simulator seeds against each other, and the command's exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import polars as pl
+import pytest
+
+from rmapscope.analysis.diff import COLUMNS, diff, side_predicate
+from rmapscope.analysis.session import DuckDBSession
+from rmapscope.errors import SqlError, UsageError
+from tests.conftest import cli_command
+
+from ._diff_data import stretched_ds, two_seeds_ds
+
+
+@pytest.fixture(scope="module")
+def stretched(tmp_path_factory):
+    return stretched_ds(tmp_path_factory.mktemp("stretched") / "ds")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*cli_command(), *args], capture_output=True, text=True, check=False)
+
+
+def test_a_trace_against_itself_is_no_change_everywhere(stretched):
+    r = diff(DuckDBSession(stretched), "host = 'a'", "host = 'a'")
+    assert tuple(r.metrics.columns) == COLUMNS
+    assert r.metrics.height > 20
+    assert set(r.metrics["verdict"]) == {"no change"}, r.metrics.filter(
+        pl.col("verdict") != "no change"
+    )
+
+
+def test_stretched_latencies_are_worse_on_latency_only(stretched):
+    m = diff(DuckDBSession(stretched), "host = 'a'", "host = 'b'").metrics
+    worse = m.filter(pl.col("verdict") == "worse")
+    assert set(worse["metric"]) == {
+        "migration latency distribution",
+        "migration latency p50",
+        "migration latency p90",
+        "migration latency p99",
+    }
+    assert set(m.filter(~pl.col("metric").str.starts_with("migration latency"))["verdict"]) == {
+        "no change"
+    }
+    p50 = worse.filter(pl.col("metric") == "migration latency p50").row(0, named=True)
+    assert p50["b"] == pytest.approx(1.3 * p50["a"], rel=0.01)
+    assert p50["ci_low"] > 0
+
+
+def test_two_seeds_of_one_scenario_are_not_worse(tmp_path):
+    ds = two_seeds_ds(tmp_path, "fork-vs-migrate", (1, 2))
+    m = diff(DuckDBSession(ds), side_predicate("host:s1"), side_predicate("host:s2")).metrics
+    assert m.height > 10
+    assert "worse" not in set(m["verdict"]), m.filter(pl.col("verdict") == "worse")
+
+
+def test_bad_sides_are_usage_errors(stretched):
+    s = DuckDBSession(stretched)
+    with pytest.raises(UsageError, match="no trace matches"):
+        diff(s, side_predicate("abcd1234"), "host = 'a'")
+    with pytest.raises(SqlError):
+        diff(s, "no_such_column = 1", "host = 'a'")
+    with pytest.raises(UsageError, match="neither a trace id"):
+        side_predicate("not-a-trace")
+
+
+def test_cli_formats_and_exit_codes(stretched, tmp_path):
+    d = ["--dataset", str(stretched.root)]
+    assert _run("diff", "--help").returncode == 0
+    same = _run("diff", "host:a", "host:a", *d, "--format", "json", "--fail-on", "regression")
+    assert same.returncode == 0, same.stderr
+    assert {r["verdict"] for r in json.loads(same.stdout)} == {"no change"}
+    page = tmp_path / "diff.html"
+    worse = _run("diff", "--a", "host = 'a'", "--b", "host = 'b'", *d, "--fail-on",
+                 "regression", "--format", "markdown", "-o", str(page))  # fmt: skip
+    assert worse.returncode == 1, worse.stderr
+    assert "worse" in worse.stdout
+    assert page.stat().st_size > 100_000
+    # beyond --min-effect 0.5 a 30% change does not count
+    big = _run("diff", "host:a", "host:b", *d, "--fail-on", "regression", "--min-effect", "0.5")
+    assert big.returncode == 0, big.stdout
+    for args in (["ffff0000", "host:a"], ["--a", "nope(", "host:a"], ["host:zz", "host:a"]):
+        bad = _run("diff", *args, *d)
+        assert bad.returncode == 2, bad.stdout
+        assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
