@@ -552,8 +552,11 @@ def _stale_old_pfn(
     """``stale-old-pfn``: after a successful migration, the old page is mapped again (a set
     of it, or a restore onto it) before any event gives it a new life: an ``mm_page_alloc``
     of it, its use as another migration's target, or a compaction scan isolating free pages
-    over it. Without the page-allocator and compaction events in the trace a finding is
-    inconclusive (the page may have been reused unseen). Precedent: the 2010 fork-vs-migration
+    over it. Without ``mm_page_alloc`` events in the trace the rule is not checked: a page
+    freed by migration is reused by untraced allocations all the time (pages moved back and
+    forth between two nodes come back to the same pfns), so every healthy trace would show
+    such references; without compaction's free-page scans a finding is inconclusive
+    (compaction_alloc hands pages out untraced). Precedent: the 2010 fork-vs-migration
     race and the vma_adjust race (Mel Gorman, "mm,migration: Prevent rmap_walk_[anon|ksm]
     seeing the wrong VMA information", May 2010) left entries pointing at the freed page."""
     if migs.is_empty() or "outcome" not in migs.columns or paired.is_empty():
@@ -576,17 +579,18 @@ def _stale_old_pfn(
         )
     ]
     alloc = tables.get("mm_page_alloc")
-    if alloc is not None and alloc.height:
-        a = alloc.filter(pl.col("pfn").is_not_null())
-        lives.append(
-            _pages(a, "pfn", "order").select(
-                "page",
-                "seq",
-                "ts",
-                pl.lit("new").alias("what"),
-                pl.lit(None, pl.Int64).alias("migration_id"),
-            )
+    if alloc is None or not alloc.height:
+        return _empty()
+    a = alloc.filter(pl.col("pfn").is_not_null())
+    lives.append(
+        _pages(a, "pfn", "order").select(
+            "page",
+            "seq",
+            "ts",
+            pl.lit("new").alias("what"),
+            pl.lit(None, pl.Int64).alias("migration_id"),
         )
+    )
     targets = paired.filter(pl.col("r_seq").is_not_null() & (pl.col("r_pfn") != pl.col("pfn")))
     lives.append(
         targets.select(
@@ -632,7 +636,7 @@ def _stale_old_pfn(
     if j.is_empty():
         return _empty()
     j = _verdict(j, windows, "_lts", "ts")
-    blind = alloc is None or not alloc.height or "mm_compaction_isolate_freepages" not in tables
+    blind = "mm_compaction_isolate_freepages" not in tables
     return j.select(
         pl.lit("stale-old-pfn").alias("rule"),
         (pl.lit("inconclusive") if blind else pl.col("verdict")).alias("verdict"),
@@ -651,7 +655,7 @@ def _stale_old_pfn(
             )
             + (
                 pl.lit(
-                    " (but the trace lacks mm_page_alloc or compaction events: it may "
+                    " (but the trace lacks compaction's free-page scans: it may "
                     "have been reused unseen)"
                 )
                 if blind

@@ -152,7 +152,8 @@ RULES: dict[str, Rule] = {
             1,
             "after a successful migration the old pfn is set or restored again before any "
             "mm_page_alloc of it (or its reuse as a migration target): an entry still "
-            "pointing at the freed page",
+            "pointing at the freed page (checked only when the trace has kmem:mm_page_alloc "
+            "events)",
             _2010 + "; the visible consequence of it",
             kernels="2.6.34-rc",
         ),
