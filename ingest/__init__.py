@@ -247,7 +247,7 @@ def _check_options(fmt: str | None, arch: str | None, host: str | None) -> None:
 
 
 def _sidecar(path: str) -> dict:
-    """The ``<file>.meta.json`` that ``rmapscope record`` writes next to its recordings
+    """The ``<file>.meta.json`` that ``rmapscope record`` (or ``lab``) writes next to its recordings
     (a trace_pipe stream says nothing of its kernel, clock, CPUs, host or machine);
     ``{}`` when there is none or it cannot be read."""
     if path == "-":
@@ -256,7 +256,7 @@ def _sidecar(path: str) -> dict:
         meta = json.loads(Path(path + ".meta.json").read_text())
     except (OSError, ValueError):
         return {}
-    if not isinstance(meta, dict) or meta.get("tool") != "rmapscope record":
+    if not isinstance(meta, dict) or meta.get("tool") not in ("rmapscope record", "rmapscope lab"):
         return {}
     return meta
 

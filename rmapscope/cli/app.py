@@ -19,7 +19,7 @@ import typer
 from rmapscope import __version__
 from rmapscope.errors import RmapscopeError
 
-from . import analyze, ingest, query, record, replay, report, simulate, sql, traces
+from . import analyze, ingest, lab, query, record, replay, report, simulate, sql, traces
 from ._console import err
 from ._errors import report as report_error
 from ._options import DebugOpt, QuietOpt
@@ -59,7 +59,7 @@ def _main(
     settings.quiet = quiet
 
 
-for _command in (ingest, traces, replay, sql, query, analyze, record, simulate, report):
+for _command in (ingest, traces, replay, sql, query, analyze, record, lab, simulate, report):
     _command.register(app)
 
 
