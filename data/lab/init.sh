@@ -17,6 +17,7 @@ stty -F $OUT raw -echo 2>/dev/null
 send() { echo "@@BEGIN $1"; gzip -c "$2" | base64; echo "@@END $1"; }
 finish() {
     dmesg > /tmp/dmesg.txt
+    echo 1 > /proc/sys/kernel/printk  # nothing else on the port while the frames go out
     { send dmesg /tmp/dmesg.txt; for f in /tmp/out/*; do send "${f##*/}" "$f"; done; echo "@@DONE $1"; } > $OUT
     sync
     poweroff -f

@@ -22,7 +22,7 @@ from rmapscope.errors import LabError, UsageError
 from rmapscope.record import expand_events
 
 from .guest import ARCHES, build_initramfs, run_guest
-from .kernels import Kernel, resolve_kernel
+from .kernels import Kernel, arch_of, resolve_kernel
 from .probes import probe_set
 
 __all__ = ["SCENARIOS", "LabResult", "parse_truth", "run_lab"]
@@ -140,12 +140,13 @@ def run_lab(
     memory: int = 512,
     seed: int = 1,
     timeout: float = 300.0,
-    arch: str = "x86_64",
+    arch: str | None = None,
     accel: str = "auto",
     probes: Sequence[str] | None = None,
     note: Callable[[str], None] = lambda msg: None,
 ) -> LabResult:
-    """Boot ``kernel``, run ``scenario``, write ``output`` (tracefs text) and
+    """Boot ``kernel`` (on ``arch``, default from the spec: :func:`~.kernels.arch_of`),
+    run ``scenario``, write ``output`` (tracefs text) and
     ``output.meta.json`` (kernel facts, probes, truth); nothing is written on failure.
 
     ``probes``: definition lines to load instead of ``data/probes/kprobe_events`` (in the
@@ -158,6 +159,7 @@ def run_lab(
         raise UsageError("--cpus and --numa-nodes must be >= 1, --memory >= 128 (MB)")
     if scenario != "compaction" and numa_nodes < 2:
         raise UsageError(f"scenario {scenario} moves pages between nodes: --numa-nodes >= 2")
+    arch = arch or arch_of(kernel)
     if arch not in ARCHES:
         raise UsageError(f"unknown arch {arch!r}; known: {', '.join(ARCHES)}")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -191,7 +193,7 @@ def run_lab(
     if g.status == "refused":
         line = f.get("refused.txt", "?").strip()
         log = [ln for ln in f.get("error_log.txt", "").splitlines() if ln.strip()]
-        name = line.split()[0] if line else "?"
+        name = line.split()[0].split(":", 1)[-1] if line else "?"
         raise LabError(
             f"probe {name} refused by {k.release}: {line!r}: "
             f"{' '.join(s.strip() for s in log[-3:]) or f.get('probe_err.txt', '').strip()}"

@@ -21,18 +21,19 @@ from pathlib import Path
 
 from rmapscope.errors import LabError
 
-from .kernels import cache_dir
+from .kernels import cache_dir, fetch_busybox
 
 __all__ = ["GuestResult", "build_initramfs", "compile_workload", "run_guest"]
 
-#: arch -> (qemu binary, C compiler, console, data port, machine options)
+#: arch -> (qemu binary, C compiler, console, data port, machine options). qemu's arm64
+#: ``virt`` machine has one UART: the data goes on the console there (printk silenced first).
 ARCHES = {
     "x86_64": ("qemu-system-x86_64", "gcc", "ttyS0", "/dev/ttyS1", []),
     "aarch64": (
         "qemu-system-aarch64",
         "aarch64-linux-gnu-gcc",
         "ttyAMA0",
-        "/dev/ttyAMA1",
+        "/dev/ttyAMA0",
         ["-machine", "virt"],
     ),
 }
@@ -79,12 +80,7 @@ def _busybox(arch: str) -> Path:
             if Path(p).is_file():
                 return Path(p)
         raise LabError("busybox-static not found (apt-get install busybox-static)")
-    cached = cache_dir() / "lab" / f"busybox-{arch}"
-    if not cached.exists():
-        raise LabError(
-            f"no busybox for {arch} at {cached} (the arm64 busybox-static package unpacked there)"
-        )
-    return cached
+    return fetch_busybox(arch)
 
 
 def _cpio(entries: list[tuple[str, int, bytes]]) -> bytes:
@@ -214,7 +210,8 @@ def run_guest(
 ) -> GuestResult:
     """Boot ``image`` with ``initrd`` and wait for its results (at most ``timeout`` s; the
     qemu process group is killed in every case)."""
-    qemu, _, console, _, machine = ARCHES[arch]
+    qemu, _, console, port, machine = ARCHES[arch]
+    shared = port == f"/dev/{console}"  # the data goes on the console
     if shutil.which(qemu) is None:
         raise LabError(
             f"no qemu: {qemu} not found (apt-get install "
@@ -266,21 +263,22 @@ def run_guest(
             "-nodefaults",
             "-serial",
             f"file:{con}",
-            "-serial",
-            f"file:{data}",
+            *(["-serial", f"file:{data}"] if shared is False else []),
         ]
         t0 = time.monotonic()
-        p = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-        )
-        try:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout)
-        finally:
-            _kill(p)
+        errlog = Path(tmp) / "qemu.err"
+        with errlog.open("wb") as errf:
+            p = subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=errf, start_new_session=True
+            )
+            try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(timeout)
+            finally:
+                _kill(p)
         seconds = time.monotonic() - t0
-        stderr = p.stderr.read().decode(errors="replace") if p.stderr else ""
-        raw = data.read_bytes() if data.exists() else b""
+        stderr = errlog.read_text(errors="replace")
+        raw = (con if shared else data).read_bytes() if (con if shared else data).exists() else b""
         console_text = con.read_text(errors="replace") if con.exists() else ""
     files, status = _frames(raw)
     if status is None:

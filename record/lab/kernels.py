@@ -5,6 +5,7 @@ the lab needs from an image (release, config, BTF)."""
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import lzma
 import re
@@ -162,14 +163,12 @@ def _apt(root: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([tool, *opts, *args], capture_output=True, text=True, cwd=root)
 
 
-def _fetch_debian(version: str, arch: str) -> Path:
-    suite, pattern, companions = DEBIAN[version]
-    debarch = {"x86_64": "amd64", "aarch64": "arm64"}[arch]
-    where = cache_dir() / "kernels" / f"debian-{version}-{debarch}"
-    done = where / "package.txt"
-    if done.exists():
-        return where
+def _private_apt(suite: str, debarch: str) -> Path:
+    """An apt root under the cache for ``suite``/``debarch`` (sources list, lists, cache),
+    updated once: the system's apt configuration is never read or written."""
     apt = cache_dir() / "apt" / f"{suite}-{debarch}"
+    if (apt / "updated").exists():
+        return apt
     for d in ("lists/partial", "cache/archives/partial"):
         (apt / d).mkdir(parents=True, exist_ok=True)
     opts = f"[arch={debarch} signed-by={_KEYRING}]"
@@ -182,7 +181,52 @@ def _fetch_debian(version: str, arch: str) -> Path:
     (apt / "sources.list").write_text("\n".join(lines) + "\n")
     r = _apt(apt, f"-oAPT::Architectures={debarch}", "update")
     if r.returncode:
-        raise LabError(f"debian:{version}: apt-get update failed: {_last_line(r.stderr)}")
+        raise LabError(f"{suite}/{debarch}: apt-get update failed: {_last_line(r.stderr)}")
+    (apt / "updated").write_text("")
+    return apt
+
+
+def _download(apt: Path, names: list[str], debarch: str, tree: Path) -> None:
+    """``apt-get download`` the packages and unpack them all into ``tree``."""
+    r = _apt(apt, f"-oAPT::Architectures={debarch}", "download", *(f"{n}:{debarch}" for n in names))
+    if r.returncode:
+        raise LabError(f"apt-get download {' '.join(names)} failed: {_last_line(r.stderr)}")
+    shutil.rmtree(tree, ignore_errors=True)
+    # apt-get download writes into the current directory (the apt dir)
+    for deb in sorted(apt.glob("*.deb")):
+        r = subprocess.run(["dpkg-deb", "-x", str(deb), str(tree)], capture_output=True, text=True)
+        deb.unlink()
+        if r.returncode:
+            raise LabError(f"{deb}: dpkg-deb -x failed: {_last_line(r.stderr)}")
+
+
+def fetch_busybox(arch: str) -> Path:
+    """Debian's busybox-static for ``arch`` (trixie), fetched with the private apt, cached."""
+    debarch = {"x86_64": "amd64", "aarch64": "arm64"}[arch]
+    out = cache_dir() / "lab" / f"busybox-{arch}"
+    if not out.exists():
+        apt = _private_apt("trixie", debarch)
+        tree = apt / "busybox"
+        _download(apt, ["busybox-static"], debarch, tree)
+        found = [
+            p for p in (tree / "bin" / "busybox", tree / "usr" / "bin" / "busybox") if p.exists()
+        ]
+        if not found:
+            raise LabError("busybox-static has no bin/busybox")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(found[0], out)
+        out.chmod(0o755)
+    return out
+
+
+def _fetch_debian(version: str, arch: str) -> Path:
+    suite, pattern, companions = DEBIAN[version]
+    debarch = {"x86_64": "amd64", "aarch64": "arm64"}[arch]
+    where = cache_dir() / "kernels" / f"debian-{version}-{debarch}"
+    done = where / "package.txt"
+    if done.exists():
+        return where
+    apt = _private_apt(suite, debarch)
     r = _apt(
         apt,
         f"-oAPT::Architectures={debarch}",
@@ -198,26 +242,9 @@ def _fetch_debian(version: str, arch: str) -> Path:
     if not names:
         raise LabError(f"debian:{version}: no package matching {rx.pattern} in {suite}")
     name = names[-1]
-    where.mkdir(parents=True, exist_ok=True)
-    for old in where.glob("*.deb"):
-        old.unlink()
     prefix = name[: name.index("-", len("linux-")) + 1]
-    wanted = [name, *(c + name[len(prefix) :] for c in companions)]
-    r = _apt(
-        apt, f"-oAPT::Architectures={debarch}", "download", *(f"{w}:{debarch}" for w in wanted)
-    )
-    if r.returncode:
-        raise LabError(
-            f"debian:{version}: apt-get download {' '.join(wanted)} failed: {_last_line(r.stderr)}"
-        )
-    tree = where / "x"
-    shutil.rmtree(tree, ignore_errors=True)
-    # apt-get download writes into the current directory (the apt dir)
-    for deb in sorted(apt.glob("*.deb")):
-        r = subprocess.run(["dpkg-deb", "-x", str(deb), str(tree)], capture_output=True, text=True)
-        deb.unlink()
-        if r.returncode:
-            raise LabError(f"{deb}: dpkg-deb -x failed: {_last_line(r.stderr)}")
+    where.mkdir(parents=True, exist_ok=True)
+    _download(apt, [name, *(c + name[len(prefix) :] for c in companions)], debarch, where / "x")
     done.write_text(name + "\n")
     return where
 
@@ -227,12 +254,28 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(no message)"
 
 
+def arch_of(spec: str) -> str:
+    """The arch a kernel spec boots on: ``debian:X/arm64`` and arm64 ``Image`` files (plain
+    or gzip'd, as Debian ships them) are ``aarch64``; everything else ``x86_64``."""
+    if spec.startswith("debian:"):
+        return "aarch64" if spec.endswith("/arm64") else "x86_64"
+    try:
+        with open(spec, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return "x86_64"
+    if head[:2] == b"\x1f\x8b":
+        with contextlib.suppress(OSError, EOFError, zlib.error):
+            head = zlib.decompressobj(31).decompress(head, 128)
+    return "aarch64" if head[0x38:0x3C] == b"ARM\x64" else "x86_64"
+
+
 def resolve_kernel(spec: str, arch: str = "x86_64") -> Kernel:
     """``debian:6.1`` / ``debian:6.12`` / ``debian:7.2`` (fetched and cached) or a path to a
     ``bzImage``/``vmlinuz`` (its config is read from a ``config-*`` or ``.config`` next to
     it when there is one)."""
     if spec.startswith("debian:"):
-        version = spec.split(":", 1)[1]
+        version = spec.split(":", 1)[1].removesuffix("/arm64")
         if version not in DEBIAN:
             raise LabError(
                 f"unknown kernel {spec!r}; known: " + ", ".join(f"debian:{v}" for v in DEBIAN)

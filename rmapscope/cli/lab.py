@@ -22,10 +22,12 @@ and after each migration from /proc/self/pagemap, the move_pages status) and
 FILE.console.log (the guest's console and dmesg).
 
 --kernel: debian:6.1, debian:6.12 or debian:7.2 (fetched with apt into the cache,
-$RMAPSCOPE_LAB_CACHE or ~/.cache/rmapscope, the system's apt config untouched) or the path
-of a bzImage/vmlinuz you built (its .config next to it, when there, tells the probe syntax;
-the probe offsets come from the image's own BTF). KVM is used when a guest boots with it,
-else TCG (said in the output).
+$RMAPSCOPE_LAB_CACHE or ~/.cache/rmapscope, the system's apt config untouched;
+debian:6.12/arm64 is Debian's arm64 kernel under qemu-system-aarch64, the workload built
+with aarch64-linux-gnu-gcc) or the path of a bzImage/vmlinuz (or arm64 Image) you built
+(its .config next to it, when there, tells the probe syntax; the probe offsets come from
+the image's own BTF). KVM is used when a guest boots with it, else TCG (said in the
+output).
 
 Scenarios: {"; ".join(f"{k}: {v}" for k, v in SCENARIOS.items())}.
 
