@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import gzip
 import hashlib
 import os
@@ -164,7 +165,10 @@ def kvm_boots(arch: str, image: Path, initrd: Path) -> bool:
         ok = False
         try:
             p = subprocess.Popen(
-                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+                cmd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
             )
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline and p.poll() is None:
@@ -176,6 +180,13 @@ def kvm_boots(arch: str, image: Path, initrd: Path) -> bool:
             _kill(p)
     _KVM_OK[arch] = ok
     return ok
+
+
+def _die_with_parent() -> None:
+    """In the qemu child: start a session (killed as a group) and die when we die."""
+    os.setsid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _kill(p: subprocess.Popen) -> None:
@@ -269,7 +280,7 @@ def run_guest(
         errlog = Path(tmp) / "qemu.err"
         with errlog.open("wb") as errf:
             p = subprocess.Popen(
-                cmd, stdout=subprocess.DEVNULL, stderr=errf, start_new_session=True
+                cmd, stdout=subprocess.DEVNULL, stderr=errf, preexec_fn=_die_with_parent
             )
             try:
                 with contextlib.suppress(subprocess.TimeoutExpired):

@@ -28,7 +28,7 @@ class ProbeLine:
     line: str
 
 
-_DEF = re.compile(r"([fpr]):(\S+)\s+(\S+)(.*)")
+_DEF = re.compile(r"([fpr])\d*:(\S+)\s+(\S+)(.*)")
 
 
 def shipped_probes() -> list[str]:

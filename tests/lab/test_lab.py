@@ -20,8 +20,8 @@ from rmapscope.dataset import Dataset
 from rmapscope.errors import LabError
 from rmapscope.ingest import ingest
 from rmapscope.record.lab import SCENARIOS, parse_truth, run_lab
-from rmapscope.record.lab.guest import _cpio, run_guest
-from rmapscope.record.lab.kernels import resolve_kernel
+from rmapscope.record.lab.guest import ARCHES, _cpio, run_guest
+from rmapscope.record.lab.kernels import arch_of, resolve_kernel
 from rmapscope.record.lab.probes import _DEF, probe_set, shipped_probes, translate
 from rmapscope.replay import replay
 from tests.conftest import cli_command
@@ -120,7 +120,7 @@ def test_shipped_probes_are_used_verbatim_where_btf_names_work():
 
 def _kernel(spec: str):
     try:
-        return resolve_kernel(spec)
+        return resolve_kernel(spec, arch_of(spec))
     except LabError as e:
         pytest.skip(f"{spec} not available: {e}")
 
@@ -129,13 +129,14 @@ def _kernel(spec: str):
 def recording(tmp_path_factory):
     """(kernel, scenario) -> (LabResult, replay tables), one boot each, cached per module."""
     cache: dict = {}
-    for tool in ("qemu-system-x86_64", "gcc"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} not installed (.ci/run installs it)")
 
     def get(spec: str, scenario: str):
         key = (spec, scenario)
         if key not in cache:
+            qemu, cc = ARCHES[arch_of(spec)][:2]
+            for tool in (qemu, cc):
+                if shutil.which(tool) is None:
+                    pytest.skip(f"{tool} not installed (.ci/run installs it)")
             _kernel(spec)
             out = tmp_path_factory.mktemp("lab") / "trace.txt"
             r = run_lab(spec, scenario, output=out, timeout=240)
@@ -300,3 +301,19 @@ def test_a_guest_timeout_kills_the_guest_and_writes_nothing(tmp_path, recording)
     with pytest.raises(LabError, match="guest timeout: no results after 3 s"):
         run_lab("debian:6.1", output=tmp_path / "t.txt", timeout=3, accel="tcg")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.lab
+def test_arm64_migration_ptes_decode_to_the_pagemap_pfns(recording):
+    """Debian's arm64 kernel (qemu-system-aarch64, TCG): the arm64 migration-pte decoder
+    against the guest's own pagemap, and the kernel's counts against vmstat."""
+    r, ing, out = recording("debian:6.12/arm64", "fork-vs-migrate")
+    assert r.meta_data["machine"] == "aarch64" and ing.arch == "arm64"
+    names = {_DEF.fullmatch(ln).group(2) for ln in shipped_probes()}
+    assert {_DEF.fullmatch(ln.strip()).group(2) for ln in r.meta_data["probes_loaded"]} == names
+    truth = {(m["old_pfn"], m["new_pfn"]) for m in r.meta_data["truth"]["moves"]}
+    assert truth and not truth - _pairs(out)
+    assert (
+        out["migration_batches"]["succeeded"].sum()
+        == r.meta_data["vmstat_delta"]["pgmigrate_success"]
+    )
