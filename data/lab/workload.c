@@ -259,11 +259,19 @@ int main(int argc, char **argv)
 		printf("{\"kind\":\"split\",\"how\":\"mprotect\",\"first\":256,\"pages\":16}\n");
 		int *status = calloc(512, sizeof(int));
 		int node = other_node(b);
-		for (int r = 1; r <= 2; r++, node ^= 1) {
+		/* Two moves of the folio; a move the storm's references made fail (page 0 kept
+		 * its pfn) is tried again, up to 4 calls per move, each call a round of its own. */
+		for (int r = 1, moved = 0, tries = 0; moved < 2 && r <= 8; r++) {
+			uint64_t was = pfn_of(b);
 			long ret = move(b, 512, node, status);
 			printf("{\"kind\":\"move_pages\",\"round\":%d,\"node\":%d,\"ret\":%ld}\n", r,
 			       node, ret);
 			print_pfns("pfns", r, b, 512, status);
+			if (pfn_of(b) != was || ++tries == 4) {
+				moved++;
+				tries = 0;
+				node ^= 1;
+			}
 		}
 		stop(f);
 	} else {

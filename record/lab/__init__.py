@@ -36,7 +36,8 @@ SCENARIOS = {
     "compaction": "4096 pages kept out of 16384 (3 of every 4 freed), a fork storm, then "
     "echo 1 > /proc/sys/vm/compact_memory",
     "thp-split": "a THP (MADV_HUGEPAGE) shared with 3 forked children, its pmd split by "
-    "mprotect (PTE-mapped order-9 folio), then moved to the other node twice",
+    "mprotect (PTE-mapped order-9 folio), then moved to the other node twice (a failed "
+    "move retried, up to 4 calls)",
 }
 
 #: The events the guest enables besides the probes (record's migration preset).
