@@ -12,7 +12,6 @@ import json
 import os
 import re
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,7 +163,6 @@ def run_lab(
     if arch not in ARCHES:
         raise UsageError(f"unknown arch {arch!r}; known: {', '.join(ARCHES)}")
     output.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
     k = resolve_kernel(kernel, arch)
     btf = k.btf()
     lines, syntax = probe_set(k.version, k.config, btf, probes)
@@ -250,7 +248,6 @@ def run_lab(
     _write_atomic(meta_path, (json.dumps(meta, indent=1) + "\n").encode())
     console = g.console + "\n----- dmesg -----\n" + f.get("dmesg", "")
     _write_atomic(output.with_name(output.name + ".console.log"), console.encode())
-    del t0
     return LabResult(
         output, meta_path, k, g.accel, g.seconds, events, len(truth["moves"]), meta, console
     )
