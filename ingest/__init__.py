@@ -266,8 +266,8 @@ def _check_options(fmt: str | None, arch: str | None, host: str | None) -> None:
 
 
 def _sidecar(path: str) -> dict:
-    """The ``<file>.meta.json`` that ``rmapscope record`` writes next to its recordings
-    (a trace_pipe stream says nothing of its kernel, clock, CPUs, host or machine);
+    """The ``<file>.meta.json`` that ``rmapscope record`` (or ``lab``) writes next to its
+    recordings (a trace_pipe stream says nothing of its kernel, clock, CPUs, host or machine);
     ``{}`` when there is none or it cannot be read."""
     if path == "-":
         return {}

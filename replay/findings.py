@@ -85,4 +85,3 @@ def summarize(
             )
         )
     return out
-

@@ -22,6 +22,7 @@ VARIABLES = {
     "RMAPSCOPE_DATASET": "dataset directory when none is given",
     "RMAPSCOPE_REPLAY_PARTITION_ROWS": "migration events above which replay partitions a trace",
     "RMAPSCOPE_PERF": "the perf binary that reads perf.data files",
+    "RMAPSCOPE_LAB_CACHE": "where `rmapscope lab` caches kernel images and initramfs files",
     "JAVA_HOME": "the Java runtime Spark starts (Spark's own variable)",
     "PYSPARK_PYTHON": "the Python of Spark's workers (Spark's own variable)",
 }
@@ -44,6 +45,11 @@ def perf() -> str | None:
     """``$RMAPSCOPE_PERF``: the ``perf`` binary to read ``perf.data`` with (else None: the
     one on ``PATH``)."""
     return os.environ.get("RMAPSCOPE_PERF") or None
+
+
+def lab_cache() -> str | None:
+    """``$RMAPSCOPE_LAB_CACHE``: the lab's cache directory (else None: ``~/.cache/rmapscope``)."""
+    return os.environ.get("RMAPSCOPE_LAB_CACHE") or None
 
 
 def java_home() -> str | None:

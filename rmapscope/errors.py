@@ -59,6 +59,13 @@ class UsageError(RmapscopeError):
     exit_code = 2
 
 
+class LabError(RmapscopeError):
+    """``rmapscope lab`` cannot record: no qemu or compiler, an unreadable kernel image, a
+    probe the kernel refused (with its error_log line), a guest that timed out."""
+
+    exit_code = 2
+
+
 class MissingTablesError(UsageError):
     """A query needs tables the dataset does not have yet (replay writes them).
 

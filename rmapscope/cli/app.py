@@ -19,7 +19,20 @@ import typer
 from rmapscope import __version__
 from rmapscope.errors import RmapscopeError
 
-from . import analyze, diff, explain, ingest, query, record, replay, report, simulate, sql, traces
+from . import (
+    analyze,
+    diff,
+    explain,
+    ingest,
+    lab,
+    query,
+    record,
+    replay,
+    report,
+    simulate,
+    sql,
+    traces,
+)
 from ._console import err
 from ._errors import report as report_error
 from ._options import DebugOpt, QuietOpt
@@ -71,6 +84,7 @@ for _command in (
     report,
     diff,
     explain,
+    lab,
 ):
     _command.register(app)
 

@@ -25,6 +25,7 @@ RUNS = {
     "analyze": ["analyze", SAMPLE, "-d", "TMP/ds", "-o", "TMP/a.html"],
     "report": ["report", "-d", "DS", "-o", "TMP/r.html"],
     "record": ["record", "--dry-run", "-o", "TMP/x.trace"],
+    "lab": ["lab", "--help"],  # a real run boots a guest (tests/lab)
     "simulate": ["simulate", "fork-vs-migrate", "-o", "TMP/t.txt"],
     "explain": ["explain", "leaked-entry"],
     "diff": ["diff", "host:unknown", "host:unknown", "-d", "DS"],

@@ -1,0 +1,319 @@
+"""``rmapscope lab``: the pieces without a guest (always run), and real guests on Debian's
+kernels (marker ``lab``: skipped where qemu, the compiler or the images are missing).
+
+The recording acceptance points of issue 12 are asserted plainly; those about replay's
+correctness are asserted too, marked ``xfail(strict=False)`` where a replay defect owned by
+another part of the issue still fails them (each one names its defect)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from rmapscope.cli import app
+from rmapscope.dataset import Dataset
+from rmapscope.errors import LabError
+from rmapscope.ingest import ingest
+from rmapscope.record.lab import SCENARIOS, parse_truth, run_lab
+from rmapscope.record.lab.guest import ARCHES, _cpio, run_guest
+from rmapscope.record.lab.kernels import arch_of, resolve_kernel
+from rmapscope.record.lab.probes import _DEF, probe_set, shipped_probes, translate
+from rmapscope.replay import replay
+from tests.conftest import cli_command
+
+runner = CliRunner()
+KERNELS = ["debian:6.1", "debian:6.12", "debian:7.2"]
+
+
+# --------------------------------------------------------------------------------------------
+# without a guest
+
+
+def test_lab_help_has_exactly_the_issue_options():
+    result = runner.invoke(app, ["lab", "--help"])
+    assert result.exit_code == 0
+    for opt in (
+        "--kernel",
+        "--scenario",
+        "--cpus",
+        "--numa-nodes",
+        "--memory",
+        "--seed",
+        "--timeout",
+        "-o",
+        "--analyze",
+    ):
+        assert opt in result.output
+    for name in SCENARIOS:
+        assert name in result.output
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*cli_command(), *args], capture_output=True, text=True, check=False)
+
+
+def test_unreadable_image_is_one_line_exit_2(tmp_path):
+    proc = _cli("lab", "--kernel", str(tmp_path / "bzImage"), "-o", str(tmp_path / "t.txt"))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+    assert "kernel image unreadable" in proc.stderr
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_unknown_scenario_is_a_usage_error(tmp_path):
+    proc = _cli("lab", "--scenario", "nope", "-o", str(tmp_path / "t"))
+    assert proc.returncode == 2 and "unknown scenario 'nope'" in proc.stderr
+
+
+def test_no_qemu_is_a_lab_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(LabError, match="no qemu: qemu-system-x86_64 not found"):
+        run_guest("x86_64", tmp_path / "k", tmp_path / "i", cpus=1, nodes=1, memory=128, timeout=1)
+
+
+def test_cpio_is_read_back_by_cpio(tmp_path):
+    tool = shutil.which("cpio") or shutil.which("busybox")
+    if tool is None:
+        pytest.skip("no cpio or busybox to read the archive back")
+    data = _cpio([("bin", 0o040755, b""), ("bin/x", 0o100755, b"abc"), ("y", 0o100644, b"")])
+    cmd = [tool, "-i", "-d"] if tool.endswith("cpio") else [tool, "cpio", "-i", "-d"]
+    subprocess.run(cmd, input=data, cwd=tmp_path, check=True, capture_output=True)
+    assert (tmp_path / "bin" / "x").read_bytes() == b"abc"
+    assert (tmp_path / "bin" / "x").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "y").exists()
+
+
+def test_parse_truth_lists_every_changed_pfn():
+    lines = [
+        {"kind": "start", "scenario": "s", "seed": 1, "pid": 7, "page_size": 4096},
+        {"kind": "pfns", "round": 0, "base": "0x10000", "pfn": [5, 6, 7]},
+        {"kind": "move_pages", "round": 1, "node": 1, "ret": 1},
+        {"kind": "pfns", "round": 1, "base": "0x10000", "pfn": [50, 6, 70], "status": [1, -16, 1]},
+        {"kind": "end"},
+    ]
+    t = parse_truth("\n".join(json.dumps(x) for x in lines))
+    assert t["complete"] and t["pid"] == 7
+    assert t["moves"] == [
+        {"addr": "0x10000", "round": 1, "old_pfn": 5, "new_pfn": 50, "status": 1},
+        {"addr": "0x12000", "round": 1, "old_pfn": 7, "new_pfn": 70, "status": 1},
+    ]
+    assert t["move_pages"] == [{"round": 1, "node": 1, "ret": 1}]
+
+
+def test_shipped_probes_are_used_verbatim_where_btf_names_work():
+    lines, how = probe_set(
+        (6, 12), {"CONFIG_FPROBE_EVENTS": "y", "CONFIG_PROBE_EVENTS_BTF_ARGS": "y"}, None
+    )
+    assert how == "btf-names" and [p.line for p in lines] == shipped_probes()
+    with pytest.raises(LabError, match="BTF is unknown"):
+        probe_set((6, 1), {"CONFIG_KPROBE_EVENTS": "y"}, None)
+
+
+# --------------------------------------------------------------------------------------------
+# real guests
+
+
+def _kernel(spec: str):
+    try:
+        return resolve_kernel(spec, arch_of(spec))
+    except LabError as e:
+        pytest.skip(f"{spec} not available: {e}")
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    """(kernel, scenario) -> (LabResult, replay tables), one boot each, cached per module."""
+    cache: dict = {}
+
+    def get(spec: str, scenario: str):
+        key = (spec, scenario)
+        if key not in cache:
+            qemu, cc = ARCHES[arch_of(spec)][:2]
+            for tool in (qemu, cc):
+                if shutil.which(tool) is None:
+                    pytest.skip(f"{tool} not installed (.ci/run installs it)")
+            _kernel(spec)
+            out = tmp_path_factory.mktemp("lab") / "trace.txt"
+            r = run_lab(spec, scenario, output=out, timeout=240)
+            ds = Dataset(out.parent / "ds")
+            ing = ingest(str(out), ds)
+            tables = replay(ds, [ing.trace_id])[ing.trace_id]
+            tables["set_migration_pte"] = pl.read_parquet(ds.files("set_migration_pte"))
+            cache[key] = (r, ing, tables)
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("spec", ["debian:6.1"])
+def test_offsets_agree_with_pahole(spec):
+    k = _kernel(spec)
+    if shutil.which("pahole") is None:
+        pytest.skip("pahole (dwarves) not installed")
+    line = next(ln for ln in shipped_probes() if " try_to_migrate_one " in ln)
+    got = translate(line, k.btf())
+    raw = k.image.parent / f".{k.image.name}.btf-vmlinux"
+    text = subprocess.run(
+        ["pahole", "-C", "vm_area_struct", str(raw)], capture_output=True, text=True, check=True
+    ).stdout
+    off = {
+        m: int(n)
+        for m, n in (
+            ln.split(";")[0].split()[-1:] + ln.split("/*")[1].split()[:1]
+            for ln in text.splitlines()
+            if "/*" in ln and ";" in ln and ln.count("\t") == 1
+        )
+    }
+    assert f"mm=+{off['vm_mm']}($arg2):x64" in got
+    assert f"pgoff=+{off['vm_pgoff']}($arg2):x64" in got and "addr=$arg3:x64" in got
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.parametrize("spec", KERNELS)
+def test_every_probe_loads_and_the_trace_ingests_with_truth(spec, scenario, recording):
+    r, ing, _ = recording(spec, scenario)
+    m = r.meta_data
+    names = {_DEF.fullmatch(ln).group(2).split("/")[1] for ln in shipped_probes()}
+    loaded = {_DEF.fullmatch(ln.strip()).group(2).split("/")[1] for ln in m["probes_loaded"]}
+    assert loaded == names  # none refused, none missing
+    assert m["lost_events"] == 0 and ing.lost_events == 0
+    assert ing.events == m["trace_events"] and ing.errors.total == 0
+    for probe in (
+        "try_to_migrate_one",
+        "remove_migration_pte",
+        "rmap_walk_anon",
+        "anon_vma_fork",
+        "copy_page_range",
+    ):
+        assert ing.event_counts.get(f"probe_{probe}", 0) > 0 or any(
+            probe in k and n > 0 for k, n in ing.event_counts.items() if k != probe
+        ), probe
+    t = m["truth"]
+    assert t["complete"] and t["moves"], "the workload moved no page"
+    assert m["vmstat_delta"]["pgmigrate_success"] >= len(t["moves"]) // (
+        512 if scenario == "thp-split" else 1
+    )
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.parametrize("spec", KERNELS)
+def test_succeeded_sums_to_the_vmstat_delta(spec, scenario, recording):
+    r, _, out = recording(spec, scenario)
+    assert out["migration_batches"]["succeeded"].sum() == r.meta_data["vmstat_delta"].get(
+        "pgmigrate_success", 0
+    )
+
+
+# Replay correctness on real kernels (issue 12's acceptance). The defects named in the xfail
+# reasons are fixed in replay/ and ingest/pte.py by other parts of the issue; these tests pin
+# them (strict=False: they pass as soon as the fix lands).
+_OWNER = (
+    "replay defect (issue 12, owner mm): page_states.mm is empty although every probe names "
+    "the entry's mm"
+)
+_PAIRING = (
+    "replay defect (issue 12, pairing): old -> new pairs differ from the pagemap truth "
+    "(children exiting mid-migration, PTE-mapped THP left unpaired/inconclusive)"
+)
+_KIND = (
+    "replay defect (issue 12, migration_kind calibration): kinds are assumed from Linux "
+    "6.18's swap types"
+)
+
+
+def _pairs(out: dict) -> set[tuple[int, int]]:
+    m = out["migrations"].filter(pl.col("outcome") == "migrated")
+    mine = set()
+    for r in m.iter_rows(named=True):
+        for i in range(2 ** (r["order"] or 0)):
+            mine.add((r["old_pfn"] + i, r["new_pfn"] + i))
+    return mine
+
+
+@pytest.mark.lab
+@pytest.mark.xfail(strict=False, reason=_PAIRING)
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.parametrize("spec", KERNELS)
+def test_pairs_equal_the_pagemap_truth(spec, scenario, recording):
+    r, _, out = recording(spec, scenario)
+    truth = {(m["old_pfn"], m["new_pfn"]) for m in r.meta_data["truth"]["moves"]}
+    missing = truth - _pairs(out)
+    assert not missing, f"{len(missing)} of {len(truth)} truth pairs not paired by replay"
+    assert out["migrations"].filter(pl.col("outcome") == "inconclusive").is_empty()
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.parametrize("spec", KERNELS)
+def test_no_violation_and_no_inconclusive_finding(spec, scenario, recording):
+    _, _, out = recording(spec, scenario)
+    v = out["violations"]
+    assert v.filter(pl.col("verdict") == "violation").is_empty(), v.head()
+    if not v.filter(pl.col("verdict") == "inconclusive").is_empty():
+        pytest.xfail(f"{_PAIRING}: {v.height} inconclusive findings")
+
+
+@pytest.mark.lab
+@pytest.mark.xfail(strict=False, reason=_OWNER)
+@pytest.mark.parametrize("spec", KERNELS)
+def test_every_page_state_has_its_mm(spec, recording):
+    _, _, out = recording(spec, "fork-vs-migrate")
+    ps = out["page_states"]
+    assert ps.height > 0 and ps["mm"].null_count() == 0
+
+
+@pytest.mark.lab
+@pytest.mark.xfail(strict=False, reason=_KIND)
+@pytest.mark.parametrize("spec", KERNELS)
+def test_every_entry_has_its_migration_kind(spec, recording):
+    _, _, out = recording(spec, "fork-vs-migrate")
+    kinds = out["set_migration_pte"]["migration_kind"]
+    assert kinds.len() > 0 and kinds.null_count() == 0
+
+
+@pytest.mark.lab
+def test_a_refused_probe_names_it_and_the_error_log(tmp_path, recording):
+    _kernel("debian:6.1")
+    bad = ["p:rmapscope/bogus no_such_function_rmapscope"]
+    with pytest.raises(LabError) as e:
+        run_lab("debian:6.1", output=tmp_path / "t.txt", probes=bad, timeout=120)
+    msg = str(e.value)
+    assert "probe rmapscope/bogus refused by 6.1" in msg and "no_such_function" in msg
+    assert "\n" not in msg and not list(tmp_path.iterdir())
+    with pytest.raises(
+        LabError,
+        match="rmapscope/bogus: function no_such_function_rmapscope not in the kernel's BTF",
+    ):
+        run_lab("debian:6.1", output=tmp_path / "t.txt", probes=["f:" + bad[0][2:] + " x=y:x64"])
+
+
+@pytest.mark.lab
+def test_a_guest_timeout_kills_the_guest_and_writes_nothing(tmp_path, recording):
+    _kernel("debian:6.1")
+    with pytest.raises(LabError, match="guest timeout: no results after 3 s"):
+        run_lab("debian:6.1", output=tmp_path / "t.txt", timeout=3, accel="tcg")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.lab
+def test_arm64_migration_ptes_decode_to_the_pagemap_pfns(recording):
+    """Debian's arm64 kernel (qemu-system-aarch64, TCG): the arm64 migration-pte decoder
+    against the guest's own pagemap, and the kernel's counts against vmstat."""
+    r, ing, out = recording("debian:6.12/arm64", "fork-vs-migrate")
+    assert r.meta_data["machine"] == "aarch64" and ing.arch == "arm64"
+    names = {_DEF.fullmatch(ln).group(2) for ln in shipped_probes()}
+    assert {_DEF.fullmatch(ln.strip()).group(2) for ln in r.meta_data["probes_loaded"]} == names
+    truth = {(m["old_pfn"], m["new_pfn"]) for m in r.meta_data["truth"]["moves"]}
+    assert truth and not truth - _pairs(out)
+    assert (
+        out["migration_batches"]["succeeded"].sum()
+        == r.meta_data["vmstat_delta"]["pgmigrate_success"]
+    )
