@@ -119,7 +119,7 @@ def _raw_expr(conv: Conversion, label: pl.Expr) -> pl.Expr:
         text = pl.when(has).then(text.str.strip_suffix(tail)).otherwise(text)
         bits = pl.when(has).then(pl.lit(mask, pl.Int64)).otherwise(0)
     names = list(dict.fromkeys(label for _, label in conv.table))
-    first = {}
+    first: dict[str, int] = {}
     for v, name in conv.table:
         first.setdefault(name, v)
     values = _to_int64([first[n] for n in names])
@@ -129,7 +129,9 @@ def _raw_expr(conv: Conversion, label: pl.Expr) -> pl.Expr:
 
     if conv.kind == "flags" and conv.delim:
         parts = text.str.split(conv.delim).list.eval(one(pl.element()))
-        num = pl.when(~parts.list.eval(pl.element().is_null()).list.any()).then(parts.list.sum())
+        num: pl.Expr = pl.when(~parts.list.eval(pl.element().is_null()).list.any()).then(
+            parts.list.sum()
+        )
         num = pl.when(text == "").then(pl.lit(0, pl.Int64)).otherwise(num)
     else:
         num = one(text)

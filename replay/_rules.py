@@ -12,6 +12,8 @@ possible; their verdict is ``hazard`` and they never count as violations.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import polars as pl
 
@@ -34,17 +36,19 @@ RULE_EVENTS = (
 #: Syscalls that may write-protect a migration entry (change_pte_range; UFFDIO_WRITEPROTECT).
 PROTECTING = ("sys_enter_mprotect", "sys_enter_pkey_mprotect", "sys_enter_ioctl")
 
-_OUT = {
-    "rule": pl.String,
-    "verdict": pl.String,
-    "ts": pl.Int64,
-    "pfn": pl.UInt64,
-    "addr": pl.UInt64,
-    "pid": pl.Int32,
-    "mm": pl.UInt64,
-    "explanation": pl.String,
-    "evidence": pl.List(pl.Int64),
-}
+_OUT = pl.Schema(
+    {
+        "rule": pl.String(),
+        "verdict": pl.String(),
+        "ts": pl.Int64(),
+        "pfn": pl.UInt64(),
+        "addr": pl.UInt64(),
+        "pid": pl.Int32(),
+        "mm": pl.UInt64(),
+        "explanation": pl.String(),
+        "evidence": pl.List(pl.Int64),
+    }
+)
 
 
 def check(
@@ -331,7 +335,7 @@ def _entry_rules(
         pl.col("pid").cast(pl.String),
         _hex("r_pfn"),
     )
-    common = [
+    common: list[pl.Expr | str] = [
         pl.col("r_ts").alias("ts"),
         "pfn",
         "addr",
@@ -572,7 +576,7 @@ def _stale_old_pfn(
     )
     if done.is_empty():
         return _empty()
-    i64 = {"page": pl.Int64, "seq": pl.Int64, "ts": pl.Int64}
+    i64 = pl.Schema({"page": pl.Int64, "seq": pl.Int64, "ts": pl.Int64, "migration_id": pl.Int64})
     lives = [
         _pages(done, "old_pfn", "order").select(
             "page", "seq", "ts", pl.lit("done").alias("what"), "migration_id"
@@ -602,9 +606,7 @@ def _stale_old_pfn(
         )
     )
     life = (
-        pl.concat([x.cast({**i64, "migration_id": pl.Int64}) for x in lives])
-        .sort("seq")
-        .rename({"seq": "_lseq", "ts": "_lts"})
+        pl.concat([x.cast(i64) for x in lives]).sort("seq").rename({"seq": "_lseq", "ts": "_lts"})
     )
     sets = paired.select("seq", "ts", pl.col("pfn").cast(pl.Int64).alias("page"), "addr", "pfn")
     restores = paired.filter(pl.col("r_seq").is_not_null() & (pl.col("r_pfn") == pl.col("pfn")))
@@ -776,7 +778,9 @@ def _mremap_windows(tables: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
         e = e.with_columns(
             pl.lit(None, pl.Int64).alias("seq_hi"), pl.lit(None, pl.Int64).alias("hi")
         )
-    last = max(df["ts"].max() for df in tables.values() if df.height and "ts" in df.columns)
+    last = max(
+        cast(int, df["ts"].max()) for df in tables.values() if df.height and "ts" in df.columns
+    )
     return e.with_columns(
         pl.col("hi").fill_null(last), pl.col("seq_hi").fill_null(pl.col("seq_lo"))
     )

@@ -439,7 +439,7 @@ def zap_evidence(tables: dict[str, pl.DataFrame]) -> tuple[pl.DataFrame, pl.Seri
     ``exit_mmap``) of a task that owns the mm, owners known from the probes (the task that
     unlinks an mm's vmas, the child of the fork that copied into it). Also the mms whose
     end would show: None (every mm) when the unlink probe was traced."""
-    schema = {"mm": pl.UInt64, "e_pgoff": pl.UInt64, "e_seq": pl.Int64, "e_ts": pl.Int64}
+    schema = pl.Schema({"mm": pl.UInt64, "e_pgoff": pl.UInt64, "e_seq": pl.Int64, "e_ts": pl.Int64})
     parts = []
     unlink = tables.get(PROBE_PREFIX + "unlink_anon_vmas")
     owner = []

@@ -257,7 +257,7 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
             for old in st.entries.get(key, []):
                 old.superseded = old.superseded or old.removed is None
             e = _Entry(line, r["pfn"], r.get("mkind"), st.batch.get(task))
-            e.order = r.get("order") if r.get("order") is not None else 9
+            e.order = int(r["order"]) if r.get("order") is not None else 9
             st.entries.setdefault(key, []).append(e)
             if e.batch is not None:
                 st.batch_sets[e.batch].append((v.mm, r["addr"], e))

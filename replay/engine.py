@@ -239,7 +239,7 @@ def _batch_counts(batch: pl.DataFrame, migs: pl.DataFrame, surplus: pl.DataFrame
     else:
         batch = batch.with_columns(pl.lit(0).alias("n_surplus_remove"))
     batch = batch.with_columns(pl.col(c).fill_null(0).cast(pl.Int64) for c in BATCH_COUNTS)
-    first = [
+    leading = [
         "batch_id",
         "pid",
         "cpu",
@@ -250,7 +250,7 @@ def _batch_counts(batch: pl.DataFrame, migs: pl.DataFrame, surplus: pl.DataFrame
         "mode",
         "reason",
     ]
-    return batch.select(*first, *[c for c in batch.columns if c not in first])
+    return batch.select(*leading, *[c for c in batch.columns if c not in leading])
 
 
 def _exits(tables: dict[str, pl.DataFrame]) -> list[int]:

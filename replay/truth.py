@@ -27,7 +27,7 @@ import polars as pl
 
 __all__ = ["PairCheck", "compare_pairs", "page_pairs"]
 
-_PAIR = {"old_pfn": pl.UInt64, "new_pfn": pl.UInt64}
+_PAIR: pl.Schema = pl.Schema({"old_pfn": pl.UInt64(), "new_pfn": pl.UInt64()})
 
 
 @dataclass

@@ -373,17 +373,17 @@ def parse_print_fmt(line: str) -> PrintFormat:
     i = 1
     while i < len(specs):
         kind, fld, _ = classified[i - 1]
-        m = _SUFFIX_RE.fullmatch(_strip_parens(args[i]))
+        sm = _SUFFIX_RE.fullmatch(_strip_parens(args[i]))
         if (
-            m
+            sm
             and specs[i].endswith("s")
             and not literals[i]
             and kind in ("flags", "symbolic")
             and fld
-            and set(_REC_RE.findall(m.group(1))) == {fld}
+            and set(_REC_RE.findall(sm.group(1))) == {fld}
         ):
-            mask = re.fullmatch(r"\(?\s*REC->\w+\s*\)?\s*&\s*(.+)", m.group(1).strip())
-            suffixes[i - 1] = (const_value(mask.group(1)) if mask else None, m.group(2))
+            mask = re.fullmatch(r"\(?\s*REC->\w+\s*\)?\s*&\s*(.+)", sm.group(1).strip())
+            suffixes[i - 1] = (const_value(mask.group(1)) if mask else None, sm.group(2))
             del specs[i], classified[i], args[i], literals[i]
             continue
         i += 1

@@ -453,7 +453,7 @@ def _layout(
 #: headers: SWP_DEVICE_NUM 3); later versions get them as a second candidate.
 DEVICE_MIGRATION_TYPES_ABSENT_UNTIL = (7, 2)
 #: Versions that stand for every layout era when the kernel is not known.
-_ERAS = ((6, 18), (6, 12), (6, 1), (7, 3))
+_ERAS: tuple[tuple[int, int], ...] = ((6, 18), (6, 12), (6, 1), (7, 3))
 
 
 def swap_layouts(
@@ -496,10 +496,10 @@ def swap_layouts(
         deb_at, deb = debian_config(key, arch)
         deb_arch = "arm64 " if deb is DEBIAN_CONFIGS_ARM64.get(deb_at) else ""
         deb_label = f"Debian's {deb_arch}{deb_at[0]}.{deb_at[1]} config for {label}"
-        choices = []
+        choices: list[list[bool]] = []
         for o in SWAP_OPTIONS:
             if known[o] is not None:
-                choices.append([known[o]])
+                choices.append([bool(known[o])])
             else:
                 default = config_value(deb, o)
                 choices.append([bool(default), not default])

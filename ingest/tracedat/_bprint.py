@@ -10,6 +10,7 @@ strings are in the file's printk formats section (``0xaddr : "fmt"`` lines).
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from rmapscope._printfmt import _split_fmt
 
@@ -43,7 +44,7 @@ def format_bprint(fmt: str | None, addr: int, args: bytes, long_size: int, big: 
     """
     if fmt is None:
         return f"(NO FORMAT FOUND at {addr:x})\n"
-    order = "big" if big else "little"
+    order: Literal["big", "little"] = "big" if big else "little"
     out: list[str] = []
     pos = 0  # in args
     last = 0  # in fmt

@@ -72,7 +72,7 @@ def parse_truth(text: str) -> dict:
     each round (``rounds``), the ``move_pages`` results, and ``moves`` (one per page and
     round whose pfn changed: addr, round, old_pfn, new_pfn, status)."""
     rows = [json.loads(ln) for ln in text.splitlines() if ln.startswith("{")]
-    start = next((r for r in rows if r["kind"] == "start"), {})
+    start: dict = next((r for r in rows if r["kind"] == "start"), {})
     page = start.get("page_size", 4096)
     rounds = [r for r in rows if r["kind"] == "pfns"]
     calls = {r["round"]: r for r in rows if r["kind"] == "move_pages"}

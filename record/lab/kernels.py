@@ -326,8 +326,8 @@ def resolve_kernel(spec: str, arch: str = "x86_64") -> Kernel:
         if cand.is_file():
             cfg_text = cand.read_text(errors="replace")
             break
-    release = _release_of(path)
-    return Kernel(spec, path, release, _version_of(release), _read_config(cfg_text))
+    own = _release_of(path)
+    return Kernel(spec, path, own, _version_of(own), _read_config(cfg_text))
 
 
 def _release_of(image: Path) -> str | None:

@@ -49,6 +49,7 @@ import hashlib
 import random
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 from rmapscope.catalog import VMEMMAP_BASE  # a folio pointer is VMEMMAP_BASE + 64 * pfn
 from rmapscope.errors import SimError
@@ -1354,8 +1355,8 @@ class Model:
         copy was removed there without a set line; then which remove restored which entry
         is a guess from the lines alone."""
         sets: dict[tuple, list[Entry]] = {}
-        for e in self.set_entries:
-            sets.setdefault(e.key, []).append(e)
+        for e in self.set_entries:  # (a set entry's key is its own set line's)
+            sets.setdefault(cast(tuple, e.key), []).append(e)
         return {
             k
             for k, es in sets.items()

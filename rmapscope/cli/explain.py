@@ -32,8 +32,8 @@ def explain(
     would have caught and its fix); without RULE, list every rule."""
     if rule is None:
         width = max(len(r) for r in RULES)
-        for r in RULES.values():
-            out.print(f"{r.id:{width}}  tier {r.tier}  {r.verdict:9}  {r.meaning}")
+        for each in RULES.values():
+            out.print(f"{each.id:{width}}  tier {each.tier}  {each.verdict:9}  {each.meaning}")
         return
     r = RULES.get(rule)
     if r is None:
