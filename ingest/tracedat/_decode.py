@@ -31,7 +31,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rmapscope._printfmt import Conversion, _split_fmt, split_args
+from rmapscope._printfmt import Conversion, _split_fmt, call_args, split_args
 from rmapscope.schema import DECODED, EventSchema, FieldDef, column_for, raw_column
 
 from .._bytes import escape, has_backslash_x
@@ -362,29 +362,6 @@ def _print_args(text: str) -> list[str] | None:
     return None
 
 
-def _call_args(arg: str, name: str) -> list[str] | None:
-    """The arguments of the first ``name(...)`` call in ``arg``."""
-    i = arg.find(name + "(")
-    if i < 0:
-        return None
-    depth, start, quote = 0, i + len(name), False
-    for j in range(start, len(arg)):
-        ch = arg[j]
-        if quote:
-            if ch == '"' and arg[j - 1] != "\\":
-                quote = False
-            continue
-        if ch == '"':
-            quote = True
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return split_args(arg[start + 1 : j])
-    return None
-
-
 def _entries(args: list[str]) -> list[tuple[int, str]]:
     """``{value, "label"}`` table entries; those whose value cannot be evaluated are skipped."""
     out = []
@@ -504,13 +481,13 @@ def _parse_or_none(text: str, fields: dict[str, FieldDef]) -> expr.Node | None:
 
 def _plan_conversion(col: _Column, conv, arg: str, fields: dict[str, FieldDef]) -> None:
     if conv.kind == "symbolic":
-        inner = _call_args(arg, "__print_symbolic")
+        inner = call_args(arg, "__print_symbolic")
         if inner:
             col.node = _parse_or_none(inner[0], fields)
             col.table = tuple(_entries(inner[1:]))
         return
     if conv.kind == "flags":
-        inner = _call_args(arg, "__print_flags")
+        inner = call_args(arg, "__print_flags")
         if inner and len(inner) >= 2:
             col.node = _parse_or_none(inner[0], fields)
             cond, other = _ternary_else(arg)
