@@ -1,0 +1,17 @@
+//! rmapscope's compiled ingest core (`rmapscope._native`).
+//!
+//! Python reads the bytes and knows the event registry; this module splits records and
+//! parses fields, and hands the columns back as Arrow buffers (`buffer::Buffer`) that
+//! pyarrow wraps without a copy. The only `unsafe` code is the buffer protocol at the FFI
+//! boundary (`buffer.rs`); everything else is bounds-checked safe Rust.
+
+use pyo3::prelude::*;
+
+mod buffer;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<buffer::Buffer>()?;
+    Ok(())
+}
