@@ -3,7 +3,8 @@
 //! Python reads the bytes and knows the event registry; this module splits records and
 //! parses fields, and hands the columns back as Arrow buffers (`buffer::Buffer`) that
 //! pyarrow wraps without a copy. The only `unsafe` code is the buffer protocol at the FFI
-//! boundary (`buffer.rs`); everything else is bounds-checked safe Rust.
+//! boundary (`buffer.rs`); the parsing itself is `rmapscope-core` (native/core), safe Rust
+//! with `#![forbid(unsafe_code)]`.
 
 use pyo3::prelude::*;
 
