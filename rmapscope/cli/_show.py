@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from rmapscope.ingest import IngestResult
-from rmapscope.replay.findings import ALL_FINDINGS_SQL, TraceFindings
+from typing import TYPE_CHECKING
 
 from ._console import out, warning
+
+if TYPE_CHECKING:  # imported when used: `rmapscope ingest` need not load replay
+    from rmapscope.ingest import IngestResult
+    from rmapscope.replay.findings import TraceFindings
 
 #: Findings printed per trace; the rest are in the ``violations`` table.
 SHOWN = 20
@@ -36,6 +39,8 @@ def ingest_result(r: IngestResult) -> None:
 
 def findings(summaries: list[TraceFindings]) -> None:
     """A summary line per trace and its first findings."""
+    from rmapscope.replay.findings import ALL_FINDINGS_SQL
+
     for s in summaries:
         outcomes = ", ".join(f"{n:,} {o}" for o, n in s.outcomes.items())
         if s.unmeasured and not outcomes:

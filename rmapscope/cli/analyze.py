@@ -10,7 +10,6 @@ from rich.table import Table
 
 from rmapscope.data import sample_trace
 from rmapscope.dataset import Dataset
-from rmapscope.replay.findings import summarize
 
 from . import _show
 from ._console import no_progress, out, progress_bar
@@ -38,6 +37,7 @@ def analyze(
     from rmapscope.dashboards import build_report
     from rmapscope.ingest import ingest
     from rmapscope.replay import replay
+    from rmapscope.replay.findings import summarize
 
     s = settings(ctx)
     ds = Dataset(dataset)

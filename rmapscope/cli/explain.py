@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from rmapscope.errors import UsageError
-from rmapscope.replay.rulebook import RULES
 
 from ._console import out
 from ._errors import handles_errors
@@ -30,6 +29,8 @@ def explain(
 ) -> None:
     """Print what a replay rule means, its tier, verdict and precedent (the kernel bug it
     would have caught and its fix); without RULE, list every rule."""
+    from rmapscope.replay.rulebook import RULES
+
     if rule is None:
         width = max(len(r) for r in RULES)
         for each in RULES.values():

@@ -8,7 +8,6 @@ import typer
 
 from rmapscope.dataset import Dataset
 from rmapscope.errors import UsageError
-from rmapscope.replay.findings import summarize
 
 from . import _show
 from ._console import err
@@ -36,6 +35,8 @@ def replay(
     code) and every trace that succeeded is published in one commit. Exit code 1 when a
     violation is found (or, on Spark, a trace failed), 0 otherwise.
     """
+    from rmapscope.replay.findings import summarize
+
     if not trace and not all_traces:
         raise UsageError("say which traces: --trace ID (repeatable) or --all")
     s = settings(ctx)
