@@ -76,6 +76,8 @@ class IngestResult:
     lost_events: int = 0
     errors: ErrorLog = field(default_factory=ErrorLog)
     skipped: bool = False  # the same content was already in the dataset
+    #: where skipped: the host(s) the dataset already files that content under
+    existing_hosts: list[str] = field(default_factory=list)
     replaced: bool = False
     ts_first: int | None = None
     ts_last: int | None = None
@@ -330,6 +332,8 @@ def _commit(
     dataset.publish(staging, traces, keep_existing=not force)
     for t, (_, r) in zip(traces, staged, strict=True):
         r.skipped, r.replaced = t.skipped, t.replaced
+        if r.skipped:
+            r.existing_hosts = dataset.trace_hosts(r.trace_id) or [r.host]
 
 
 def _manifest(

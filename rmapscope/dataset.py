@@ -181,6 +181,12 @@ class Dataset:
         """All partition directories of one trace, in every table."""
         return sorted(self.root.glob(_partition("*", "*", glob.escape(trace_id))))
 
+    def trace_hosts(self, trace_id: str) -> list[str]:
+        """The hosts a committed trace is filed under (one, unless a dataset was edited by
+        hand)."""
+        parts = self.root.glob(_partition("traces", "*", glob.escape(trace_id)))
+        return sorted({p.parent.name.removeprefix("host=") for p in parts})
+
     def has_trace(self, trace_id: str) -> bool:
         """Whether a trace with this id is committed (its manifest row exists)."""
         return any(self.root.glob(_partition("traces", "*", glob.escape(trace_id))))

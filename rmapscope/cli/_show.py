@@ -21,6 +21,12 @@ def ingest_result(r: IngestResult) -> None:
         out.print(
             f"{r.source}: already in the dataset as trace {r.trace_id} (use --force to replace)"
         )
+        if r.host not in r.existing_hosts:
+            # the id is the content's hash: the same bytes are one trace, whatever --host says
+            warning(
+                f"{r.source}: not added for host {r.host}: the same content is filed under "
+                f"host {', '.join(r.existing_hosts)} (--force re-files it under {r.host})"
+            )
         return
     verb = "replaced" if r.replaced else "ingested"
     out.print(

@@ -64,6 +64,22 @@ def test_analyze_without_arguments_runs_on_the_bundled_real_sample(tmp_path):
     assert again.returncode == 0 and "already in the dataset" in again.stdout
 
 
+def test_the_same_content_under_another_host_is_said_not_added(tmp_path):
+    ds = str(tmp_path / "ds")
+    first = cli("ingest", str(sample_trace()), "-d", ds, "--host", "box1")
+    assert first.returncode == 0 and "warning" not in first.stderr
+    same = cli("ingest", str(sample_trace()), "-d", ds, "--host", "box1")
+    assert same.returncode == 0 and "already in the dataset" in same.stdout
+    assert "not added" not in same.stderr
+    other = cli("ingest", str(sample_trace()), "-d", ds, "--host", "box2")
+    assert other.returncode == 0
+    assert "not added for host box2" in other.stderr and "host box1" in other.stderr
+    assert Dataset(ds).traces()["host"].to_list() == ["box1"]
+    moved = cli("-q", "ingest", str(sample_trace()), "-d", ds, "--host", "box2", "--force")
+    assert moved.returncode == 0
+    assert Dataset(ds).traces()["host"].to_list() == ["box2"]
+
+
 def test_traces_lists_the_dataset(tmp_path):
     ds = tmp_path / "ds"
     assert (
