@@ -55,7 +55,8 @@ def _tree_modules(tree: Path) -> set[str]:
     for folder, dirs, files in os.walk(tree / "rmapscope", followlinks=True):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
         for name in files:
-            if name.endswith(".py"):
+            # a compiled module (rmapscope._native) is in the tree as its stub
+            if name.endswith((".py", ".pyi")):
                 parts = (Path(folder) / name).relative_to(tree).with_suffix("").parts
                 out.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return out

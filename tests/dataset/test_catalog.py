@@ -153,13 +153,13 @@ def test_readers_write_reasons_through_the_catalogue():
 
 # -- one home for partition paths and commits -------------------------------------------------
 def test_partition_path_is_formatted_in_one_place():
-    found = [
+    found = {
         str(p.relative_to(REPO))
         for p in _sources()
         for line in p.read_text().splitlines()
         if re.search(r"(host|trace)=(\{\w|\*)|['\"](host|trace)=", line)
-    ]
-    assert found == ["rmapscope/dataset.py"]
+    }
+    assert found == {"rmapscope/dataset.py"}
 
 
 def test_one_publish_function():
