@@ -113,6 +113,7 @@ class _State:
         # _foreign_entries and _shared_writable
         self.lines: list[tuple] = []
         self.nwalks = 0
+        self.walk_start: dict[int, _Line] = {}  # walk no. -> its rmap_walk_anon line
 
 
 def violations(tables: dict[str, pl.DataFrame], windows) -> pl.DataFrame:
@@ -126,7 +127,7 @@ def violations(tables: dict[str, pl.DataFrame], windows) -> pl.DataFrame:
         _step(st, r, vma_pgoff)
     findings = _walk_findings(st) + _leak_findings(st, vma_pgoff)
     lines = pl.DataFrame(st.lines, schema=_LINES, orient="row")
-    findings += _foreign_entries(st, lines, vma_pgoff) + _shared_writable(lines)
+    findings += _foreign_entries(st, lines, vma_pgoff) + _shared_writable(st, lines)
     if not findings:
         return pl.DataFrame(schema=SCHEMA)
     out = []
@@ -146,7 +147,7 @@ def violations(tables: dict[str, pl.DataFrame], windows) -> pl.DataFrame:
 
 
 #: Rules whose evidence is a line that is missing (lost on any CPU would explain it).
-_ANY_CPU = ("leaked-entry", "foreign-entry")
+_ANY_CPU = ("leaked-entry", "foreign-entry", "shared-page-writable")
 
 
 def has_probes(tables: dict[str, pl.DataFrame]) -> bool:
@@ -241,6 +242,7 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
     elif ev == "rmap_walk_anon":
         st.nwalks += 1
         st.walks[task] = _Walk(line, r["folio"], no=st.nwalks)
+        st.walk_start[st.nwalks] = line
     elif ev in ("try_to_migrate_one", "remove_migration_pte") and r.get("mm") is not None:
         w = st.walks.get(task)
         if w is not None:
@@ -689,7 +691,7 @@ def _foreign_entries(st: _State, lines: pl.DataFrame, vma_pgoff: dict) -> list[d
     return out
 
 
-def _shared_writable(lines: pl.DataFrame) -> list[dict]:
+def _shared_writable(st: _State, lines: pl.DataFrame) -> list[dict]:
     """``shared-page-writable``: one remove walk restores the same new page writable in two
     mms. An anonymous page (the walk is rmap_walk_anon) is writable in one mm at most:
     fork makes a copied migration entry READ in parent and child (copy_nonpresent_pte).
@@ -705,7 +707,11 @@ def _shared_writable(lines: pl.DataFrame) -> list[dict]:
     # the old page: the entry one of them restored; when every one was a copy, the latest
     # set line of the migrating task at that address (the set walk of the same page)
     sets = lines.filter("is_set").select(
-        "task", "addr", pl.col("seq").alias("_sseq"), pl.col("pfn").alias("_set_pfn")
+        "task",
+        "addr",
+        pl.col("seq").alias("_sseq"),
+        pl.col("walk").alias("_swalk"),
+        pl.col("pfn").alias("_set_pfn"),
     )
     w = (
         w.sort("seq")
@@ -736,23 +742,28 @@ def _shared_writable(lines: pl.DataFrame) -> list[dict]:
             if o["walk"] == c["walk"] and o["pfn"] == c["pfn"] and o["mm"] != c["mm"]
         )
         old = c["_old"]
-        out.append(
-            _finding(
-                "shared-page-writable",
-                c["ts"],
-                old,
-                c["addr"],
-                c["mm"],
-                [
-                    _Line(other["seq"], other["ts"], other["cpu"]),
-                    _Line(c["seq"], c["ts"], c["cpu"]),
-                ],
-                f"the remove walk restored pfn {c['pfn']:#x} writable at {c['addr']:#x} in mm "
-                f"{c['mm']:#x} (fork's copy of the migration entry for pfn {_hex(old)}) and in mm "
-                f"{other['mm']:#x}: an anonymous page writable in two processes, fork did not "
-                "make the copied entry READ",
-            )
+        f = _finding(
+            "shared-page-writable",
+            c["ts"],
+            old,
+            c["addr"],
+            c["mm"],
+            # (from the start of the page's set walk: a line of this mm's visit lost
+            # meanwhile would make its entry its own, not a copy)
+            [st.walk_start[c["_swalk"]]] * (c["_swalk"] is not None)
+            + [
+                _Line(other["seq"], other["ts"], other["cpu"]),
+                _Line(c["seq"], c["ts"], c["cpu"]),
+            ],
+            f"the remove walk restored pfn {c['pfn']:#x} writable at {c['addr']:#x} in mm "
+            f"{c['mm']:#x} (fork's copy of the migration entry for pfn {_hex(old)}) and in mm "
+            f"{other['mm']:#x}: an anonymous page writable in two processes, fork did not "
+            "make the copied entry READ",
         )
+        if old is None:  # no set line of the page at all: lost, and with it the proof
+            f["verdict"] = "inconclusive"
+            f["explanation"] += " (but no set line of the old page was seen)"
+        out.append(f)
     return out
 
 
