@@ -111,7 +111,7 @@ class _State:
         # every migration line of a probed walk: (walk no., task, seq, ts, cpu, set?, pmd?, mm,
         # addr, pfn, writable, pfn of the entry a remove restored) -- the table of
         # _foreign_entries and _shared_writable
-        self.lines: list[tuple] = []
+        self.lines: list[list] = []
         self.nwalks = 0
         self.walk_start: dict[int, _Line] = {}  # walk no. -> its rmap_walk_anon line
 
