@@ -750,7 +750,7 @@ def _shared_writable(st: _State, lines: pl.DataFrame) -> list[dict]:
             c["mm"],
             # (from the start of the page's set walk: a line of this mm's visit lost
             # meanwhile would make its entry its own, not a copy)
-            [st.walk_start[c["_swalk"]]] * (c["_swalk"] is not None)
+            ([st.walk_start[c["_swalk"]]] if c["_swalk"] is not None else [])
             + [
                 _Line(other["seq"], other["ts"], other["cpu"]),
                 _Line(c["seq"], c["ts"], c["cpu"]),
