@@ -14,6 +14,8 @@ trace order then checks the rules:
   the remove walk of that page ended;
 * ``leaked-entry``: an entry set in a batch is neither removed nor zapped by its owner's exit
   when the batch ends.
+* ``foreign-entry``: a set walk installs its entry where another page's migration entry is;
+* ``shared-page-writable``: a remove walk restores one page writable in two mms.
 
 Sequential by nature (walks, copies and exits interleave), but only over probe and migration
 rows, a small part of a trace.
@@ -69,6 +71,7 @@ class _Walk:
     kind: str | None = None
     visits: list[_Visit] = field(default_factory=list)
     end: _Line | None = None  # set when the walk ends (every walk in _State.done has it)
+    no: int = 0  # the walk's number, in the order walks start
 
 
 @dataclass
@@ -82,6 +85,7 @@ class _Entry:
     removed: _Line | None = None
     restored_writable: bool | None = None
     superseded: bool = False  # a later set at the same pte: its remove went unseen
+    foreign: _Line | None = None  # that later set was of another page (foreign-entry)
     order: int = 0  # the folio's order (the set line's)
 
 
@@ -104,6 +108,12 @@ class _State:
         self.present_copies: set[tuple[int, int, int | None]] = set()  # (child mm, pgoff, pfn)
         # children that may hold a present copy (the lines cannot tell): same key
         self.maybe_present: set[tuple[int, int, int | None]] = set()
+        # every migration line of a probed walk: (walk no., task, seq, ts, cpu, set?, pmd?, mm,
+        # addr, pfn, writable, pfn of the entry a remove restored) -- the table of
+        # _foreign_entries and _shared_writable
+        self.lines: list[list] = []
+        self.nwalks = 0
+        self.walk_start: dict[int, _Line] = {}  # walk no. -> its rmap_walk_anon line
 
 
 def violations(tables: dict[str, pl.DataFrame], windows) -> pl.DataFrame:
@@ -116,6 +126,8 @@ def violations(tables: dict[str, pl.DataFrame], windows) -> pl.DataFrame:
     for r in rows.iter_rows(named=True):
         _step(st, r, vma_pgoff)
     findings = _walk_findings(st) + _leak_findings(st, vma_pgoff)
+    lines = pl.DataFrame(st.lines, schema=_LINES, orient="row")
+    findings += _foreign_entries(st, lines, vma_pgoff) + _shared_writable(st, lines)
     if not findings:
         return pl.DataFrame(schema=SCHEMA)
     out = []
@@ -124,7 +136,7 @@ def violations(tables: dict[str, pl.DataFrame], windows) -> pl.DataFrame:
         lines = f.pop("lines")
         # the remove a leak misses could have been lost on any CPU; the other rules' evidence
         # is the lines they name
-        cpus = every_cpu if f["rule"] == "leaked-entry" else {ln.cpu for ln in lines}
+        cpus = every_cpu if f["rule"] in _ANY_CPU else {ln.cpu for ln in lines}
         lo, hi = min(ln.ts for ln in lines), max(ln.ts for ln in lines)
         if f["verdict"] == "violation" and windows.overlaps_on(lo, hi, cpus):
             f["verdict"] = "inconclusive"
@@ -132,6 +144,10 @@ def violations(tables: dict[str, pl.DataFrame], windows) -> pl.DataFrame:
         f["pid"] = st.owner.get(f["mm"]) if f["mm"] is not None else None
         out.append(f)
     return pl.DataFrame(out, schema=SCHEMA)
+
+
+#: Rules whose evidence is a line that is missing (lost on any CPU would explain it).
+_ANY_CPU = ("leaked-entry", "foreign-entry", "shared-page-writable")
 
 
 def has_probes(tables: dict[str, pl.DataFrame]) -> bool:
@@ -224,7 +240,9 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
         st.owner.setdefault(r["mm"], task)
         st.unlinked.setdefault((r["mm"], r["pgoff"]), line)
     elif ev == "rmap_walk_anon":
-        st.walks[task] = _Walk(line, r["folio"])
+        st.nwalks += 1
+        st.walks[task] = _Walk(line, r["folio"], no=st.nwalks)
+        st.walk_start[st.nwalks] = line
     elif ev in ("try_to_migrate_one", "remove_migration_pte") and r.get("mm") is not None:
         w = st.walks.get(task)
         if w is not None:
@@ -251,10 +269,16 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
         v = w.visits[-1]
         v.tps.append(r)
         key = (v.mm, r["addr"])
-        if ev.startswith("set"):
+        is_set = ev.startswith("set")
+        row = [w.no, task, r["seq"], r["ts"], r["cpu"], is_set, ev.endswith("pmd"), v.mm]
+        row += [r["addr"], r["pfn"], r.get("writable"), None]
+        st.lines.append(row)
+        if is_set:
             # one pte holds one entry: a new set means the earlier one was removed, even if
             # that remove was not seen (lost, or made without a tracepoint)
             for old in st.entries.get(key, []):
+                if old.removed is None and not old.superseded and old.pfn != r["pfn"]:
+                    old.foreign = line
                 old.superseded = old.superseded or old.removed is None
             e = _Entry(line, r["pfn"], r.get("mkind"), st.batch.get(task))
             e.order = int(r["order"]) if r.get("order") is not None else 9
@@ -266,6 +290,7 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
             if open_:
                 open_[0].removed = line
                 open_[0].restored_writable = r.get("writable")
+                row[-1] = open_[0].pfn
 
 
 def _folio_pfn(w: _Walk, base: int = VMEMMAP_BASE) -> int | None:
@@ -529,13 +554,16 @@ def _leak_findings(st: _State, vma_pgoff: dict) -> list[dict]:
         if end is None:
             continue  # the trace ends first: tier 1 says inconclusive
         for mm, addr, e in sets:
-            if e.superseded or (e.removed is not None and e.removed.seq < end.seq):
+            # (an entry a foreign set replaced was never removed: it leaked)
+            if (e.superseded and e.foreign is None) or (
+                e.removed is not None and e.removed.seq < end.seq
+            ):
                 continue
             pgoff = vma_pgoff.get((mm, addr >> 12))
             unlink = st.unlinked.get((mm, pgoff)) if pgoff is not None else None
             if unlink is not None and unlink.seq < end.seq:
                 continue  # zapped by the owner's exit before the batch ended
-            if _gone_at_visit(e, mm, addr, end, silent):
+            if _gone_at_visit(e, mm, addr, e.foreign or end, silent):
                 continue
             owner = st.owner.get(mm)
             exited = st.exited.get(owner) if owner is not None else None
@@ -562,6 +590,180 @@ def _leak_findings(st: _State, vma_pgoff: dict) -> list[dict]:
                     "process exited meanwhile: that exit's zap may have dropped it)"
                 )
             out.append(f)
+    return out
+
+
+#: st.lines as a table.
+_LINES = pl.Schema(
+    {
+        "walk": pl.Int64(),
+        "task": pl.Int64(),
+        "seq": pl.Int64(),
+        "ts": pl.Int64(),
+        "cpu": pl.Int64(),
+        "is_set": pl.Boolean(),
+        "pmd": pl.Boolean(),
+        "mm": pl.UInt64(),
+        "addr": pl.UInt64(),
+        "pfn": pl.UInt64(),
+        "writable": pl.Boolean(),
+        "entry_pfn": pl.UInt64(),
+    }
+)
+
+
+def _foreign_entries(st: _State, lines: pl.DataFrame, vma_pgoff: dict) -> list[dict]:
+    """``foreign-entry``: a set walk installs its migration entry at an (mm, address) whose
+    replayed state is a migration entry of another page: the walk acted on it. (A walk that
+    merely meets another folio's entry, as after copy-on-write, prints nothing there.)
+
+    Precedent: Gavin Guo, "mm/huge_memory: fix dereferencing invalid pmd migration entry"
+    (6.15, Fixes 84c3fc4e9c56, found by syzkaller): split_huge_pmd_locked(), called for one
+    folio, took pmd_folio() of another folio's pmd migration entry. Inconclusive when the
+    other entry may have gone untraced first: its owner exited, its vma was unlinked, or a
+    remove walk of its page visited there silently (and, in :func:`violations`, events
+    lost on any CPU meanwhile)."""
+    keys = ["mm", "addr", "pmd"]
+    sets = lines.filter("is_set").sort("seq")
+    if sets.height < 2:
+        return []
+    prev = sets.select(
+        *keys,
+        pl.col("seq").alias("p_seq"),
+        pl.col("ts").alias("p_ts"),
+        pl.col("cpu").alias("p_cpu"),
+        pl.col("pfn").alias("p_pfn"),
+    )
+    last_remove = lines.filter(~pl.col("is_set")).select(*keys, pl.col("seq").alias("r_seq"))
+    cand = (
+        sets.join_asof(
+            prev,
+            left_on="seq",
+            right_on="p_seq",
+            by=keys,
+            strategy="backward",
+            allow_exact_matches=False,
+            check_sortedness=False,
+        )
+        .join_asof(
+            last_remove.sort("r_seq"),
+            left_on="seq",
+            right_on="r_seq",
+            by=keys,
+            strategy="backward",
+            check_sortedness=False,
+        )
+        .filter(
+            pl.col("p_seq").is_not_null()
+            & (pl.col("p_pfn") != pl.col("pfn"))
+            & (pl.col("r_seq").is_null() | (pl.col("r_seq") < pl.col("p_seq")))
+        )
+    )
+    silent = _silent_visits(st)
+    out = []
+    for c in cand.iter_rows(named=True):
+        y = _Line(c["p_seq"], c["p_ts"], c["p_cpu"])
+        x = _Line(c["seq"], c["ts"], c["cpu"])
+        mm, addr = c["mm"], c["addr"]
+        owner = st.owner.get(mm)
+        exited = st.exited.get(owner) if owner is not None else None
+        pgoff = vma_pgoff.get((mm, addr >> 12))
+        unlink = st.unlinked.get((mm, pgoff)) if pgoff is not None else None
+        gone = any(y.seq < q < x.seq for q in silent.get((mm, addr, c["p_pfn"]), []))
+        f = _finding(
+            "foreign-entry",
+            x.ts,
+            c["pfn"],
+            addr,
+            mm,
+            [y, x],
+            f"the set walk of pfn {c['pfn']:#x} installed a migration entry at {addr:#x} in mm "
+            f"{mm:#x}, which held the migration entry of pfn {c['p_pfn']:#x} (another folio, "
+            f"set by event {y.seq}): the walk acted on a foreign entry",
+        )
+        if any(z is not None and z.seq < x.seq for z in (exited, unlink)) or gone:
+            f["verdict"] = "inconclusive"
+            f["explanation"] += (
+                " (but that entry may have gone without a tracepoint first: its owner exited, "
+                "its vma was unmapped, or a remove walk of its page passed there)"
+            )
+        out.append(f)
+    return out
+
+
+def _shared_writable(st: _State, lines: pl.DataFrame) -> list[dict]:
+    """``shared-page-writable``: one remove walk restores the same new page writable in two
+    mms. An anonymous page (the walk is rmap_walk_anon) is writable in one mm at most:
+    fork makes a copied migration entry READ in parent and child (copy_nonpresent_pte).
+    Reported for each mm whose restore had no set line of its own (fork's copy).
+
+    Precedent: Naoya Horiguchi, "hugetlb: fix copy_hugetlb_page_range() to handle
+    migration/hwpoisoned entry" (2014, 4a705fef9862): fork took a hugetlb migration entry
+    for a present pte and copied it as it was. Tier 1 cannot tell it from a MAP_SHARED
+    mapping, whose copies stay WRITE rightly."""
+    w = lines.filter(~pl.col("is_set") & pl.col("writable").fill_null(False))
+    if w.height < 2:
+        return []
+    # the old page: the entry one of them restored; when every one was a copy, the latest
+    # set line of the migrating task at that address (the set walk of the same page)
+    sets = lines.filter("is_set").select(
+        "task",
+        "addr",
+        pl.col("seq").alias("_sseq"),
+        pl.col("walk").alias("_swalk"),
+        pl.col("pfn").alias("_set_pfn"),
+    )
+    w = (
+        w.sort("seq")
+        .join_asof(
+            sets.sort("_sseq"),
+            left_on="seq",
+            right_on="_sseq",
+            by=["task", "addr"],
+            strategy="backward",
+            check_sortedness=False,
+        )
+        .with_columns(
+            pl.col("mm").n_unique().over("walk", "pfn").alias("_mms"),
+            pl.coalesce(
+                pl.col("entry_pfn").drop_nulls().first().over("walk", "pfn"), "_set_pfn"
+            ).alias("_old"),
+        )
+        .filter(pl.col("_mms") > 1)
+    )
+    out = []
+    rows = w.to_dicts()
+    for c in rows:
+        if c["entry_pfn"] is not None:
+            continue
+        other = next(
+            o
+            for o in rows
+            if o["walk"] == c["walk"] and o["pfn"] == c["pfn"] and o["mm"] != c["mm"]
+        )
+        old = c["_old"]
+        f = _finding(
+            "shared-page-writable",
+            c["ts"],
+            old,
+            c["addr"],
+            c["mm"],
+            # (from the start of the page's set walk: a line of this mm's visit lost
+            # meanwhile would make its entry its own, not a copy)
+            ([st.walk_start[c["_swalk"]]] if c["_swalk"] is not None else [])
+            + [
+                _Line(other["seq"], other["ts"], other["cpu"]),
+                _Line(c["seq"], c["ts"], c["cpu"]),
+            ],
+            f"the remove walk restored pfn {c['pfn']:#x} writable at {c['addr']:#x} in mm "
+            f"{c['mm']:#x} (fork's copy of the migration entry for pfn {_hex(old)}) and in mm "
+            f"{other['mm']:#x}: an anonymous page writable in two processes, fork did not "
+            "make the copied entry READ",
+        )
+        if old is None:  # no set line of the page at all: lost, and with it the proof
+            f["verdict"] = "inconclusive"
+            f["explanation"] += " (but no set line of the old page was seen)"
+        out.append(f)
     return out
 
 

@@ -183,14 +183,30 @@ RULES: dict[str, Rule] = {
         Rule(
             "foreign-entry",
             2,
-            "a walk for folio X meets an address whose replayed state is a migration entry "
-            "of another folio Y",
+            "a set walk for folio X installs its migration entry at an address whose replayed "
+            "state is a migration entry of another folio Y: the walk acted on Y's entry (a "
+            "walk that only meets it, as after copy-on-write, prints nothing there)",
             "Gavin Guo, 'mm/huge_memory: fix dereferencing invalid pmd migration entry' "
-            "(6.15, Fixes 84c3fc4e9c56, found by syzkaller): __split_huge_pmd_locked() ran "
-            "on a pmd migration entry of another folio",
+            "(6.15, Fixes 84c3fc4e9c56 'mm: thp: check pmd migration entry in common path', "
+            "found by syzkaller): split_huge_pmd_locked(), called for one folio, took "
+            "pmd_folio() of another folio's pmd migration entry (a pointer made of the swap "
+            "entry's bits) to compare with; the fix skips a pmd migration entry whenever a "
+            "folio is given",
             fix="'mm/huge_memory: fix dereferencing invalid pmd migration entry' (6.15)",
             kernels="4.14 - 6.15-rc (THP migration with a folio-targeted pmd split)",
-            checked=False,
+        ),
+        Rule(
+            "shared-page-writable",
+            2,
+            "one remove walk of an anonymous folio restored the same new page writable in two "
+            "mms, one of them holding fork's copy of the entry (fork makes a copied entry "
+            "READ in parent and child)",
+            "Naoya Horiguchi, 'hugetlb: fix copy_hugetlb_page_range() to handle "
+            "migration/hwpoisoned entry' (2014, 4a705fef9862): fork took a hugetlb migration "
+            "entry for a present pte and copied it as it was; tier 1 cannot tell such a "
+            "copy from a MAP_SHARED one, which stays WRITE rightly",
+            fix="4a705fef9862 (3.16)",
+            kernels="up to 3.15 (hugetlb migration)",
         ),
     )
 }
@@ -260,18 +276,19 @@ BUG_ZOO: tuple[Bug, ...] = (
         "hugetlb fork copies a migration entry as a present pte (Naoya Horiguchi, 2014: the "
         "child's copy stays WRITE, both restored writable; tier 1 cannot tell it from a "
         "MAP_SHARED copy, which stays WRITE rightly)",
-        "",
-        RULES["unexplained-downgrade"].kernels,
-        RULES["unexplained-downgrade"].fix,
-        "",
+        "hugetlb-fork-copy",
+        RULES["shared-page-writable"].kernels,
+        RULES["shared-page-writable"].fix,
+        "shared-page-writable",
         2,
         False,
     ),
     Bug(
-        "walk meets another folio's pmd migration entry",
-        "",
-        "6.x - 6.15-rc",
-        "'mm/huge_memory: fix dereferencing invalid pmd migration entry' (6.15)",
+        "walk acts on another folio's pmd migration entry (the simulator's scenarios meet "
+        "one at pte level, after copy-on-write)",
+        "foreign-pmd-entry",
+        RULES["foreign-entry"].kernels,
+        RULES["foreign-entry"].fix,
         "foreign-entry",
         2,
         False,

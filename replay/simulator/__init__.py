@@ -59,6 +59,8 @@ BUGS = (
     "read-restored-writable",
     "uffd-wp-lost-on-fork",
     "vma-adjust-skip",
+    "hugetlb-fork-copy",
+    "foreign-pmd-entry",
 )
 
 HEADER = (
@@ -221,7 +223,9 @@ def _thp_split_vs_fork(m: sm.Model, rng: random.Random) -> None:
     child = m.new_task(2302, "thp_app", 2)
     pmm = m.new_mm(par)
     thp_vma = m.new_vma(pmm, 0x7F2A00000000, 512)
-    thp = m.fault_in(par, thp_vma, thp_vma.start, order=sm.PMD_ORDER, huge=True)
+    # (hugetlb-fork-copy: the huge page is a hugetlb page, MAP_PRIVATE|MAP_HUGETLB)
+    hugetlb = "hugetlb-fork-copy" in m.bugs
+    thp = m.fault_in(par, thp_vma, thp_vma.start, sm.PMD_ORDER, huge=True, hugetlb=hugetlb)
     mvma = m.new_vma(pmm, 0x7F2A00400000, 32)
     mthp = m.fault_in(par, mvma, mvma.start, order=4)
     m.fault_in(par, mvma, mvma.start + 20 * sm.PAGE)

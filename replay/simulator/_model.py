@@ -159,6 +159,7 @@ class Entry:
     set_uffd_wp: bool = False  # origin set: the set line printed the uffd-wp bit
     restored_rw: bool | None = None  # origin set: its remove line printed a writable pte
     key: tuple | None = None  # origin set: (migrator pid, addr, huge, batch) of its set line
+    overwritten: bool = False  # foreign-pmd-entry: another folio's set replaced it
 
     @property
     def kind(self) -> str:
@@ -264,8 +265,9 @@ class Folio:
     isolated: bool = False
     freed: bool = False
     op: Op | None = None
-    huge: bool = False  # pmd-mapped THP
+    huge: bool = False  # pmd-mapped THP (or, with ``hugetlb``, a 2M hugetlb page)
     set_walks_done: int = 0
+    hugetlb: bool = False  # from the hugetlb pool: pte tracepoints, no page allocator lines
 
     @property
     def nr(self) -> int:
@@ -520,6 +522,8 @@ class Model:
                 del self.folios[folio.pfn + i]
         if folio.order == 0 and folio.pfn < 0x1F0000:
             self._free.append(folio.pfn)
+        if folio.hugetlb:
+            return None  # free_huge_folio: back to the pool, no page allocator line
         if batched:  # tlb batching (zap at exit): free_unref_folios
             return self.emit(
                 task,
@@ -549,13 +553,24 @@ class Model:
                 self.folios[new.pfn].mapcount += 1
         return old
 
-    def fault_in(self, task: Task, vma: Vma, addr: int, order: int = 0, huge: bool = False):
-        """A first-touch write fault: a fresh exclusive folio, mapped writable and dirty."""
+    def fault_in(
+        self,
+        task: Task,
+        vma: Vma,
+        addr: int,
+        order: int = 0,
+        huge: bool = False,
+        hugetlb: bool = False,
+    ):
+        """A first-touch write fault: a fresh exclusive folio, mapped writable and dirty
+        (``hugetlb``: a huge page of the pool, which the page allocator does not print)."""
         pfn = self.alloc_pfn(order)
         gfp = GFP_THP if huge else (GFP_MTHP if order else GFP_ANON)
-        self.page_alloc(task, pfn, order, gfp)
+        if not hugetlb:
+            self.page_alloc(task, pfn, order, gfp)
         index = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
         f = self.new_folio(pfn, order, vma.av, index, huge)
+        f.hugetlb = hugetlb
         wp = vma.mm.uffd_wp  # UFFDIO_WRITEPROTECT right after the fault: read-only, uffd-wp
         if wp:
             self._uffd_ioctl(task)
@@ -678,13 +693,19 @@ class Model:
         if e is None:
             return [addr]
         if e.migration:  # copy_nonpresent_pte / copy_huge_pmd
-            if e.writable or e.exclusive:  # is_cow_mapping: downgrade in both, no tracepoint
+            # hugetlb-fork-copy: copy_hugetlb_page_range() before 4a705fef9862 took the entry
+            # for a present pte: huge_ptep_set_wrprotect() cleared bit 1 (on a swap entry the
+            # soft-dirty bit; the type is untouched) and the child got the entry as it was:
+            # WRITE in both (the bogus refcount on pte_page(entry) is not modelled)
+            verbatim = self._hugetlb_copy_bug(e)
+            if (e.writable or e.exclusive) and not verbatim:
+                # is_cow_mapping: downgrade in both, no tracepoint
                 e.writable = e.exclusive = False
                 if "uffd-wp-lost-on-fork" in self.bugs:
                     # the parent's entry is rewritten READ without its uffd-wp bit (before
                     # 8f34f1eac382 for pmds, 5a2f8d22ace4 for hugetlb)
                     e.uffd_wp = False
-            ce = Entry(True, e.pfn, e.huge, False, False, e.young, e.dirty, "copy")
+            ce = Entry(True, e.pfn, e.huge, e.writable, e.exclusive, e.young, e.dirty, "copy")
             ce.copied_from, ce.copy_vma = e, cvma
             self.put(cmm, addr, ce)
             root = e.root_set()
@@ -739,6 +760,11 @@ class Model:
                 )
                 cvma.pending.append(self.find(f))
         return addrs
+
+    def _hugetlb_copy_bug(self, e: Entry) -> bool:
+        """Whether fork copies the migration entry ``e`` of a hugetlb page verbatim."""
+        f = self.folios.get(e.pfn)
+        return "hugetlb-fork-copy" in self.bugs and f is not None and f.hugetlb
 
     def _copy_ret(self, task: Task, cvma: Vma) -> None:
         ev = self.retprobe(task, "copy_page_range_ret", "copy_page_range", "dup_mmap", ret=0)
@@ -848,8 +874,12 @@ class Model:
             self._visit(w, vma, "try_to_migrate_one")
             for addr, pfn in self.pages_in(vma, folio):
                 e = vma.mm.pt.get(addr)
-                if e is None or e.migration or e.pfn != pfn or e.huge != folio.huge:
+                foreign = e if e is not None and self._foreign_bug(e, pfn, folio) else None
+                if foreign is None and (
+                    e is None or e.migration or e.pfn != pfn or e.huge != folio.huge
+                ):
                     continue
+                assert e is not None
                 kind = "write" if e.writable else ("read_exclusive" if folio.exclusive else "read")
                 me = Entry(
                     True,
@@ -864,7 +894,7 @@ class Model:
                 )
                 self.put(vma.mm, addr, me)
                 pte = swap_entry(pfn, kind, e.young, e.dirty, e.uffd_wp)
-                if folio.huge:
+                if folio.huge and not folio.hugetlb:
                     sev = self.emit(
                         task, "set_migration_pmd", f"addr={addr:x}, pmd={pte:x}", "...1."
                     )
@@ -876,6 +906,8 @@ class Model:
                         "...1.",
                     )
                 me.set_ev, me.set_kind, me.set_uffd_wp = sev, kind, e.uffd_wp
+                if foreign is not None:
+                    self._foreign_finding(vma.mm, addr, pfn, foreign, sev)
                 me.key = (task.pid, addr, folio.huge, id(op.batch) if op.batch else None)
                 self.set_entries.append(me)
                 self.events[sev].pfn = pfn
@@ -887,6 +919,44 @@ class Model:
         yield None
         folio.set_walks_done += 1
         self._walk_end(w, locked)
+
+    def _foreign_bug(self, e: Entry, pfn: int, folio: Folio) -> bool:
+        """foreign-pmd-entry: whether the set walk of ``folio`` acts on ``e``, another
+        folio's migration entry where ``pfn`` would be mapped. Before Gavin Guo's fix
+        (6.15, Fixes 84c3fc4e9c56) split_huge_pmd_locked() took pmd_folio() of a pmd
+        migration entry, a pointer computed from the swap entry's bits, for the folio it
+        compares with; the kernel usually faults there, and when the comparison passes the
+        split and try_to_migrate_one() go on with the foreign entry. The model takes the
+        second branch: the walk installs its own entry over the foreign one."""
+        return (
+            "foreign-pmd-entry" in self.bugs
+            and e.migration
+            and e.pfn != pfn
+            and e.huge == folio.huge
+            and not e.gone
+        )
+
+    def _foreign_finding(self, mm: Mm, addr: int, pfn: int, y: Entry, sev: int) -> None:
+        """foreign-entry: the set line ``sev`` (for ``pfn``) replaced ``y``, a migration
+        entry of another folio; decidable when ``y``'s own set line was printed and the
+        owner's exit was not (its zap, which prints nothing, could have dropped ``y``)."""
+        y.overwritten = True
+        own = y.origin == "set" and y.set_ev is not None and not mm.task.exit_printed
+        self.find(
+            Finding(
+                "foreign-entry",
+                mm,
+                addr,
+                pfn,
+                pfn,
+                None,
+                f"the set walk of pfn {pfn:#x} installed its migration entry at {addr:#x} in "
+                f"mm {mm.ptr:#x} over the migration entry of pfn {y.pfn:#x} (another folio)",
+                [i for i in (y.set_ev, sev) if i is not None],
+                detect_ev=sev,
+                decidable=own,
+            )
+        )
 
     def remove_walk(
         self, task: Task, op: Op, dst: Folio, src: Folio, locked: bool = False, droppable=False
@@ -908,6 +978,7 @@ class Model:
                 self._vma_adjust(skip)
         exclusive = False
         restored = 0  # remove lines the walk printed
+        writable: list[tuple[Mm, int, Entry, int, int]] = []  # (mm, addr, entry, npfn, rev)
         for vma in w.order:
             if vma is skip:
                 continue
@@ -928,7 +999,7 @@ class Model:
                 self.put(vma.mm, addr, ne)
                 exclusive |= e.writable or e.exclusive
                 pte = present_entry(npfn, rw, e.young, e.dirty, e.huge, e.uffd_wp)
-                if e.huge:
+                if e.huge and not dst.hugetlb:
                     rev = self.emit(
                         task, "remove_migration_pmd", f"addr={addr:x}, pmd={pte:x}", "...1."
                     )
@@ -949,6 +1020,9 @@ class Model:
                 if e.origin == "copy":
                     self.copy_removes.add(key)
                 self._restore_findings(vma.mm, addr, e, rw, npfn, rev)
+                if rw:
+                    writable.append((vma.mm, addr, e, npfn, rev))
+        self._cow_findings(writable)
         dst.exclusive = exclusive
         yield None
         self._walk_end(w, locked)
@@ -1015,6 +1089,31 @@ class Model:
                     [e.set_ev, rev],
                     detect_ev=rev,
                     entry=e,
+                )
+            )
+
+    def _cow_findings(self, writable: list[tuple[Mm, int, Entry, int, int]]) -> None:
+        """shared-page-writable (hugetlb-fork-copy): fork's copy of an entry, which
+        copy-on-write makes READ, restored writable while another mm got the same new page
+        writable in this walk; the walk probes (an anon rmap walk) tell the mapping is
+        private, which tier 1 cannot tell from a MAP_SHARED one."""
+        for mm, addr, e, npfn, rev in writable:
+            other = [r for m, _, _, p, r in writable if p == npfn and m is not mm]
+            if e.origin != "copy" or not other:
+                continue
+            self.find(
+                Finding(
+                    "shared-page-writable",
+                    mm,
+                    addr,
+                    e.pfn,
+                    e.pfn,
+                    npfn,
+                    f"fork's copy of the migration entry for pfn {e.pfn:#x} at {addr:#x} in mm "
+                    f"{mm.ptr:#x} was restored writable onto pfn {npfn:#x}, which another mm "
+                    "maps writable too: fork did not make the entry READ",
+                    [other[0], rev],
+                    detect_ev=rev,
                 )
             )
 
@@ -1108,7 +1207,7 @@ class Model:
                 op = Op("migrate", f, task, batch)
                 f.op = op
                 tpfn = self.alloc_pfn(f.order, target=True)
-                if alloc_targets:
+                if alloc_targets and not f.hugetlb:  # (hugetlb targets come from the pool)
                     self.page_alloc(task, tpfn, f.order, GFP_TARGET.get(f.order, GFP_MTHP))
                 if f.mapcount:
                     yield from self.set_walk(task, op)
@@ -1118,7 +1217,7 @@ class Model:
                 # still mapped (a present pte appeared behind the walk): undo and retry
                 yield from self.remove_walk(task, op, f, f, droppable=True)
                 f.op = None
-                if alloc_targets:  # migrate_folio_undo_dst: the target goes back
+                if alloc_targets and not f.hugetlb:  # migrate_folio_undo_dst: target back
                     self.emit(
                         task,
                         "mm_page_free",
@@ -1132,6 +1231,7 @@ class Model:
             f.isolated = False
         for f, tpfn, op in unmapped:
             dst = self.new_folio(tpfn, f.order, f.anon_vma, f.index, f.huge)
+            dst.hugetlb = f.hugetlb
             dst.isolated = True
             yield from self.remove_walk(task, op, dst, f, droppable=True)
             op.phase = "done"
@@ -1152,7 +1252,7 @@ class Model:
             f"reason={reason}",
         )
         for sev, e, mm, addr, op in batch.sets:  # leaked-entry
-            if e.gone:
+            if e.gone and not e.overwritten:  # (one a foreign set replaced was never removed)
                 continue
             old = op.folio
             e.reported = True

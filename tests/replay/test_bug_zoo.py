@@ -18,7 +18,13 @@ from rmapscope.replay.rulebook import BUG_ZOO, RULES
 from rmapscope.replay.simulator import BUGS, SCENARIOS, simulate
 from tests.replay.test_replay_sim import _strip_probes, keys, replayed
 
-ZOO = ("read-restored-writable", "uffd-wp-lost-on-fork", "vma-adjust-skip")
+ZOO = (
+    "read-restored-writable",
+    "uffd-wp-lost-on-fork",
+    "vma-adjust-skip",
+    "hugetlb-fork-copy",
+    "foreign-pmd-entry",
+)
 #: The rule each switch's bug is caught by (the bug zoo of the rulebook).
 CAUGHT_BY = {b.switch: b.rule for b in BUG_ZOO if b.switch}
 SETTINGS = settings(
@@ -64,6 +70,9 @@ def test_with_probes_findings_equal_the_truth(tmp_path_factory, bug, run):
     assert not missed, (scenario, seed, cpus, bug, missed)
     exact = {k for k in truth if RULES[k[0]].tier == 2 or k[0] == "leaked-entry"}
     assert {k for k in mine if k[0] in {r for r, _, _ in exact}} >= exact, (scenario, seed)
+    # the tier-2 rules, per (rule, pfn, addr, mm): exactly the truth, both ways
+    t2 = {k for k in keys(found.iter_rows(named=True)) if RULES[k[0]].tier == 2}
+    assert t2 == {k for k in keys(sim.truth) if RULES[k[0]].tier == 2}, (scenario, seed, cpus)
     assert found.filter(pl.col("verdict") == "hazard").is_empty()
 
 
@@ -77,7 +86,9 @@ def test_tier1_alone_finds_the_zoo_rule_exactly(tmp_path_factory, bug, run):
     mine, truth = _found(found), _truth(sim)
     assert mine <= truth, (scenario, seed, cpus, bug, mine - truth)
     rule = CAUGHT_BY[bug]
-    if RULES[rule].tier == 1 and rule != "leaked-entry":  # (tier 1 leaks may be unsure)
+    if RULES[rule].tier == 2:  # (these bugs need the walk probes: tier 1 cannot see them)
+        assert not {k for k in mine | _found(found, "inconclusive") if k[0] == rule}
+    elif rule != "leaked-entry":  # (tier 1 leaks may be unsure)
         seen = mine | _found(found, "inconclusive")
         missed = {k for k in truth if k[0] == rule} - seen
         assert not missed, (scenario, seed, cpus, bug, missed)

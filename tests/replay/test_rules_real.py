@@ -17,6 +17,7 @@ from tests.conftest import real
 
 #: The rules of issue 13 (replay/_rules.py).
 NEW = {r for r in RULES if RULES[r].tier == 1 and r not in ("leaked-entry", "fork-copied-entry")}
+NEW |= {"foreign-entry", "shared-page-writable"}
 LAB = Path("/work/labtraces")
 LAB_TRACES = sorted(str(p) for p in LAB.glob("*/trace.txt")) if LAB.is_dir() else []
 REAL = [
