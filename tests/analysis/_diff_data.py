@@ -15,7 +15,6 @@ from rmapscope.ingest import ingest
 from rmapscope.replay import replay
 from rmapscope.replay.simulator import simulate
 
-
 #: A real recording made here (``rmapscope record`` of a fork + mmap + compact_memory
 #: program, 4.3 s of it): 736 migration batches. The bundled sample's 22
 #: batches are too few for a batch-level test to see a 30% change.
