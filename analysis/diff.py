@@ -18,8 +18,9 @@ Tests: rates (per second, per CPU-second) by the exact conditional test of two P
 rates (``scipy.stats.binomtest``, with its Clopper-Pearson interval turned into a rate-ratio
 interval); proportions by Fisher's exact test (odds-ratio interval); distributions by
 Mann-Whitney U with the rank-biserial correlation (Cliff's delta) as effect size;
-percentiles by a seeded bootstrap interval of the difference. Holm's correction (or
-Benjamini-Hochberg) over every test of the diff.
+percentiles by a seeded bootstrap interval of the difference (``scipy.stats.bootstrap``,
+resampling clusters). Holm's correction (or Benjamini-Hochberg) over every test of the
+diff.
 
 Distributions are tested on clusters, not single samples: the migrations of one
 ``mm_migrate_pages`` batch start and end together, and a machine's state drifts between
@@ -330,26 +331,19 @@ def _cluster_medians(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     return frame.group_by("k").agg(pl.col("x").median()).sort("k")["x"].to_numpy()
 
 
-def _cluster_quantiles(x: np.ndarray, k: np.ndarray, draws: np.ndarray) -> np.ndarray:
-    """:data:`_PERCENTILES` of each cluster resample (inverted CDF), shape (resamples, 3).
+def _cluster_quantiles(x: np.ndarray, k: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+    """:data:`_PERCENTILES` of cluster resamples (inverted CDF), shape (3, resamples).
 
-    ``draws[r, c]`` is how often resample ``r`` drew cluster ``c``; each of a cluster's
-    samples weighs that much, so a draw takes the whole cluster."""
+    ``drawn`` holds the clusters each resample drew (codes, one row per resample); each
+    sample of a cluster weighs as often as its cluster was drawn, so a draw takes the
+    whole cluster."""
+    rows = drawn.reshape(-1, drawn.shape[-1])
+    weights = np.zeros((rows.shape[0], int(k.max()) + 1))
+    np.add.at(weights, (np.arange(rows.shape[0])[:, None], rows), 1)
     order = np.argsort(x, kind="stable")
-    xs, ks = x[order], k[order]
-    out = np.empty((draws.shape[0], len(_PERCENTILES)))
-    step = max(1, 4_000_000 // max(1, xs.size))
-    for lo in range(0, draws.shape[0], step):
-        cum = np.cumsum(draws[lo : lo + step, ks], axis=1)
-        for j, q in enumerate(_PERCENTILES):
-            at = (cum < q * cum[:, -1:]).sum(axis=1)
-            out[lo : lo + step, j] = xs[np.minimum(at, xs.size - 1)]
-    return out
-
-
-def _cluster_draws(n: int, rng: np.random.Generator) -> np.ndarray:
-    """How often each of ``n`` clusters is drawn, per resample (``RESAMPLES`` x ``n``)."""
-    return rng.multinomial(n, np.full(n, 1 / n), size=RESAMPLES)
+    cum = np.cumsum(weights[:, k[order]], axis=1)
+    at = (cum[:, None, :] < np.asarray(_PERCENTILES)[:, None] * cum[:, None, -1:]).sum(axis=2)
+    return x[order][np.minimum(at, x.size - 1)].T
 
 
 def _distribution(metric: str, group: str, unit: str, better: str, xa: np.ndarray,
@@ -377,11 +371,18 @@ def _distribution(metric: str, group: str, unit: str, better: str, xa: np.ndarra
         return
     family = len(rows) - 1
     if not head.note:
-        rng = np.random.default_rng(seed)
-        da, db = _cluster_draws(ma.size, rng), _cluster_draws(mb.size, rng)
-        boot = _cluster_quantiles(xb, kb, db) - _cluster_quantiles(xa, ka, da)
-        low = np.quantile(boot, alpha / 2, axis=0)
-        high = np.quantile(boot, 1 - alpha / 2, axis=0)
+
+        def diff_q(ia: np.ndarray, ib: np.ndarray, axis: int = -1) -> np.ndarray:
+            d = _cluster_quantiles(xb, kb, ib) - _cluster_quantiles(xa, ka, ia)
+            return d[:, 0] if ia.ndim == 1 else d
+
+        boot = stats.bootstrap(
+            (np.arange(ma.size), np.arange(mb.size)), diff_q, vectorized=True, paired=False,
+            n_resamples=RESAMPLES, batch=max(1, 2_000_000 // (xa.size + xb.size)),
+            method="percentile", confidence_level=1 - alpha, rng=np.random.default_rng(seed),
+        )  # fmt: skip
+        low = np.atleast_1d(boot.confidence_interval.low)
+        high = np.atleast_1d(boot.confidence_interval.high)
     for i, q in enumerate(_PERCENTILES):
         qa = float(np.quantile(xa, q)) if xa.size else None
         qb = float(np.quantile(xb, q)) if xb.size else None
