@@ -18,8 +18,16 @@ Tests: rates (per second, per CPU-second) by the exact conditional test of two P
 rates (``scipy.stats.binomtest``, with its Clopper-Pearson interval turned into a rate-ratio
 interval); proportions by Fisher's exact test (odds-ratio interval); distributions by
 Mann-Whitney U with the rank-biserial correlation (Cliff's delta) as effect size;
-percentiles by a seeded bootstrap interval of the difference (``scipy.stats.bootstrap``).
-Holm's correction (or Benjamini-Hochberg) over every test of the diff.
+percentiles by a seeded bootstrap interval of the difference (``scipy.stats.bootstrap``,
+resampling clusters). Holm's correction (or Benjamini-Hochberg) over every test of the
+diff.
+
+Distributions are tested on clusters, not single samples: the migrations of one
+``mm_migrate_pages`` batch start and end together, and a machine's state drifts between
+recordings, so single migrations are not independent. The cluster is the batch
+(``migrations.batch_id``; a trace's migrations outside any batch are one cluster), or the
+trace when both sides have at least :data:`MIN_CLUSTERS` traces. The rank test compares the
+clusters' medians, and the bootstrap resamples whole clusters (each with all its samples).
 """
 
 from __future__ import annotations
@@ -86,6 +94,9 @@ COLUMNS = (
 
 #: Fewest samples per side for a distribution (latency, pages per batch) to be compared.
 MIN_SAMPLES = 20
+#: Fewest clusters (batches, or traces) per side for a distribution to be compared; also
+#: the fewest traces per side for the trace to be the cluster.
+MIN_CLUSTERS = 5
 #: Bootstrap resamples (seeded: the same inputs give the same intervals).
 RESAMPLES = 2000
 _PERCENTILES = (0.5, 0.9, 0.99)
@@ -176,7 +187,7 @@ class DiffResult:
 
 # --------------------------------------------------------------------------- reading
 _QUERIES = {
-    "migrations": """SELECT trace, reason, mode, outcome,
+    "migrations": """SELECT trace, batch_id, reason, mode, outcome,
        CAST(t_last_remove - t_first_set AS DOUBLE) / 1e3 AS latency_us
 FROM migrations WHERE {side}""",
     "migration_batches": """SELECT trace, reason, mode,
@@ -188,8 +199,8 @@ FROM fork_windows WHERE NOT shares_vm AND {side}""",
 FROM violations WHERE {side} GROUP BY rule, verdict""",
 }
 _EMPTY = {
-    "migrations": {"trace": pl.String, "reason": pl.String, "mode": pl.String,
-                   "outcome": pl.String, "latency_us": pl.Float64},
+    "migrations": {"trace": pl.String, "batch_id": pl.Int64, "reason": pl.String,
+                   "mode": pl.String, "outcome": pl.String, "latency_us": pl.Float64},
     "migration_batches": {"trace": pl.String, "reason": pl.String, "mode": pl.String,
                           "pages": pl.Float64},
     "fork_windows": {"trace": pl.String, "n_overlapping": pl.Int64},
@@ -209,7 +220,9 @@ def _read(session: SqlSession, views: set[str], table: str, side: Side) -> pl.Da
     rows = session.run(_QUERIES[table].format(side=side.in_clause()))
     if rows is None:
         return pl.DataFrame(schema=_EMPTY[table])
-    return rows.cast(_EMPTY[table])  # type: ignore[arg-type]
+    # in one order whatever the engine's, so a seeded bootstrap draws the same resamples
+    rows = rows.cast(_EMPTY[table])  # type: ignore[arg-type]
+    return rows.sort(rows.columns, nulls_last=True)
 
 
 def _event_counts(side: Side) -> dict[str, int]:
@@ -312,36 +325,61 @@ def _proportion(metric: str, group: str, better: str, ka: int, na: int, kb: int,
     return row
 
 
+def _cluster_medians(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The median of ``x`` within each cluster (``k``: a cluster code per sample)."""
+    frame = pl.DataFrame({"x": x, "k": k})
+    return frame.group_by("k").agg(pl.col("x").median()).sort("k")["x"].to_numpy()
+
+
+def _cluster_quantiles(x: np.ndarray, k: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+    """:data:`_PERCENTILES` of cluster resamples (inverted CDF), shape (3, resamples).
+
+    ``drawn`` holds the clusters each resample drew (codes, one row per resample); each
+    sample of a cluster weighs as often as its cluster was drawn, so a draw takes the
+    whole cluster."""
+    rows = drawn.reshape(-1, drawn.shape[-1])
+    weights = np.zeros((rows.shape[0], int(k.max()) + 1))
+    np.add.at(weights, (np.arange(rows.shape[0])[:, None], rows), 1)
+    order = np.argsort(x, kind="stable")
+    cum = np.cumsum(weights[:, k[order]], axis=1)
+    at = (cum[:, None, :] < np.asarray(_PERCENTILES)[:, None] * cum[:, None, -1:]).sum(axis=2)
+    return x[order][np.minimum(at, x.size - 1)].T
+
+
 def _distribution(metric: str, group: str, unit: str, better: str, xa: np.ndarray,
-                  xb: np.ndarray, seed: int, alpha: float, percentiles: bool,
-                  rows: list[_Row]) -> None:  # fmt: skip
-    """Mann-Whitney U (effect: rank-biserial = Cliff's delta), and the percentiles with a
-    bootstrap interval of their difference, appended to ``rows``."""
+                  ka: np.ndarray, xb: np.ndarray, kb: np.ndarray, of: str, seed: int,
+                  alpha: float, percentiles: bool, rows: list[_Row]) -> None:  # fmt: skip
+    """Mann-Whitney U of the clusters' medians (effect: rank-biserial = Cliff's delta), and
+    the percentiles with a cluster-bootstrap interval of their difference, appended to
+    ``rows``. ``ka``/``kb`` give each sample's cluster (codes 0..n-1); ``of`` names them."""
     head = _Row(f"{metric} distribution", group, unit, better,
                 float(np.median(xa)) if xa.size else None,
                 float(np.median(xb)) if xb.size else None, xa.size, xb.size,
                 test="mann-whitney-u", ci_of="")  # fmt: skip
     rows.append(head)
-    short = min(xa.size, xb.size) < MIN_SAMPLES
-    if short:
+    ma, mb = _cluster_medians(xa, ka), _cluster_medians(xb, kb)
+    if min(xa.size, xb.size) < MIN_SAMPLES:
         head.note = f"fewer than {MIN_SAMPLES} samples on a side"
+    elif min(ma.size, mb.size) < MIN_CLUSTERS:
+        head.note = f"fewer than {MIN_CLUSTERS} {of} on a side ({ma.size}, {mb.size})"
     else:
-        u = stats.mannwhitneyu(xb, xa, alternative="two-sided")
+        u = stats.mannwhitneyu(mb, ma, alternative="two-sided")
         head.p = float(u.pvalue)
-        head.effect = float(2 * u.statistic / (xa.size * xb.size) - 1)
-        head.ci_of = "effect: rank-biserial (b > a)"
+        head.effect = float(2 * u.statistic / (ma.size * mb.size) - 1)
+        head.ci_of = f"effect: rank-biserial of {of}' medians (b > a), {ma.size} vs {mb.size}"
     if not percentiles:
         return
     family = len(rows) - 1
-    if not short:
+    if not head.note:
 
-        def diff_q(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-            return np.quantile(y, _PERCENTILES, axis=axis) - np.quantile(x, _PERCENTILES, axis=axis)
+        def diff_q(ia: np.ndarray, ib: np.ndarray, axis: int = -1) -> np.ndarray:
+            d = _cluster_quantiles(xb, kb, ib) - _cluster_quantiles(xa, ka, ia)
+            return d[:, 0] if ia.ndim == 1 else d
 
         boot = stats.bootstrap(
-            (xa, xb), diff_q, vectorized=True, paired=False, n_resamples=RESAMPLES,
-            batch=max(1, 4_000_000 // (xa.size + xb.size)), method="percentile",
-            confidence_level=1 - alpha, rng=np.random.default_rng(seed),
+            (np.arange(ma.size), np.arange(mb.size)), diff_q, vectorized=True, paired=False,
+            n_resamples=RESAMPLES, batch=max(1, 2_000_000 // (xa.size + xb.size)),
+            method="percentile", confidence_level=1 - alpha, rng=np.random.default_rng(seed),
         )  # fmt: skip
         low = np.atleast_1d(boot.confidence_interval.low)
         high = np.atleast_1d(boot.confidence_interval.high)
@@ -349,12 +387,25 @@ def _distribution(metric: str, group: str, unit: str, better: str, xa: np.ndarra
         qa = float(np.quantile(xa, q)) if xa.size else None
         qb = float(np.quantile(xb, q)) if xb.size else None
         row = _Row(f"{metric} p{round(q * 100)}", group, unit, better, qa, qb, xa.size,
-                   xb.size, test="bootstrap", follows=family, note=head.note)  # fmt: skip
-        if not short and qa is not None and qb is not None:
+                   xb.size, test="cluster-bootstrap", follows=family,
+                   note=head.note)  # fmt: skip
+        if not head.note and qa is not None and qb is not None:
             row.ci_low, row.ci_high = float(low[i]), float(high[i])
-            row.ci_of = f"b-a, {100 * (1 - alpha):g}% bootstrap"
+            row.ci_of = f"b-a, {100 * (1 - alpha):g}% bootstrap of {ma.size} vs {mb.size} {of}"
             row.effect = _rel(qa, qb)
         rows.append(row)
+
+
+def _clusters(frame: pl.DataFrame, level: str) -> np.ndarray:
+    """Each row's cluster as a code 0..n-1: its trace, or its trace's batch (``batch_id``,
+    or one cluster of the trace's rows outside any batch); ``row`` makes each row its own."""
+    if level == "row":
+        return np.arange(frame.height)
+    key = pl.col("trace")
+    if level == "batch":
+        key = pl.concat_str([key, pl.col("batch_id").cast(pl.String).fill_null("-")], separator="/")
+    codes = np.unique(frame.select(key).to_series().to_numpy(), return_inverse=True)[1]
+    return codes.astype(np.int64)
 
 
 def _correct(p: np.ndarray, method: str) -> np.ndarray:
@@ -473,20 +524,24 @@ def diff(
         pl.col("outcome").is_in(["migrated", "restored"]) & pl.col("latency_us").is_not_null()
     )
     latencies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    level = "trace" if min(len(sa.ids), len(sb.ids)) >= MIN_CLUSTERS else "batch"
+    of = "traces" if level == "trace" else "batches"
     reasons = sorted(set(la["reason"].fill_null("?")) | set(lb["reason"].fill_null("?")))
     for reason in reasons:
-        xa = la.filter(pl.col("reason").fill_null("?") == reason)["latency_us"].to_numpy()
-        xb = lb.filter(pl.col("reason").fill_null("?") == reason)["latency_us"].to_numpy()
+        ra, rb = (f.filter(pl.col("reason").fill_null("?") == reason) for f in (la, lb))
+        xa, xb = ra["latency_us"].to_numpy(), rb["latency_us"].to_numpy()
         latencies[reason] = (xa, xb)
-        _distribution("migration latency", reason, "us", "lower", xa, xb, seed, alpha, True,
-                      rows)  # fmt: skip
+        _distribution("migration latency", reason, "us", "lower", xa, _clusters(ra, level), xb,
+                      _clusters(rb, level), of, seed, alpha, True, rows)  # fmt: skip
     ba, bb = (f.with_columns(pl.col("reason").fill_null("?")) for f in data["migration_batches"])
+    per_batch = "trace" if level == "trace" else "row"  # a batch is its own sample
     for reason in sorted(set(ba["reason"]) | set(bb["reason"])):
-        pa_, pb_ = (
-            f.filter(pl.col("reason") == reason)["pages"].drop_nulls().to_numpy() for f in (ba, bb)
+        ra, rb = (
+            f.filter((pl.col("reason") == reason) & pl.col("pages").is_not_null()) for f in (ba, bb)
         )
-        _distribution("pages per batch", reason, "pages", "none", pa_, pb_, seed, alpha, False,
-                      rows)  # fmt: skip
+        _distribution("pages per batch", reason, "pages", "none", ra["pages"].to_numpy(),
+                      _clusters(ra, per_batch), rb["pages"].to_numpy(), _clusters(rb, per_batch),
+                      of, seed, alpha, False, rows)  # fmt: skip
     if why_not:
         for r in rows[n_before:]:
             r.note = why_not

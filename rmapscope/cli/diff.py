@@ -17,6 +17,7 @@ from ._options import ConfOpt, DatasetOpt, EngineOpt, MasterOpt, start_engine
 from ._settings import settings
 
 FORMATS = ("table", "json", "markdown")
+CORRECTIONS = ("holm", "bh")
 #: The columns of the table and Markdown output (JSON has every column).
 TABLE_COLUMNS = ("metric", "group", "better_when", "a", "b", "ci_low", "ci_high", "p_adj",
                  "verdict")  # fmt: skip
@@ -45,7 +46,7 @@ def diff(
         typer.Option("--fail-on", help="regression: exit 1 when a metric is significantly worse."),
     ] = None,
     alpha: Annotated[
-        float, typer.Option(help="Significance level, after Holm's correction.")
+        float, typer.Option(help="Significance level, after the --correction.")
     ] = 0.01,
     min_effect: Annotated[
         float,
@@ -54,6 +55,17 @@ def diff(
             "the rank-biserial effect)."
         ),
     ] = 0.0,
+    correction: Annotated[
+        str,
+        typer.Option(
+            help="Multiple-comparison correction over every test of the diff: holm "
+            "(family-wise error) or bh (Benjamini-Hochberg, false discovery rate)."
+        ),
+    ] = "holm",
+    seed: Annotated[
+        int,
+        typer.Option(help="Seed of the bootstrap intervals (the same seed, the same output)."),
+    ] = 0,
     dataset: DatasetOpt = None,
     engine: EngineOpt = "duckdb",
     master: MasterOpt = None,
@@ -61,9 +73,11 @@ def diff(
 ) -> None:
     """Compare two sides (B against A): rates, latencies, outcomes, findings, lost events.
 
-    Each metric has both values, the change, an interval, a Holm-corrected p-value and a
-    verdict (better, worse, changed, no change, not comparable) in its stated
-    better-direction. Exits 1 with --fail-on regression when a metric is worse.
+    Each metric has both values, the change, an interval, a corrected p-value (Holm, or
+    Benjamini-Hochberg) and a verdict (better, worse, changed, no change, not comparable) in
+    its stated better-direction. Latency and batch-size tests count batches (or traces, when
+    each side has 5 or more), not single migrations. Exits 1 with --fail-on regression when a
+    metric is worse.
     """
     from rmapscope.analysis._output import render
     from rmapscope.analysis.diff import diff as run_diff
@@ -73,6 +87,10 @@ def diff(
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if fail_on not in (None, "regression"):
         raise UsageError(f"--fail-on takes `regression`, not {fail_on!r}")
+    if correction not in CORRECTIONS:
+        raise UsageError(
+            f"--correction must be one of {', '.join(CORRECTIONS)}, not {correction!r}"
+        )
     sides = []
     for label, positional, pred in (("A", a, pred_a), ("B", b, pred_b)):
         if (positional is None) == (pred is None):
@@ -80,7 +98,8 @@ def diff(
         sides.append(pred if pred is not None else side_predicate(positional or ""))
     ds = Dataset(dataset)
     session = start_engine(engine, master, conf, settings(ctx)).sql(ds)
-    result = run_diff(session, sides[0], sides[1], alpha=alpha, min_effect=min_effect)
+    result = run_diff(session, sides[0], sides[1], alpha=alpha, min_effect=min_effect,
+                      correction=correction, seed=seed)  # fmt: skip
     if output is not None:
         from rmapscope.dashboards.diff import write_diff_report
 

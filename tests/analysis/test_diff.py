@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 
+import numpy as np
 import polars as pl
 import pytest
+from scipy import stats
 
 from rmapscope.analysis.diff import COLUMNS, diff, side_predicate
 from rmapscope.analysis.session import DuckDBSession
@@ -88,3 +90,39 @@ def test_cli_formats_and_exit_codes(stretched, tmp_path):
         bad = _run("diff", *args, *d)
         assert bad.returncode == 2, bad.stdout
         assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_cli_seed_and_correction(stretched):
+    d = ["host:a", "host:b", "--dataset", str(stretched.root), "--format", "json"]
+
+    def rows(*args: str) -> list[dict]:
+        done = _run("diff", *d, *args)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def intervals(got: list[dict]) -> list[tuple]:
+        return [
+            (r["metric"], r["ci_low"], r["ci_high"])
+            for r in got
+            if r["test"] == "cluster-bootstrap"
+        ]
+
+    holm, again, other = rows(), rows("--seed", "0"), rows("--seed", "7")
+    assert holm == again  # the default seed is fixed: the same output twice
+    assert intervals(other) and intervals(other) != intervals(holm)
+    assert [r["verdict"] for r in other] == [r["verdict"] for r in holm]
+    bh = rows("--correction", "bh")
+    tested = [
+        i for i, r in enumerate(holm) if r["p"] is not None and r["test"] != "cluster-bootstrap"
+    ]
+    raw = np.array([holm[i]["p"] for i in tested])
+    assert raw.size > 10 and raw.min() < 1e-6
+    order = np.argsort(raw)
+    step = np.minimum(np.maximum.accumulate((raw.size - np.arange(raw.size)) * raw[order]), 1)
+    want_holm = np.empty_like(raw)
+    want_holm[order] = step
+    assert [holm[i]["p_adj"] for i in tested] == pytest.approx(want_holm.tolist())
+    want_bh = stats.false_discovery_control(raw, method="bh")
+    assert [bh[i]["p_adj"] for i in tested] == pytest.approx(want_bh.tolist())
+    bad = _run("diff", *d, "--correction", "bonferroni")
+    assert bad.returncode == 2 and "--correction must be one of holm, bh" in bad.stderr
