@@ -250,8 +250,12 @@ def pair(sets: pl.DataFrame, removes: pl.DataFrame) -> tuple[pl.DataFrame, pl.Da
     # retrying a folio, or the next chunk of a batch): the removes of the earlier attempt
     # are over, and an entry of it they left (leaked, or replaced by a fork's copy) must
     # not take the new attempt's remove
+    # With the owner mm known a key is one pte, which holds one entry: a second set there
+    # without a remove between means the first entry went without one (zapped by an exiting
+    # owner whose mm_struct a new process then got), so it starts a new attempt too.
     if n > 1:
-        start[1:] |= (delta[1:] > 0) & (delta[:-1] < 0)
+        owned = ev["mm"].is_not_null().to_numpy()
+        start[1:] |= (delta[1:] > 0) & ((delta[:-1] < 0) | ((delta[:-1] > 0) & owned[1:]))
     group = np.cumsum(start)
     opened = _segmented_cumsum(delta, start)
     # open entries = running sum clamped at zero; a remove that pushes the unclamped sum to
@@ -361,11 +365,16 @@ def _silent_visits(
     paired: pl.DataFrame, open_: pl.DataFrame, bounds: pl.DataFrame, tables: dict
 ) -> pl.DataFrame:
     """``seq`` of the open entries (and ``e_seq``, ``e_ts`` of the visit) that a remove walk
-    over their own page (a split remapping each new small folio) visited, before the batch
-    ended, in their owner's vma at their address without printing a remove: the split
-    mapped the zero page there for a zero-filled subpage (Linux 6.12+, no tracepoint), or
-    the entry was already gone. (A walk over another folio of the same anon_vma visits that
-    vma too, for nothing: only a walk over the entry's page tells.)"""
+    of their own page visited, before the batch ended, in their owner's vma at their address
+    without printing a remove: the entry was already gone (an exiting owner's zap, which
+    prints its exit and unlink lines only later, Linux < 6.16) or a split mapped the zero
+    page there for a zero-filled subpage (Linux 6.12+, no tracepoint).
+
+    A remove walk runs over the destination folio (``remove_migration_ptes(src, dst)``
+    walks ``dst``; a split's remap walks each new small folio, its own source), so the pages
+    a walk restores are its folio pointer's and the old pfns of the entries whose removes it
+    printed. (A walk over another folio of the same anon_vma visits the vma too, for nothing:
+    only a walk over the entry's page tells.)"""
     empty = pl.DataFrame(schema={"seq": pl.Int64, "e_seq": pl.Int64, "e_ts": pl.Int64})
     v = tables.get(PROBE_PREFIX + "remove_migration_pte")
     if v is None or v.is_empty() or open_.is_empty():
@@ -379,6 +388,42 @@ def _silent_visits(
         pl.col("seq").alias("e_seq"),
         pl.col("ts").alias("e_ts"),
     )
+    printed = pl.DataFrame(schema={"e_seq": pl.Int64, "pfn": pl.UInt64})
+    if "r_visit" in paired.columns:  # the removes each visit printed, and their old pfns
+        done = paired.filter(pl.col("r_visit").is_not_null())
+        visits = visits.join(
+            done.select(pl.col("r_visit").alias("e_seq"), pl.col("r_mm").alias("mm"), "addr"),
+            on=["e_seq", "mm", "addr"],
+            how="anti",
+        )
+        printed = done.select(pl.col("r_visit").alias("e_seq"), pl.col("pfn").cast(pl.UInt64))
+    walk = tables.get(PROBE_PREFIX + "rmap_walk_anon")
+    if walk is not None and walk.height:
+        starts = walk.select(pl.col("pid").cast(pl.Int32), pl.col("seq").alias("_walk"))
+        every = v.select(pl.col("pid").cast(pl.Int32), pl.col("seq").alias("e_seq"))
+        of = every.sort("e_seq").join_asof(
+            starts.sort("_walk"),
+            left_on="e_seq",
+            right_on="_walk",
+            by="pid",
+            strategy="backward",
+            check_sortedness=False,
+        ).select("e_seq", "_walk")
+        restored = printed.join(of, on="e_seq").select("_walk", "pfn")
+        visits = (
+            visits.join(of, on="e_seq", how="left")
+            .join(restored, on="_walk", how="left", suffix="_old")
+            .select(
+                "pid",
+                "mm",
+                "addr",
+                "e_seq",
+                "e_ts",
+                pl.concat_list("pfn", pl.col("pfn_old").fill_null(pl.col("pfn"))).alias("pfn"),
+            )
+            .explode("pfn")
+            .unique()
+        )
     o = open_.select("seq", "pid", pl.col("mm").cast(pl.UInt64), "addr", "pfn").join(
         bounds.select("seq", "_end"), on="seq"
     )
@@ -396,13 +441,7 @@ def _silent_visits(
             pl.col("e_seq").is_not_null()
             & (pl.col("_end").is_null() | (pl.col("e_seq") < pl.col("_end")))
         )
-        .select("seq", "mm", "addr", "e_seq", "e_ts")
     )
-    if "r_visit" in paired.columns:  # a remove that visit printed at that address
-        printed = paired.filter(pl.col("r_visit").is_not_null()).select(
-            pl.col("r_visit").alias("e_seq"), pl.col("r_mm").alias("mm"), "addr"
-        )
-        hits = hits.join(printed, on=["e_seq", "mm", "addr"], how="anti")
     return hits.select("seq", "e_seq", "e_ts")
 
 

@@ -499,25 +499,36 @@ def _entry_removed_by(st: _State, mm: int, addr: int, seq: int) -> _Entry | None
 
 
 def _silent_visits(st: _State) -> dict[tuple[int, int, int | None], list[int]]:
-    """(mm, address, pfn of the walk's folio) -> seqs of remove-walk visits there that
-    printed no remove at it."""
+    """(mm, address, pfn of a page the walk restores) -> seqs of remove-walk visits there
+    that printed no remove at it. A remove walk runs over the destination folio (a split's
+    remap over each new small folio, its own source): the pages it restores are its
+    folio's and the old pfns of the entries whose removes it printed."""
     base = _vmemmap_base(st.done)
     out: dict[tuple[int, int, int | None], list[int]] = {}
     for w in st.done:
         if w.kind != "remove":
             continue
-        pfn = (w.folio - base) // 64 if w.folio is not None and w.folio >= base else None
+        pages: set[int | None] = {
+            (w.folio - base) // 64 if w.folio is not None and w.folio >= base else None
+        }
+        for v in w.visits:
+            for tp in v.tps:
+                e = _entry_removed_by(st, v.mm, tp["addr"], tp["seq"])
+                if e is not None:
+                    pages.add(e.pfn)
         for v in w.visits:
             if all(tp["addr"] != v.addr for tp in v.tps):
-                out.setdefault((v.mm, v.addr, pfn), []).append(v.line.seq)
+                for pfn in pages:
+                    out.setdefault((v.mm, v.addr, pfn), []).append(v.line.seq)
     return out
 
 
 def _gone_at_visit(e: _Entry, mm: int, addr: int, end: _Line, silent: dict) -> bool:
-    """Whether a remove walk over ``e``'s own page (a split's remap of a new small folio)
-    visited its owner at its address after the set and before ``end`` without restoring
-    it: the split mapped the zero page there (Linux 6.12+, no tracepoint) or it was gone.
-    (A walk over another folio of the anon_vma visits the vma too, for nothing.)"""
+    """Whether a remove walk over ``e``'s own page visited its owner at its address after
+    the set and before ``end`` without restoring it: it was gone (an exiting owner's zap,
+    whose exit and unlink lines come later) or a split mapped the zero page there (Linux
+    6.12+, no tracepoint). (A walk over another folio of the anon_vma visits the vma too,
+    for nothing.)"""
     return any(e.line.seq < seq < end.seq for seq in silent.get((mm, addr, e.pfn), []))
 
 
