@@ -548,16 +548,43 @@ def _segmented_cumsum(values: np.ndarray, start: np.ndarray) -> np.ndarray:
     return cs - before[first]
 
 
-def unmap_groups(sets: pl.DataFrame) -> pl.DataFrame:
-    """Add ``group``: consecutive sets of one folio (pfn >> order) by one task."""
+def unmap_groups(
+    sets: pl.DataFrame,
+    removes: pl.DataFrame | None = None,
+    tables: dict[str, pl.DataFrame] | None = None,
+) -> pl.DataFrame:
+    """Add ``group``: consecutive sets of one folio (pfn >> order) by one task in one rmap
+    walk. A remove by the task (``removes``) or the start of another walk (the
+    ``rmap_walk_anon`` probe of ``tables``) between two sets of the same folio separates
+    them: migrate_pages retrying a folio in one batch unmaps it again after restoring it."""
     if sets.is_empty():
         return sets.with_columns(
             pl.lit(None, pl.UInt64).alias("_folio"), pl.lit(None, pl.Int64).alias("group")
         ).drop("_folio")
     folio = (pl.col("pfn") // _pow2(pl.col("order"))).alias("_folio")
     s = sets.sort("seq").with_columns(folio)
+    marks = [
+        df.select(pl.col("pid").cast(pl.Int32), pl.col("seq").alias("_mark"))
+        for df in (
+            removes,
+            (tables or {}).get(PROBE_PREFIX + "rmap_walk_anon"),
+        )
+        if df is not None and df.height
+    ]
+    if marks:
+        s = s.join_asof(
+            pl.concat(marks).sort("_mark"),
+            left_on="seq",
+            right_on="_mark",
+            by="pid",
+            strategy="backward",
+            check_sortedness=False,
+        )
+    else:
+        s = s.with_columns(pl.lit(None, pl.Int64).alias("_mark"))
     new = (
         (pl.col("_folio") != pl.col("_folio").shift(1).over("pid"))
+        | (pl.col("_mark").fill_null(-1) != pl.col("_mark").shift(1).over("pid").fill_null(-1))
         | (pl.col("kind") != pl.col("kind").shift(1).over("pid"))
         | (
             pl.col("batch_id").fill_null(-1)
@@ -576,7 +603,7 @@ def unmap_groups(sets: pl.DataFrame) -> pl.DataFrame:
             on=["pid", "_local"],
             how="left",
         )
-        .drop("_new", "_local")
+        .drop("_new", "_local", "_mark")
         .sort("seq")
     )
 
