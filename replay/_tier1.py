@@ -401,14 +401,18 @@ def _silent_visits(
     if walk is not None and walk.height:
         starts = walk.select(pl.col("pid").cast(pl.Int32), pl.col("seq").alias("_walk"))
         every = v.select(pl.col("pid").cast(pl.Int32), pl.col("seq").alias("e_seq"))
-        of = every.sort("e_seq").join_asof(
-            starts.sort("_walk"),
-            left_on="e_seq",
-            right_on="_walk",
-            by="pid",
-            strategy="backward",
-            check_sortedness=False,
-        ).select("e_seq", "_walk")
+        of = (
+            every.sort("e_seq")
+            .join_asof(
+                starts.sort("_walk"),
+                left_on="e_seq",
+                right_on="_walk",
+                by="pid",
+                strategy="backward",
+                check_sortedness=False,
+            )
+            .select("e_seq", "_walk")
+        )
         restored = printed.join(of, on="e_seq").select("_walk", "pfn")
         visits = (
             visits.join(of, on="e_seq", how="left")
