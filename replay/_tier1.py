@@ -398,6 +398,7 @@ def _silent_visits(
         )
         printed = done.select(pl.col("r_visit").alias("e_seq"), pl.col("pfn").cast(pl.UInt64))
     walk = tables.get(PROBE_PREFIX + "rmap_walk_anon")
+    of = pl.DataFrame(schema={"e_seq": pl.Int64, "_walk": pl.Int64})  # visit -> its walk
     if walk is not None and walk.height:
         starts = walk.select(pl.col("pid").cast(pl.Int32), pl.col("seq").alias("_walk"))
         every = v.select(pl.col("pid").cast(pl.Int32), pl.col("seq").alias("e_seq"))
@@ -431,13 +432,22 @@ def _silent_visits(
     o = open_.select("seq", "pid", pl.col("mm").cast(pl.UInt64), "addr", "pfn").join(
         bounds.select("seq", "_end"), on="seq"
     )
-    hits = (
+    hits = [_first_visit(o, visits, ["pid", "mm", "addr", "pfn"])]
+    if of.height and "r_visit" in paired.columns:
+        hits.append(_quiet_folio_visits(paired, open_, bounds, v, of))
+    return pl.concat(hits)
+
+
+def _first_visit(o: pl.DataFrame, visits: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """``seq``, ``e_seq``, ``e_ts``: the first of ``visits`` after each open entry of ``o``
+    with the same ``by`` keys, before its batch's end (``_end``)."""
+    return (
         o.sort("seq")
         .join_asof(
             visits.sort("e_seq"),
             left_on="seq",
             right_on="e_seq",
-            by=["pid", "mm", "addr", "pfn"],
+            by=by,
             strategy="forward",
             check_sortedness=False,
         )
@@ -445,8 +455,58 @@ def _silent_visits(
             pl.col("e_seq").is_not_null()
             & (pl.col("_end").is_null() | (pl.col("e_seq") < pl.col("_end")))
         )
+        .select("seq", "e_seq", "e_ts")
     )
-    return hits.select("seq", "e_seq", "e_ts")
+
+
+def _quiet_folio_visits(
+    paired: pl.DataFrame,
+    open_: pl.DataFrame,
+    bounds: pl.DataFrame,
+    v: pl.DataFrame,
+    of: pl.DataFrame,
+) -> pl.DataFrame:
+    """The folio-level silent visit: a remove walk over a large folio (the removes it
+    printed carry the folio's order) that visited an owner's vma and printed nothing there
+    at all shows every entry of that folio in the vma gone: a PTE-mapped THP in an exiting
+    child, whose zap drops its (up to 512) entries without a line. (Each visit of a large
+    folio's walk is at the folio's first address in the vma, not at every entry's.)"""
+    size = _pow2(pl.col("order"))
+    done = paired.filter(pl.col("r_visit").is_not_null())
+    heads = (
+        done.filter(pl.col("r_order") > 0)
+        .select(
+            pl.col("r_visit").alias("e_seq"),
+            (pl.col("pfn") // size * size).cast(pl.UInt64).alias("head"),
+        )
+        .join(of, on="e_seq")
+        .select("_walk", "head")
+        .unique()
+    )
+    quiet = (
+        v.join(done.select(pl.col("r_visit").alias("seq")), on="seq", how="anti")
+        .select(
+            pl.col("pid").cast(pl.Int32),
+            pl.col("mm").cast(pl.UInt64),
+            pl.col("pgoff").cast(pl.UInt64),
+            pl.col("seq").alias("e_seq"),
+            pl.col("ts").alias("e_ts"),
+        )
+        .join(of, on="e_seq")
+        .join(heads, on="_walk")
+    )
+    o = (
+        open_.filter(pl.col("order") > 0)
+        .select(
+            "seq",
+            "pid",
+            pl.col("mm").cast(pl.UInt64),
+            pl.col("pgoff").cast(pl.UInt64),
+            (pl.col("pfn") // size * size).cast(pl.UInt64).alias("head"),
+        )
+        .join(bounds.select("seq", "_end"), on="seq")
+    )
+    return _first_visit(o, quiet, ["pid", "mm", "pgoff", "head"])
 
 
 def vmemmap_base(paired: pl.DataFrame, tables: dict[str, pl.DataFrame]) -> int:
@@ -685,8 +745,26 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
         .alias("why")
     )
     # entries their owner's exit zapped need no remove (but a folio with none left tells
-    # nothing of where it went)
-    zapped_all = (pl.col("n_remove") == 0) & (pl.col("n_zapped") > 0)
+    # nothing of where it went, unless the same walk restored its mappings of the other
+    # kind: a THP PMD-mapped in the parent and PTE-mapped in an exiting child)
+    other_kind = (
+        pl.col("new_pfn")
+        .drop_nulls()
+        .unique()
+        .over(["batch_id", "old_pfn", "order"], mapping_strategy="join")
+    )
+    g = g.with_columns(
+        pl.when(
+            pl.col("new_pfn").is_null()
+            & (pl.col("n_remove") == 0)
+            & (pl.col("order") > 0)
+            & (other_kind.list.len() == 1)
+        )
+        .then(other_kind.list.first())
+        .otherwise(pl.col("new_pfn"))
+        .alias("new_pfn")
+    )
+    zapped_all = (pl.col("n_remove") == 0) & (pl.col("n_zapped") > 0) & pl.col("new_pfn").is_null()
     g = g.with_columns(
         pl.when(zapped_all & pl.col("why").is_null())
         .then(pl.lit("exit"))
