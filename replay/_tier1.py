@@ -623,8 +623,8 @@ def unmap_groups(
     them: migrate_pages retrying a folio in one batch unmaps it again after restoring it."""
     if sets.is_empty():
         return sets.with_columns(
-            pl.lit(None, pl.UInt64).alias("_folio"), pl.lit(None, pl.Int64).alias("group")
-        ).drop("_folio")
+            pl.lit(None, pl.Int64).alias("group"), pl.lit(None, pl.Int64).alias("_walk")
+        )
     folio = (pl.col("pfn") // _pow2(pl.col("order"))).alias("_folio")
     s = sets.sort("seq").with_columns(folio)
     marks = [
@@ -667,7 +667,8 @@ def unmap_groups(
             on=["pid", "_local"],
             how="left",
         )
-        .drop("_new", "_local", "_mark")
+        .drop("_new", "_local")
+        .rename({"_mark": "_walk"})
         .sort("seq")
     )
 
@@ -698,6 +699,9 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
         .all()
         .alias("_owned"),
         pl.col("seq").min().alias("seq_first_set"),
+        (pl.col("_walk") if "_walk" in paired.columns else pl.lit(None, pl.Int64))
+        .first()
+        .alias("_walk"),
         pl.col("ambiguous").any().alias("_ambiguous"),
         pl.col("r_seq").max().alias("seq_last_remove"),
         pl.col("migration_kind").drop_nulls().unique().sort().str.join(",").alias("entry_kinds"),
@@ -745,13 +749,14 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
         .alias("why")
     )
     # entries their owner's exit zapped need no remove (but a folio with none left tells
-    # nothing of where it went, unless the same walk restored its mappings of the other
-    # kind: a THP PMD-mapped in the parent and PTE-mapped in an exiting child)
+    # nothing of where it went, unless the same walk moved its mappings of the other kind
+    # (one walk prints a group per run of pmd or pte sets): a THP PMD-mapped in some
+    # processes and PTE-mapped in others, the owners of one kind exiting)
     other_kind = (
         pl.col("new_pfn")
         .drop_nulls()
         .unique()
-        .over(["batch_id", "old_pfn", "order"], mapping_strategy="join")
+        .over(["batch_id", "_walk", "old_pfn", "order"], mapping_strategy="join")
     )
     g = g.with_columns(
         pl.when(
@@ -788,7 +793,7 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
     return (
         g.with_row_index("migration_id")
         .with_columns(pl.col("migration_id").cast(pl.Int64))
-        .drop("seq_end", "_ambiguous", "_owned")
+        .drop("seq_end", "_ambiguous", "_owned", "_walk")
     )
 
 
