@@ -220,16 +220,6 @@ def test_succeeded_sums_to_the_vmstat_delta(spec, scenario, recording):
 # case that once failed a fresh run is pinned by hand-written lines there too.
 
 
-# Open (rule unexplained-surplus-remove): a child's mprotect splits its pmd while it holds a
-# PMD migration entry; split_huge_pmd turns the entry into 512 pte entries without a set
-# line, and the remove walk restores them as ptes. Seen on one 6.12 thp-exit run: 2,560
-# such findings on a healthy kernel (pairs exact); other runs have none.
-_PMD_ENTRY_SPLIT = (
-    "open: a PMD migration entry split into pte entries by its owner's mprotect "
-    "(split_huge_pmd, no tracepoint) gives unexplained-surplus-remove findings"
-)
-
-
 def _truth_check(r, out: dict) -> PairCheck:
     """Replay's old -> new pfn pairs of a guest run against the guest's pagemap moves."""
     moves = r.meta_data["truth"]["moves"]
@@ -252,9 +242,7 @@ def test_pairs_equal_the_pagemap_truth(spec, scenario, recording):
 @pytest.mark.lab
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 @pytest.mark.parametrize("spec", KERNELS)
-def test_no_violation_and_no_inconclusive_finding(spec, scenario, recording, request):
-    if scenario == "thp-exit":
-        request.applymarker(pytest.mark.xfail(strict=False, reason=_PMD_ENTRY_SPLIT))
+def test_no_violation_and_no_inconclusive_finding(spec, scenario, recording):
     _, _, out = recording(spec, scenario)
     v = out["violations"]
     bad = v.filter(pl.col("verdict") != "hazard")
