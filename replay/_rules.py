@@ -17,6 +17,8 @@ from typing import cast
 import numpy as np
 import polars as pl
 
+from rmapscope.catalog import PROBE_PREFIX
+
 from ._tier1 import GapIndex
 
 #: Tables the rules read besides tier 1's (the engine loads them with its input events).
@@ -63,7 +65,7 @@ def check(
     forks = _fork_intervals(tables)
     found = [
         _entry_rules(tables, paired, surplus, batch, forks, windows),
-        _unexplained_surplus(surplus, batch, forks, windows),
+        _unexplained_surplus(surplus, batch, forks, windows, paired, tables),
         _count_mismatch(migs, batch, windows),
         _stale_old_pfn(tables, paired, migs, windows),
         _hazards(tables, batch),
@@ -424,11 +426,62 @@ def _protected(tables: dict[str, pl.DataFrame], cand: pl.DataFrame) -> np.ndarra
 # -- rule 4 --------------------------------------------------------------------------------
 
 
+def _quiet_set_visits(tables: dict[str, pl.DataFrame], paired: pl.DataFrame | None) -> pl.DataFrame:
+    """Set-walk visits (``try_to_migrate_one``) that printed no set: ``pid``, ``mm``,
+    ``_v_seq``, ``_v_addr``. Over a PMD-mapped THP that the walk splits (TTU_SPLIT_HUGE_PMD:
+    split_huge_pmd freezes the pmd into 512 pte migration entries, no tracepoint) such a
+    visit is where the entries whose pte removes come later were made."""
+    v = tables.get(PROBE_PREFIX + "try_to_migrate_one")
+    schema = {"pid": pl.Int32, "mm": pl.UInt64, "_v_seq": pl.Int64, "_v_addr": pl.UInt64}
+    if v is None or v.is_empty() or paired is None or "visit_seq" not in paired.columns:
+        return pl.DataFrame(schema=schema)
+    walks = tables.get(PROBE_PREFIX + "rmap_walk_anon")
+    if walks is None or walks.is_empty():
+        return pl.DataFrame(schema=schema)
+    of = (
+        v.select(pl.col("pid").cast(pl.Int32), "seq")
+        .sort("seq")
+        .join_asof(
+            walks.select(pl.col("pid").cast(pl.Int32), pl.col("seq").alias("_walk")).sort("_walk"),
+            left_on="seq",
+            right_on="_walk",
+            by="pid",
+            strategy="backward",
+            check_sortedness=False,
+        )
+        .select("seq", "_walk")
+    )
+    printed = paired.select(pl.col("visit_seq").alias("seq"), "order").drop_nulls("seq")
+    # only walks over a large folio (a set of a non-zero order printed in it)
+    large = printed.filter(pl.col("order") > 0).join(of, on="seq").select("_walk").unique()
+    return (
+        v.join(printed, on="seq", how="anti")
+        .join(of, on="seq")
+        .join(large, on="_walk", how="semi")
+        .select(
+            pl.col("pid").cast(pl.Int32),
+            pl.col("mm").cast(pl.UInt64),
+            pl.col("seq").alias("_v_seq"),
+            pl.col("addr").cast(pl.UInt64).alias("_v_addr"),
+        )
+    )
+
+
 def _unexplained_surplus(
-    surplus: pl.DataFrame, batch: pl.DataFrame, forks: np.ndarray, windows: GapIndex
+    surplus: pl.DataFrame,
+    batch: pl.DataFrame,
+    forks: np.ndarray,
+    windows: GapIndex,
+    paired: pl.DataFrame | None = None,
+    tables: dict[str, pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """``unexplained-surplus-remove``: a remove inside a batch that no set of the batch, no
     fork copying page tables and no THP split of the batch explains.
+
+    A pte remove of an mm inside the 2 MB of a PMD entry the same mm got in the batch (set
+    earlier, never removed as a pmd) is explained too: the owner split its pmd while it held
+    the migration entry (mprotect, munmap: split_huge_pmd makes 512 pte entries of it,
+    without a tracepoint), and the remove walk restored those ptes.
 
     Removes outside every batch are a split's remap (``__folio_split`` freezes the mappings
     with migration entries, a PMD without a tracepoint): explained. Precedent: an entry of
@@ -450,6 +503,43 @@ def _unexplained_surplus(
     )
     s = surplus.filter(pl.col("batch_id").is_not_null()).join(b, on="batch_id", how="left")
     s = s.filter(~pl.col("_split"))
+    if paired is not None and s.height and {"mm", "r_seq", "kind"} <= set(paired.columns):
+        pmds = paired.filter(
+            (pl.col("kind") == "pmd") & pl.col("r_seq").is_null() & pl.col("mm").is_not_null()
+        ).select(
+            "batch_id",
+            pl.col("mm").cast(pl.UInt64),
+            pl.col("addr").alias("_pmd"),
+            pl.col("seq").alias("_pmd_seq"),
+        )
+        if pmds.height and "mm" in s.columns:
+            pmd_split = (
+                s.filter(pl.col("kind") == "pte")
+                .select("seq", "batch_id", pl.col("mm").cast(pl.UInt64), "addr")
+                .join(pmds, on=["batch_id", "mm"])
+                .filter(
+                    (pl.col("_pmd_seq") < pl.col("seq"))
+                    & (pl.col("_pmd") <= pl.col("addr"))
+                    & (pl.col("addr") < pl.col("_pmd") + (1 << 21))
+                )
+                .select("seq")
+            )
+            s = s.join(pmd_split, on="seq", how="anti")
+    quiet = _quiet_set_visits(tables or {}, paired)
+    if quiet.height and s.height and "mm" in s.columns:
+        frozen = (
+            s.filter(pl.col("kind") == "pte")
+            .select("seq", "pid", pl.col("mm").cast(pl.UInt64), "addr", "_b_seq")
+            .join(quiet, on=["pid", "mm"])
+            .filter(
+                (pl.col("_v_seq") > pl.col("_b_seq"))
+                & (pl.col("_v_seq") < pl.col("seq"))
+                & (pl.col("_v_addr") <= pl.col("addr"))
+                & (pl.col("addr") < pl.col("_v_addr") + (1 << 21))
+            )
+            .select("seq")
+        )
+        s = s.join(frozen, on="seq", how="anti")
     if s.is_empty():
         return _empty()
     lo = s["_b_start"].fill_null(s["ts"]).to_numpy()

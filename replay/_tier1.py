@@ -250,8 +250,12 @@ def pair(sets: pl.DataFrame, removes: pl.DataFrame) -> tuple[pl.DataFrame, pl.Da
     # retrying a folio, or the next chunk of a batch): the removes of the earlier attempt
     # are over, and an entry of it they left (leaked, or replaced by a fork's copy) must
     # not take the new attempt's remove
+    # With the owner mm known a key is one pte, which holds one entry: a second set there
+    # without a remove between means the first entry went without one (zapped by an exiting
+    # owner whose mm_struct a new process then got), so it starts a new attempt too.
     if n > 1:
-        start[1:] |= (delta[1:] > 0) & (delta[:-1] < 0)
+        owned = ev["mm"].is_not_null().to_numpy()
+        start[1:] |= (delta[1:] > 0) & ((delta[:-1] < 0) | ((delta[:-1] > 0) & owned[1:]))
     group = np.cumsum(start)
     opened = _segmented_cumsum(delta, start)
     # open entries = running sum clamped at zero; a remove that pushes the unclamped sum to
@@ -361,11 +365,16 @@ def _silent_visits(
     paired: pl.DataFrame, open_: pl.DataFrame, bounds: pl.DataFrame, tables: dict
 ) -> pl.DataFrame:
     """``seq`` of the open entries (and ``e_seq``, ``e_ts`` of the visit) that a remove walk
-    over their own page (a split remapping each new small folio) visited, before the batch
-    ended, in their owner's vma at their address without printing a remove: the split
-    mapped the zero page there for a zero-filled subpage (Linux 6.12+, no tracepoint), or
-    the entry was already gone. (A walk over another folio of the same anon_vma visits that
-    vma too, for nothing: only a walk over the entry's page tells.)"""
+    of their own page visited, before the batch ended, in their owner's vma at their address
+    without printing a remove: the entry was already gone (an exiting owner's zap, which
+    prints its exit and unlink lines only later, Linux < 6.16) or a split mapped the zero
+    page there for a zero-filled subpage (Linux 6.12+, no tracepoint).
+
+    A remove walk runs over the destination folio (``remove_migration_ptes(src, dst)``
+    walks ``dst``; a split's remap walks each new small folio, its own source), so the pages
+    a walk restores are its folio pointer's and the old pfns of the entries whose removes it
+    printed. (A walk over another folio of the same anon_vma visits the vma too, for nothing:
+    only a walk over the entry's page tells.)"""
     empty = pl.DataFrame(schema={"seq": pl.Int64, "e_seq": pl.Int64, "e_ts": pl.Int64})
     v = tables.get(PROBE_PREFIX + "remove_migration_pte")
     if v is None or v.is_empty() or open_.is_empty():
@@ -379,16 +388,66 @@ def _silent_visits(
         pl.col("seq").alias("e_seq"),
         pl.col("ts").alias("e_ts"),
     )
+    printed = pl.DataFrame(schema={"e_seq": pl.Int64, "pfn": pl.UInt64})
+    if "r_visit" in paired.columns:  # the removes each visit printed, and their old pfns
+        done = paired.filter(pl.col("r_visit").is_not_null())
+        visits = visits.join(
+            done.select(pl.col("r_visit").alias("e_seq"), pl.col("r_mm").alias("mm"), "addr"),
+            on=["e_seq", "mm", "addr"],
+            how="anti",
+        )
+        printed = done.select(pl.col("r_visit").alias("e_seq"), pl.col("pfn").cast(pl.UInt64))
+    walk = tables.get(PROBE_PREFIX + "rmap_walk_anon")
+    of = pl.DataFrame(schema={"e_seq": pl.Int64, "_walk": pl.Int64})  # visit -> its walk
+    if walk is not None and walk.height:
+        starts = walk.select(pl.col("pid").cast(pl.Int32), pl.col("seq").alias("_walk"))
+        every = v.select(pl.col("pid").cast(pl.Int32), pl.col("seq").alias("e_seq"))
+        of = (
+            every.sort("e_seq")
+            .join_asof(
+                starts.sort("_walk"),
+                left_on="e_seq",
+                right_on="_walk",
+                by="pid",
+                strategy="backward",
+                check_sortedness=False,
+            )
+            .select("e_seq", "_walk")
+        )
+        restored = printed.join(of, on="e_seq").select("_walk", "pfn")
+        visits = (
+            visits.join(of, on="e_seq", how="left")
+            .join(restored, on="_walk", how="left", suffix="_old")
+            .select(
+                "pid",
+                "mm",
+                "addr",
+                "e_seq",
+                "e_ts",
+                pl.concat_list("pfn", pl.col("pfn_old").fill_null(pl.col("pfn"))).alias("pfn"),
+            )
+            .explode("pfn")
+            .unique()
+        )
     o = open_.select("seq", "pid", pl.col("mm").cast(pl.UInt64), "addr", "pfn").join(
         bounds.select("seq", "_end"), on="seq"
     )
-    hits = (
+    hits = [_first_visit(o, visits, ["pid", "mm", "addr", "pfn"])]
+    if of.height and "r_visit" in paired.columns:
+        hits.append(_quiet_folio_visits(paired, open_, bounds, v, of))
+    return pl.concat(hits)
+
+
+def _first_visit(o: pl.DataFrame, visits: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """``seq``, ``e_seq``, ``e_ts``: the first of ``visits`` after each open entry of ``o``
+    with the same ``by`` keys, before its batch's end (``_end``)."""
+    return (
         o.sort("seq")
         .join_asof(
             visits.sort("e_seq"),
             left_on="seq",
             right_on="e_seq",
-            by=["pid", "mm", "addr", "pfn"],
+            by=by,
             strategy="forward",
             check_sortedness=False,
         )
@@ -396,14 +455,58 @@ def _silent_visits(
             pl.col("e_seq").is_not_null()
             & (pl.col("_end").is_null() | (pl.col("e_seq") < pl.col("_end")))
         )
-        .select("seq", "mm", "addr", "e_seq", "e_ts")
+        .select("seq", "e_seq", "e_ts")
     )
-    if "r_visit" in paired.columns:  # a remove that visit printed at that address
-        printed = paired.filter(pl.col("r_visit").is_not_null()).select(
-            pl.col("r_visit").alias("e_seq"), pl.col("r_mm").alias("mm"), "addr"
+
+
+def _quiet_folio_visits(
+    paired: pl.DataFrame,
+    open_: pl.DataFrame,
+    bounds: pl.DataFrame,
+    v: pl.DataFrame,
+    of: pl.DataFrame,
+) -> pl.DataFrame:
+    """The folio-level silent visit: a remove walk over a large folio (the removes it
+    printed carry the folio's order) that visited an owner's vma and printed nothing there
+    at all shows every entry of that folio in the vma gone: a PTE-mapped THP in an exiting
+    child, whose zap drops its (up to 512) entries without a line. (Each visit of a large
+    folio's walk is at the folio's first address in the vma, not at every entry's.)"""
+    size = _pow2(pl.col("order"))
+    done = paired.filter(pl.col("r_visit").is_not_null())
+    heads = (
+        done.filter(pl.col("r_order") > 0)
+        .select(
+            pl.col("r_visit").alias("e_seq"),
+            (pl.col("pfn") // size * size).cast(pl.UInt64).alias("head"),
         )
-        hits = hits.join(printed, on=["e_seq", "mm", "addr"], how="anti")
-    return hits.select("seq", "e_seq", "e_ts")
+        .join(of, on="e_seq")
+        .select("_walk", "head")
+        .unique()
+    )
+    quiet = (
+        v.join(done.select(pl.col("r_visit").alias("seq")), on="seq", how="anti")
+        .select(
+            pl.col("pid").cast(pl.Int32),
+            pl.col("mm").cast(pl.UInt64),
+            pl.col("pgoff").cast(pl.UInt64),
+            pl.col("seq").alias("e_seq"),
+            pl.col("ts").alias("e_ts"),
+        )
+        .join(of, on="e_seq")
+        .join(heads, on="_walk")
+    )
+    o = (
+        open_.filter(pl.col("order") > 0)
+        .select(
+            "seq",
+            "pid",
+            pl.col("mm").cast(pl.UInt64),
+            pl.col("pgoff").cast(pl.UInt64),
+            (pl.col("pfn") // size * size).cast(pl.UInt64).alias("head"),
+        )
+        .join(bounds.select("seq", "_end"), on="seq")
+    )
+    return _first_visit(o, quiet, ["pid", "mm", "pgoff", "head"])
 
 
 def vmemmap_base(paired: pl.DataFrame, tables: dict[str, pl.DataFrame]) -> int:
@@ -509,16 +612,43 @@ def _segmented_cumsum(values: np.ndarray, start: np.ndarray) -> np.ndarray:
     return cs - before[first]
 
 
-def unmap_groups(sets: pl.DataFrame) -> pl.DataFrame:
-    """Add ``group``: consecutive sets of one folio (pfn >> order) by one task."""
+def unmap_groups(
+    sets: pl.DataFrame,
+    removes: pl.DataFrame | None = None,
+    tables: dict[str, pl.DataFrame] | None = None,
+) -> pl.DataFrame:
+    """Add ``group``: consecutive sets of one folio (pfn >> order) by one task in one rmap
+    walk. A remove by the task (``removes``) or the start of another walk (the
+    ``rmap_walk_anon`` probe of ``tables``) between two sets of the same folio separates
+    them: migrate_pages retrying a folio in one batch unmaps it again after restoring it."""
     if sets.is_empty():
         return sets.with_columns(
-            pl.lit(None, pl.UInt64).alias("_folio"), pl.lit(None, pl.Int64).alias("group")
-        ).drop("_folio")
+            pl.lit(None, pl.Int64).alias("group"), pl.lit(None, pl.Int64).alias("_walk")
+        )
     folio = (pl.col("pfn") // _pow2(pl.col("order"))).alias("_folio")
     s = sets.sort("seq").with_columns(folio)
+    marks = [
+        df.select(pl.col("pid").cast(pl.Int32), pl.col("seq").alias("_mark"))
+        for df in (
+            removes,
+            (tables or {}).get(PROBE_PREFIX + "rmap_walk_anon"),
+        )
+        if df is not None and df.height
+    ]
+    if marks:
+        s = s.join_asof(
+            pl.concat(marks).sort("_mark"),
+            left_on="seq",
+            right_on="_mark",
+            by="pid",
+            strategy="backward",
+            check_sortedness=False,
+        )
+    else:
+        s = s.with_columns(pl.lit(None, pl.Int64).alias("_mark"))
     new = (
         (pl.col("_folio") != pl.col("_folio").shift(1).over("pid"))
+        | (pl.col("_mark").fill_null(-1) != pl.col("_mark").shift(1).over("pid").fill_null(-1))
         | (pl.col("kind") != pl.col("kind").shift(1).over("pid"))
         | (
             pl.col("batch_id").fill_null(-1)
@@ -538,6 +668,7 @@ def unmap_groups(sets: pl.DataFrame) -> pl.DataFrame:
             how="left",
         )
         .drop("_new", "_local")
+        .rename({"_mark": "_walk"})
         .sort("seq")
     )
 
@@ -568,6 +699,9 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
         .all()
         .alias("_owned"),
         pl.col("seq").min().alias("seq_first_set"),
+        (pl.col("_walk") if "_walk" in paired.columns else pl.lit(None, pl.Int64))
+        .first()
+        .alias("_walk"),
         pl.col("ambiguous").any().alias("_ambiguous"),
         pl.col("r_seq").max().alias("seq_last_remove"),
         pl.col("migration_kind").drop_nulls().unique().sort().str.join(",").alias("entry_kinds"),
@@ -615,8 +749,27 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
         .alias("why")
     )
     # entries their owner's exit zapped need no remove (but a folio with none left tells
-    # nothing of where it went)
-    zapped_all = (pl.col("n_remove") == 0) & (pl.col("n_zapped") > 0)
+    # nothing of where it went, unless the same walk moved its mappings of the other kind
+    # (one walk prints a group per run of pmd or pte sets): a THP PMD-mapped in some
+    # processes and PTE-mapped in others, the owners of one kind exiting)
+    other_kind = (
+        pl.col("new_pfn")
+        .drop_nulls()
+        .unique()
+        .over(["batch_id", "_walk", "old_pfn", "order"], mapping_strategy="join")
+    )
+    g = g.with_columns(
+        pl.when(
+            pl.col("new_pfn").is_null()
+            & (pl.col("n_remove") == 0)
+            & (pl.col("order") > 0)
+            & (other_kind.list.len() == 1)
+        )
+        .then(other_kind.list.first())
+        .otherwise(pl.col("new_pfn"))
+        .alias("new_pfn")
+    )
+    zapped_all = (pl.col("n_remove") == 0) & (pl.col("n_zapped") > 0) & pl.col("new_pfn").is_null()
     g = g.with_columns(
         pl.when(zapped_all & pl.col("why").is_null())
         .then(pl.lit("exit"))
@@ -640,7 +793,7 @@ def migrations(paired: pl.DataFrame, windows: GapIndex, batch: pl.DataFrame) -> 
     return (
         g.with_row_index("migration_id")
         .with_columns(pl.col("migration_id").cast(pl.Int64))
-        .drop("seq_end", "_ambiguous", "_owned")
+        .drop("seq_end", "_ambiguous", "_owned", "_walk")
     )
 
 

@@ -87,6 +87,7 @@ class _Entry:
     superseded: bool = False  # a later set at the same pte: its remove went unseen
     foreign: _Line | None = None  # that later set was of another page (foreign-entry)
     order: int = 0  # the folio's order (the set line's)
+    pgoff: int | None = None  # the vma the set walk was visiting
 
 
 class _State:
@@ -282,6 +283,7 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
                 old.superseded = old.superseded or old.removed is None
             e = _Entry(line, r["pfn"], r.get("mkind"), st.batch.get(task))
             e.order = int(r["order"]) if r.get("order") is not None else 9
+            e.pgoff = v.pgoff
             st.entries.setdefault(key, []).append(e)
             if e.batch is not None:
                 st.batch_sets[e.batch].append((v.mm, r["addr"], e))
@@ -523,27 +525,54 @@ def _entry_removed_by(st: _State, mm: int, addr: int, seq: int) -> _Entry | None
     return None
 
 
-def _silent_visits(st: _State) -> dict[tuple[int, int, int | None], list[int]]:
-    """(mm, address, pfn of the walk's folio) -> seqs of remove-walk visits there that
-    printed no remove at it."""
+def _silent_visits(st: _State) -> tuple[dict, dict]:
+    """Remove-walk visits that printed no remove: (mm, address, pfn of a page the walk
+    restores) -> seqs of visits printing none at that address; and, for walks over a large
+    folio (removes of a non-zero order, or of a pmd), (mm, vma pgoff, the folio's first old
+    pfn) -> seqs of visits printing nothing at all. A remove walk runs over the destination
+    folio (a split's remap over each new small folio, its own source): the pages it restores
+    are its folio's and the old pfns of the entries whose removes it printed."""
     base = _vmemmap_base(st.done)
-    out: dict[tuple[int, int, int | None], list[int]] = {}
+    at: dict[tuple[int, int, int | None], list[int]] = {}
+    quiet: dict[tuple[int, int, int], list[int]] = {}
     for w in st.done:
         if w.kind != "remove":
             continue
-        pfn = (w.folio - base) // 64 if w.folio is not None and w.folio >= base else None
+        pages: set[int | None] = {
+            (w.folio - base) // 64 if w.folio is not None and w.folio >= base else None
+        }
+        heads: set[int] = set()
+        for v in w.visits:
+            for tp in v.tps:
+                e = _entry_removed_by(st, v.mm, tp["addr"], tp["seq"])
+                if e is None:
+                    continue
+                pages.add(e.pfn)
+                if tp["ev"] == "remove_migration_pmd" or (tp.get("order") or 0) > 0:
+                    heads.add(e.pfn >> e.order << e.order)
         for v in w.visits:
             if all(tp["addr"] != v.addr for tp in v.tps):
-                out.setdefault((v.mm, v.addr, pfn), []).append(v.line.seq)
-    return out
+                for pfn in pages:
+                    at.setdefault((v.mm, v.addr, pfn), []).append(v.line.seq)
+            if not v.tps:
+                for head in heads:
+                    quiet.setdefault((v.mm, v.pgoff, head), []).append(v.line.seq)
+    return at, quiet
 
 
-def _gone_at_visit(e: _Entry, mm: int, addr: int, end: _Line, silent: dict) -> bool:
-    """Whether a remove walk over ``e``'s own page (a split's remap of a new small folio)
-    visited its owner at its address after the set and before ``end`` without restoring
-    it: the split mapped the zero page there (Linux 6.12+, no tracepoint) or it was gone.
-    (A walk over another folio of the anon_vma visits the vma too, for nothing.)"""
-    return any(e.line.seq < seq < end.seq for seq in silent.get((mm, addr, e.pfn), []))
+def _gone_at_visit(
+    e: _Entry, mm: int, addr: int, pgoff: int | None, end: _Line, silent: tuple[dict, dict]
+) -> bool:
+    """Whether a remove walk over ``e``'s own page visited its owner at its address (or,
+    for a large folio, its vma, printing nothing) after the set and before ``end`` without
+    restoring it: it was gone (an exiting owner's zap, whose exit and unlink lines come
+    later) or a split mapped the zero page there (Linux 6.12+, no tracepoint). (A walk over
+    another folio of the anon_vma visits the vma too, for nothing.)"""
+    at, quiet = silent
+    seqs = list(at.get((mm, addr, e.pfn), []))
+    if e.order and pgoff is not None:
+        seqs += quiet.get((mm, pgoff, e.pfn >> e.order << e.order), [])
+    return any(e.line.seq < seq < end.seq for seq in seqs)
 
 
 def _leak_findings(st: _State, vma_pgoff: dict) -> list[dict]:
@@ -559,11 +588,11 @@ def _leak_findings(st: _State, vma_pgoff: dict) -> list[dict]:
                 e.removed is not None and e.removed.seq < end.seq
             ):
                 continue
-            pgoff = vma_pgoff.get((mm, addr >> 12))
+            pgoff = e.pgoff if e.pgoff is not None else vma_pgoff.get((mm, addr >> 12))
             unlink = st.unlinked.get((mm, pgoff)) if pgoff is not None else None
             if unlink is not None and unlink.seq < end.seq:
                 continue  # zapped by the owner's exit before the batch ended
-            if _gone_at_visit(e, mm, addr, e.foreign or end, silent):
+            if _gone_at_visit(e, mm, addr, pgoff, e.foreign or end, silent):
                 continue
             owner = st.owner.get(mm)
             exited = st.exited.get(owner) if owner is not None else None

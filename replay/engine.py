@@ -113,7 +113,7 @@ def _replay(
     removes = t1.assign_batches(removes, batch)
     paired, surplus = t1.pair(sets, removes)
     paired = t1.zaps(paired, tables, batch)
-    paired = t1.unmap_groups(paired)
+    paired = t1.unmap_groups(paired, removes, tables)
     migs = t1.migrations(paired, windows, batch)
     states = t1.page_states(paired, migs, surplus)
     forks = t1.fork_overlaps(spans, migs)

@@ -3,7 +3,7 @@
  *
  *   workload SCENARIO SEED
  *
- * Scenarios: fork-vs-migrate, exit-during-migration, compaction, thp-split.
+ * Scenarios: fork-vs-migrate, exit-during-migration, compaction, thp-split, thp-exit.
  * Built with `gcc -static -O2` (or the cross compiler) by rmapscope.record.lab.
  */
 #define _GNU_SOURCE
@@ -27,6 +27,7 @@
 
 static int pagemap_fd = -1;
 static unsigned long rng;
+static int child_split; /* thp-exit: each child splits its own pmd of the THP first */
 
 static unsigned long next_rand(void)
 {
@@ -123,6 +124,8 @@ static long move(char *base, long n, int node, int *status)
 static void child_touch(char *base, long n, int linger_us)
 {
 	volatile char sum = 0;
+	if (child_split) /* the folio stays order 9, mapped by ptes in this child */
+		mprotect(base + (next_rand() % 256) * PAGE, 16 * PAGE, PROT_READ);
 	for (long i = 0; i < n; i++)
 		sum += base[i * PAGE];
 	if (linger_us)
@@ -246,6 +249,10 @@ int main(int argc, char **argv)
 		migrate_rounds(b, 512, 6, 3, 3000);
 	} else if (!strcmp(scenario, "exit-during-migration")) {
 		char *b = region(512, 0);
+		migrate_rounds(b, 512, 6, 6, 0);
+	} else if (!strcmp(scenario, "thp-exit")) {
+		char *b = region(512, 1);
+		child_split = 1;
 		migrate_rounds(b, 512, 6, 6, 0);
 	} else if (!strcmp(scenario, "compaction")) {
 		compaction(4096);

@@ -37,6 +37,9 @@ SCENARIOS = {
     "thp-split": "a THP (MADV_HUGEPAGE) shared with 3 forked children, its pmd split by "
     "mprotect (PTE-mapped order-9 folio), then moved to the other node twice (a failed "
     "move retried, up to 4 calls)",
+    "thp-exit": "a THP moved between node 0 and 1 six times while 6 children fork, split "
+    "their own pmd of it (mprotect: the order-9 folio PTE-mapped in each child, PMD-mapped in "
+    "the parent), read it and exit at once",
 }
 
 #: The events the guest enables besides the probes (record's migration preset).
