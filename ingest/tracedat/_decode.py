@@ -561,7 +561,7 @@ class _Records:
         out = {}
         for f, col in zip(fields, cols, strict=True):
             width = f.size if f.size in (1, 2, 4, 8) else (4 if not f.size else 8)
-            out[f.name] = np.frombuffer(col, dtype=f"<{'i' if f.signed else 'u'}{width}")
+            out[f.name] = np.frombuffer(memoryview(col), dtype=f"<{'i' if f.signed else 'u'}{width}")
         return out
 
     def u64(self, f: FieldDef) -> np.ndarray:

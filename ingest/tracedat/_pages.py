@@ -79,7 +79,7 @@ def walk(buf: np.ndarray, n_pages: int, layout: PageLayout, where: Callable[[int
         page, message = e.args
         raise InputError(f"{where(page)}: {message}") from None
     rec_off, rec_len, raw_ts, page, lost_pages, lost_counts = (
-        np.frombuffer(b, dtype=t)
+        np.frombuffer(memoryview(b), dtype=t)
         for b, t in zip(parts, ("<i8", "<i4", "<u8", "<i8", "<i8", "<i8"), strict=True)
     )
     return Walked(rec_off, rec_len, raw_ts, page, lost_pages, lost_counts)
