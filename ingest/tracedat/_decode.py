@@ -1,10 +1,11 @@
 """Decode trace.dat event records into typed columns, one event type at a time.
 
-All records of one type in a batch are decoded together: every fixed-offset field is one
-numpy gather over the batch's byte buffer (records are 4-byte aligned, so most fields are
-read through a typed view), strings are cut out of the buffer with vectorised index
-arithmetic, and print-fmt conversions are applied per distinct value (symbolic and flags
-labels) or as vector expressions (computed arguments such as ``1UL << REC->defer_shift``).
+All records of one type in a batch are decoded together: the number fields are read by the
+compiled core in one pass over the records (``rmapscope._native.record_fields``, GIL
+released), strings are cut out of the buffer with vectorised index arithmetic, and
+print-fmt conversions are applied in Python per distinct value (symbolic and flags labels:
+a few per column, so compiling them would gain nothing) or as vector expressions (computed
+arguments such as ``1UL << REC->defer_shift``).
 No Python object is made per event except for rare field kinds (non-char arrays).
 
 The columns are exactly those of the event's :class:`~rmapscope.schema.EventSchema` (built
@@ -561,7 +562,9 @@ class _Records:
         out = {}
         for f, col in zip(fields, cols, strict=True):
             width = f.size if f.size in (1, 2, 4, 8) else (4 if not f.size else 8)
-            out[f.name] = np.frombuffer(memoryview(col), dtype=f"<{'i' if f.signed else 'u'}{width}")
+            out[f.name] = np.frombuffer(
+                memoryview(col), dtype=f"<{'i' if f.signed else 'u'}{width}"
+            )
         return out
 
     def u64(self, f: FieldDef) -> np.ndarray:
