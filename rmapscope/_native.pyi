@@ -8,3 +8,24 @@ class Buffer:
     @staticmethod
     def int64(values: list[int]) -> Buffer: ...
     def __len__(self) -> int: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+
+class CorruptPage(ValueError):
+    """A corrupt ring-buffer page; ``args`` are ``(page index in the group, message)``."""
+
+def walk_pages(
+    buf: object,
+    n_pages: int,
+    page_size: int,
+    big_endian: bool,
+    long_size: int,
+    data_offset: int,
+) -> tuple[Buffer, Buffer, Buffer, Buffer, Buffer, Buffer]:
+    """Walk the pages of a group: ``(rec_off i64, rec_len i32, raw_ts u64, page i64,
+    lost_pages i64, lost_counts i64)``, little-endian; raises :class:`CorruptPage`."""
+
+def record_fields(
+    buf: object, rec: object, fields: list[tuple[int, int, bool]], big_endian: bool
+) -> list[Buffer]:
+    """The number fields ``(offset, size, signed)`` of the records at byte offsets ``rec``
+    (int64) of ``buf``: one little-endian buffer of values per field."""

@@ -1,10 +1,11 @@
 """Decode trace.dat event records into typed columns, one event type at a time.
 
-All records of one type in a batch are decoded together: every fixed-offset field is one
-numpy gather over the batch's byte buffer (records are 4-byte aligned, so most fields are
-read through a typed view), strings are cut out of the buffer with vectorised index
-arithmetic, and print-fmt conversions are applied per distinct value (symbolic and flags
-labels) or as vector expressions (computed arguments such as ``1UL << REC->defer_shift``).
+All records of one type in a batch are decoded together: the number fields are read by the
+compiled core in one pass over the records (``rmapscope._native.record_fields``, GIL
+released), strings are cut out of the buffer with vectorised index arithmetic, and
+print-fmt conversions are applied in Python per distinct value (symbolic and flags labels:
+a few per column, so compiling them would gain nothing) or as vector expressions (computed
+arguments such as ``1UL << REC->defer_shift``).
 No Python object is made per event except for rare field kinds (non-char arrays).
 
 The columns are exactly those of the event's :class:`~rmapscope.schema.EventSchema` (built
@@ -31,6 +32,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rmapscope._native import record_fields
 from rmapscope._printfmt import Conversion, _split_fmt, call_args, split_args
 from rmapscope.schema import DECODED, EventSchema, FieldDef, column_for, raw_column
 
@@ -530,25 +532,40 @@ def _is_number(f: FieldDef, dec: EventDecoder) -> bool:
 
 
 class _Records:
-    """The records of one event type in a batch; each numeric field is read once (a
-    field may feed several columns and conditions).
+    """The records of one event type in a batch; its number fields are read once, all
+    together (a field may feed several columns and conditions).
 
-    Fields are read one gather each: records of a type lie in trace order, mostly a few
-    dozen bytes apart, so each gather streams through the batch buffer; cutting all
-    fields out of one gathered block per record was slower.
+    The compiled core reads every number field of the event in one pass over the records
+    (``rmapscope._native.record_fields``, with the GIL released): records of a type lie in
+    trace order, a few dozen bytes apart, so each record's fields come from one cache line.
     """
 
     def __init__(self, buf: Buffer, rec: np.ndarray, dec: EventDecoder) -> None:
         self.buf, self.rec, self.dec = buf, rec, dec
-        self._values: dict[str, np.ndarray] = {}
+        self._values: dict[str, np.ndarray] | None = None
         self._u64: dict[str, np.ndarray] = {}
 
     def number(self, f: FieldDef) -> np.ndarray:
         """The field's values as numpy integers of its width and signedness."""
+        if self._values is None:
+            self._values = self._read_all()
         v = self._values.get(f.name)
-        if v is None:
+        if v is None:  # not a number field of the event's format: read as one
             v = self._values[f.name] = self._read(f)
         return v
+
+    def _read_all(self) -> dict[str, np.ndarray]:
+        fields = [f for f in self.dec.schema.fields if _is_number(f, self.dec)]
+        rec = np.ascontiguousarray(self.rec, dtype=np.int64)
+        specs = [(f.offset, f.size, f.signed) for f in fields]
+        cols = record_fields(self.buf.u8, rec, specs, self.buf.big)
+        out = {}
+        for f, col in zip(fields, cols, strict=True):
+            width = f.size if f.size in (1, 2, 4, 8) else (4 if not f.size else 8)
+            out[f.name] = np.frombuffer(
+                memoryview(col), dtype=f"<{'i' if f.signed else 'u'}{width}"
+            )
+        return out
 
     def u64(self, f: FieldDef) -> np.ndarray:
         """The field's values as uint64 (signed fields sign-extended), for expressions."""

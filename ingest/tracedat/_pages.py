@@ -2,20 +2,17 @@
 
 A page is ``u64 timestamp, long commit, data[commit & (1<<27)-1]``; the data is a chain of
 4-byte-aligned entries whose first word holds ``type_len:5, time_delta:27`` (see
-docs/formats.md section 3.4 and libtraceevent's kbuffer-parse.c):
+docs/formats.md section 3.4 and libtraceevent's kbuffer-parse.c): data records (type_len
+1..28, or 0 with the length in the next word), padding (29), time extends (30) and absolute
+time stamps (31).
 
-* 1..28: a data record of ``type_len * 4`` bytes after the header word;
-* 0: a data record whose length (+4) is in the next word (``array[0]``);
-* 29: padding, ``array[0]`` bytes long; with ``time_delta == 0`` the rest of the page is padding;
-* 30: time extend, ``(array[0] << 27) | time_delta`` added to the clock;
-* 31: absolute time stamp, replacing the clock (its top 5 bits kept from the page's time).
-
-The chain is inherently sequential within a page but independent across pages, so all pages
-of a group are walked together: each step advances every unfinished page by one entry with
-a few numpy operations ("lanes"), and everything else (timestamps with time extends and
-absolute stamps, record offsets and lengths, sanity checks) is computed afterwards over all
-visited entries at once. Padding deltas are added to the clock like trace-cmd (libtraceevent)
-does, so timestamps match ``trace-cmd report``; the kernel's own reader skips them.
+The walk itself is compiled (``rmapscope._native.walk_pages``, native/core/src/tracedat/
+pages.rs): the chain is sequential within a page, which a loop walks at memory speed, with
+every read bounds-checked, and the GIL released (page groups of several CPUs are walked on
+two threads at once). Padding deltas are added to the clock like trace-cmd
+(libtraceevent) does, so timestamps match ``trace-cmd report``; the kernel's own reader
+skips them. This module keeps the Python side: page groups read (and decompressed) from
+the file, and the errors, which name the page's place in the file.
 """
 
 from __future__ import annotations
@@ -27,22 +24,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rmapscope._native import CorruptPage, walk_pages
 from rmapscope.errors import InputError
 
 from ._file import MAX_CHUNK, FileReader, decompress
 
-COMMIT_MASK = (1 << 27) - 1
-MISSING_EVENTS = 1 << 31
-MISSING_STORED = 1 << 30
-TS_MSB = np.uint64(0xF8 << 56)
 GROUP_BYTES = 8 << 20  # pages walked together (at most; less with many CPUs)
 FIRST_GROUP_BYTES = 1 << 20  # the first group of a CPU: small, so decoding starts soon
 READ_AHEAD = 1 << 20  # compressed CPU data read at once (chunks are ~10 pages each)
-
-_U64 = np.uint64
-#: Words an entry takes by its type_len: 1..28 are data (header + type_len words); 0 marks
-#: the types whose length is elsewhere (0: array[0]; 29 padding; 30, 31 time stamps).
-_STEPS = np.array([0, *range(2, 30), 0, 0, 0], dtype=np.int64)
 
 
 @dataclass
@@ -60,9 +49,10 @@ class Walked:
     """The data records of one group of pages, in page order.
 
     ``rec_off``/``rec_len``: byte offset (in the group buffer) and length of each record's
-    payload; ``raw_ts``: its timestamp in clock units; ``page``: its page index in the group.
-    ``lost_pages``/``lost_counts``: pages whose header says events were lost before them
-    (count -1 when the page does not store it).
+    payload; ``raw_ts``: its timestamp in clock units; ``page``: its page index in the group
+    (only when some page lost events, else empty). ``lost_pages``/``lost_counts``: pages
+    whose header says events were lost before them (count -1 when the page does not store
+    it).
     """
 
     rec_off: np.ndarray
@@ -73,194 +63,26 @@ class Walked:
     lost_counts: np.ndarray
 
 
-def _words(buf: np.ndarray, big: bool) -> np.ndarray:
-    return buf.view(">u4" if big else "<u4")
-
-
 def walk(buf: np.ndarray, n_pages: int, layout: PageLayout, where: Callable[[int], str]) -> Walked:
-    """Walk ``n_pages`` pages held in ``buf`` (``n_pages * page_size`` bytes plus at least
-    8 bytes of zero padding). ``where(page)`` describes a page's origin for error messages.
-    """
-    ps = layout.page_size
-    hdr = layout.data_offset
-    words = _words(buf, layout.big_endian)
-    wps = ps // 4
-    page_w = np.arange(n_pages, dtype=np.int64) * wps
-    lo, hi = (1, 0) if layout.big_endian else (0, 1)
-    ts0 = words[page_w + lo].astype(_U64) | (words[page_w + hi].astype(_U64) << _U64(32))
-    if layout.long_size == 8:
-        commit = words[page_w + (3 if layout.big_endian else 2)].astype(np.int64)
-    else:
-        commit = words[page_w + 2].astype(np.int64)
-    size = commit & COMMIT_MASK
-    bad = np.flatnonzero(size > ps - hdr)
-    if len(bad):
-        p = int(bad[0])
-        raise InputError(
-            f"{where(p)}: page header claims {int(size[p])} bytes of data in a "
-            f"{ps}-byte page: corrupt trace.dat"
+    """Walk ``n_pages`` pages held in ``buf`` (``n_pages * page_size`` bytes; reads past its
+    end see zeros). ``where(page)`` describes a page's origin for error messages."""
+    try:
+        parts = walk_pages(
+            buf,
+            n_pages,
+            layout.page_size,
+            layout.big_endian,
+            layout.long_size,
+            layout.data_offset,
         )
-    lost_pages, lost_counts = _lost(words, commit, size, page_w, layout)
-    start_w = page_w + hdr // 4
-    end_w = start_w + (size + 3) // 4
-
-    # Walk: every step moves each unfinished page to its next entry. A page's k-th entry
-    # is visited at step k, so (page, step) gives every entry its place without sorting.
-    lanes = np.flatnonzero(size > 0)
-    pos = start_w[lanes]
-    end = end_w[lanes]
-    visited: list[np.ndarray] = []
-    owners: list[np.ndarray] = []
-    big = layout.big_endian
-    for _ in range(wps + 1):
-        if not len(pos):
-            break
-        visited.append(pos)
-        owners.append(lanes)
-        w = np.take(words, pos)
-        if big:
-            w = _header(w, big)
-        step = np.take(_STEPS, w & 31)
-        if not step.all():  # type 0 (length in array[0]) or 29..31
-            special = np.flatnonzero(step == 0)
-            sp_pos = pos[special]
-            sp_tl = w[special] & 31
-            a0 = np.take(words, sp_pos + 1).astype(np.int64)
-            d = w[special] >> 5
-            st = np.where(
-                sp_tl == 0,
-                2 + (a0 - 4 + 3) // 4,
-                np.where(sp_tl == 29, np.where(d == 0, wps, 1 + a0 // 4), 2),
-            )
-            # array[0] < 4 (type 0) or a padding length that is not a multiple of 4 cannot
-            # be walked: stop there, the check in _records reports it.
-            broken = ((sp_tl == 0) & (a0 < 4)) | ((sp_tl == 29) & (d != 0) & (a0 % 4 != 0))
-            step[special] = np.where(broken, wps, np.minimum(st, wps))
-        pos = pos + step
-        alive = pos < end
-        if not alive.all():
-            keep = np.flatnonzero(alive)
-            pos, end, lanes = pos[keep], end[keep], lanes[keep]
-
-    if not visited:
-        empty = np.empty(0, np.int64)
-        return Walked(
-            empty, empty.astype(np.int32), empty.astype(_U64), empty, lost_pages, lost_counts
-        )
-    counts = np.bincount(np.concatenate(owners), minlength=n_pages)
-    first = np.zeros(n_pages, dtype=np.int64)
-    np.cumsum(counts[:-1], out=first[1:])
-    vpos = np.empty(int(first[-1] + counts[-1]), dtype=np.int64)
-    for k, (pos_k, lanes_k) in enumerate(zip(visited, owners, strict=True)):
-        vpos[first[lanes_k] + k] = pos_k
-    out = _records(words, vpos, ts0, first, counts, end_w, wps, where, bool(len(lost_pages)), big)
-    out.lost_pages, out.lost_counts = lost_pages, lost_counts
-    return out
-
-
-def _lost(words, commit, size, page_w, layout: PageLayout) -> tuple[np.ndarray, np.ndarray]:
-    missed = np.flatnonzero(commit & MISSING_EVENTS)
-    counts = np.full(len(missed), -1, dtype=np.int64)
-    if len(missed):
-        stored = (commit[missed] & MISSING_STORED) != 0
-        at = layout.data_offset + size[missed]  # the count is a long right after the data
-        fits = stored & (at + layout.long_size <= layout.page_size) & (at % 4 == 0)
-        idx = np.flatnonzero(fits)
-        if len(idx):
-            w = page_w[missed[idx]] + at[idx] // 4
-            if layout.long_size == 8:
-                lo, hi = (w + 1, w) if layout.big_endian else (w, w + 1)
-                val = words[lo].astype(np.int64) | (words[hi].astype(np.int64) << 32)
-            else:
-                val = words[w].astype(np.int64)
-            counts[idx] = val
-    return missed, counts
-
-
-def _header(w: np.ndarray, big: bool) -> np.ndarray:
-    """Entry header words as ``time_delta << 5 | type_len`` whatever the byte order (a
-    big-endian kernel puts type_len in the top 5 bits)."""
-    if not big:
-        return w
-    return ((w & np.uint32(0x07FFFFFF)) << np.uint32(5)) | (w >> np.uint32(27))
-
-
-def _records(words, vpos, ts0, first, counts, end_w, wps, where, want_pages, big) -> Walked:
-    """Classify the visited entries of a group; compute timestamps and record extents."""
-    n = len(vpos)
-    w = _header(np.take(words, vpos), big)
-    tl = w & 31
-    special = np.flatnonzero((tl - 1) >= 28)  # type 0 (wraps around) or 29..31
-    tl_sp = tl[special]
-    a0_sp = np.take(words, vpos[special] + 1).astype(np.int64)
-    d_sp = (w[special] >> 5).astype(_U64)
-    pages = np.flatnonzero(counts)
-
-    # Sanity. Only the last entry of a page can run past its committed data (the walk
-    # stops there), and only special entries can be malformed.
-    broken = ((tl_sp == 0) & (a0_sp < 4)) | ((tl_sp == 29) & (d_sp != 0) & (a0_sp % 4 != 0))
-    last = first[pages] + counts[pages] - 1
-    tl_l = tl[last].astype(np.int64)
-    a0_l = np.take(words, vpos[last] + 1).astype(np.int64)
-    len_l = np.where(tl_l == 0, 2 + (a0_l - 4 + 3) // 4, np.where(tl_l >= 30, 2, tl_l + 1))
-    over = (tl_l != 29) & (vpos[last] + len_l > end_w[pages])
-    if broken.any() or over.any():
-        if broken.any():
-            i = int(special[np.flatnonzero(broken)[0]])
-            what = "a malformed entry"
-        else:
-            i = int(last[np.flatnonzero(over)[0]])
-            what = "an entry that overruns the page's data"
-        bad = int(np.searchsorted(first, i, side="right") - 1)
-        at = int(vpos[i] - bad * wps) * 4
-        raise InputError(f"{where(bad)}: {what} at byte {at} of the page: corrupt trace.dat")
-
-    # Timestamps: per page, the page time plus the running sum of deltas; a time extend
-    # adds array[0] << 27; an absolute stamp restarts the sum (keeping the top 5 bits of
-    # the page time).
-    delta = (w >> 5).astype(_U64)
-    ext = tl_sp == 30
-    if ext.any():
-        delta[special[ext]] += a0_sp[ext].astype(_U64) << _U64(27)
-    absm = tl_sp == 31
-    is_abs = special[absm]
-    if len(is_abs):
-        delta[is_abs] = 0
-    cs = np.cumsum(delta, dtype=_U64)
-    starts = first[pages]
-    base = ts0[pages] - (cs[starts] - delta[starts])
-    ts = np.repeat(base, counts[pages]) + cs
-    if len(is_abs):
-        # after an absolute stamp, time continues from its value until the end of its page
-        # or the next stamp: only those entries are redone (stamps are rare)
-        abs_page = np.searchsorted(first, is_abs, side="right") - 1
-        absval = (a0_sp[absm].astype(_U64) << _U64(27)) | d_sp[absm]
-        absval |= ts0[abs_page] & TS_MSB
-        stop = np.minimum(first[abs_page] + counts[abs_page], np.append(is_abs[1:], n))
-        span = stop - is_abs
-        k = np.repeat(np.arange(len(is_abs)), span)
-        hit = np.arange(len(k)) + np.repeat(is_abs - (np.cumsum(span) - span), span)
-        ts[hit] = absval[k] + (cs[hit] - cs[is_abs[k]])
-
-    # data records: type 1..28 (payload right after the header word) and 0 (after array[0])
-    sel = np.flatnonzero(tl <= 28) if (tl_sp >= 29).any() else np.arange(n)
-    rec_off = (vpos[sel] + 1) * 4
-    rec_len = (tl[sel] * 4).astype(np.int32)
-    zero = special[tl_sp == 0]
-    if len(zero):
-        at = np.searchsorted(sel, zero)
-        a0 = a0_sp[tl_sp == 0]
-        rec_off[at] += 4
-        rec_len[at] = ((a0 - 4 + 3) // 4 * 4).astype(np.int32)
-    page = np.searchsorted(first, sel, side="right") - 1 if want_pages else np.empty(0, np.int64)
-    return Walked(
-        rec_off=rec_off,
-        rec_len=rec_len,
-        raw_ts=ts[sel],
-        page=page,
-        lost_pages=np.empty(0, np.int64),
-        lost_counts=np.empty(0, np.int64),
+    except CorruptPage as e:
+        page, message = e.args
+        raise InputError(f"{where(page)}: {message}") from None
+    rec_off, rec_len, raw_ts, page, lost_pages, lost_counts = (
+        np.frombuffer(memoryview(b), dtype=t)
+        for b, t in zip(parts, ("<i8", "<i4", "<u8", "<i8", "<i8", "<i8"), strict=True)
     )
+    return Walked(rec_off, rec_len, raw_ts, page, lost_pages, lost_counts)
 
 
 # -- page sources ------------------------------------------------------------------------
