@@ -9,10 +9,12 @@
 use pyo3::prelude::*;
 
 mod buffer;
+mod text;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<buffer::Buffer>()?;
+    text::register(m)?;
     Ok(())
 }

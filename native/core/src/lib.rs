@@ -3,3 +3,5 @@
 //! wraps it for Python (PyO3) and `fuzz/` drives it with libFuzzer.
 
 #![forbid(unsafe_code)]
+
+pub mod text;
