@@ -50,6 +50,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from rmapscope import _native
 from rmapscope.catalog import (
     BAD_TIMESTAMP,
     BPFTRACE_MAP,
@@ -62,7 +63,6 @@ from rmapscope.catalog import (
     UNPARSED_LINE,
     unparsed_fields,
 )
-from rmapscope import _native
 from rmapscope.errors import InputError
 from rmapscope.schema import (
     COMMON_NAMES,

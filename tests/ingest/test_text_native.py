@@ -99,9 +99,23 @@ def test_fuzz_text_tokenizer(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     run = subprocess.run(
-        ["cargo", "+nightly", "fuzz", "run", "text", str(corpus), "seeds/text", "--",
-         f"-max_total_time={seconds}", "-timeout=10", f"-artifact_prefix={tmp_path}/"],
-        cwd=FUZZ_DIR, capture_output=True, text=True, check=False,
+        [
+            "cargo",
+            "+nightly",
+            "fuzz",
+            "run",
+            "text",
+            str(corpus),
+            "seeds/text",
+            "--",
+            f"-max_total_time={seconds}",
+            "-timeout=10",
+            f"-artifact_prefix={tmp_path}/",
+        ],
+        cwd=FUZZ_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     crashes = [p.name for p in tmp_path.iterdir() if p.is_file()]
     assert run.returncode == 0 and not crashes, run.stderr[:3000]
