@@ -21,9 +21,10 @@ from . import pte as ptemod
 
 
 def _pl_type(t: pa.DataType) -> pl.DataType:
-    empty = pl.from_arrow(pa.array([], type=t))
-    assert isinstance(empty, pl.Series)  # an arrow array becomes a Series
-    return empty.dtype
+    # (pa.nulls: pa.array([]) would import pandas, a second of a short ingest)
+    empty = pl.from_arrow(pa.table({"x": pa.nulls(0, type=t)}))
+    assert isinstance(empty, pl.DataFrame)  # an arrow table becomes a DataFrame
+    return empty.schema["x"]
 
 
 @dataclass

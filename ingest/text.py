@@ -4,7 +4,10 @@ Handles tracefs ``trace`` (with or without the flags column, 4- or 5-character f
 pid width 5 or 7, the ``(tgid)`` column, ``latency-format``), ``trace_pipe`` streams,
 ``trace-cmd report`` (2.x/3.x, ``-l``, ``-t``, non-ns clocks, instance/file prefixes),
 ``perf script`` text and bpftrace output.
-Every step is a vectorised polars expression over a whole block of lines.
+The event lines of a block are split by the compiled tokenizer (``rmapscope._native``,
+native/core/src/text: one pass in Rust, the GIL released); the few lines it leaves (markers,
+comments, stack frames, continuation lines, odd lines) are classified here, vectorised over
+those lines.
 
 ``perf script`` (``perf_script``): ``comm tid [cpu] secs.frac: sys:event: payload`` with the
 default fields, ``pid/tid`` with ``-F ...,pid,tid,...`` (pid becomes tgid), perf 5.x and 6.x
@@ -47,6 +50,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from rmapscope import _native
 from rmapscope.catalog import (
     BAD_TIMESTAMP,
     BPFTRACE_MAP,
@@ -71,9 +75,8 @@ from rmapscope.schema import (
 
 from . import probes
 from ._batch import Batch, ErrorLog, HeaderInfo, kind_stats
-from ._bytes import escape, escape_bytes, looks_escaped
+from ._bytes import escape
 from ._source import Source
-from ._tokenize import split_events, split_syscalls
 from .fields import FieldParser, syscall_arg_names
 from .pte import resolve_arch
 
@@ -88,47 +91,10 @@ TEXT_FORMATS = (
     "bpftrace",
 )
 
-_REST = r"(?P<event>[^:\s]+):\s?(?P<rest>[^\r\n]*)"
-# perf event names (sys:name, cpu-clock, cpu/cycles/): no parens, so that
-# "PERF_RECORD_FORK(1:1):(0:0)" is not read as event "1)" of system "PERF_RECORD_FORK(1".
-# A sample event with modifiers ("cycles:u:", "task-clock:ppp:", "cpu-clock:uH:") is one
-# name, tried first: the modifier letters are perf's (tools/perf/util/parse-events.l), and
-# no tracepoint's name is made of them only.
-_PERF_REST = (
-    r"(?:(?P<sample>[\w./-]+:[ukhpPIGHSDWeb]+)|(?:(?P<sys>[\w./-]+):)?(?P<event>[\w./-]+)):"
-    r"\s?(?P<rest>[^\r\n]*)"
-)
-# a syscall exit, "sys_mbind -> 0x0": the event has no ":" after its name
-_SYS_EXIT_REST = r"(?P<sysexit>sys_\w+ -> \S+)\s*$"
-_TS = r"(?P<secs>\d+)(?:\.(?P<frac>\d+))?"
-_PREFIX = r"^\s*(?:(?P<instance>[^\s:]+): )?"
-_HEADERS = {
-    # comm: the shortest text before "-<pid>" that lets the rest of the line match.
-    "tracefs": (
-        r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\((?:\s*(?P<tgid>\d+)|-+)\)\s+)?"
-        r"\[(?P<cpu>\d+)\]\s+(?:(?P<flags>[^\s\d]\S{3,6})\s+)?" + _TS + r":\s"
-    ),
-    "tracefs_latency": (
-        r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?P<cpu>\d+)(?P<flags>\S*)\s+"
-        r"(?P<secs>\d+)us.:\s"
-    ),
-    "tcreport": (
-        _PREFIX + r"\s*(?P<comm>.*?)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+"
-        r"(?:(?P<flags>[^\s\d]\S{3,6})\s+)?" + _TS + r":\s+"
-    ),
-    "tcreport_latency": (
-        _PREFIX + r"\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?P<cpu>\d+)(?P<flags>\S*)\s+" + _TS + r":\s+"
-    ),
-}
-_HEADERS["trace_pipe"] = _HEADERS["tracefs"]
-# perf script: "%16s %5d [%03d] %12s: " (or "%s " before a callchain, "%5d/%-5d" for pid/tid,
-# %7d from perf 6.5), an optional period, then "sys:event:" right-aligned in a wide column.
-_HEADERS["perf_script"] = (
-    r"^\s*(?P<comm>.*?)\s+(?:(?P<tgid>\d+)/)?(?P<pid>\d+)\s+(?:\[(?P<cpu>\d+)\]\s+)?"
-    r"(?P<secs>\d+)\.(?P<frac>\d+):\s+(?:(?P<period>\d+)\s+)?"
-)
-# bpftrace: what the script printfs, "<nsecs> [<cpu>] <comm>-<pid> <event>: <payload>".
-_HEADERS["bpftrace"] = r"^\s*(?P<secs>\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<comm>.*?)-(?P<pid>\d+)\s+"
+# The regex of each format's event line header (named groups instance, comm, pid, tgid,
+# cpu, flags, secs, frac, period): the compiled tokenizer's (native/core/src/text), used here
+# for the rare lines it leaves (odd bodies, perf records) and to find event lines.
+_HEADERS = {fmt: _native.header_pattern(fmt) for fmt in TEXT_FORMATS}
 # a kernel function (``tracing_mark_write``, ``my_func.isra.0``): what tracefs prints as the
 # "event" of a trace_printk line; trace-cmd's message events (print, bprint, bputs) too
 _FUNCTION_NAME = re.compile(r"[A-Za-z_][\w.]*")
@@ -166,32 +132,31 @@ class Block:
 
 
 def split_lines(block: bytes) -> pl.Series:
-    """The lines of ``block`` as a polars String series (trailing newlines kept).
-
-    Bytes that are not UTF-8 come back escaped (:mod:`._bytes`): polars validates the
-    block while casting it, and only a block that fails (or holds a ``\\xNN`` of its own)
-    is escaped, as a whole, before it is split again.
-    """
-    if looks_escaped(block):
-        block = escape_bytes(block)
-    try:
-        return _binary_lines(block).cast(pl.String)
-    except pl.exceptions.ComputeError:  # invalid UTF-8 somewhere in the block
-        return _binary_lines(escape_bytes(block)).cast(pl.String)
-
-
-def _binary_lines(block: bytes) -> pl.Series:
-    buf = np.frombuffer(block, dtype=np.uint8)
+    """The lines of ``block`` as a polars String series (trailing newlines kept), bytes that
+    are not UTF-8 escaped (:mod:`._bytes`, done by the compiled core)."""
+    text = pa.py_buffer(_native.escape_block(block))
+    buf = np.frombuffer(text, dtype=np.uint8)
     ends = np.flatnonzero(buf == 10) + 1
-    if len(block) and (len(ends) == 0 or ends[-1] != len(block)):
-        ends = np.append(ends, len(block))
-    offsets = np.empty(len(ends) + 1, dtype=np.int64)
-    offsets[0] = 0
-    offsets[1:] = ends
-    arr = pa.Array.from_buffers(
-        pa.large_binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(block)]
-    )
+    if len(buf) and (len(ends) == 0 or ends[-1] != len(buf)):
+        ends = np.append(ends, len(buf))
+    offsets = np.concatenate([[0], ends]).astype(np.int64)
+    arr = pa.Array.from_buffers(pa.large_string(), len(ends), [None, pa.py_buffer(offsets), text])
     return pl.Series("line", arr)
+
+
+def _arrow(col: tuple) -> pa.Array:
+    """A column the compiled tokenizer returned: (kind, rows, nulls, validity, buffers...)."""
+    kind, rows, nulls, validity, *buffers = col
+    bufs = [None if validity is None else pa.py_buffer(validity), *map(pa.py_buffer, buffers)]
+    return pa.Array.from_buffers(_ARROW[kind], rows, bufs, null_count=nulls)
+
+
+_ARROW = {"i64": pa.int64(), "i32": pa.int32(), "str": pa.large_string()}
+
+
+def _frame(cols: dict[str, tuple]) -> pl.DataFrame:
+    table = pa.table({name: _arrow(col) for name, col in cols.items()})
+    return cast(pl.DataFrame, pl.from_arrow(table))
 
 
 def _timestamp_expr(fmt: str) -> pl.Expr:
@@ -284,12 +249,9 @@ class TextParser:
             )
         self.fmt = fmt
         self.name = name
-        self._rx = _HEADERS[fmt] + (_PERF_REST if fmt == "perf_script" else _REST)
-        # tracefs prints syscall tracepoints as "sys_mbind(start: 0x.., ...)" and
-        # "sys_mbind -> 0x0" (no ": " after the name): see split_syscalls
-        self._syscalls = fmt in ("tracefs", "trace_pipe", "tracefs_latency")
-        if self._syscalls:
-            self._rx = _HEADERS[fmt] + f"(?:{_REST}|{_SYS_EXIT_REST})"
+        # event lines: the compiled tokenizer (native/core/src/text); what it leaves is
+        # classified here (markers, comments, frames, continuation lines, odd lines)
+        self._tokenizer = _native.TextTokenizer(fmt)
         self._ts = _timestamp_expr(fmt)
         # tracefs and trace-cmd print a message holding newlines on several lines
         self.multiline = fmt in _MULTILINE
@@ -299,35 +261,9 @@ class TextParser:
 
     def parse(self, block: bytes, line_base: int, errors: ErrorLog) -> Block:
         """Parse one block whose first line is line number ``line_base + 1``."""
-        lines = split_lines(block)
-        df = pl.DataFrame({"line": lines}).with_row_index("lineno", offset=line_base + 1)
-        df = df.with_columns(pl.col("lineno").cast(pl.Int64))
-        fast = self._fast(df)
-        if fast is not None:
-            events, done = fast
-            slow = df.filter(~done)
-        else:
-            events, slow = None, df
-        parsed = slow.select(
-            "lineno", "line", pl.col("line").str.extract_groups(self._rx).alias("g")
-        ).unnest("g")
-        if self.fmt == "perf_script":
-            parsed = _perf_samples(parsed)
-        if self._syscalls:
-            parsed = parsed.with_columns(pl.coalesce("event", "sysexit").alias("event")).drop(
-                "sysexit"
-            )
-        ok = parsed["event"].is_not_null()
-        matched = parsed.filter(ok).drop("line")
-        if self.fmt in ("tcreport", "tcreport_latency"):  # trace-cmd pads the event names
-            matched = matched.with_columns(pl.col("rest").str.strip_chars_start(" "))
-        if events is None:
-            events = matched
-        elif matched.height:
-            events = pl.concat([events, matched], how="diagonal_relaxed").sort("lineno")
-        if self._syscalls:
-            events = split_syscalls(events)
-        rest = parsed.filter(~ok)
+        lines, counter, cols, other = self._tokenizer.tokenize(block, line_base)
+        events = _frame(cols)
+        rest = _frame(other)
         markers: list[dict] = []
         extra: list[pl.DataFrame] = []
         if rest.height:
@@ -335,32 +271,19 @@ class TextParser:
             blank: list[int] = []
             extra = self._classify_other(rest, markers, errors, unparsed, blank)
             if unparsed and self.multiline:
-                events, unparsed = self._join_continuations(df, events, unparsed, blank)
+                linenos = np.arange(line_base + 1, line_base + lines + 1, dtype=np.int64)
+                events, unparsed = self._join_continuations(linenos, events, unparsed, blank)
             if unparsed:
                 errors.add(UNPARSED_LINE, [r[0] for r in unparsed], [r[1] for r in unparsed])
-        clock = self._clock(events)
         events = self._finish(events, extra, errors)
-        return Block(events=events, markers=markers, lines=len(lines), clock=clock)
+        return Block(events=events, markers=markers, lines=lines, clock=self._clock(counter))
 
-    def _fast(self, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series] | None:
-        """Split the ordinary event lines without a regex; returns them and a done mask."""
-        if self.fmt not in ("tracefs", "trace_pipe", "tcreport"):
-            return None
-        cand = df.filter(~pl.col("line").str.starts_with("#"))
-        cols = split_events(cand, padded_names=self.fmt == "tcreport")
-        good = cols.filter(pl.col("ok")).drop("ok")
-        done = df["lineno"].is_in(good["lineno"].implode())
-        return good, done
-
-    def _clock(self, events: pl.DataFrame) -> str:
+    def _clock(self, counter: bool) -> str:
         if self.fmt == "tracefs_latency":
             return "relative_us"
         if self.fmt in ("bpftrace", "perf_script"):
             return "ns"
-        frac = events.get_column("frac")
-        if frac.is_null().any() or (frac.str.len_bytes() == 12).any():
-            return "counter"
-        return "ns"
+        return "counter" if counter else "ns"
 
     def _classify_other(
         self,
@@ -458,7 +381,7 @@ class TextParser:
 
     def _join_continuations(
         self,
-        block: pl.DataFrame,
+        lines: np.ndarray,
         events: pl.DataFrame,
         unparsed: list[tuple[int, str]],
         blank: list[int],
@@ -468,8 +391,8 @@ class TextParser:
         frame or comment, right after such an event (or its other continuation lines), is
         joined to the event's payload with ``\\n``, blank lines between included. An event
         may continue when it has no typed table or its print fmt ends with a ``%s``
-        (:attr:`continuable`); other lines stay ``unparsed``, which is returned."""
-        lines = block["lineno"].to_numpy()
+        (:attr:`continuable`); other lines stay ``unparsed``, which is returned. ``lines``: the
+        numbers of all lines of the block."""
         cand = np.array([n for n, _ in unparsed], dtype=np.int64)
         loose = np.isin(lines, cand) | np.isin(lines, np.array(blank, dtype=np.int64))
         barrier = lines[~loose]  # every other line ends a run of continuation lines
@@ -538,12 +461,13 @@ class TextParser:
     def _finish(
         self, events: pl.DataFrame, extra: list[pl.DataFrame], errors: ErrorLog
     ) -> pl.DataFrame:
-        """Type the common columns; merge odd and continuation rows back in line order.
+        """Type the common columns of the odd and continuation rows and merge them back with
+        the (typed) event rows in line order.
 
         Event lines whose timestamp does not fit in int64 ns are errors (``bad_timestamp``).
         """
-        frames = [events, *extra]
-        out = pl.concat([self._typed(f) for f in frames], how="vertical_relaxed")
+        typed = events.with_columns(pl.lit(False).alias("continuation"))
+        out = pl.concat([typed, *map(self._typed, extra)], how="vertical_relaxed")
         bad = pl.col("ts").is_null() & ~pl.col("continuation")
         if out.select(bad.any()).item():
             rejected = out.filter(bad)
@@ -582,26 +506,6 @@ class TextParser:
             pl.col("instance"),
             pl.col("continuation").fill_null(False),
         )
-
-
-def _perf_samples(parsed: pl.DataFrame) -> pl.DataFrame:
-    """perf script rows of sample events (no ``sys:``): the name with its modifiers
-    (``cycles:u``) as the event, ``period=N`` before the payload (the same-line ip and
-    symbol when there is no callchain), spaces stripped. Tracepoint rows keep their name
-    and payload (and drop the period, as before)."""
-    sample = (
-        pl.col("sys").is_null() & pl.col("event").is_not_null() | pl.col("sample").is_not_null()
-    )
-    period = pl.lit("period=") + pl.col("period")
-    payload = pl.col("rest").str.strip_chars()
-    with_period = (
-        pl.when(payload.str.len_bytes() > 0).then(period + pl.lit(" ") + payload).otherwise(period)
-    )
-    text = pl.when(pl.col("period").is_not_null()).then(with_period).otherwise(payload)
-    return parsed.with_columns(
-        pl.coalesce("sample", "event").alias("event"),
-        pl.when(sample).then(text).otherwise(pl.col("rest")).alias("rest"),
-    )
 
 
 class TextReader:

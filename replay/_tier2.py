@@ -688,7 +688,7 @@ def _foreign_entries(st: _State, lines: pl.DataFrame, vma_pgoff: dict) -> list[d
             & (pl.col("r_seq").is_null() | (pl.col("r_seq") < pl.col("p_seq")))
         )
     )
-    silent = _silent_visits(st)
+    silent, _ = _silent_visits(st)  # per-pte visits (a foreign entry is one pte's)
     out = []
     for c in cand.iter_rows(named=True):
         y = _Line(c["p_seq"], c["p_ts"], c["p_cpu"])

@@ -9,6 +9,7 @@
 use pyo3::prelude::*;
 
 mod buffer;
+mod text;
 mod tracedat;
 
 #[pymodule]
@@ -16,5 +17,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<buffer::Buffer>()?;
     tracedat::register(m)?;
+    text::register(m)?;
     Ok(())
 }

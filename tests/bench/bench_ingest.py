@@ -49,15 +49,15 @@ def build_trace(path: Path, target: int, by_lines: bool) -> int:
     return n
 
 
-def run(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of ``cmd``."""
+def run(cmd: list[str]) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (bytes) and CPU seconds (user + system) of ``cmd``."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     if status != 0:
         sys.exit(f"failed ({status}): {' '.join(cmd)}")
-    return elapsed, usage.ru_maxrss * 1024
+    return elapsed, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def parse_size(text: str) -> tuple[int, bool]:
@@ -85,10 +85,10 @@ def main() -> None:
         trace = work / f"trace-{size}.txt"
         lines = build_trace(trace, target, by_lines)
         nbytes = trace.stat().st_size
-        wc, _ = run(["wc", "-l", str(trace)])
+        wc = run(["wc", "-l", str(trace)])[0]
         ds = work / f"ds-{size}"
         shutil.rmtree(ds, ignore_errors=True)
-        t_ing, rss_ing = run([rmapscope, "-q", "ingest", str(trace), "--dataset", str(ds)])
+        t_ing, rss_ing, cpu_ing = run([rmapscope, "-q", "ingest", str(trace), "--dataset", str(ds)])
         base = None
         if not args.no_baseline:
             base = run(
@@ -99,20 +99,28 @@ def main() -> None:
                     str(work / f"baseline-{size}"),
                 ]
             )
-        rows.append((size, lines, nbytes, wc, t_ing, rss_ing, base))
+        rows.append((size, lines, nbytes, wc, t_ing, cpu_ing, rss_ing, base))
         shutil.rmtree(ds, ignore_errors=True)
         trace.unlink()
-    print(f"machine: {os.cpu_count()} cpus; python {sys.version.split()[0]}")
+    load = os.getloadavg()[0]
     print(
-        "| input | lines | MB | wc -l s | rmapscope s | lines/s | peak RSS MB "
-        "| per-line Python s | speedup |"
+        f"machine: {os.cpu_count()} cpus, load average {load:.1f}; python {sys.version.split()[0]}"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for size, lines, nbytes, wc, t, rss, base in rows:
-        b = f"{base[0]:.1f} | {base[0] / t:.1f}x" if base else "- | -"
+    # CPU s (user + system): what a busy shared machine does not inflate, unlike wall time
+    print(
+        "| input | lines | MB | wc -l s | rmapscope s | CPU s | lines/s | peak RSS MB "
+        "| per-line Python s (CPU s) | speedup (CPU) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for size, lines, nbytes, wc, t, cpu, rss, base in rows:
+        b = (
+            f"{base[0]:.1f} ({base[2]:.1f}) | {base[0] / t:.1f}x ({base[2] / cpu:.1f}x)"
+            if base
+            else "- | -"
+        )
         print(
-            f"| {size} | {lines:,} | {nbytes / 1e6:,.0f} | {wc:.2f} | {t:.2f} | {lines / t:,.0f} | "
-            f"{rss / 2**20:,.0f} | {b} |"
+            f"| {size} | {lines:,} | {nbytes / 1e6:,.0f} | {wc:.2f} | {t:.2f} | {cpu:.2f} | "
+            f"{lines / t:,.0f} | {rss / 2**20:,.0f} | {b} |"
         )
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)

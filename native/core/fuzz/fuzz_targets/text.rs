@@ -1,0 +1,48 @@
+//! Fuzz the ftrace text tokenizer: any bytes, in any text format (the first byte picks it).
+//! Besides not crashing or hanging, every line is either an event row or an other line, in
+//! order, and the escaped text keeps the input's line count.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rmapscope_core::text::{escape, Format, Tokenizer};
+use std::sync::OnceLock;
+
+const FORMATS: [&str; 7] = [
+    "tracefs", "trace_pipe", "tracefs_latency", "tcreport", "tcreport_latency", "perf_script", "bpftrace",
+];
+
+fn tokenizers() -> &'static Vec<Tokenizer> {
+    static T: OnceLock<Vec<Tokenizer>> = OnceLock::new();
+    T.get_or_init(|| FORMATS.iter().map(|f| Tokenizer::new(Format::from_name(f).unwrap())).collect())
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&pick, block)) = data.split_first() else { return };
+    let tok = &tokenizers()[pick as usize % FORMATS.len()];
+    let t = tok.tokenize(block, 7);
+    let text = escape::escape(block);
+    assert_eq!(text.matches('\n').count(), block.iter().filter(|&&b| b == b'\n').count());
+    let lines = text.split_inclusive('\n').count();
+    assert_eq!(t.lines, lines);
+    let events = t.lineno.valid.len;
+    assert_eq!(events + t.other_lineno.valid.len, lines);
+    for col in [&t.comm, &t.flags, &t.event, &t.rest, &t.instance] {
+        assert_eq!(col.len(), events);
+    }
+    let (mut e, mut o, mut prev) = (0, 0, 7);
+    while e < events || o < t.other_line.len() {
+        let next_e = (e < events).then(|| t.lineno.get(e).unwrap());
+        let next_o = (o < t.other_line.len()).then(|| t.other_lineno.get(o).unwrap());
+        let n = match (next_e, next_o) {
+            (Some(a), Some(b)) if a < b => { e += 1; a }
+            (Some(a), None) => { e += 1; a }
+            (_, Some(b)) => { o += 1; b }
+            (None, None) => unreachable!(),
+        };
+        assert_eq!(n, prev + 1, "every line once, in order");
+        prev = n;
+    }
+    for i in 0..events {
+        assert!(t.event.get(i).is_some_and(|e| !e.is_empty()));
+    }
+});
