@@ -19,7 +19,7 @@ import polars as pl
 
 from rmapscope.catalog import PROBE_PREFIX
 
-from ._tier1 import GapIndex
+from ._tier1 import GapIndex, walk_of
 
 #: Tables the rules read besides tier 1's (the engine loads them with its input events).
 RULE_EVENTS = (
@@ -438,19 +438,7 @@ def _quiet_set_visits(tables: dict[str, pl.DataFrame], paired: pl.DataFrame | No
     walks = tables.get(PROBE_PREFIX + "rmap_walk_anon")
     if walks is None or walks.is_empty():
         return pl.DataFrame(schema=schema)
-    of = (
-        v.select(pl.col("pid").cast(pl.Int32), "seq")
-        .sort("seq")
-        .join_asof(
-            walks.select(pl.col("pid").cast(pl.Int32), pl.col("seq").alias("_walk")).sort("_walk"),
-            left_on="seq",
-            right_on="_walk",
-            by="pid",
-            strategy="backward",
-            check_sortedness=False,
-        )
-        .select("seq", "_walk")
-    )
+    of = walk_of(v, walks)
     printed = paired.select(pl.col("visit_seq").alias("seq"), "order").drop_nulls("seq")
     # only walks over a large folio (a set of a non-zero order printed in it)
     large = printed.filter(pl.col("order") > 0).join(of, on="seq").select("_walk").unique()

@@ -400,20 +400,7 @@ def _silent_visits(
     walk = tables.get(PROBE_PREFIX + "rmap_walk_anon")
     of = pl.DataFrame(schema={"e_seq": pl.Int64, "_walk": pl.Int64})  # visit -> its walk
     if walk is not None and walk.height:
-        starts = walk.select(pl.col("pid").cast(pl.Int32), pl.col("seq").alias("_walk"))
-        every = v.select(pl.col("pid").cast(pl.Int32), pl.col("seq").alias("e_seq"))
-        of = (
-            every.sort("e_seq")
-            .join_asof(
-                starts.sort("_walk"),
-                left_on="e_seq",
-                right_on="_walk",
-                by="pid",
-                strategy="backward",
-                check_sortedness=False,
-            )
-            .select("e_seq", "_walk")
-        )
+        of = walk_of(v, walk).rename({"seq": "e_seq"})
         restored = printed.join(of, on="e_seq").select("_walk", "pfn")
         visits = (
             visits.join(of, on="e_seq", how="left")
@@ -436,6 +423,24 @@ def _silent_visits(
     if of.height and "r_visit" in paired.columns:
         hits.append(_quiet_folio_visits(paired, open_, bounds, v, of))
     return pl.concat(hits)
+
+
+def walk_of(visits: pl.DataFrame, walks: pl.DataFrame) -> pl.DataFrame:
+    """``seq``, ``_walk``: for each probe visit (``pid``, ``seq``), the ``seq`` of the
+    ``rmap_walk_anon`` line that started its walk (the task's last one before it)."""
+    return (
+        visits.select(pl.col("pid").cast(pl.Int32), "seq")
+        .sort("seq")
+        .join_asof(
+            walks.select(pl.col("pid").cast(pl.Int32), pl.col("seq").alias("_walk")).sort("_walk"),
+            left_on="seq",
+            right_on="_walk",
+            by="pid",
+            strategy="backward",
+            check_sortedness=False,
+        )
+        .select("seq", "_walk")
+    )
 
 
 def _first_visit(o: pl.DataFrame, visits: pl.DataFrame, by: list[str]) -> pl.DataFrame:
