@@ -19,7 +19,7 @@ import polars as pl
 
 from rmapscope.catalog import PROBE_PREFIX
 
-from ._tier1 import GapIndex, walk_of
+from ._tier1 import GapIndex, in_interrupt, walk_of
 
 #: Tables the rules read besides tier 1's (the engine loads them with its input events).
 RULE_EVENTS = (
@@ -131,7 +131,9 @@ def _fork_intervals(tables: dict[str, pl.DataFrame]) -> np.ndarray:
 
     The end is ``sched_process_fork``. The start is the parent's previous event among the
     tracepoints replay reads and the parent's events of the other tables (the clone syscall
-    entry when recorded), leaving out the probes and the page allocator: dup_mmap allocates
+    entry when recorded), leaving out lines printed in interrupt context (an RCU callback's
+    ``sched_process_free``, a timer: they print under whichever task they interrupt, in the
+    middle of its copy), the probes and the page allocator: dup_mmap allocates
     page tables, and with probes the parent's last line before task_newtask is the end of the
     last copy. Without such an event the window reaches back to the trace's start. A
     generous window only ever explains more, so the rules that use it stay sound.
@@ -163,7 +165,7 @@ def _fork_intervals(tables: dict[str, pl.DataFrame]) -> np.ndarray:
     else:
         anchor = pl.col("seq")
     own = [
-        df.select(
+        df.filter(~in_interrupt(df.columns)).select(
             pl.col("pid").cast(pl.Int32), pl.col("seq").alias("_pseq"), pl.col("ts").alias("_pts")
         )
         for name, df in tables.items()
@@ -198,7 +200,6 @@ _OWN_TABLES = (
     "mm_migrate_pages",
     "sched_process_fork",
     "sched_process_exit",
-    "sched_process_free",
     "exit_mmap",
 )
 

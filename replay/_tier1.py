@@ -12,6 +12,8 @@ All steps are joins and window functions over the migration events of one trace:
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import polars as pl
 
@@ -969,13 +971,26 @@ def page_states(
 
 
 def all_events(tables: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
-    """``pid``, ``seq`` and ``ts`` of every event of ``tables`` (None when there are none)."""
+    """``pid``, ``seq`` and ``ts`` of every event of ``tables`` (None when there are none)
+    but those printed in interrupt context (:func:`in_interrupt`): the actors' own events,
+    where fork windows start."""
     common = [
-        df.select("pid", "seq", "ts")
+        df.filter(~in_interrupt(df.columns)).select("pid", "seq", "ts")
         for df in tables.values()
         if df.height and {"pid", "seq", "ts"} <= set(df.columns)
     ]
     return pl.concat(common) if common else None
+
+
+def in_interrupt(columns: Collection[str]) -> pl.Expr:
+    """Whether a row was printed in interrupt context (hardirq, softirq or NMI: the third
+    latency-flags character is ``h``, ``s``, ``H``, ``z`` or ``Z``), where the task in the
+    header is whoever the interrupt hit, not an actor. False where no flags were printed
+    (perf script, bpftrace)."""
+    if "flags" not in columns:
+        return pl.lit(False)
+    ctx = pl.col("flags").cast(pl.String).str.slice(2, 1)
+    return ctx.is_in(["h", "s", "H", "z", "Z"]).fill_null(False)
 
 
 def fork_windows(

@@ -104,6 +104,10 @@ class _State:
         self.batch_end: dict[int, _Line] = {}
         self.exited: dict[int, _Line] = {}  # pid -> sched_process_exit line
         self.unlinked: dict[tuple[int, int], _Line] = {}  # (mm, pgoff) -> unlink line
+        # mm -> seqs of the forks that created it: an mm_struct freed by its owner's exit is
+        # allocated again by a later fork (the same pointer, a new address space)
+        self.births: dict[int, list[int]] = {}
+        self.forking: dict[int, int] = {}  # mm -> the task whose fork is copying into it
         self.next_batch = 0
         self.unlink_traced = False  # whether the trace has unlink_anon_vmas probe lines
         self.present_copies: set[tuple[int, int, int | None]] = set()  # (child mm, pgoff, pfn)
@@ -220,9 +224,11 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
     line = _Line(r["seq"], r["ts"], r["cpu"])
     if ev == "anon_vma_fork":
         st.owner.setdefault(r["pmm"], task)
+        _forking(st, r["mm"], task, line)
         st.vmas[(r["mm"], r["pgoff"])] = _Vma(line, r["pmm"])
     elif ev == "copy_page_range":
         st.owner.setdefault(r["src_mm"], task)
+        _forking(st, r["dst_mm"], task, line)
         key = (r["dst_mm"], r["pgoff"])
         vma = st.vmas.setdefault(key, _Vma(line, r["src_mm"]))
         vma.start, vma.end = r.get("start"), r.get("end")
@@ -235,6 +241,7 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
     elif ev == "sched_process_fork":
         for mm in st.unforked.pop(task, []):
             st.owner.setdefault(mm, r["child_pid"])
+            st.forking.pop(mm, None)
     elif ev == "sched_process_exit":
         st.exited[r.get("field_pid") or task] = line
     elif ev == "unlink_anon_vmas":
@@ -293,6 +300,20 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
                 open_[0].removed = line
                 open_[0].restored_writable = r.get("writable")
                 row[-1] = open_[0].pfn
+
+
+def _forking(st: _State, mm: int, task: int, line: _Line) -> None:
+    """A fork of ``task`` copies into ``mm``: the first copy of a fork is the mm's birth
+    (dup_mm allocates it), and whatever replay held at that pointer before belonged to an
+    mm_struct that its owner's exit freed."""
+    if st.forking.get(mm) != task:
+        st.forking[mm] = task
+        st.births.setdefault(mm, []).append(line.seq)
+
+
+def _born_between(st: _State, mm: int, lo: int, hi: int) -> bool:
+    """Whether ``mm`` was created by a fork between seqs ``lo`` and ``hi``."""
+    return any(lo < b < hi for b in st.births.get(mm, ()))
 
 
 def _folio_pfn(w: _Walk, base: int = VMEMMAP_BASE) -> int | None:
@@ -698,6 +719,8 @@ def _foreign_entries(st: _State, lines: pl.DataFrame, vma_pgoff: dict) -> list[d
         exited = st.exited.get(owner) if owner is not None else None
         pgoff = vma_pgoff.get((mm, addr >> 12))
         unlink = st.unlinked.get((mm, pgoff)) if pgoff is not None else None
+        if _born_between(st, mm, y.seq, x.seq):
+            continue  # the mm of y died with its entries; x is in a new mm at that pointer
         gone = any(y.seq < q < x.seq for q in silent.get((mm, addr, c["p_pfn"]), []))
         f = _finding(
             "foreign-entry",

@@ -140,13 +140,17 @@ def _replay(
 
 def parent_events(frames: Iterable[pl.LazyFrame], fork: pl.DataFrame | None) -> pl.DataFrame:
     """The :data:`PARENT_COLS` of the events in ``frames`` (tables replay does not otherwise
-    read) whose pid forked (a ``parent_pid`` of ``fork``, the ``sched_process_fork`` rows)."""
+    read) whose pid forked (a ``parent_pid`` of ``fork``, the ``sched_process_fork`` rows),
+    but those printed in interrupt context (:func:`in_interrupt`): an interrupt during the
+    fork's copy prints under the parent's pid and must not bound the copy's start."""
     schema = pl.Schema({"seq": pl.Int64, "ts": pl.Int64, "cpu": pl.Int32, "pid": pl.Int32})
     if fork is None or fork.is_empty():
         return pl.DataFrame(schema=schema)
     parents = fork["parent_pid"].unique().implode()
     parts = [
-        f.select(PARENT_COLS).filter(pl.col("pid").is_in(parents)).cast(schema)
+        f.filter(pl.col("pid").is_in(parents) & ~t1.in_interrupt(f.collect_schema().names()))
+        .select(PARENT_COLS)
+        .cast(schema)
         for f in frames
         if set(PARENT_COLS) <= set(f.collect_schema().names())
     ]

@@ -18,6 +18,11 @@ settings.load_profile("rmapscope")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("RMAPSCOPE_SHARED", REPO.parent / "shared"))
+#: A directory of kept `rmapscope lab` recordings (``NAME/trace.txt`` with its
+#: ``trace.txt.meta.json``), for the tests that replay stored guests; unset: they skip.
+LAB_TRACES = (
+    Path(os.environ["RMAPSCOPE_LAB_TRACES"]) if os.environ.get("RMAPSCOPE_LAB_TRACES") else None
+)
 REAL = SHARED / "data" / "real"
 
 

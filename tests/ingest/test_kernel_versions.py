@@ -18,8 +18,9 @@ from rmapscope import kernels
 from rmapscope.dataset import Dataset
 from rmapscope.ingest import ingest
 from rmapscope.ingest.pte import calibrate_kinds
+from tests.conftest import LAB_TRACES
 
-LAB = Path("/work/labtraces")
+LAB = LAB_TRACES or Path("/nonexistent")  # $RMAPSCOPE_LAB_TRACES, where set
 
 # READ swap type per release, from include/linux/swap.h and Debian's configs (see
 # rmapscope/kernels.py): MEMORY_FAILURE and PTE_MARKER_UFFD_WP on everywhere, DEVICE_PRIVATE

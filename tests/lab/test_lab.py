@@ -239,29 +239,10 @@ def test_pairs_equal_the_pagemap_truth(spec, scenario, recording):
     assert check.ok, check.line()
 
 
-#: Open defects (see the session note): fresh runs of the final merged code on healthy
-#: kernels gave these findings in CI. foreign-entry (issue 13's rule 7, written against the
-#: simulator) says inconclusive on real set walks; on 7.2, count-mismatch and
-#: unexplained-surplus-remove violations. Not fixed yet; XPASS shows when a case is clean.
-_OPEN_FINDINGS = {
-    ("debian:6.1", "fork-vs-migrate"): "foreign-entry inconclusive on a healthy kernel",
-    ("debian:6.1", "exit-during-migration"): "foreign-entry inconclusive on a healthy kernel",
-    ("debian:6.1", "thp-split"): "foreign-entry inconclusive on a healthy kernel",
-    ("debian:6.1", "thp-exit"): "foreign-entry inconclusive on a healthy kernel",
-    ("debian:6.12", "thp-split"): "foreign-entry inconclusive on a healthy kernel",
-    ("debian:6.12", "thp-exit"): "foreign-entry inconclusive on a healthy kernel",
-    ("debian:7.2", "compaction"): "unexplained-surplus-remove violation on a healthy 7.2",
-    ("debian:7.2", "thp-split"): "count-mismatch violation on a healthy 7.2",
-}
-
-
 @pytest.mark.lab
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 @pytest.mark.parametrize("spec", KERNELS)
-def test_no_violation_and_no_inconclusive_finding(spec, scenario, recording, request):
-    if (spec, scenario) in _OPEN_FINDINGS:
-        reason = f"open defect: {_OPEN_FINDINGS[spec, scenario]}"
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
+def test_no_violation_and_no_inconclusive_finding(spec, scenario, recording):
     _, _, out = recording(spec, scenario)
     v = out["violations"]
     bad = v.filter(pl.col("verdict") != "hazard")
@@ -322,3 +303,9 @@ def test_arm64_migration_ptes_decode_to_the_pagemap_pfns(recording):
         out["migration_batches"]["succeeded"].sum()
         == r.meta_data["vmstat_delta"]["pgmigrate_success"]
     )
+    # and the rest of issue 12's acceptance, as on x86
+    bad = out["violations"].filter(pl.col("verdict") != "hazard")
+    assert bad.is_empty(), bad.select("rule", "verdict", "explanation").rows()[:3]
+    assert out["page_states"]["mm"].null_count() == 0
+    kinds = out["set_migration_pte"]["migration_kind"]
+    assert kinds.len() > 0 and kinds.null_count() == 0

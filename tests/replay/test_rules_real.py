@@ -13,13 +13,13 @@ from rmapscope.dataset import Dataset
 from rmapscope.ingest import ingest
 from rmapscope.replay import replay
 from rmapscope.replay.rulebook import RULES
-from tests.conftest import real
+from tests.conftest import LAB_TRACES, real
 
 #: The rules of issue 13 (replay/_rules.py).
 NEW = {r for r in RULES if RULES[r].tier == 1 and r not in ("leaked-entry", "fork-copied-entry")}
 NEW |= {"foreign-entry", "shared-page-writable"}
-LAB = Path("/work/labtraces")
-LAB_TRACES = sorted(str(p) for p in LAB.glob("*/trace.txt")) if LAB.is_dir() else []
+LAB = LAB_TRACES or Path("/nonexistent")  # $RMAPSCOPE_LAB_TRACES, where set
+LAB_RECORDINGS = sorted(str(p) for p in LAB.glob("*/trace.txt")) if LAB.is_dir() else []
 REAL = [
     "forkstorm/ftrace-text-default/trace.txt.gz",
     "forkstorm/trace-cmd-v7/trace.dat",
@@ -45,8 +45,10 @@ def test_no_new_violation_nor_hazard_on_the_real_traces(path, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not LAB_TRACES, reason="no lab recordings in /work/labtraces")
-@pytest.mark.parametrize("path", LAB_TRACES or ["none"])
+@pytest.mark.skipif(
+    not LAB_RECORDINGS, reason="no lab recordings ($RMAPSCOPE_LAB_TRACES unset or empty)"
+)
+@pytest.mark.parametrize("path", LAB_RECORDINGS or ["none"])
 def test_no_violation_nor_hazard_on_the_lab_kernels(path, tmp_path):
     v = _findings(path, tmp_path)
     bad = v.filter(pl.col("rule").is_in(NEW) & pl.col("verdict").is_in(["violation", "hazard"]))
