@@ -135,12 +135,50 @@ def _fork_intervals(tables: dict[str, pl.DataFrame]) -> np.ndarray:
     ``sched_process_free``, a timer: they print under whichever task they interrupt, in the
     middle of its copy), the probes and the page allocator: dup_mmap allocates
     page tables, and with probes the parent's last line before task_newtask is the end of the
-    last copy. Without such an event the window reaches back to the trace's start. A
-    generous window only ever explains more, so the rules that use it stay sound.
+    last copy. Without such an event the window reaches back to the trace's start. With
+    the fork probes, every page-table copy is a window too (:func:`_copy_spans`), a failed
+    fork's included. A generous window only ever explains more, so the rules that use it
+    stay sound.
     """
+    out = pl.concat([_fork_tracepoint_spans(tables), _copy_spans(tables)]).sort("s")
+    return out.to_numpy().astype(np.int64).reshape(-1, 2)
+
+
+_SPANS = pl.Schema({"s": pl.Int64, "e": pl.Int64})
+
+
+def _copy_spans(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """(start, end) of every page-table copy the fork probes show (``copy_page_range`` to
+    the task's next ``copy_page_range_ret``), whether or not the fork completed: a fork
+    that fails after dup_mmap (a fatal signal, no memory) prints no ``sched_process_fork``,
+    but its copies of migration entries are linked to the anon_vma until its mm is torn
+    down, and the remove walk restores them."""
+    start = tables.get(PROBE_PREFIX + "copy_page_range")
+    if start is None or start.is_empty():
+        return pl.DataFrame(schema=_SPANS)
+    ret = tables.get(PROBE_PREFIX + "copy_page_range_ret")
+    s = start.select(pl.col("pid").cast(pl.Int64), "seq", pl.col("ts").alias("s")).sort("seq")
+    if ret is None or ret.is_empty():
+        return s.select("s", pl.lit(np.iinfo(np.int64).max, pl.Int64).alias("e"))
+    r = ret.select(
+        pl.col("pid").cast(pl.Int64), pl.col("seq").alias("_rseq"), pl.col("ts").alias("e")
+    )
+    spans = s.join_asof(
+        r.sort("_rseq"),
+        left_on="seq",
+        right_on="_rseq",
+        by="pid",
+        strategy="forward",
+        check_sortedness=False,
+    )  # a copy the trace ends in reaches to the end
+    return spans.select("s", pl.col("e").fill_null(np.iinfo(np.int64).max)).cast(_SPANS)
+
+
+def _fork_tracepoint_spans(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """(start, end) of every completed fork from the tracepoints (see _fork_intervals)."""
     fork = tables.get("sched_process_fork")
     if fork is None or fork.is_empty():
-        return np.zeros((0, 2), dtype=np.int64)
+        return pl.DataFrame(schema=_SPANS)
     f = fork.select("seq", "ts", pl.col("parent_pid").alias("pid"), "child_pid")
     newtask = tables.get("task_newtask")
     if newtask is not None and newtask.height and "clone_flags" in newtask.columns:
@@ -186,8 +224,7 @@ def _fork_intervals(tables: dict[str, pl.DataFrame]) -> np.ndarray:
         start = pl.col("_pts").fill_null(np.iinfo(np.int64).min)
     else:
         start = pl.lit(np.iinfo(np.int64).min, pl.Int64)
-    out = f.select(start.alias("s"), pl.col("ts").alias("e")).sort("s")
-    return out.to_numpy().astype(np.int64).reshape(-1, 2)
+    return f.select(start.alias("s"), pl.col("ts").alias("e")).cast(_SPANS)
 
 
 #: The tables whose lines may bound a fork window's start (see _fork_intervals).
