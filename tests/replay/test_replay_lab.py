@@ -254,6 +254,18 @@ def test_a_child_that_does_not_exit_still_leaks(tmp_path):
 END1 = END.replace("nr_succeeded=2", "nr_succeeded=1")
 
 
+def _zapped_mid_batch(t: Lines) -> None:
+    """A page of a parent and its child moves; the child's exit zapped its entry before the
+    remove walk (which visits it and prints nothing); the unlink and exit lines follow the
+    batch (before Linux 6.16)."""
+    t.line("migrate", 200, 0, "mm_migrate_pages_start", START.split(": ", 1)[1])
+    t.walk(200, "set", 0x1000, [(M_PARENT, 0x1000), (M_CHILD, 0x1000)])
+    t.walk(200, "remove", 0x5001, [(M_PARENT, 0x5001), (M_CHILD, None)])
+    t.line("migrate", 200, 0, "mm_migrate_pages", END1.split(": ", 1)[1])
+    t.probe("child", 101, 1, "unlink_anon_vmas", mm=M_CHILD, pgoff=ADDR >> 12)
+    t.line("child", 101, 1, "sched_process_exit", "comm=child pid=101 prio=120 group_dead=true")
+
+
 def test_an_entry_gone_before_the_remove_walk_over_the_new_page_is_not_leaked(tmp_path):
     """A child exits while its page migrates; its zap drops the entry without a line, and
     (before Linux 6.16) its unlink and exit lines come only after the batch ended. The
@@ -261,12 +273,7 @@ def test_an_entry_gone_before_the_remove_walk_over_the_new_page_is_not_leaked(tm
     and visits the child's vma, printing nothing there: the entry was gone. (Seen on 6.12
     compaction: 35 of 768 pages were left "leaked".)"""
     t = Lines()
-    t.line("migrate", 200, 0, "mm_migrate_pages_start", START.split(": ", 1)[1])
-    t.walk(200, "set", 0x1000, [(M_PARENT, 0x1000), (M_CHILD, 0x1000)])
-    t.walk(200, "remove", 0x5001, [(M_PARENT, 0x5001), (M_CHILD, None)])
-    t.line("migrate", 200, 0, "mm_migrate_pages", END1.split(": ", 1)[1])
-    t.probe("child", 101, 1, "unlink_anon_vmas", mm=M_CHILD, pgoff=ADDR >> 12)
-    t.line("child", 101, 1, "sched_process_exit", "comm=child pid=101 prio=120 group_dead=true")
+    _zapped_mid_batch(t)
     out = _replay(tmp_path, t.text())
     m = out["migrations"].row(0, named=True)
     assert (m["old_pfn"], m["new_pfn"], m["outcome"]) == (0x1000, 0x5001, "migrated")
@@ -329,12 +336,7 @@ def test_an_entry_of_a_dead_mm_is_not_foreign_to_the_mm_reborn_at_its_pointer(tm
     Without the fork that shows the new mm, the old entry is where the new one goes:
     foreign-entry."""
     t = Lines()
-    t.line("migrate", 200, 0, "mm_migrate_pages_start", START.split(": ", 1)[1])
-    t.walk(200, "set", 0x1000, [(M_PARENT, 0x1000), (M_CHILD, 0x1000)])
-    t.walk(200, "remove", 0x5001, [(M_PARENT, 0x5001), (M_CHILD, None)])
-    t.line("migrate", 200, 0, "mm_migrate_pages", END1.split(": ", 1)[1])
-    t.probe("child", 101, 1, "unlink_anon_vmas", mm=M_CHILD, pgoff=ADDR >> 12)
-    t.line("child", 101, 1, "sched_process_exit", "comm=child pid=101 prio=120 group_dead=true")
+    _zapped_mid_batch(t)
     if reborn:
         t.fork_begin(100, M_CHILD)
         t.fork_end(100, 102)
