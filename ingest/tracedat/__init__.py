@@ -16,6 +16,11 @@ What the batches hold:
   formatted with the file's printk formats, and the stacks, whose ``caller`` lists every
   frame (docs/formats.md section 3.6). ``other_events`` only holds events whose format
   cannot be parsed, with their raw fields as ``name=value`` text.
+* the probes of the contract (kprobe, kretprobe and fprobe formats of ``data/probes``'
+  events, found by their ``__probe_ip`` / ``__probe_func`` fields, not their name: the
+  probe on ``remove_migration_pte`` is not the tracepoint) get the ``probe_<name>`` tables
+  the text readers make, ``func`` and ``caller`` named with the file's kallsyms
+  (:mod:`._probes`).
 * common columns: ``ts`` in ns (the file's clock, TSC2NSEC, DATE and OFFSET applied; the
   raw count for non-ns clocks), ``comm`` from the file's saved cmdlines (``<idle>`` for
   pid 0, ``<...>`` when unknown, like trace-cmd), ``flags`` as the kernel prints the

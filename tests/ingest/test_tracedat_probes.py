@@ -43,8 +43,11 @@ KPROBE = _fmt(
 KRETPROBE = _fmt(
     "copy_page_range_ret",
     1501,
-    [("unsigned long", "__probe_func", 8), ("unsigned long", "__probe_ret_ip", 8)]
-    + [("u64", "ret", 8)],
+    [
+        ("unsigned long", "__probe_func", 8),
+        ("unsigned long", "__probe_ret_ip", 8),
+        ("u64", "ret", 8),
+    ],
     '"(%lx <- %lx) ret=0x%Lx", REC->__probe_func, REC->__probe_ret_ip, REC->ret',
 )
 # the tracepoint of the same name (another system's event), as the kernel ships it
