@@ -432,8 +432,11 @@ _TIME = ("ts", "t_")  # columns holding times start so
 
 
 @pytest.mark.lab
-@pytest.mark.parametrize("scenario", ["fork-vs-migrate", "thp-split"])
-@pytest.mark.parametrize("spec", KERNELS)
+@pytest.mark.parametrize(
+    ("spec", "scenario"),
+    [(k, s) for k in KERNELS for s in ("fork-vs-migrate", "thp-split")]
+    + [("debian:6.12/arm64", "fork-vs-migrate")],
+)
 def test_text_and_trace_dat_give_the_same_rows(spec, scenario, recording, dat_recording):
     r, ing, _ = recording(spec, scenario)
     text_ds, dat_ds, dat, _ = dat_recording(spec, scenario)
