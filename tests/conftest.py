@@ -8,9 +8,13 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import settings
+
+if TYPE_CHECKING:
+    import polars as pl
 
 # no example database: nothing written into the work tree, runs stay independent
 settings.register_profile("rmapscope", database=None, deadline=None)
@@ -75,6 +79,21 @@ def read_table(ds, table: str):
         return pl.DataFrame()
     df = pl.concat([pl.read_parquet(f) for f in files])
     return df.sort("seq") if "seq" in df.columns else df
+
+
+#: Columns that differ between two captures of one recording by design (text and trace.dat
+#: of one tracefs buffer, or another instance's pipe): the event's time (each instance
+#: stamps its own copy, text prints microseconds), the row order of simultaneous events, the
+#: instance name (only trace.dat records it) and what names the file or its host.
+CAPTURE_SKIP = frozenset({"ts", "seq", "trace_id", "host", "instance"})
+
+
+def sorted_rows(ds, table: str, skip) -> pl.DataFrame:
+    """The rows of ``table`` without the columns ``skip``, sorted by all the others: two
+    captures of one recording give equal frames."""
+    df = read_table(ds, table)
+    keep = [c for c in df.columns if c not in skip]
+    return df.select(keep).sort(keep)
 
 
 def ingest_text(tmp_path: Path, text: str, name: str = "t.txt", **kw):

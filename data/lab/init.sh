@@ -1,7 +1,7 @@
 #!/bin/busybox sh
 # rmapscope lab guest init (PID 1 of the initramfs rmapscope.record.lab builds).
 # Loads /probes.txt, enables the events of /events.txt, runs /workload, and sends the
-# results framed on the second serial port (ttyS1 / ttyAMA1): "@@BEGIN name" + base64 of
+# results (the text trace, and the pieces of a trace.dat of the same recording) framed on the second serial port (ttyS1 / ttyAMA1): "@@BEGIN name" + base64 of
 # gzip + "@@END name". The first port is the console (the host keeps it as console.log).
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -52,4 +52,24 @@ echo 0 > $T/tracing_on
 cat /proc/vmstat > /tmp/out/vmstat_after.txt
 for c in $T/per_cpu/cpu*; do echo "${c##*/}"; cat $c/stats; done > /tmp/out/stats.txt
 cat $T/trace > /tmp/out/trace.txt
+# The same recording's binary side, for the host to assemble a trace.dat: every CPU's
+# ring-buffer pages (trace_pipe_raw, consumed now that the text is read; /rawdump reads
+# until empty) and the metadata a trace.dat holds, in /tmp/out/tracedat.tar.
+D=/tmp/dat
+mkdir -p $D/raw $D/events/ftrace
+for f in header_page header_event; do cat $T/events/$f > $D/$f || echo "events/$f unreadable" >> /tmp/out/raw_error.txt; done
+for f in printk_formats saved_cmdlines saved_tgids trace_clock; do [ -e $T/$f ] && cat $T/$f > $D/$f; done
+cat /proc/kallsyms > $D/kallsyms
+while IFS=: read -r sys ev; do
+    mkdir -p $D/events/$sys
+    cat $T/events/$sys/$ev/format > $D/events/$sys/$ev || echo "events/$sys/$ev/format unreadable" >> /tmp/out/raw_error.txt
+done < $T/set_event
+for f in $T/events/ftrace/*/format; do e=${f%/format}; cat $f > $D/events/ftrace/${e##*/}; done
+n=0
+for c in $T/per_cpu/cpu*; do
+    n=$((n + 1))
+    /rawdump $c/trace_pipe_raw $D/raw/${c##*/} 2>/tmp/rawdump_err.txt || echo "${c##*/}: rawdump: $(cat /tmp/rawdump_err.txt)" >> /tmp/out/raw_error.txt
+done
+echo $n > $D/cpus
+tar -cf /tmp/out/tracedat.tar -C $D . 2>/tmp/tar_err.txt || echo "tar: $(cat /tmp/tar_err.txt)" >> /tmp/out/raw_error.txt
 finish ok

@@ -16,6 +16,11 @@ What the batches hold:
   formatted with the file's printk formats, and the stacks, whose ``caller`` lists every
   frame (docs/formats.md section 3.6). ``other_events`` only holds events whose format
   cannot be parsed, with their raw fields as ``name=value`` text.
+* the probes of the contract (kprobe, kretprobe and fprobe formats of ``data/probes``'
+  events, found by their ``__probe_ip`` / ``__probe_func`` fields, not their name: the
+  probe on ``remove_migration_pte`` is not the tracepoint) get the ``probe_<name>`` tables
+  the text readers make, ``func`` and ``caller`` named with the file's kallsyms
+  (:mod:`._probes`).
 * common columns: ``ts`` in ns (the file's clock, TSC2NSEC, DATE and OFFSET applied; the
   raw count for non-ns clocks), ``comm`` from the file's saved cmdlines (``<idle>`` for
   pid 0, ``<...>`` when unknown, like trace-cmd), ``flags`` as the kernel prints the
@@ -51,6 +56,7 @@ import pyarrow as pa
 from rmapscope.catalog import (
     GAP_LOST,
     GENERIC_DIR,
+    PROBE_PREFIX,
     RECORD_SHORTER_THAN_FORMAT,
     SHORT_RECORD,
     UNKNOWN_EVENT_ID,
@@ -78,6 +84,7 @@ from ._decode import (
 )
 from ._file import MAGIC, FileReader, Metadata, read_metadata
 from ._pages import GROUP_BYTES, PageLayout, page_groups, walk
+from ._probes import ProbeFormat, Symbols, probe_columns, probe_format
 
 __all__ = ["TraceDatReader"]
 
@@ -235,6 +242,8 @@ class TraceDatReader:
         self.ns_clock = meta.clock is None or meta.clock in NS_CLOCKS or meta.tsc2nsec is not None
         pending: dict[str, tuple[str, str]] = {}
         self._ids: dict[int, tuple[str, str, str]] = {}  # id -> (name, system, text)
+        self._probes: dict[int, ProbeFormat] = {}  # id -> layout, for probe_<name> tables
+        self._symbols: Symbols | None = None  # from the file's kallsyms, when a probe needs it
         for system, text in meta.formats:
             text = modern_spelling(text)
             m = _NAME_ID.search(text)
@@ -242,6 +251,10 @@ class TraceDatReader:
                 continue
             name, ev_id = m.group(1), int(m.group(2))
             self._ids[ev_id] = (name, system, text)
+            probe = probe_format(name, text)
+            if probe is not None:  # a probe of the contract: its own table, not its name's
+                self._probes[ev_id] = probe
+                continue
             pending[name] = (system, text)
         self.registry = _FileRegistry(registry, pending)
         self._decoders: dict[int, EventDecoder | None] = {}
@@ -677,6 +690,10 @@ class TraceDatReader:
         usable = np.zeros(max(len(counts), int(ev_type.max(initial=0)) + 1), dtype=bool)
         min_size = np.zeros(len(usable), dtype=np.int32)
         for t in np.flatnonzero(counts).tolist():
+            if t in self._probes:
+                min_size[t] = self._probes[t].min_size
+                usable[t] = True
+                continue
             dec = self._decoder_for(t)
             if dec is not None:
                 decoders[t] = dec
@@ -748,6 +765,13 @@ class TraceDatReader:
                 "event": repeat_string(name, m, "event"),
                 "instance": instance,
             }
+            probe = self._probes.get(t)
+            if probe is not None:
+                if self._symbols is None:
+                    self._symbols = Symbols(self.meta.kallsyms)
+                body = probe_columns(buf, r, probe, self._symbols)
+                frames[f"event={PROBE_PREFIX}{name}"] = pl.DataFrame({**head, **body})
+                continue
             # record lengths: only string and array fields (and raw text) need them
             lens = np.take(rec_len, src) if dec is None or dec.sized else None
             if dec is None:

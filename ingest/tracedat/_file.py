@@ -85,6 +85,7 @@ class Metadata:
     formats: list[tuple[str, str]] = field(default_factory=list)  # (system, format text)
     cmdlines: dict[int, str] = field(default_factory=dict)
     printk: bytes = b""
+    kallsyms: bytes = b""  # the recording kernel's /proc/kallsyms (empty: none recorded)
     uname: str | None = None
     tool_version: str | None = None
     cpucount: int | None = None
@@ -472,8 +473,8 @@ def _read_v6(f: FileReader, meta: Metadata, pos: int) -> None:
         meta.long_size = int(m.group(1))
     # ftrace formats, event formats: read through a Cursor over the bytes as they come
     _v6_formats(fc, meta)
-    # kallsyms (skipped), printk formats, cmdlines
-    fc.skip(fc.u32("kallsyms size"), "kallsyms")
+    # kallsyms, printk formats, cmdlines
+    meta.kallsyms = fc.sized(fc.u32("kallsyms size"), "kallsyms")
     meta.printk = fc.sized(fc.u32("printk size"), "printk formats")
     meta.cmdlines = _parse_cmdlines(fc.sized(fc.u64("cmdlines size"), "saved cmdlines"))
     cpus = fc.u32("cpu count")
@@ -648,6 +649,11 @@ def _read_v7(f: FileReader, meta: Metadata, pos: int) -> None:
     _flags, body = _section(f, meta, sections[OPT_EVENT_FORMATS], OPT_EVENT_FORMATS)
     where = f"the event formats section at byte {sections[OPT_EVENT_FORMATS]}"
     _event_formats(Cursor(body, f.name, None, where, meta.big_endian), meta.formats)
+    if OPT_KALLSYMS in sections:
+        _flags, body = _section(f, meta, sections[OPT_KALLSYMS], OPT_KALLSYMS)
+        where = f"the kallsyms section at byte {sections[OPT_KALLSYMS]}"
+        c = Cursor(body, f.name, None, where, meta.big_endian)
+        meta.kallsyms = c.take(c.u32("kallsyms size"), "kallsyms")
     if OPT_PRINTK in sections:
         _flags, body = _section(f, meta, sections[OPT_PRINTK], OPT_PRINTK)
         where = f"the printk section at byte {sections[OPT_PRINTK]}"

@@ -20,6 +20,7 @@ from rmapscope import __version__
 from rmapscope.errors import LabError, UsageError
 from rmapscope.record import expand_events
 
+from .dat import assemble
 from .guest import ARCHES, build_initramfs, run_guest
 from .kernels import Kernel, arch_of, resolve_kernel
 from .probes import probe_set
@@ -53,6 +54,7 @@ class LabResult:
 
     trace: Path
     meta: Path
+    tracedat: Path
     kernel: Kernel
     accel: str
     seconds: float
@@ -121,6 +123,10 @@ def _lost(stats: str) -> dict[str, int]:
     return out
 
 
+def _json(meta: dict) -> bytes:
+    return (json.dumps(meta, indent=1) + "\n").encode()
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -149,8 +155,9 @@ def run_lab(
     note: Callable[[str], None] = lambda msg: None,
 ) -> LabResult:
     """Boot ``kernel`` (on ``arch``, default from the spec: :func:`~.kernels.arch_of`),
-    run ``scenario``, write ``output`` (tracefs text) and
-    ``output.meta.json`` (kernel facts, probes, truth); nothing is written on failure.
+    run ``scenario``, write ``output`` (tracefs text), ``output.dat`` (the trace.dat of the
+    same recording, from the guest's raw ring buffer; with its own ``output.dat.meta.json``)
+    and ``output.meta.json`` (kernel facts, probes, truth); nothing is written on failure.
 
     ``probes``: definition lines to load instead of ``data/probes/kprobe_events`` (in the
     same ``f:`` syntax, translated to kprobes with BTF offsets where the kernel needs it)."""
@@ -210,6 +217,17 @@ def run_lab(
             f".strip(): {f.get('workload_err.txt', '').strip()[-200:]}"
         )
     uname = f.get("uname.txt", "").splitlines()
+    if f.get("raw_error.txt", "").strip() or "tracedat.tar" not in g.files:
+        what = f.get("raw_error.txt", "").strip().splitlines() or ["the guest sent no tracedat.tar"]
+        raise LabError(f"capturing the raw ring buffer failed: {'; '.join(what)}")
+    host = f"lab-{(k.release or 'kernel').replace('/', '_')}"
+    release = uname[0] if uname else k.release or "unknown"
+    machine = uname[2] if len(uname) > 2 else arch
+    dat = assemble(
+        g.files["tracedat.tar"],
+        f"Linux {host} {release} {uname[1] if len(uname) > 1 else '#'} {machine}",
+    )
+    dat_path = output.with_name(output.name + ".dat")
     lost = _lost(f.get("stats.txt", ""))
     events = sum(1 for ln in trace.splitlines() if ln and not ln.startswith(b"#"))
     meta = {
@@ -217,10 +235,11 @@ def run_lab(
         "tool_version": __version__,
         "format": "tracefs",
         "output": output.name,
-        "host": f"lab-{(k.release or 'kernel').replace('/', '_')}",
-        "kernel_release": uname[0] if uname else k.release,
+        "tracedat": dat_path.name,
+        "host": host,
+        "kernel_release": release,
         "kernel_version": uname[1] if len(uname) > 1 else None,
-        "machine": uname[2] if len(uname) > 2 else arch,
+        "machine": machine,
         "cpus": cpus,
         "clock": "local",
         "events": _events(),
@@ -247,10 +266,23 @@ def run_lab(
         "truth": truth,
     }
     meta_path = output.with_name(output.name + ".meta.json")
+    dat_meta = {**meta, "format": "trace_dat", "output": dat_path.name, "text": output.name}
+    del dat_meta["tracedat"]
     _write_atomic(output, trace)
-    _write_atomic(meta_path, (json.dumps(meta, indent=1) + "\n").encode())
+    _write_atomic(dat_path, dat)
+    _write_atomic(dat_path.with_name(dat_path.name + ".meta.json"), _json(dat_meta))
+    _write_atomic(meta_path, _json(meta))
     console = g.console + "\n----- dmesg -----\n" + f.get("dmesg", "")
     _write_atomic(output.with_name(output.name + ".console.log"), console.encode())
     return LabResult(
-        output, meta_path, k, g.accel, g.seconds, events, len(truth["moves"]), meta, console
+        output,
+        meta_path,
+        dat_path,
+        k,
+        g.accel,
+        g.seconds,
+        events,
+        len(truth["moves"]),
+        meta,
+        console,
     )

@@ -24,7 +24,7 @@ from rmapscope.errors import LabError
 
 from .kernels import cache_dir, fetch_busybox
 
-__all__ = ["GuestResult", "build_initramfs", "compile_workload", "run_guest"]
+__all__ = ["GuestResult", "build_initramfs", "compile_static", "run_guest"]
 
 #: arch -> (qemu binary, C compiler, console, data port, machine options). qemu's arm64
 #: ``virt`` machine has one UART: the data goes on the console there (printk silenced first).
@@ -45,21 +45,23 @@ def _data(name: str) -> bytes:
     return (resources.files("rmapscope.data") / "lab" / name).read_bytes()
 
 
-def compile_workload(arch: str) -> Path:
-    """The workload built ``-static`` for ``arch`` (cached by source hash)."""
+def compile_static(arch: str, source: str) -> Path:
+    """The C program ``data/lab/<source>`` built ``-static`` for ``arch`` (cached by source
+    hash)."""
     cc = ARCHES[arch][1]
     if shutil.which(cc) is None:
         raise LabError(
             f"no C compiler: {cc} not found (apt-get install "
             f"{'gcc' if arch == 'x86_64' else 'gcc-aarch64-linux-gnu'})"
         )
-    src = _data("workload.c")
-    out = cache_dir() / "lab" / f"workload-{arch}-{hashlib.sha256(src).hexdigest()[:12]}"
+    src = _data(source)
+    stem = source.removesuffix(".c")
+    out = cache_dir() / "lab" / f"{stem}-{arch}-{hashlib.sha256(src).hexdigest()[:12]}"
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        c = Path(tmp) / "workload.c"
+        c = Path(tmp) / source
         c.write_bytes(src)
         r = subprocess.run(
             [cc, "-static", "-O2", "-o", str(Path(tmp) / "w"), str(c)],
@@ -68,7 +70,7 @@ def compile_workload(arch: str) -> Path:
         )
         if r.returncode:
             raise LabError(
-                f"{cc} -static failed on data/lab/workload.c: "
+                f"{cc} -static failed on data/lab/{source}: "
                 f"{(r.stderr.strip().splitlines() or ['?'])[-1]}"
             )
         shutil.move(str(Path(tmp) / "w"), out)
@@ -107,7 +109,8 @@ def build_initramfs(
     entries += [
         ("bin/busybox", 0o100755, _busybox(arch).read_bytes()),
         ("init", 0o100755, _data("init.sh")),
-        ("workload", 0o100755, compile_workload(arch).read_bytes()),
+        ("workload", 0o100755, compile_static(arch, "workload.c").read_bytes()),
+        ("rawdump", 0o100755, compile_static(arch, "rawdump.c").read_bytes()),
         ("lab.conf", 0o100644, "".join(f"{k}='{v}'\n" for k, v in conf.items()).encode()),
         ("probes.txt", 0o100644, ("\n".join(probes) + "\n").encode()),
         ("events.txt", 0o100644, ("\n".join(events) + "\n").encode()),

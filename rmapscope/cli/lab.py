@@ -18,8 +18,10 @@ from ._settings import settings
 _HELP = f"""Boot a kernel under qemu, run a scenario with the rmapscope probes, and write the
 trace (tracefs text) plus FILE.meta.json (kernel release and config facts, the probes
 loaded, scenario, seed, vmstat deltas, and the guest's ground truth: every page's pfn before
-and after each migration from /proc/self/pagemap, the move_pages status) and
-FILE.console.log (the guest's console and dmesg).
+and after each migration from /proc/self/pagemap, the move_pages status), FILE.dat (the
+same recording as a trace-cmd trace.dat, v6, from the guest's raw ring buffer: `ingest` and
+`trace-cmd report` read it; its sidecar is FILE.dat.meta.json) and FILE.console.log (the
+guest's console and dmesg).
 
 --kernel: debian:6.1, debian:6.12 or debian:7.2 (fetched with apt into the cache,
 $RMAPSCOPE_LAB_CACHE or ~/.cache/rmapscope, the system's apt config untouched;
@@ -83,7 +85,7 @@ def lab(
         f"guest {r.seconds:.1f} s under {r.accel.upper()}, kernel {r.meta_data['kernel_release']}"
         f" (probes as {r.meta_data['probe_syntax']})"
     )
-    out.print(f"sidecar: {r.meta}")
+    out.print(f"sidecar: {r.meta}; trace.dat: {r.tracedat}")
     if analyze:
         analyze_cmd.analyze(
             ctx,

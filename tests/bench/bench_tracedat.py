@@ -101,9 +101,10 @@ def record(out: Path, target: int) -> int | None:
 def synthesize(out: Path, target: int) -> int:
     """Repeat the real captures' pages (time-shifted) until ``target`` events: v7, zstd."""
     sys.path.insert(0, str(REPO))
-    from tests import _tracedat_write as tw
+    from rmapscope.record import tracedat as tw
+    from tests._tracedat_extract import extract
 
-    specs = [tw.extract(str(REAL / w / "trace-cmd-v6" / "trace.dat")) for w in ("forkstorm", "thp")]
+    specs = [extract(str(REAL / w / "trace-cmd-v6" / "trace.dat")) for w in ("forkstorm", "thp")]
     per_copy = 89144 + 58897  # the two captures (forkstorm at ~2958 s, thp at ~3337 s)
     copies = -(-target // per_copy)
     cpus: dict[int, bytearray] = {}

@@ -22,7 +22,7 @@ from rmapscope.dataset import Dataset
 from rmapscope.errors import InputError
 from rmapscope.ingest import ingest
 from rmapscope.ingest import pte as ptemod
-from tests import _tracedat_write as tw
+from rmapscope.record import tracedat as tw
 from tests.conftest import cli_command, read_table
 
 EMPTY = Path(__file__).parent.parent / "data" / "empty"

@@ -265,7 +265,7 @@ PRINTK = (
 def _old_kernel_tracedat(tmp_path: Path, version: int) -> Path:
     import struct
 
-    import tests._tracedat_write as tw
+    from rmapscope.record import tracedat as tw
 
     ip = 0xFFFFFFFF81123450
     text = b"TRACING hello\n\0"
@@ -441,7 +441,7 @@ def test_user_stacks_end_at_their_first_zero_and_old_kernel_stacks_at_ulong_max(
     the first 0); a 4.x kernel_stack: eight words, ended by ULONG_MAX."""
     import struct
 
-    import tests._tracedat_write as tw
+    from rmapscope.record import tracedat as tw
 
     formats = _recorded_formats()
     user = [0x7F0000001000, 0x7F0000002000, 0x55550000AAAA] + [0] * 5

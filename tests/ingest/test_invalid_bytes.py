@@ -24,7 +24,7 @@ from rmapscope.ingest import ingest
 from rmapscope.ingest._bytes import escape, unescape
 from rmapscope.ingest.text import split_lines
 from rmapscope.ingest.tracedat._file import _parse_cmdlines
-from tests.conftest import REPO, read_table
+from tests.conftest import CAPTURE_SKIP, REPO, read_table, sorted_rows
 
 # invalid UTF-8, markup, a quote and control bytes: what a hostile task can name itself
 RAW = b'\xff\xfe<b>"\x01\x1b\xc3('
@@ -182,17 +182,6 @@ def test_no_line_is_an_error_because_of_its_bytes(tmp_path):
 
 # --- a real recording: trace_pipe, trace text and trace.dat of one run -------------------
 
-# columns that differ between the captures by design: the event's time (each instance
-# stamps its own copy, text prints microseconds), the row order of simultaneous events, and
-# the instance name (only trace.dat records it)
-_SKIP = {"ts", "seq", "trace_id", "host", "instance"}
-
-
-def _rows(ds: Dataset, table: str, skip: set[str]) -> pl.DataFrame:
-    df = read_table(ds, table)
-    keep = [c for c in df.columns if c not in skip]
-    return df.select(keep).sort(keep)
-
 
 def assert_same_rows(files: dict[str, Path], tmp_path: Path) -> None:
     """The captures ``files`` (``tracefs``: the ``trace`` text and ``trace_dat``: the
@@ -224,14 +213,14 @@ def assert_same_rows(files: dict[str, Path], tmp_path: Path) -> None:
             # of an event may see other flags, and it was read during the run: its comm
             # column is the name the kernel's comm cache held then (a task's old name,
             # right after a rename), the others' the name it held at the end
-            skip = _SKIP | ({"flags"} if fmt in ("trace_pipe", "tcreport") else set())
+            skip = CAPTURE_SKIP | ({"flags"} if fmt in ("trace_pipe", "tcreport") else set())
             if fmt == "trace_pipe":
                 skip |= {"comm"}
                 comms = set(read_table(datasets[fmt][0], f"event={table}")["comm"].to_list())
                 # "<...>": the pid had left the kernel's comm cache when the pipe was read
                 assert comms - {"<...>"} <= names, (table, comms - names)
-            want = _rows(dat, f"event={table}", skip)
-            got = _rows(datasets[fmt][0], f"event={table}", skip)
+            want = sorted_rows(dat, f"event={table}", skip)
+            got = sorted_rows(datasets[fmt][0], f"event={table}", skip)
             assert got.equals(want), (table, fmt, got, want)
         # the text and the trace.dat of one instance: the same times (text rounds to us)
         text_ts = read_table(datasets["tracefs"][0], f"event={table}")["ts"]

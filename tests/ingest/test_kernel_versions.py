@@ -277,7 +277,7 @@ def _newtask_format(long_size: int) -> str:
 def _collapse_dat(tmp_path: Path, uname: str) -> Path:
     import struct
 
-    from tests import _tracedat_write as tw
+    from rmapscope.record import tracedat as tw
 
     name = b"text-hugepage\0"
     # the kernel's TP_ARGS passed (addr, is_shmem) into TP_PROTO's (is_shmem, addr):
@@ -343,7 +343,7 @@ def test_clone_flags_is_u64_on_every_kernel(tmp_path):
     """A 32-bit 6.1 trace.dat (unsigned long clone_flags, 4 bytes) and 6.18 text (u64)."""
     import struct
 
-    from tests import _tracedat_write as tw
+    from rmapscope.record import tracedat as tw
 
     payload = struct.pack("<i16sIh", 530, b"fs_parent".ljust(16, b"\0"), 0x1200011, 0)
     recs = [tw.data_entry(5, tw.record(501, 528, payload))]

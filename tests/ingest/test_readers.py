@@ -23,8 +23,8 @@ from rmapscope.ingest._source import open_source, read_blocks
 from rmapscope.ingest.detect import detect_format
 from rmapscope.ingest.perf import perf_binary
 from rmapscope.ingest.readers import READERS, Reader, ReaderOptions, open_reader
+from rmapscope.record import tracedat as tw
 from rmapscope.schema import default_registry
-from tests import _tracedat_write as tw
 from tests.conftest import REPO, cli_command, real
 from tests.ingest.test_tracedat import MARK_FORMAT
 

@@ -32,8 +32,8 @@ from rmapscope.ingest import ingest
 from rmapscope.ingest._source import open_source, read_blocks
 from rmapscope.ingest.tracedat import TraceDatReader
 from rmapscope.ingest.tracedat._decode import build_decoder, render_flags
+from rmapscope.record import tracedat as tw
 from rmapscope.schema import default_registry
-from tests import _tracedat_write as tw
 from tests.conftest import ground_truth, read_table, real
 
 WORKLOADS = ("forkstorm", "thp")

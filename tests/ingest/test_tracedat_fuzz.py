@@ -24,8 +24,9 @@ from rmapscope.errors import InputError
 from rmapscope.ingest import ingest
 from rmapscope.ingest._source import open_source, read_blocks
 from rmapscope.ingest.tracedat import TraceDatReader
+from rmapscope.record import tracedat as tw
 from rmapscope.schema import default_registry
-from tests import _tracedat_write as tw
+from tests._tracedat_extract import extract
 from tests.conftest import real
 from tests.ingest.test_tracedat import synthetic
 
@@ -39,7 +40,7 @@ SYSTEMS = {"kmem", "migrate", "compaction", "sched", "task", "mmap", "thp", "hug
 def bases() -> list[tuple[str, bytes, tw.Layout]]:
     out = []
     for path, pages in (("thp/trace-cmd-v7/trace.dat", 3), ("forkstorm/trace-cmd-v6/trace.dat", 2)):
-        spec = tw.extract(str(real(path)), max_pages=pages, systems=SYSTEMS)
+        spec = extract(str(real(path)), max_pages=pages, systems=SYSTEMS)
         for version, codec in ((6, None), (7, None), (7, "zstd"), (7, "zlib")):
             data, layout = tw.write(spec, version, codec)
             out.append((f"{path.split('/')[0]}-v{version}-{codec}", data, layout))

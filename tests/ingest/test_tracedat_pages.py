@@ -12,7 +12,7 @@ import pytest
 from rmapscope.dataset import Dataset
 from rmapscope.errors import InputError
 from rmapscope.ingest import ingest
-from tests import _tracedat_write as tw
+from rmapscope.record import tracedat as tw
 from tests.ingest.test_tracedat import mark, synthetic, write
 
 

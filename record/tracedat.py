@@ -1,11 +1,13 @@
-"""Write small trace-cmd ``trace.dat`` files (v6 and v7) from formats and raw pages.
+"""Write trace-cmd ``trace.dat`` files (v6 and v7) from event formats and raw ring-buffer pages.
 
-Not used by ingest itself: the tests, the fuzzer and the benchmark build files with it,
-either from scratch (hand-made ring-buffer pages exercising time extends, absolute stamps,
-padding and lost events) or from the metadata and first pages of a real trace.dat
-(:func:`extract`). The layout follows trace-cmd 3.x (``trace-output.c``), closely enough
-that ``trace-cmd report`` reads the files too: CPU data is page aligned, v7 CPU data is
-compressed in chunks of up to 10 pages, and metadata sections are compressed as one block.
+``rmapscope lab`` assembles the trace.dat of a guest's recording with it (the pages of every
+CPU's ``trace_pipe_raw`` and the guest's tracefs metadata); the tests, the fuzzer and the
+benchmark build files with it from scratch (hand-made ring-buffer pages exercising time
+extends, absolute stamps, padding and lost events) or from a real trace.dat
+(``tests/_tracedat_extract.py``). The layout follows trace-cmd 3.x (``trace-output.c``),
+closely enough that ``trace-cmd report`` reads the files too: CPU data is page aligned, v7
+CPU data is compressed in chunks of up to 10 pages, and metadata sections are compressed as
+one block.
 
 >>> page = make_page(1000, [data_entry(5, b"abcd")])
 >>> len(page), int.from_bytes(page[8:16], "little")
@@ -17,11 +19,6 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
-
-import zstandard
-
-from rmapscope.ingest.tracedat._file import FileReader, read_metadata
-from rmapscope.ingest.tracedat._pages import PageLayout, page_groups
 
 PAGES_IN_CHUNK = 10
 HEADER_EVENT = (
@@ -137,6 +134,7 @@ class TraceSpec:
     buffers: list[BufferSpec]
     cmdlines: str = ""
     printk: bytes = b""
+    kallsyms: bytes = b""  # /proc/kallsyms text
     uname: str = "Linux box 6.18.0 x86_64"
     clock: str = "local"
     page_size: int = 4096
@@ -185,6 +183,8 @@ class _Out:
 
 def _compress(codec: str | None, data: bytes) -> bytes:
     if codec == "zstd":
+        import zstandard  # only v7 zstd compression needs it
+
         return zstandard.ZstdCompressor(level=3, write_content_size=False).compress(data)
     if codec == "zlib":
         return zlib.compress(data, 9)
@@ -264,7 +264,8 @@ def _write_v6(o: _Out, spec: TraceSpec, ncpus: int) -> None:
     ftrace, systems = _systems(spec.formats)
     _ftrace_block(o, ftrace)
     _events_block(o, systems)
-    o.num("I", 0, True)  # kallsyms
+    o.num("I", len(spec.kallsyms), True)
+    o.raw(spec.kallsyms)
     o.num("I", len(spec.printk), True)
     o.raw(spec.printk)
     cmd = spec.cmdlines.encode()
@@ -356,6 +357,9 @@ def _write_v7(o: _Out, spec: TraceSpec, ncpus: int, codec: str | None) -> None:
         17: _section(o, 17, _sub(spec, lambda s: _ftrace_block(s, ftrace)), codec),
         18: _section(o, 18, _sub(spec, lambda s: _events_block(s, systems)), codec),
     }
+    if spec.kallsyms:
+        kallsyms = struct.pack(o.e + "I", len(spec.kallsyms)) + spec.kallsyms
+        sections[19] = _section(o, 19, kallsyms, codec)
     printk = struct.pack(o.e + "I", len(spec.printk)) + spec.printk
     sections[20] = _section(o, 20, printk, codec)
     cmd = spec.cmdlines.encode()
@@ -423,53 +427,3 @@ def _write_v7(o: _Out, spec: TraceSpec, ncpus: int, codec: str | None) -> None:
         o.layout.regions.setdefault("options", (at, o.tell()))
         o.layout.regions[f"options@{at}"] = (at, o.tell())
         done_at = base + len(body) + 6
-
-
-# -- from a real file ------------------------------------------------------------------------
-
-
-def extract(path: str, max_pages: int | None = None, systems: set[str] | None = None) -> TraceSpec:
-    """The metadata and (the first ``max_pages``) pages per CPU of a real trace.dat.
-
-    ``systems``: keep only the formats of these event systems (and ftrace's), to make the
-    file small.
-    """
-    f = FileReader(path, path)
-    try:
-        meta = read_metadata(f)
-        _c, c_size, d_off = meta.page_header
-        buffers = []
-        for b in meta.buffers:
-            layout = PageLayout(b.page_size, meta.big_endian, c_size, d_off)
-            codec = meta.compression if b.compressed else None
-            spec = BufferSpec(name=b.name, clock=b.clock or meta.clock or "local")
-            for c in b.cpus:
-                if not c.size:
-                    continue
-                pages = bytearray()
-                for g in page_groups(f, c.offset, c.size, layout, codec, f"CPU {c.cpu}"):
-                    pages += g.buf[: g.n_pages * b.page_size].tobytes()
-                    if max_pages is not None and len(pages) >= max_pages * b.page_size:
-                        break
-                if max_pages is not None:
-                    pages = pages[: max_pages * b.page_size]
-                spec.cpus[c.cpu] = bytes(pages)
-            buffers.append(spec)
-    finally:
-        f.close()
-    formats = [(s, t) for s, t in meta.formats if systems is None or s == "ftrace" or s in systems]
-    cmdlines = "".join(f"{pid} {comm}\n" for pid, comm in meta.cmdlines.items())
-    return TraceSpec(
-        formats=formats,
-        buffers=buffers,
-        cmdlines=cmdlines,
-        printk=meta.printk,
-        uname=meta.uname or "Linux box 6.18.0 x86_64",
-        clock=meta.clock or "local",
-        page_size=meta.page_size,
-        long_size=meta.long_size,
-        big_endian=meta.big_endian,
-        header_page=meta.header_page,
-        header_event=meta.header_event or HEADER_EVENT,
-        cpus=meta.cpucount,
-    )
