@@ -20,7 +20,7 @@ from rmapscope import __version__
 from rmapscope.errors import LabError, UsageError
 from rmapscope.record import expand_events
 
-from .dat import assemble
+from .dat import assemble, trace_clock
 from .guest import ARCHES, build_initramfs, run_guest
 from .kernels import Kernel, arch_of, resolve_kernel
 from .probes import probe_set
@@ -241,7 +241,7 @@ def run_lab(
         "kernel_version": uname[1] if len(uname) > 1 else None,
         "machine": machine,
         "cpus": cpus,
-        "clock": "local",
+        "clock": trace_clock(g.files["tracedat.tar"]),
         "events": _events(),
         "missing_events": f.get("missing.txt", "").split(),
         "lost_events": lost["overrun"] + lost["dropped_events"],

@@ -32,6 +32,17 @@ def _members(tar: bytes) -> dict[str, bytes]:
         raise LabError(f"the guest's tracedat.tar is unreadable: {e}") from None
 
 
+def _clock(text: bytes) -> str:
+    """The selected clock of a ``trace_clock`` file (``local [global] ...``)."""
+    m = re.search(r"\[(\w[\w-]*)\]", text.decode(errors="replace"))
+    return m.group(1) if m else "local"
+
+
+def trace_clock(tar: bytes) -> str:
+    """The clock the guest traced with, from its ``tracedat.tar``."""
+    return _clock(_members(tar).get("trace_clock", b""))
+
+
 def assemble(tar: bytes, uname: str) -> bytes:
     """The trace.dat (v6) of the guest's ``tracedat.tar``; ``uname`` is trace-cmd's
     ``sysname nodename release version machine``."""
@@ -57,7 +68,7 @@ def assemble(tar: bytes, uname: str) -> bytes:
                 )
             if data:
                 pages[int(name[len("raw/cpu") :])] = data
-    clock = re.search(r"\[(\w[\w-]*)\]", files["trace_clock"].decode())
+    clock = _clock(files["trace_clock"])
     formats = []
     for name in sorted(files):
         parts = name.split("/")
@@ -65,12 +76,12 @@ def assemble(tar: bytes, uname: str) -> bytes:
             formats.append((parts[1], files[name].decode()))
     spec = TraceSpec(
         formats=formats,
-        buffers=[BufferSpec(cpus=pages, clock=clock.group(1) if clock else "local")],
+        buffers=[BufferSpec(cpus=pages, clock=clock)],
         cmdlines=files["saved_cmdlines"].decode(errors="replace"),
         printk=files.get("printk_formats", b""),
         kallsyms=files.get("kallsyms", b""),
         uname=uname,
-        clock=clock.group(1) if clock else "local",
+        clock=clock,
         page_size=page_size,
         long_size=int(commit.group(1)),
         header_page=header_page,
