@@ -205,9 +205,58 @@ def assign_batches(events: pl.DataFrame, batch: pl.DataFrame) -> pl.DataFrame:
     ).drop("seq_start", "seq_end")
 
 
-def pair(sets: pl.DataFrame, removes: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def mm_births(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """``mm``, ``seq``: where each mm was created, from the fork probes. The first copy line
+    (``anon_vma_fork``, ``copy_page_range``) of one fork into an mm is its birth: dup_mm
+    allocates it, and a pointer seen before belonged to an mm_struct its owner's exit freed
+    (the slab hands it to a later fork). One fork of a task is its copy lines between two
+    of its ``sched_process_fork`` lines."""
+    parts = [
+        df.select(pl.col(col).cast(pl.UInt64).alias("mm"), "seq", pl.col("pid").cast(pl.Int64))
+        for name, col in (("anon_vma_fork", "mm"), ("copy_page_range", "dst_mm"))
+        if (df := tables.get(PROBE_PREFIX + name)) is not None and df.height
+    ]
+    if not parts:
+        return pl.DataFrame(schema={"mm": pl.UInt64, "seq": pl.Int64})
+    lines = pl.concat(parts).sort("seq")
+    fork = tables.get("sched_process_fork")
+    if fork is not None and fork.height:
+        ends = fork.select(
+            pl.col("parent_pid").cast(pl.Int64).alias("pid"), pl.col("seq").alias("_fork")
+        ).sort("_fork")
+        lines = lines.join_asof(
+            ends, left_on="seq", right_on="_fork", by="pid", strategy="backward",
+            check_sortedness=False,
+        )  # fmt: skip
+    else:
+        lines = lines.with_columns(pl.lit(None, pl.Int64).alias("_fork"))
+    births = lines.group_by("mm", "pid", "_fork").agg(pl.col("seq").min())
+    return births.select("mm", pl.col("seq").cast(pl.Int64)).sort("seq")
+
+
+def _with_life(events: pl.DataFrame, births: pl.DataFrame | None) -> pl.DataFrame:
+    """``events`` with ``life``: how many births of its ``mm`` (:func:`mm_births`) came
+    before it (null without an owner mm)."""
+    if births is None or births.is_empty() or events.is_empty():
+        return events.with_columns(pl.lit(0, pl.Int64).alias("life"))
+    b = births.sort("seq").with_columns(
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("mm").alias("life"),
+        pl.col("seq").alias("_bseq"),
+    )
+    out = events.sort("seq").join_asof(
+        b.select("mm", "_bseq", "life"), left_on="seq", right_on="_bseq", by="mm",
+        strategy="backward", check_sortedness=False,
+    )  # fmt: skip
+    return out.with_columns(pl.col("life").fill_null(0)).drop("_bseq")
+
+
+def pair(
+    sets: pl.DataFrame, removes: pl.DataFrame, births: pl.DataFrame | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Match removes to sets first-in-first-out per (task, address, pte/pmd, batch) and
-    attempt (a set after a remove of the same key starts the next one).
+    attempt (a set after a remove of the same key starts the next one), and with the walk
+    probes per owner mm and its life (``births``, :func:`mm_births`: an entry of an mm that
+    died never takes the remove of the mm born again at its pointer).
 
     Returns the sets with the matched remove (``r_seq``, ``r_ts``, ``r_pfn``, ``r_cpu``;
     null when never removed; ``ambiguous`` when such a set shared its attempt with entries of
@@ -218,9 +267,12 @@ def pair(sets: pl.DataFrame, removes: pl.DataFrame) -> tuple[pl.DataFrame, pl.Da
     # entry left open in an earlier batch (zapped by an exit, or lost) cannot take a remove
     # with the walk probes the owner mm is part of the key: parent and children share
     # addresses, and an entry is one pte of one mm
-    cols = ["pid", "mm", "addr", "kind", "batch_id"]
+    cols = ["pid", "mm", "life", "addr", "kind", "batch_id"]
     sets, removes = (
-        df if "mm" in df.columns else df.with_columns(pl.lit(None, pl.UInt64).alias("mm"))
+        _with_life(
+            df if "mm" in df.columns else df.with_columns(pl.lit(None, pl.UInt64).alias("mm")),
+            births,
+        )
         for df in (sets, removes)
     )
     ev = pl.concat(

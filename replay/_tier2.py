@@ -29,6 +29,8 @@ import polars as pl
 
 from rmapscope.catalog import MIGRATION_EVENTS, PROBE_PREFIX, VIOLATIONS, VMEMMAP_BASE
 
+from ._tier1 import mm_births
+
 #: The violations table's columns as polars types (the findings are built with it).
 SCHEMA = VIOLATIONS.polars_schema
 
@@ -104,10 +106,9 @@ class _State:
         self.batch_end: dict[int, _Line] = {}
         self.exited: dict[int, _Line] = {}  # pid -> sched_process_exit line
         self.unlinked: dict[tuple[int, int], _Line] = {}  # (mm, pgoff) -> unlink line
-        # mm -> seqs of the forks that created it: an mm_struct freed by its owner's exit is
-        # allocated again by a later fork (the same pointer, a new address space)
+        # mm -> seqs of the forks that created it (mm_births): an mm_struct freed by its
+        # owner's exit is allocated again by a later fork (the same pointer, a new mm)
         self.births: dict[int, list[int]] = {}
-        self.forking: dict[int, int] = {}  # mm -> the task whose fork is copying into it
         self.next_batch = 0
         self.unlink_traced = False  # whether the trace has unlink_anon_vmas probe lines
         self.present_copies: set[tuple[int, int, int | None]] = set()  # (child mm, pgoff, pfn)
@@ -127,6 +128,8 @@ def violations(tables: dict[str, pl.DataFrame], windows) -> pl.DataFrame:
     st = _State()
     unlinks = tables.get(PROBE_PREFIX + "unlink_anon_vmas")
     st.unlink_traced = unlinks is not None and unlinks.height > 0
+    for mm, seq in mm_births(tables).iter_rows():
+        st.births.setdefault(mm, []).append(seq)
     vma_pgoff: dict[tuple[int, int], int] = {}  # (mm, addr page) -> pgoff, from visits
     for r in rows.iter_rows(named=True):
         _step(st, r, vma_pgoff)
@@ -224,11 +227,9 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
     line = _Line(r["seq"], r["ts"], r["cpu"])
     if ev == "anon_vma_fork":
         st.owner.setdefault(r["pmm"], task)
-        _forking(st, r["mm"], task, line)
         st.vmas[(r["mm"], r["pgoff"])] = _Vma(line, r["pmm"])
     elif ev == "copy_page_range":
         st.owner.setdefault(r["src_mm"], task)
-        _forking(st, r["dst_mm"], task, line)
         key = (r["dst_mm"], r["pgoff"])
         vma = st.vmas.setdefault(key, _Vma(line, r["src_mm"]))
         vma.start, vma.end = r.get("start"), r.get("end")
@@ -241,7 +242,6 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
     elif ev == "sched_process_fork":
         for mm in st.unforked.pop(task, []):
             st.owner.setdefault(mm, r["child_pid"])
-            st.forking.pop(mm, None)
     elif ev == "sched_process_exit":
         st.exited[r.get("field_pid") or task] = line
     elif ev == "unlink_anon_vmas":
@@ -300,15 +300,6 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
                 open_[0].removed = line
                 open_[0].restored_writable = r.get("writable")
                 row[-1] = open_[0].pfn
-
-
-def _forking(st: _State, mm: int, task: int, line: _Line) -> None:
-    """A fork of ``task`` copies into ``mm``: the first copy of a fork is the mm's birth
-    (dup_mm allocates it), and whatever replay held at that pointer before belonged to an
-    mm_struct that its owner's exit freed."""
-    if st.forking.get(mm) != task:
-        st.forking[mm] = task
-        st.births.setdefault(mm, []).append(line.seq)
 
 
 def _born_between(st: _State, mm: int, lo: int, hi: int) -> bool:

@@ -111,7 +111,7 @@ def _replay(
     sets, removes = t1.migration_events(tables)
     sets = t1.assign_batches(sets, batch)
     removes = t1.assign_batches(removes, batch)
-    paired, surplus = t1.pair(sets, removes)
+    paired, surplus = t1.pair(sets, removes, t1.mm_births(tables))
     paired = t1.zaps(paired, tables, batch)
     paired = t1.unmap_groups(paired, removes, tables)
     migs = t1.migrations(paired, windows, batch)

@@ -372,6 +372,32 @@ def test_a_line_an_interrupt_prints_mid_fork_does_not_start_the_fork_window(tmp_
     assert set(rules) == (set() if flags[2] == "s" else unexplained)
 
 
+def test_an_entry_of_a_dead_mm_never_takes_the_remove_of_the_mm_reborn_at_its_pointer(tmp_path):
+    """A child's entry is zapped by its exit mid-batch (the failed attempt's remove walk no
+    longer finds its vma); a fork then allocates its freed ``mm_struct`` for a new child,
+    copying the retried folio's entry, which the remove walk restores onto the new page.
+    The dead mm's entry must not take that remove (seen on 7.2 thp-exit: a failed THP
+    counted as moved, a ``count-mismatch`` on a healthy kernel)."""
+    t = Lines()
+    t.line("migrate", 200, 0, "mm_migrate_pages_start", START.split(": ", 1)[1])
+    t.walk(200, "set", 0x1000, [(M_PARENT, 0x1000), (M_CHILD, 0x1000)], writable=False)
+    t.walk(200, "remove", 0x1000, [(M_PARENT, 0x1000)], writable=False)  # failed: restored
+    t.probe("child", 101, 1, "unlink_anon_vmas", mm=M_CHILD, pgoff=ADDR >> 12)
+    t.line("child", 101, 1, "sched_process_exit", "comm=child pid=101 prio=120 group_dead=true")
+    t.fork_begin(100, M_CHILD)
+    t.walk(200, "set", 0x1000, [(M_PARENT, 0x1000)], writable=False)  # the retry
+    t.walk(200, "remove", 0x5001, [(M_PARENT, 0x5001), (M_CHILD, 0x5001)], writable=False)
+    t.line("migrate", 200, 0, "mm_migrate_pages", END1.split(": ", 1)[1])
+    t.fork_end(100, 102)
+    out = _replay(tmp_path, t.text())
+    m = out["migrations"].sort("seq_first_set")
+    assert m.select("new_pfn", "outcome", "n_set", "n_remove", "n_zapped").rows() == [
+        (0x1000, "restored", 2, 1, 1),
+        (0x5001, "migrated", 1, 1, 0),
+    ]
+    assert out["violations"].is_empty(), out["violations"]["explanation"].to_list()
+
+
 @pytest.mark.parametrize("copied", [True, False])
 def test_a_failed_forks_copy_explains_the_remove_of_its_copied_entry(tmp_path, copied):
     """A fork copies the vma while the page migrates, then fails (its task was killed:
