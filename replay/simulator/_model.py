@@ -323,6 +323,10 @@ class Finding:
     parent_mm: Mm | None = None
     verdict: str = "violation"
     decidable: bool = True  # do the printed lines alone determine this finding?
+    #: and do they without the probe lines (upstream tracepoints alone: tier 1)?
+    decidable_tier1: bool = False
+    #: leaked-entry: the first set line of the walk that made the entry (tier 1's unmap group)
+    group_ev: int | None = None
     copied: Entry | None = None  # stale-child-entry: the parent entry fork copied
     entry: Entry | None = None  # read-entry-restored-writable, uffd-wp-lost: the entry
     child_vma: Vma | None = None
@@ -1272,6 +1276,7 @@ class Model:
                     [sev, end],
                     detect_ev=end,
                     decidable=not exiting,
+                    group_ev=min(i for i, _, _, _, o in batch.sets if o is op),
                 )
             )
 
@@ -1417,13 +1422,10 @@ class Model:
         """
         ts = [e.ts for e in self.events]
         calibrated = self._kinds_calibrate()
-        guessed = self._guessed_keys()
         ioctls = [ts[i] for i in self.wp_ioctls]
         for f in self.findings:
             if f.rule not in ("read-entry-restored-writable", "uffd-wp-lost"):
                 continue
-            if f.entry is not None and f.entry.key in guessed:
-                f.decidable = False
             if f.rule == "uffd-wp-lost" and f.entry is not None and f.entry.set_ev is not None:
                 # an UFFDIO_WRITEPROTECT meanwhile may have cleared the bit as well
                 lo, hi = ts[f.entry.set_ev], ts[f.detect_ev or 0]
@@ -1447,6 +1449,71 @@ class Model:
             f.decidable = f.decidable and (
                 inside or (downgraded and not self._downgrade_shared(f, ts))
             )
+        self._tier1_decidable(ts)
+
+    def _tier1_decidable(self, ts: list[int]) -> None:
+        """``decidable_tier1``: whether the upstream tracepoints alone (no probe lines, so no
+        owner mm of a set or remove) determine a tier-1 finding. Without the owner, the
+        lines tie a remove to a set by (migrator, address, size, batch) only, and a process
+        exit (which zaps entries silently) or a fork (which copies entries silently) while
+        such entries were open leaves which entry went where a guess: for
+        ``read-entry-restored-writable`` and ``uffd-wp-lost`` when the entries there differ
+        (page, kind, uffd-wp) and the lines there do not balance or an exit or fork falls
+        between their first set and last remove, or when both an exit and a fork do; for
+        ``leaked-entry`` when an exit or fork falls between the first set of the entry's
+        walk and its batch's end. A fork's window, as the lines bound it, runs from the
+        parent's previous migration, fork or exit line (the trace's start without one) to
+        its ``sched_process_fork``."""
+        exits = sorted(
+            ts[i]
+            for i, e in enumerate(self.events)
+            if e.name in ("sched_process_exit", "exit_mmap")
+        )
+        own = {
+            "set_migration_pte",
+            "set_migration_pmd",
+            "remove_migration_pte",
+            "remove_migration_pmd",
+            "mm_migrate_pages_start",
+            "mm_migrate_pages",
+            "sched_process_fork",
+            "sched_process_exit",
+            "sched_process_free",
+            "exit_mmap",
+        }
+        last: dict[int, int] = {}  # pid -> ts of its latest line of ``own``
+        forks: list[tuple[int, int]] = []
+        for e in self.events:
+            if e.name == "sched_process_fork":
+                forks.append((last.get(e.pid, -(1 << 62)), e.ts))
+            if e.name in own:
+                last[e.pid] = e.ts
+
+        def exited(lo: int, hi: int) -> bool:
+            return any(lo <= t <= hi for t in exits)
+
+        def forked(lo: int, hi: int) -> bool:
+            return any(a <= hi and lo <= b for a, b in forks)
+
+        guessed = self._guessed_keys()
+        sets: dict[tuple, list[Entry]] = {}
+        for x in self.set_entries:
+            sets.setdefault(cast(tuple, x.key), []).append(x)
+        for f in self.findings:
+            if not f.decidable:
+                continue
+            if f.rule in ("read-entry-restored-writable", "uffd-wp-lost") and f.entry is not None:
+                es = sets[cast(tuple, f.entry.key)]
+                lo = min(ts[cast(int, x.set_ev)] for x in es)
+                hi = max(ts[i] for x in es for i in (x.set_ev, x.gone_ev) if i is not None)
+                differ = len({(x.pfn, x.set_kind, x.set_uffd_wp) for x in es}) > 1
+                ex, fo = exited(lo, hi), forked(lo, hi)
+                f.decidable_tier1 = f.entry.key not in guessed and not (
+                    (differ and (ex or fo)) or (ex and fo)
+                )
+            elif f.rule == "leaked-entry" and f.group_ev is not None and f.detect_ev is not None:
+                lo, hi = ts[f.group_ev], ts[f.detect_ev]
+                f.decidable_tier1 = not exited(lo, hi) and not forked(lo, hi)
 
     def _guessed_keys(self) -> set[tuple]:
         """The (migrator pid, addr, huge, batch) whose set and remove lines do not pair up
