@@ -288,6 +288,8 @@ class Walk:
     end_ev: int | None = None
     pending: list[Finding] = field(default_factory=list)  # evidence to end with end_ev
     waiting: dict[int, list[Finding]] = field(default_factory=dict)  # id(parent vma) -> ...
+    #: remove walk: (pfn, batch) of the entries it restored that their own set line made
+    removed: set[tuple] = field(default_factory=set)
 
 
 @dataclass(eq=False)
@@ -416,6 +418,7 @@ class Model:
         self.wp_ioctls: list[int] = []  # UFFDIO_WRITEPROTECT syscall entry events
         self.copy_removes: set[tuple] = set()  # keys (see remove_lines) of a fork copy's remove
         self._adjusted = False  # vma-adjust-skip: the one vma_adjust race has happened
+        self.ended_removes: list[Walk] = []  # remove walks, in the order they ended
 
     # -- events ---------------------------------------------------------------------
     def emit(
@@ -727,6 +730,7 @@ class Model:
                 verdict="ok",
             )
             cvma.pending.append(self.find(f, info=True))
+            self._late_copy(e, ce, cvma, addr)
             return [addr]
         folio = self.folios[e.pfn]
         addrs = [addr]
@@ -764,6 +768,55 @@ class Model:
                 )
                 cvma.pending.append(self.find(f))
         return addrs
+
+    @staticmethod
+    def _ties(w: Walk, pe: Entry | None) -> bool:
+        """Whether remove walk ``w``'s lines tie it to the parent's entry ``pe``: it printed
+        the remove of an entry its own set line made, of the same page and batch."""
+        return (
+            pe is not None
+            and pe.origin == "set"
+            and pe.key is not None
+            and (pe.pfn, pe.key[3]) in w.removed
+        )
+
+    def _late_copy(self, e: Entry, ce: Entry, cvma: Vma, addr: int) -> None:
+        """stale-child-entry of a copy made after the remove walk of its page ended: the walk
+        linked the child (forked before the walk ended) and passed it, but left the parent's
+        entry ``e`` (a missed remove), which fork then copied into the child."""
+        root = e.root_set()
+        for w in reversed(self.ended_removes):
+            lo, hi = w.src.pfn, w.src.pfn + w.src.nr
+            if not lo <= e.pfn < hi or w.end_ev is None:
+                continue
+            if root.set_ev is None or root.set_ev > w.start_ev:
+                return  # an entry of a later life of the page
+            if cvma.link_ev is None or cvma.link_ev > w.end_ev:
+                return  # forked after the walk: it copies a leftover, it is not left over
+            ce.reported = True
+            f = Finding(
+                "stale-child-entry",
+                cvma.mm,
+                addr,
+                e.pfn,
+                e.pfn,
+                w.folio.pfn + (e.pfn - lo),
+                f"child mm {cvma.mm.ptr:#x} still holds a migration entry for pfn {e.pfn:#x} "
+                f"at {addr:#x} after the remove walk of that page ended: fork copied the "
+                "parent's entry the walk had missed",
+                [
+                    i
+                    for i in (root.set_ev, cvma.link_ev, w.start_ev, w.visit_ev.get(id(cvma)))
+                    if i is not None
+                ]
+                + [w.end_ev],
+                parent_mm=cvma.fork_src.mm if cvma.fork_src else None,
+                copied=e,
+                child_vma=cvma,
+                decidable=self._ties(w, e),
+            )
+            cvma.pending.append(self.find(f))
+            return
 
     def _hugetlb_copy_bug(self, e: Entry) -> bool:
         """Whether fork copies the migration entry ``e`` of a hugetlb page verbatim."""
@@ -1019,6 +1072,8 @@ class Model:
                 e.gone_ev = rev
                 e.restored_rw = rw
                 restored += 1
+                if e.origin == "set" and e.key is not None:
+                    w.removed.add((e.pfn, e.key[3]))
                 key = (task.pid, addr, e.huge, id(op.batch) if op.batch else None)
                 self.remove_lines[key] = self.remove_lines.get(key, 0) + 1
                 if e.origin == "copy":
@@ -1030,6 +1085,7 @@ class Model:
         dst.exclusive = exclusive
         yield None
         self._walk_end(w, locked)
+        self.ended_removes.append(w)
         self._stale_check(w, restored)
 
     GROW = 16  # pages a vma_adjust of the vma-adjust-skip bug moves a vma's start down
@@ -1132,8 +1188,9 @@ class Model:
     def _stale_check(self, w: Walk, restored: int) -> None:
         """stale-child-entry: a fork-copied entry for the folio outlived its remove walk.
 
-        Undecidable when the walk printed no remove line (it skipped every holder): no line
-        then ties the walk to the page's entries."""
+        Undecidable when the walk printed no remove of an entry of that page and batch that
+        a set line made (it skipped every such holder): no line then ties the walk to the
+        parent's entry (see :meth:`_ties`)."""
         lo, hi = w.src.pfn, w.src.pfn + w.src.nr
         for mm in self.mms:
             for addr, e in mm.pt.items():
@@ -1161,7 +1218,9 @@ class Model:
                     parent_mm=cvma.fork_src.mm if cvma.fork_src else None,
                     copied=e.copied_from,
                     child_vma=cvma,
-                    decidable=restored > 0,
+                    # (once the child's exit is printed, its zap, which prints nothing,
+                    # may have dropped the entry before the walk ended)
+                    decidable=self._ties(w, e.copied_from) and not mm.task.exit_printed,
                 )
                 f.evidence.append(w.end_ev)
                 if cvma.copying:  # proven only once that copy is over
