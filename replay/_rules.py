@@ -301,11 +301,25 @@ def _entry_rules(
     # so are they, whatever the entries, where both an exit and a fork fall in between
     keys = ["pid", "addr", "kind", "batch_id"]
     p = _with_bits(tables, paired)
+    # With the walk probes naming the owner mm of every set and remove there, tier 1 paired
+    # them per pte (one entry at a time): that pairing is no guess.
+    has_mm = "mm" in p.columns and "mm" in surplus.columns
     if surplus.height:
-        extra = surplus.group_by(keys).agg(pl.len().alias("_extra"))
+        extra = surplus.group_by(keys).agg(
+            pl.len().alias("_extra"),
+            (pl.col("mm").is_null().any() if has_mm else pl.lit(True)).alias("_extra_unowned"),
+        )
         p = p.join(extra, on=keys, how="left", nulls_equal=True)
     else:
-        p = p.with_columns(pl.lit(None, pl.UInt32).alias("_extra"))
+        p = p.with_columns(
+            pl.lit(None, pl.UInt32).alias("_extra"),
+            pl.lit(None, pl.Boolean).alias("_extra_unowned"),
+        )
+    owned = (
+        (pl.col("mm").is_not_null().all() & ~pl.col("_extra_unowned").fill_null(False).any())
+        if has_mm
+        else pl.lit(False)
+    ).over(keys)
     differ = pl.struct("pfn", "migration_kind", "s_uffd_wp").n_unique() > 1
     removes = pl.col("r_seq").count() + pl.col("_extra").fill_null(0).first()
     p = p.with_columns(
@@ -320,9 +334,12 @@ def _entry_rules(
     # (an exit and a fork both: a zapped entry's remove slot may go to a fork copy's remove)
     p = p.with_columns(
         (
-            pl.col("_mixed")
-            | (differ.over(keys) & pl.Series(exited | forked, dtype=pl.Boolean))
-            | pl.Series(exited & forked, dtype=pl.Boolean)
+            (
+                pl.col("_mixed")
+                | (differ.over(keys) & pl.Series(exited | forked, dtype=pl.Boolean))
+                | pl.Series(exited & forked, dtype=pl.Boolean)
+            )
+            & ~owned
         ).alias("_mixed")
     )
     # and a pair is wrong for sure where one new page receives two old pages in a batch,

@@ -253,8 +253,17 @@ def _step(st: _State, r: dict, vma_pgoff: dict) -> None:
         st.walk_start[st.nwalks] = line
     elif ev in ("try_to_migrate_one", "remove_migration_pte") and r.get("mm") is not None:
         w = st.walks.get(task)
+        kind = "set" if ev == "try_to_migrate_one" else "remove"
+        if w is not None and (
+            (w.kind is not None and w.kind != kind)
+            or (r.get("folio") is not None and w.folio is not None and r["folio"] != w.folio)
+        ):
+            # a visit of another kind or folio: this walk's end and the next one's start
+            # were lost; neither walk can be told apart from the other
+            del st.walks[task]
+            w = None
         if w is not None:
-            w.kind = "set" if ev == "try_to_migrate_one" else "remove"
+            w.kind = kind
             w.visits.append(_Visit(line, r["mm"], r["pgoff"], r["addr"]))
             vma_pgoff[(r["mm"], r["addr"] >> 12)] = r["pgoff"]
     elif ev == "rmap_walk_anon_ret":

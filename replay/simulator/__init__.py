@@ -526,6 +526,7 @@ def _render(
             ],
             "lost_overlap": [g["line"] for g in overlap],
             "decidable": f.decidable,
+            "decidable_tier1": f.decidable_tier1,
             "explanation": f.explanation,
         }
 

@@ -288,6 +288,8 @@ class Walk:
     end_ev: int | None = None
     pending: list[Finding] = field(default_factory=list)  # evidence to end with end_ev
     waiting: dict[int, list[Finding]] = field(default_factory=dict)  # id(parent vma) -> ...
+    #: remove walk: (pfn, batch) of the entries it restored that their own set line made
+    removed: set[tuple] = field(default_factory=set)
 
 
 @dataclass(eq=False)
@@ -323,6 +325,10 @@ class Finding:
     parent_mm: Mm | None = None
     verdict: str = "violation"
     decidable: bool = True  # do the printed lines alone determine this finding?
+    #: and do they without the probe lines (upstream tracepoints alone: tier 1)?
+    decidable_tier1: bool = False
+    #: leaked-entry: the first set line of the walk that made the entry (tier 1's unmap group)
+    group_ev: int | None = None
     copied: Entry | None = None  # stale-child-entry: the parent entry fork copied
     entry: Entry | None = None  # read-entry-restored-writable, uffd-wp-lost: the entry
     child_vma: Vma | None = None
@@ -412,6 +418,7 @@ class Model:
         self.wp_ioctls: list[int] = []  # UFFDIO_WRITEPROTECT syscall entry events
         self.copy_removes: set[tuple] = set()  # keys (see remove_lines) of a fork copy's remove
         self._adjusted = False  # vma-adjust-skip: the one vma_adjust race has happened
+        self.ended_removes: list[Walk] = []  # remove walks, in the order they ended
 
     # -- events ---------------------------------------------------------------------
     def emit(
@@ -723,6 +730,7 @@ class Model:
                 verdict="ok",
             )
             cvma.pending.append(self.find(f, info=True))
+            self._late_copy(e, ce, cvma, addr)
             return [addr]
         folio = self.folios[e.pfn]
         addrs = [addr]
@@ -760,6 +768,55 @@ class Model:
                 )
                 cvma.pending.append(self.find(f))
         return addrs
+
+    @staticmethod
+    def _ties(w: Walk, pe: Entry | None) -> bool:
+        """Whether remove walk ``w``'s lines tie it to the parent's entry ``pe``: it printed
+        the remove of an entry its own set line made, of the same page and batch."""
+        return (
+            pe is not None
+            and pe.origin == "set"
+            and pe.key is not None
+            and (pe.pfn, pe.key[3]) in w.removed
+        )
+
+    def _late_copy(self, e: Entry, ce: Entry, cvma: Vma, addr: int) -> None:
+        """stale-child-entry of a copy made after the remove walk of its page ended: the walk
+        linked the child (forked before the walk ended) and passed it, but left the parent's
+        entry ``e`` (a missed remove), which fork then copied into the child."""
+        root = e.root_set()
+        for w in reversed(self.ended_removes):
+            lo, hi = w.src.pfn, w.src.pfn + w.src.nr
+            if not lo <= e.pfn < hi or w.end_ev is None:
+                continue
+            if root.set_ev is None or root.set_ev > w.start_ev:
+                return  # an entry of a later life of the page
+            if cvma.link_ev is None or cvma.link_ev > w.end_ev:
+                return  # forked after the walk: it copies a leftover, it is not left over
+            ce.reported = True
+            f = Finding(
+                "stale-child-entry",
+                cvma.mm,
+                addr,
+                e.pfn,
+                e.pfn,
+                w.folio.pfn + (e.pfn - lo),
+                f"child mm {cvma.mm.ptr:#x} still holds a migration entry for pfn {e.pfn:#x} "
+                f"at {addr:#x} after the remove walk of that page ended: fork copied the "
+                "parent's entry the walk had missed",
+                [
+                    i
+                    for i in (root.set_ev, cvma.link_ev, w.start_ev, w.visit_ev.get(id(cvma)))
+                    if i is not None
+                ]
+                + [w.end_ev],
+                parent_mm=cvma.fork_src.mm if cvma.fork_src else None,
+                copied=e,
+                child_vma=cvma,
+                decidable=self._ties(w, e),
+            )
+            cvma.pending.append(self.find(f))
+            return
 
     def _hugetlb_copy_bug(self, e: Entry) -> bool:
         """Whether fork copies the migration entry ``e`` of a hugetlb page verbatim."""
@@ -1015,6 +1072,8 @@ class Model:
                 e.gone_ev = rev
                 e.restored_rw = rw
                 restored += 1
+                if e.origin == "set" and e.key is not None:
+                    w.removed.add((e.pfn, e.key[3]))
                 key = (task.pid, addr, e.huge, id(op.batch) if op.batch else None)
                 self.remove_lines[key] = self.remove_lines.get(key, 0) + 1
                 if e.origin == "copy":
@@ -1026,6 +1085,7 @@ class Model:
         dst.exclusive = exclusive
         yield None
         self._walk_end(w, locked)
+        self.ended_removes.append(w)
         self._stale_check(w, restored)
 
     GROW = 16  # pages a vma_adjust of the vma-adjust-skip bug moves a vma's start down
@@ -1128,8 +1188,9 @@ class Model:
     def _stale_check(self, w: Walk, restored: int) -> None:
         """stale-child-entry: a fork-copied entry for the folio outlived its remove walk.
 
-        Undecidable when the walk printed no remove line (it skipped every holder): no line
-        then ties the walk to the page's entries."""
+        Undecidable when the walk printed no remove of an entry of that page and batch that
+        a set line made (it skipped every such holder): no line then ties the walk to the
+        parent's entry (see :meth:`_ties`)."""
         lo, hi = w.src.pfn, w.src.pfn + w.src.nr
         for mm in self.mms:
             for addr, e in mm.pt.items():
@@ -1157,7 +1218,9 @@ class Model:
                     parent_mm=cvma.fork_src.mm if cvma.fork_src else None,
                     copied=e.copied_from,
                     child_vma=cvma,
-                    decidable=restored > 0,
+                    # (once the child's exit is printed, its zap, which prints nothing,
+                    # may have dropped the entry before the walk ended)
+                    decidable=self._ties(w, e.copied_from) and not mm.task.exit_printed,
                 )
                 f.evidence.append(w.end_ev)
                 if cvma.copying:  # proven only once that copy is over
@@ -1272,6 +1335,7 @@ class Model:
                     [sev, end],
                     detect_ev=end,
                     decidable=not exiting,
+                    group_ev=min(i for i, _, _, _, o in batch.sets if o is op),
                 )
             )
 
@@ -1417,13 +1481,10 @@ class Model:
         """
         ts = [e.ts for e in self.events]
         calibrated = self._kinds_calibrate()
-        guessed = self._guessed_keys()
         ioctls = [ts[i] for i in self.wp_ioctls]
         for f in self.findings:
             if f.rule not in ("read-entry-restored-writable", "uffd-wp-lost"):
                 continue
-            if f.entry is not None and f.entry.key in guessed:
-                f.decidable = False
             if f.rule == "uffd-wp-lost" and f.entry is not None and f.entry.set_ev is not None:
                 # an UFFDIO_WRITEPROTECT meanwhile may have cleared the bit as well
                 lo, hi = ts[f.entry.set_ev], ts[f.detect_ev or 0]
@@ -1447,6 +1508,71 @@ class Model:
             f.decidable = f.decidable and (
                 inside or (downgraded and not self._downgrade_shared(f, ts))
             )
+        self._tier1_decidable(ts)
+
+    def _tier1_decidable(self, ts: list[int]) -> None:
+        """``decidable_tier1``: whether the upstream tracepoints alone (no probe lines, so no
+        owner mm of a set or remove) determine a tier-1 finding. Without the owner, the
+        lines tie a remove to a set by (migrator, address, size, batch) only, and a process
+        exit (which zaps entries silently) or a fork (which copies entries silently) while
+        such entries were open leaves which entry went where a guess: for
+        ``read-entry-restored-writable`` and ``uffd-wp-lost`` when the entries there differ
+        (page, kind, uffd-wp) and the lines there do not balance or an exit or fork falls
+        between their first set and last remove, or when both an exit and a fork do; for
+        ``leaked-entry`` when an exit or fork falls between the first set of the entry's
+        walk and its batch's end. A fork's window, as the lines bound it, runs from the
+        parent's previous migration, fork or exit line (the trace's start without one) to
+        its ``sched_process_fork``."""
+        exits = sorted(
+            ts[i]
+            for i, e in enumerate(self.events)
+            if e.name in ("sched_process_exit", "exit_mmap")
+        )
+        own = {
+            "set_migration_pte",
+            "set_migration_pmd",
+            "remove_migration_pte",
+            "remove_migration_pmd",
+            "mm_migrate_pages_start",
+            "mm_migrate_pages",
+            "sched_process_fork",
+            "sched_process_exit",
+            "sched_process_free",
+            "exit_mmap",
+        }
+        last: dict[int, int] = {}  # pid -> ts of its latest line of ``own``
+        forks: list[tuple[int, int]] = []
+        for e in self.events:
+            if e.name == "sched_process_fork":
+                forks.append((last.get(e.pid, -(1 << 62)), e.ts))
+            if e.name in own:
+                last[e.pid] = e.ts
+
+        def exited(lo: int, hi: int) -> bool:
+            return any(lo <= t <= hi for t in exits)
+
+        def forked(lo: int, hi: int) -> bool:
+            return any(a <= hi and lo <= b for a, b in forks)
+
+        guessed = self._guessed_keys()
+        sets: dict[tuple, list[Entry]] = {}
+        for x in self.set_entries:
+            sets.setdefault(cast(tuple, x.key), []).append(x)
+        for f in self.findings:
+            if not f.decidable:
+                continue
+            if f.rule in ("read-entry-restored-writable", "uffd-wp-lost") and f.entry is not None:
+                es = sets[cast(tuple, f.entry.key)]
+                lo = min(ts[cast(int, x.set_ev)] for x in es)
+                hi = max(ts[i] for x in es for i in (x.set_ev, x.gone_ev) if i is not None)
+                differ = len({(x.pfn, x.set_kind, x.set_uffd_wp) for x in es}) > 1
+                ex, fo = exited(lo, hi), forked(lo, hi)
+                f.decidable_tier1 = f.entry.key not in guessed and not (
+                    (differ and (ex or fo)) or (ex and fo)
+                )
+            elif f.rule == "leaked-entry" and f.group_ev is not None and f.detect_ev is not None:
+                lo, hi = ts[f.group_ev], ts[f.detect_ev]
+                f.decidable_tier1 = not exited(lo, hi) and not forked(lo, hi)
 
     def _guessed_keys(self) -> set[tuple]:
         """The (migrator pid, addr, huge, batch) whose set and remove lines do not pair up
