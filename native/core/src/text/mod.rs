@@ -10,6 +10,7 @@
 
 pub mod columns;
 pub mod escape;
+pub mod fields;
 mod fast;
 
 use std::borrow::Cow;
