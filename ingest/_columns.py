@@ -46,3 +46,25 @@ def string_buffers(text: pl.Series) -> tuple[int, int, pa.Buffer | None, pa.Buff
     if offsets is None:  # an empty array
         offsets = pa.py_buffer(bytes(8))
     return len(arr), arr.offset, valid, offsets, data if data is not None else pa.py_buffer(b"")
+
+
+def polars_schema(schema: pa.Schema) -> pl.Schema:
+    """The polars types of an Arrow schema (through empty columns: ``schema.empty_table()``
+    and ``pa.array`` import pandas, half a second of every ingest)."""
+    empty = pl.from_arrow(pa.table({f.name: pa.nulls(0, type=f.type) for f in schema}))
+    assert isinstance(empty, pl.DataFrame)  # an arrow table becomes a DataFrame
+    return empty.schema
+
+
+def rows_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """A small table (gaps, errors, the manifest) of ``rows``, through polars: pyarrow's
+    ``from_pylist`` imports pandas. Map columns take ``(key, value)`` pairs."""
+    types = polars_schema(schema)
+    data = [
+        {
+            k: [{"key": a, "value": b} for a, b in v] if isinstance(types[k], pl.Map) and v else v
+            for k, v in row.items()
+        }
+        for row in rows
+    ]
+    return pl.DataFrame(data, schema=types, orient="row").to_arrow().cast(schema)

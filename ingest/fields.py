@@ -16,21 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from rmapscope import _native
 from rmapscope._printfmt import Conversion
-from rmapscope.schema import DECODED, EventSchema, column_for, raw_column
+from rmapscope.schema import DECODED, EventSchema, arrow_schema, column_for, raw_column
 
 from . import pte as ptemod
-from ._columns import frame, series, string_buffers
-
-
-def _pl_type(t: pa.DataType) -> pl.DataType:
-    # (pa.nulls: pa.array([]) would import pandas, a second of a short ingest)
-    empty = pl.from_arrow(pa.table({"x": pa.nulls(0, type=t)}))
-    assert isinstance(empty, pl.DataFrame)  # an arrow table becomes a DataFrame
-    return empty.schema["x"]
+from ._columns import frame, polars_schema, series, string_buffers
 
 
 @dataclass
@@ -213,7 +205,7 @@ class FieldParser:
                 regex=pf.regex(column_for) if pf else r"^(?P<_all>.*)$",
                 convs=convs,
                 keys=keys,
-                schema=[(n, _pl_type(t)) for n, t in schema.columns()],
+                schema=list(polars_schema(arrow_schema(schema.columns())).items()),
                 tokens=tokens,
                 plan=_compiled_plan(tokens, convs, padded) if tokens else None,
                 labels={

@@ -76,7 +76,7 @@ from rmapscope.schema import (
 from . import probes
 from ._batch import Batch, ErrorLog, HeaderInfo, kind_stats
 from ._bytes import escape
-from ._columns import frame
+from ._columns import frame as _frame
 from ._source import Source
 from .fields import FieldParser, syscall_arg_names
 from .pte import resolve_arch
@@ -248,8 +248,8 @@ class TextParser:
     def parse(self, block: bytes, line_base: int, errors: ErrorLog) -> Block:
         """Parse one block whose first line is line number ``line_base + 1``."""
         lines, counter, cols, other = self._tokenizer.tokenize(block, line_base)
-        events = frame(cols)
-        rest = frame(other)
+        events = _frame(cols)
+        rest = _frame(other)
         markers: list[dict] = []
         extra: list[pl.DataFrame] = []
         if rest.height:

@@ -76,11 +76,7 @@ impl TokenPlan {
                         _ => return Err(PyValueError::new_err(format!("no conversion {kind:?}"))),
                     }),
                 };
-                Ok(Token {
-                    prefix,
-                    conv,
-                    suffix,
-                })
+                Ok(Token::new(prefix, conv, suffix))
             })
             .collect::<PyResult<Vec<_>>>()?;
         if tokens.is_empty() {

@@ -38,6 +38,20 @@ pub struct Token {
     /// None: the token is literal text (`prefix`)
     pub conv: Option<Conv>,
     pub suffix: String,
+    /// the characters in `prefix`
+    chars: usize,
+}
+
+impl Token {
+    pub fn new(prefix: String, conv: Option<Conv>, suffix: String) -> Self {
+        let chars = prefix.chars().count();
+        Token {
+            prefix,
+            conv,
+            suffix,
+            chars,
+        }
+    }
 }
 
 /// A nullable column of parsed values.
@@ -180,10 +194,10 @@ pub fn split_tokens(tokens: &[Token], padded: bool, rows: &Strings<'_>) -> Parse
                 good = false;
                 continue;
             };
-            let mut v = if tok.prefix.is_empty() {
-                f
-            } else {
-                skip_chars(f, tok.prefix.chars().count())
+            let starts = f.starts_with(tok.prefix.as_str());
+            let mut v = match f.get(tok.prefix.len()..) {
+                Some(v) if starts => v,
+                _ => skip_chars(f, tok.chars),
             };
             if !tok.suffix.is_empty() {
                 good &= f.ends_with(tok.suffix.as_str());
@@ -192,7 +206,7 @@ pub fn split_tokens(tokens: &[Token], padded: bool, rows: &Strings<'_>) -> Parse
             if k == n - 1 {
                 good &= !f.contains(' ');
             }
-            good &= f.starts_with(tok.prefix.as_str());
+            good &= starts;
             match (conv, column) {
                 (Conv::Int, Column::I64(c)) => {
                     let x = v.trim_matches(' ').parse::<i64>().ok();
@@ -301,11 +315,7 @@ mod tests {
     }
 
     fn tok(prefix: &str, conv: Option<Conv>, suffix: &str) -> Token {
-        Token {
-            prefix: prefix.into(),
-            conv,
-            suffix: suffix.into(),
-        }
+        Token::new(prefix.into(), conv, suffix.into())
     }
 
     fn i64s(c: &Column) -> Vec<Option<i64>> {
