@@ -23,7 +23,13 @@ fn bytes_of(buf: &PyBuffer<i8>) -> PyResult<&[u8]> {
 }
 
 /// The buffers of a `large_string` array: (rows, offset, validity | None, offsets, data).
-type StrArgs = (usize, usize, Option<PyBuffer<i8>>, PyBuffer<i8>, PyBuffer<i8>);
+type StrArgs = (
+    usize,
+    usize,
+    Option<PyBuffer<i8>>,
+    PyBuffer<i8>,
+    PyBuffer<i8>,
+);
 
 fn view(args: &StrArgs) -> PyResult<Strings<'_>> {
     let (len, offset, valid, offsets, data) = args;

@@ -23,10 +23,7 @@ pub enum Conv {
     /// ``%x``, ``%lx``, ``%p``: hexadecimal (an optional ``0x``) to uint64
     Hex,
     /// ``cond ? "a" : "b"``: true for `truth`, false for the other choices, else null
-    Bool {
-        choices: Vec<String>,
-        truth: String,
-    },
+    Bool { choices: Vec<String>, truth: String },
     /// ``__print_symbolic``, ``__print_flags``: the text, trailing spaces stripped
     Label,
 }
@@ -267,9 +264,9 @@ impl Labels {
         }
         let mut num = match &self.delim {
             Some(_) if text.is_empty() => Some(0),
-            Some(d) => text
-                .split(d.as_str())
-                .try_fold(0i64, |acc, part| self.one(part).map(|v| acc.wrapping_add(v))),
+            Some(d) => text.split(d.as_str()).try_fold(0i64, |acc, part| {
+                self.one(part).map(|v| acc.wrapping_add(v))
+            }),
             None => self.one(text),
         };
         if self.other.as_deref() == Some(text) {
@@ -407,7 +404,9 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (0..5).map(|i| valid.get(i).then(|| values.get(i))).collect::<Vec<_>>(),
+            (0..5)
+                .map(|i| valid.get(i).then(|| values.get(i)))
+                .collect::<Vec<_>>(),
             [Some(true), None, None, Some(false), Some(false)]
         );
     }
@@ -456,6 +455,9 @@ mod tests {
         assert_eq!(unknown_mask.value("B"), None);
         let rows = strings(&[Some("A"), None, Some("x")]);
         let col = symbolic.values(&view(&rows));
-        assert_eq!((0..3).map(|i| col.get(i)).collect::<Vec<_>>(), [Some(1), None, None]);
+        assert_eq!(
+            (0..3).map(|i| col.get(i)).collect::<Vec<_>>(),
+            [Some(1), None, None]
+        );
     }
 }

@@ -10,8 +10,8 @@
 
 pub mod columns;
 pub mod escape;
-pub mod fields;
 mod fast;
+pub mod fields;
 
 use std::borrow::Cow;
 
