@@ -40,6 +40,7 @@ from rmapscope.schema import (
 from . import probes
 from . import pte as ptemod
 from ._batch import Assembler, ErrorLog, HeaderInfo
+from ._columns import rows_table
 from ._source import Source, open_source, read_blocks
 from ._writer import (
     StagingWriter,
@@ -241,9 +242,7 @@ def _stage(
                 f"{src.name}: pte/pmd values of arch {machine} are not decoded (pfn columns "
                 f"null); rmapscope decodes {', '.join(ptemod.ARCHES)}"
             )
-        write_side_table(
-            root, "gaps", pa.Table.from_pylist(gaps, schema=arrow_schema(GAPS_COLUMNS))
-        )
+        write_side_table(root, "gaps", rows_table(gaps, arrow_schema(GAPS_COLUMNS)))
         write_side_table(
             root, "ingest_errors", job.errors.table().cast(arrow_schema(ERRORS_COLUMNS))
         )
@@ -371,4 +370,4 @@ def _manifest(
         "ingested_at": dt.datetime.now(dt.UTC),
         "tool_version": __version__,
     }
-    return pa.Table.from_pylist([row], schema=TRACES.arrow_schema())
+    return rows_table([row], TRACES.arrow_schema())

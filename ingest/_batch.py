@@ -24,6 +24,7 @@ from rmapscope.catalog import (
 )
 
 from . import pte as ptemod
+from ._columns import rows_table
 
 MAX_ERROR_SAMPLES = 10
 
@@ -57,17 +58,17 @@ class ErrorLog:
 
     def table(self) -> pa.Table:
         """The ``ingest_errors`` rows."""
-        reasons = sorted(self.counts)
-        return pa.table(
+        rows = [
             {
-                "reason": reasons,
-                "count": [self.counts[r] for r in reasons],
-                "first_line": [self.first[r] for r in reasons],
-                "sample_lines": [[ln for ln, _ in self.samples[r]] for r in reasons],
-                "samples": [[tx for _, tx in self.samples[r]] for r in reasons],
-            },
-            schema=INGEST_ERRORS.arrow_schema(),
-        )
+                "reason": r,
+                "count": self.counts[r],
+                "first_line": self.first[r],
+                "sample_lines": [ln for ln, _ in self.samples[r]],
+                "samples": [tx for _, tx in self.samples[r]],
+            }
+            for r in sorted(self.counts)
+        ]
+        return rows_table(rows, INGEST_ERRORS.arrow_schema())
 
 
 @dataclass

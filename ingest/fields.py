@@ -3,28 +3,26 @@
 The regex comes from the event's print fmt (:mod:`rmapscope._printfmt`); rows it does not
 match (a kernel that prints the event differently, e.g. without ``group_dead=`` or with a
 decimal ``pfn=``) fall back to ``key=value`` tokens. Everything is vectorised per event.
+The common case, a print fmt of space-separated ``key=%v`` tokens, is parsed by the compiled
+core (``rmapscope._native.TokenPlan``, native/core/src/text/fields.rs, GIL released), and so
+are the numbers behind printed labels (``LabelTable``); the regex and ``key=value``
+fallbacks for the rows it leaves are polars expressions.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
+from rmapscope import _native
 from rmapscope._printfmt import Conversion
-from rmapscope.schema import DECODED, EventSchema, column_for, raw_column
+from rmapscope.schema import DECODED, EventSchema, arrow_schema, column_for, raw_column
 
 from . import pte as ptemod
-
-
-def _pl_type(t: pa.DataType) -> pl.DataType:
-    # (pa.nulls: pa.array([]) would import pandas, a second of a short ingest)
-    empty = pl.from_arrow(pa.table({"x": pa.nulls(0, type=t)}))
-    assert isinstance(empty, pl.DataFrame)  # an arrow table becomes a DataFrame
-    return empty.schema["x"]
+from ._columns import frame, polars_schema, series, string_buffers
 
 
 @dataclass
@@ -34,7 +32,8 @@ class _Spec:
     keys: dict[str, tuple[str, Conversion, bool]]
     schema: list[tuple[str, pl.DataType]]
     tokens: list[tuple[str, str | None, str]] | None = None  # (prefix, column, suffix)
-    padded: bool = False  # the fmt pads a value (``%-8s``): squeeze runs of spaces first
+    plan: _native.TokenPlan | None = None  # the compiled ``tokens``
+    labels: dict[str, _native.LabelTable] = field(default_factory=dict)  # column -> table
 
 
 _TOKEN_KINDS = ("int", "hex", "ptr", "symbolic", "flags", "bool")
@@ -97,50 +96,47 @@ def _to_int64(values: list[int]) -> list[int]:
     return [v - (1 << 64) if v >= 1 << 63 else v for v in values]
 
 
-def _hex_int64(text: pl.Expr) -> pl.Expr:
-    """``0x<hex>`` (how the kernel prints a value its table does not name) as Int64."""
-    v = text.str.strip_prefix("0x").str.to_integer(base=16, dtype=pl.UInt64, strict=False)
-    return pl.when(text.str.starts_with("0x")).then(v.reinterpret(signed=True))
-
-
-def _raw_expr(conv: Conversion, label: pl.Expr) -> pl.Expr:
-    """The integer a printed label stands for, through the conversion's table (the inverse
-    of ``__print_symbolic`` / ``__print_flags``): ``R+`` of ``prev_state`` is 0 | the ``+``
-    bit, ``GFP_KERNEL|__GFP_ZERO`` the OR of their values, a leftover ``0x..`` its number,
-    the ``cond ? ... : "none"`` text 0. A ternary's true text (``handled``) says only "not
-    0": null. Null too where a name is not in the table."""
-    text = label.cast(pl.String)
-    if conv.kind == "bool":
-        false = next((t for t, v in conv.choices if not v), None)
-        return pl.when(text == false).then(pl.lit(0, pl.Int64)).otherwise(None)
-    bits = pl.lit(0, pl.Int64)
-    if conv.suffix is not None:
-        mask, tail = conv.suffix
-        has = text.str.ends_with(tail)
-        text = pl.when(has).then(text.str.strip_suffix(tail)).otherwise(text)
-        bits = pl.when(has).then(pl.lit(mask, pl.Int64)).otherwise(0)
-    names = list(dict.fromkeys(label for _, label in conv.table))
+def _label_table(conv: Conversion) -> _native.LabelTable:
+    """The compiled inverse of a ``__print_symbolic`` / ``__print_flags`` conversion: a
+    label to the integer it stands for (``<field>_raw``). ``R+`` of ``prev_state`` is 0 | the
+    ``+`` bit, ``GFP_KERNEL|__GFP_ZERO`` the OR of their values, a leftover ``0x..`` its
+    number, the ``cond ? ... : "none"`` text 0; null where a name is not in the table."""
     first: dict[str, int] = {}
     for v, name in conv.table:
         first.setdefault(name, v)
-    values = _to_int64([first[n] for n in names])
+    values = _to_int64(list(first.values()))
+    delim = conv.delim if conv.kind == "flags" and conv.delim else None
+    return _native.LabelTable(list(zip(first, values, strict=True)), delim, conv.other, conv.suffix)
 
-    def one(t: pl.Expr) -> pl.Expr:
-        return t.replace_strict(names, values, default=_hex_int64(t), return_dtype=pl.Int64)
 
-    if conv.kind == "flags" and conv.delim:
-        parts = text.str.split(conv.delim).list.eval(one(pl.element()))
-        num: pl.Expr = pl.when(~parts.list.eval(pl.element().is_null()).list.any()).then(
-            parts.list.sum()
-        )
-        num = pl.when(text == "").then(pl.lit(0, pl.Int64)).otherwise(num)
-    else:
-        num = one(text)
-    if conv.other is not None:
-        num = pl.when(text == conv.other).then(pl.lit(0, pl.Int64)).otherwise(num)
-    if conv.suffix is not None and conv.suffix[0] is None:
-        return pl.when(bits.is_null()).then(num)  # the suffix's bit is not known
-    return num + bits
+def _bool_raw(conv: Conversion, label: pl.Expr) -> pl.Expr:
+    """The integer behind a ``cond ? "a" : "b"`` label: 0 for the false text; the true text
+    (``handled``) says only "not 0": null."""
+    false = next((t for t, v in conv.choices if not v), None)
+    return pl.when(label.cast(pl.String) == false).then(pl.lit(0, pl.Int64)).otherwise(None)
+
+
+_PLAN_KINDS = {"int": "int", "hex": "hex", "ptr": "hex", "bool": "bool"}
+
+
+def _compiled_plan(
+    tokens: list[tuple[str, str | None, str]],
+    convs: list[tuple[str, Conversion, bool]],
+    padded: bool,
+) -> _native.TokenPlan:
+    """The token plan for the compiled core: each value token's conversion (int, hex, bool
+    with its choices and true text, or a label)."""
+    by_col = {col: conv for col, conv, _ in convs}
+    spec = []
+    for prefix, col, suffix in tokens:
+        how = None
+        if col is not None:
+            conv = by_col[col]
+            choices = [t for t, _ in conv.choices] if conv.kind == "bool" else []
+            truth = next(t for t, v in conv.choices if v) if conv.kind == "bool" else ""
+            how = (_PLAN_KINDS.get(conv.kind, "label"), choices, truth)
+        spec.append((prefix, how, suffix))
+    return _native.TokenPlan(spec, padded)
 
 
 def syscall_arg_names(rest: pl.Series) -> list[str]:
@@ -201,14 +197,22 @@ class FieldParser:
                     convs.append((column_for(conv.column), conv, bare))
                 for key, col in pf.keys(column_for).items():
                     keys[key] = next(c for c in convs if c[0] == col)
+            tokens = _token_plan(pf, [c[0] for c in convs]) if pf else None
+            padded = pf is not None and any(
+                any(ch.isdigit() for ch in c.spec) for c in pf.conversions
+            )
             spec = _Spec(
                 regex=pf.regex(column_for) if pf else r"^(?P<_all>.*)$",
                 convs=convs,
                 keys=keys,
-                schema=[(n, _pl_type(t)) for n, t in schema.columns()],
-                tokens=_token_plan(pf, [c[0] for c in convs]) if pf else None,
-                padded=pf is not None
-                and any(any(ch.isdigit() for ch in c.spec) for c in pf.conversions),
+                schema=list(polars_schema(arrow_schema(schema.columns())).items()),
+                tokens=tokens,
+                plan=_compiled_plan(tokens, convs, padded) if tokens else None,
+                labels={
+                    col: _label_table(conv)
+                    for col, conv, _ in convs
+                    if conv.kind in ("symbolic", "flags") and not conv.derived
+                },
             )
             self._specs[id(schema)] = spec
         return spec
@@ -223,8 +227,8 @@ class FieldParser:
         if schema.is_syscall:
             out, ok = _syscall_args(spec, schema.name.startswith("sys_exit_"), rest)
             return self._complete(schema, spec, out), ok
-        if spec.tokens is not None:
-            out, ok = self._split_tokens(spec, spec.tokens, rest)
+        if spec.plan is not None:
+            out, ok = self._split_tokens(spec, spec.plan, rest)
             if not ok.all():
                 out, ok = self._retry(out, ok, rest, lambda r: self._regex(spec, r))
         else:
@@ -256,37 +260,15 @@ class FieldParser:
         return out, ok
 
     def _split_tokens(
-        self, spec: _Spec, tokens: list[tuple[str, str | None, str]], rest: pl.Series
+        self, spec: _Spec, plan: _native.TokenPlan, rest: pl.Series
     ) -> tuple[pl.DataFrame, pl.Series]:
-        """Cut the ``prefix%vsuffix`` ``tokens`` at spaces and convert them, in one lazy query."""
-        text = pl.col("rest").str.replace_all(" +", " ") if spec.padded else pl.col("rest")
-        parts = pl.LazyFrame({"rest": rest}).select(text.str.splitn(" ", len(tokens)))
-        parts = parts.unnest("rest")
-        convs = {col: (conv, bare) for col, conv, bare in spec.convs}
-        values, checks = [], []
-        for i, (prefix, col, suffix) in enumerate(tokens):
-            f = pl.col(f"field_{i}")
-            if col is None:
-                checks.append(f == prefix)
-                continue
-            conv, bare = convs[col]
-            v = f.str.slice(len(prefix)) if prefix else f
-            if suffix:
-                checks.append(f.str.ends_with(suffix))
-                v = v.str.strip_suffix(suffix)
-            if i == len(tokens) - 1:
-                checks.append(~f.str.contains(" ", literal=True))
-            typed = _convert(conv, v, bare, guess_radix=False)
-            if conv.kind in ("int", "hex", "ptr"):
-                checks.append(typed.is_not_null())  # a wrong prefix leaves no number
-                if prefix:
-                    checks.append(f.str.starts_with(prefix))
-            else:
-                checks.append(f.str.starts_with(prefix) if prefix else f.is_not_null())
-            values.append(typed.alias(col))
-        query = parts.select(*values, pl.all_horizontal(checks).fill_null(False).alias("_ok"))
-        out = query.collect()
-        return out.drop("_ok"), out.get_column("_ok")
+        """Cut the payloads at spaces by the token plan and convert them (compiled core)."""
+        cols, ok = plan.split(*string_buffers(rest))
+        names = [col for _, col, _ in spec.tokens or () if col is not None]
+        mask = series(ok).alias("_ok")
+        if not names:
+            return pl.DataFrame([mask]).drop("_ok"), mask
+        return frame(dict(zip(names, cols, strict=True))), mask
 
     def _key_values(self, spec: _Spec, rest: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
         """``key=value`` tokens (text of a kernel that prints the event differently)."""
@@ -308,15 +290,18 @@ class FieldParser:
     def _complete(self, schema: EventSchema, spec: _Spec, out: pl.DataFrame) -> pl.DataFrame:
         """Cast to the schema's types, add decoded pte columns, the numbers behind labels
         (``<field>_raw``), and missing columns."""
-        raws = {
-            raw_column(conv.column): _raw_expr(conv, pl.col(col))
-            for col, conv, _ in spec.convs
-            if not conv.derived
-            and col in out.columns
-            and conv.kind in ("symbolic", "flags", "bool")
-        }
         wanted = {n for n, _ in spec.schema}
-        out = out.with_columns(e.alias(n) for n, e in raws.items() if n in wanted)
+        raws: list[pl.Expr | pl.Series] = []
+        for col, conv, _ in spec.convs:
+            name = raw_column(conv.column)
+            if conv.derived or col not in out.columns or name not in wanted:
+                continue
+            if conv.kind == "bool":
+                raws.append(_bool_raw(conv, pl.col(col)).alias(name))
+            elif col in spec.labels:
+                labels = out.get_column(col).cast(pl.String)
+                raws.append(series(spec.labels[col].values(*string_buffers(labels))).alias(name))
+        out = out.with_columns(raws)
         decoded = self._decode(schema.name, out)
         exprs: list[pl.Expr | pl.Series] = []
         for name, dtype in spec.schema:

@@ -76,6 +76,7 @@ from rmapscope.schema import (
 from . import probes
 from ._batch import Batch, ErrorLog, HeaderInfo, kind_stats
 from ._bytes import escape
+from ._columns import frame as _frame
 from ._source import Source
 from .fields import FieldParser, syscall_arg_names
 from .pte import resolve_arch
@@ -142,21 +143,6 @@ def split_lines(block: bytes) -> pl.Series:
     offsets = np.concatenate([[0], ends]).astype(np.int64)
     arr = pa.Array.from_buffers(pa.large_string(), len(ends), [None, pa.py_buffer(offsets), text])
     return pl.Series("line", arr)
-
-
-def _arrow(col: tuple) -> pa.Array:
-    """A column the compiled tokenizer returned: (kind, rows, nulls, validity, buffers...)."""
-    kind, rows, nulls, validity, *buffers = col
-    bufs = [None if validity is None else pa.py_buffer(validity), *map(pa.py_buffer, buffers)]
-    return pa.Array.from_buffers(_ARROW[kind], rows, bufs, null_count=nulls)
-
-
-_ARROW = {"i64": pa.int64(), "i32": pa.int32(), "str": pa.large_string()}
-
-
-def _frame(cols: dict[str, tuple]) -> pl.DataFrame:
-    table = pa.table({name: _arrow(col) for name, col in cols.items()})
-    return cast(pl.DataFrame, pl.from_arrow(table))
 
 
 def _timestamp_expr(fmt: str) -> pl.Expr:

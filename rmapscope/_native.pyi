@@ -30,7 +30,7 @@ def record_fields(
     """The number fields ``(offset, size, signed)`` of the records at byte offsets ``rec``
     (int64) of ``buf``: one little-endian buffer of values per field."""
 
-#: one column: ("i64" | "i32", rows, nulls, validity, values) or
+#: one column: ("i64" | "i32" | "u64" | "bool", rows, nulls, validity, values) or
 #: ("str", rows, nulls, validity, int64 offsets, UTF-8 data); validity None when no nulls
 Column = tuple
 
@@ -52,3 +52,31 @@ class TextTokenizer:
     ) -> tuple[int, bool, dict[str, Column], dict[str, Column]]:
         """(lines, counter clock seen, event columns lineno ts cpu pid tgid comm flags event
         rest instance, other lines' columns lineno line); the GIL is released meanwhile."""
+
+#: (prefix, None for literal text | (kind int/hex/bool/label, bool choices, true text), suffix)
+PlanToken = tuple[str, tuple[str, list[str], str] | None, str]
+
+class TokenPlan:
+    """The token plan of an event's print fmt (``ingest/fields.py``), compiled."""
+
+    def __init__(self, tokens: list[PlanToken], padded: bool) -> None: ...
+    def split(
+        self, rows: int, offset: int, valid: object | None, offsets: object, data: object
+    ) -> tuple[list[Column], Column]:
+        """Cut payloads (a ``large_string`` array's buffers): (a column per value token, the
+        bool column of rows that parsed); the GIL is released meanwhile."""
+
+class LabelTable:
+    """Label -> integer of a ``__print_symbolic`` / ``__print_flags`` conversion."""
+
+    def __init__(
+        self,
+        names: list[tuple[str, int]],
+        delim: str | None,
+        other: str | None,
+        suffix: tuple[int | None, str] | None,
+    ) -> None: ...
+    def values(
+        self, rows: int, offset: int, valid: object | None, offsets: object, data: object
+    ) -> Column:
+        """The integer behind each label (an ``i64`` column, null where not in the table)."""

@@ -9,6 +9,7 @@
 use pyo3::prelude::*;
 
 mod buffer;
+mod fields;
 mod text;
 mod tracedat;
 
@@ -18,5 +19,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<buffer::Buffer>()?;
     tracedat::register(m)?;
     text::register(m)?;
+    fields::register(m)?;
     Ok(())
 }

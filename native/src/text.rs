@@ -32,13 +32,13 @@ fn validity(py: Python<'_>, v: Validity) -> PyResult<PyObject> {
 }
 
 /// (kind, rows, nulls, validity | None, values) or (kind, rows, nulls, validity, offsets, data)
-fn ints(py: Python<'_>, kind: &str, data: Vec<u8>, v: Validity) -> PyResult<PyObject> {
+pub(crate) fn ints(py: Python<'_>, kind: &str, data: Vec<u8>, v: Validity) -> PyResult<PyObject> {
     let (len, nulls) = (v.len, v.nulls);
     let t = (kind, len, nulls, validity(py, v)?, Buffer::from_bytes(data));
     Ok(t.into_pyobject(py)?.into_any().unbind())
 }
 
-fn strings(py: Python<'_>, c: StrCol) -> PyResult<PyObject> {
+pub(crate) fn strings(py: Python<'_>, c: StrCol) -> PyResult<PyObject> {
     let (len, nulls) = (c.valid.len, c.valid.nulls);
     let t = (
         "str",

@@ -11,6 +11,7 @@
 pub mod columns;
 pub mod escape;
 mod fast;
+pub mod fields;
 
 use std::borrow::Cow;
 

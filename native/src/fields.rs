@@ -1,0 +1,180 @@
+//! `rmapscope._native.TokenPlan` and `LabelTable`: the typed fields of event payloads
+//! (`rmapscope_core::text::fields`) for `ingest/fields.py`. Payloads come in as the buffers
+//! of an Arrow `large_string` array and the columns go back as `Buffer`s in Arrow's layout;
+//! the GIL is released while the rows are parsed.
+
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::prelude::*;
+
+use rmapscope_core::text::fields::{split_tokens, Column, Conv, Labels, Strings, Token};
+
+use crate::text::{ints, strings};
+
+/// The bytes of a C-contiguous buffer of signed chars (a pyarrow buffer), read-only.
+fn bytes_of(buf: &PyBuffer<i8>) -> PyResult<&[u8]> {
+    if !buf.is_c_contiguous() {
+        return Err(PyBufferError::new_err("expected a contiguous buffer"));
+    }
+    // SAFETY: the FFI boundary. `buf` holds a buffer view (the exporter keeps this memory
+    // until the view is released, when `buf` is dropped) of `item_count()` contiguous bytes
+    // at `buf_ptr()`; the slice borrows `buf`. Arrow buffers are immutable.
+    Ok(unsafe { std::slice::from_raw_parts(buf.buf_ptr() as *const u8, buf.item_count()) })
+}
+
+/// The buffers of a `large_string` array: (rows, offset, validity | None, offsets, data).
+type StrArgs = (
+    usize,
+    usize,
+    Option<PyBuffer<i8>>,
+    PyBuffer<i8>,
+    PyBuffer<i8>,
+);
+
+fn view(args: &StrArgs) -> PyResult<Strings<'_>> {
+    let (len, offset, valid, offsets, data) = args;
+    if offsets.item_count() < (offset + len + 1) * 8 {
+        return Err(PyValueError::new_err("offsets shorter than the rows"));
+    }
+    Ok(Strings {
+        offsets: bytes_of(offsets)?,
+        data: bytes_of(data)?,
+        validity: valid.as_ref().map(bytes_of).transpose()?,
+        offset: *offset,
+        len: *len,
+    })
+}
+
+fn column(py: Python<'_>, c: Column) -> PyResult<PyObject> {
+    match c {
+        Column::I64(c) => ints(py, "i64", c.data, c.valid),
+        Column::U64(c) => ints(py, "u64", c.data, c.valid),
+        Column::Bool(values, valid) => ints(py, "bool", values.bits, valid),
+        Column::Str(c) => strings(py, c),
+    }
+}
+
+/// The token plan of one event's print fmt.
+#[pyclass(frozen, module = "rmapscope._native")]
+pub struct TokenPlan {
+    tokens: Vec<Token>,
+    padded: bool,
+}
+
+type TokenArg = (String, Option<(String, Vec<String>, String)>, String);
+
+#[pymethods]
+impl TokenPlan {
+    /// `tokens`: (prefix, None | (kind, bool choices, bool true text), suffix), kind one of
+    /// int, hex, bool, label; `padded`: squeeze runs of spaces first.
+    #[new]
+    fn new(tokens: Vec<TokenArg>, padded: bool) -> PyResult<Self> {
+        let tokens = tokens
+            .into_iter()
+            .map(|(prefix, conv, suffix)| {
+                let conv = match conv {
+                    None => None,
+                    Some((kind, choices, truth)) => Some(match kind.as_str() {
+                        "int" => Conv::Int,
+                        "hex" => Conv::Hex,
+                        "bool" => Conv::Bool { choices, truth },
+                        "label" => Conv::Label,
+                        _ => return Err(PyValueError::new_err(format!("no conversion {kind:?}"))),
+                    }),
+                };
+                Ok(Token::new(prefix, conv, suffix))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        if tokens.is_empty() {
+            return Err(PyValueError::new_err("a plan has tokens"));
+        }
+        Ok(TokenPlan { tokens, padded })
+    }
+
+    /// Cut the payloads (a `large_string` array's buffers) by the plan: (one column per
+    /// value token, ok mask as a bool column).
+    #[pyo3(signature = (rows, offset, valid, offsets, data))]
+    fn split(
+        &self,
+        py: Python<'_>,
+        rows: usize,
+        offset: usize,
+        valid: Option<PyBuffer<i8>>,
+        offsets: PyBuffer<i8>,
+        data: PyBuffer<i8>,
+    ) -> PyResult<(Vec<PyObject>, PyObject)> {
+        let args = (rows, offset, valid, offsets, data);
+        let input = view(&args)?;
+        let parsed = py.allow_threads(|| split_tokens(&self.tokens, self.padded, &input));
+        let cols = parsed
+            .columns
+            .into_iter()
+            .map(|c| column(py, c))
+            .collect::<PyResult<Vec<_>>>()?;
+        let n = parsed.ok.len;
+        let ok = ints(
+            py,
+            "bool",
+            parsed.ok.bits,
+            rmapscope_core::text::columns::Validity {
+                bits: Vec::new(),
+                len: n,
+                nulls: 0,
+            },
+        )?;
+        Ok((cols, ok))
+    }
+}
+
+/// The table of one `__print_symbolic` / `__print_flags` conversion (label -> integer).
+#[pyclass(frozen, module = "rmapscope._native")]
+pub struct LabelTable {
+    inner: Labels,
+}
+
+#[pymethods]
+impl LabelTable {
+    #[new]
+    #[pyo3(signature = (names, delim, other, suffix))]
+    fn new(
+        names: Vec<(String, i64)>,
+        delim: Option<String>,
+        other: Option<String>,
+        suffix: Option<(Option<i64>, String)>,
+    ) -> Self {
+        let mut table = std::collections::HashMap::with_capacity(names.len());
+        for (name, value) in names {
+            table.entry(name).or_insert(value);
+        }
+        LabelTable {
+            inner: Labels {
+                names: table,
+                delim: delim.filter(|d| !d.is_empty()),
+                other,
+                suffix,
+            },
+        }
+    }
+
+    /// The integer behind each label (a `large_string` array's buffers): an int64 column.
+    #[pyo3(signature = (rows, offset, valid, offsets, data))]
+    fn values(
+        &self,
+        py: Python<'_>,
+        rows: usize,
+        offset: usize,
+        valid: Option<PyBuffer<i8>>,
+        offsets: PyBuffer<i8>,
+        data: PyBuffer<i8>,
+    ) -> PyResult<PyObject> {
+        let args = (rows, offset, valid, offsets, data);
+        let input = view(&args)?;
+        let col = py.allow_threads(|| self.inner.values(&input));
+        ints(py, "i64", col.data, col.valid)
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<TokenPlan>()?;
+    m.add_class::<LabelTable>()
+}
