@@ -27,8 +27,8 @@ FORK = (
     f"{_P}..... 57301.905877: sched_process_fork: comm=workload pid=4564 child_comm=workload "
     "child_pid=4566\n"
 )
-EXIT = f"{_C}..... 57302.114907: sched_process_exit: comm=workload pid=4566 prio=120 group_dead=true\n"
 OLD_EXIT = f"{_C}..... 57302.114907: sched_process_exit: comm=workload pid=4566 prio=120\n"
+EXIT = OLD_EXIT.replace("prio=120", "prio=120 group_dead=true")
 BATCH = "".join(
     f"{_P}{line}\n"
     for line in (
