@@ -417,8 +417,11 @@ def _distribution(metric: str, group: str, unit: str, better: str, xa: np.ndarra
         else:
             head.p, head.effect, n_strata, used_a, used_b = strat
             head.test = "stratified-mann-whitney-u"
-            head.ci_of = (f"effect: rank-biserial of {of}' medians (b > a) within {n_strata} "
-                          f"size classes, {used_a} vs {used_b}")  # fmt: skip
+            head.ci_of = (
+                f"effect: rank-biserial of {of}' medians (b > a) within {n_strata} size "
+                f"classes, {used_a} vs {used_b}; fewer than {MIN_CLUSTERS} recordings a side: "
+                "their run-to-run drift is not in the test"
+            )
     else:
         u = stats.mannwhitneyu(mb, ma, alternative="two-sided")
         head.p = float(u.pvalue)
