@@ -47,6 +47,8 @@ BATCH = "".join(
         "nr_thp_failed=0 nr_thp_split=0 nr_split=0 mode=MIGRATE_SYNC reason=compaction",
     )
 )
+MMAP_DONE = f"{_C}..... 57302.115500: exit_mmap: mt_mod 00000000c0d13792, DESTROY\n"
+MMAP_LATE = f"{_C}..... 57302.117000: exit_mmap: mt_mod 00000000c0d13792, DESTROY\n"
 FREE = f"{_P}..s.. 57303.187247: sched_process_free: comm=workload pid=4566 prio=120\n"
 EARLY_FREE = f"{_P}..s.. 57302.115000: sched_process_free: comm=workload pid=4566 prio=120\n"
 
@@ -66,6 +68,10 @@ def _leaks(tmp_path: Path, text: str) -> pl.DataFrame:
         (FORK + EXIT + BATCH + FREE, "inconclusive"),
         # no free line at all: the zap may run until the trace ends
         (FORK + EXIT + BATCH, "inconclusive"),
+        # exit_mmap (printed when the page tables are gone) bounds the zap tighter
+        (FORK + EXIT + BATCH + MMAP_LATE + FREE, "inconclusive"),
+        # control: its exit_mmap came before the batch, so its zap was over: a leak
+        (FORK + EXIT + MMAP_DONE + BATCH + FREE, "violation"),
         # control: reaped before the batch, so its zap was over: a leak
         (FORK + EXIT + EARLY_FREE + BATCH + FREE, "violation"),
         # control: a kernel before 6.16 prints the exit after the zap: a leak
