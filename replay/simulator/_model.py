@@ -1523,11 +1523,16 @@ class Model:
         walk and its batch's end. A fork's window, as the lines bound it, runs from the
         parent's previous migration, fork or exit line (the trace's start without one) to
         its ``sched_process_fork``."""
-        exits = sorted(
-            ts[i]
-            for i, e in enumerate(self.events)
-            if e.name in ("sched_process_exit", "exit_mmap")
-        )
+        # an exit's zap runs from its sched_process_exit (6.16+ order) to its exit_mmap,
+        # as replay bounds it (engine._exits)
+        exits: list[tuple[int, int]] = []
+        started: dict[int, int] = {}  # pid -> its sched_process_exit's ts
+        for i, e in enumerate(self.events):
+            if e.name == "sched_process_exit":
+                started[e.pid] = ts[i]
+            elif e.name == "exit_mmap":
+                exits.append((started.pop(e.pid, ts[i]), ts[i]))
+        exits += [(t, ts[-1]) for t in started.values()]
         own = {
             "set_migration_pte",
             "set_migration_pmd",
@@ -1549,7 +1554,7 @@ class Model:
                 last[e.pid] = e.ts
 
         def exited(lo: int, hi: int) -> bool:
-            return any(lo <= t <= hi for t in exits)
+            return any(a <= hi and lo <= b for a, b in exits)
 
         def forked(lo: int, hi: int) -> bool:
             return any(a <= hi and lo <= b for a, b in forks)
