@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from typing import cast
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
 _ARROW = {
     "i64": pa.int64(),
     "i32": pa.int32(),
+    "u32": pa.uint32(),
     "u64": pa.uint64(),
     "bool": pa.bool_(),
     "str": pa.large_string(),
@@ -36,10 +38,40 @@ def series(col: tuple) -> pl.Series:
     return cast(pl.Series, pl.from_arrow(array(col)))
 
 
-def string_buffers(text: pl.Series) -> tuple[int, int, pa.Buffer | None, pa.Buffer, pa.Buffer]:
-    """A string series as the core reads it: (rows, offset, validity | None, int64 offsets,
+def table(cols: dict[str, tuple]) -> pa.Table:
+    """Columns the core returned as a pyarrow table (no copy)."""
+    return pa.table({name: array(col) for name, col in cols.items()})
+
+
+def to_polars(data: pa.Table) -> pl.DataFrame:
+    """A pyarrow table as a polars frame."""
+    return cast(pl.DataFrame, pl.from_arrow(data))
+
+
+def to_arrow(data: pl.DataFrame) -> pa.Table:
+    """A polars frame as a pyarrow table of the types the core returns (``large_string``)."""
+    return data.to_arrow(compat_level=pl.CompatLevel.oldest())
+
+
+def to_series(values: pa.Array | pa.ChunkedArray) -> pl.Series:
+    """A pyarrow column as a polars series."""
+    return cast(pl.Series, pl.from_arrow(values))
+
+
+def mask(values: np.ndarray) -> pa.Array:
+    """A numpy bool array as a pyarrow one (``pa.array`` would import pandas)."""
+    bits = np.packbits(values.astype(bool), bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)])
+
+
+def string_buffers(
+    text: pl.Series | pa.Array | pa.ChunkedArray,
+) -> tuple[int, int, pa.Buffer | None, pa.Buffer, pa.Buffer]:
+    """A string column as the core reads it: (rows, offset, validity | None, int64 offsets,
     UTF-8 data) of an Arrow ``large_string`` array."""
-    arr = text.to_arrow(compat_level=pl.CompatLevel.oldest())
+    arr = text.to_arrow(compat_level=pl.CompatLevel.oldest()) if isinstance(text, pl.Series) else text
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
     if arr.type != pa.large_string():
         arr = arr.cast(pa.large_string())
     valid, offsets, data = arr.buffers()

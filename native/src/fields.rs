@@ -7,7 +7,9 @@ use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
 
+use rmapscope_core::text::columns::Validity;
 use rmapscope_core::text::fields::{split_tokens, Column, Conv, Labels, Strings, Token};
+use rmapscope_core::text::partition::Partitioner;
 
 use crate::text::{ints, strings};
 
@@ -174,7 +176,65 @@ impl LabelTable {
     }
 }
 
+/// Groups a block's rows by event (`rmapscope_core::text::partition`).
+#[pyclass(frozen, module = "rmapscope._native")]
+pub struct EventPartition {
+    inner: Partitioner,
+}
+
+/// One group: (event name | None, row numbers as a u32 column, probe mask | None).
+type GroupOut = (Option<String>, PyObject, Option<PyObject>);
+
+#[pymethods]
+impl EventPartition {
+    /// `probe`: the regex of a probe payload.
+    #[new]
+    fn new(probe: &str) -> PyResult<Self> {
+        let inner = Partitioner::new(probe).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(EventPartition { inner })
+    }
+
+    /// The rows of each event, in order of first appearance (`event` and `rest`: the
+    /// buffers of two `large_string` arrays of as many rows).
+    fn partition(&self, py: Python<'_>, event: StrArgs, rest: StrArgs) -> PyResult<Vec<GroupOut>> {
+        if event.0 != rest.0 {
+            return Err(PyValueError::new_err("event and rest differ in length"));
+        }
+        let (ev, re) = (view(&event)?, view(&rest)?);
+        let groups = py.allow_threads(|| self.inner.partition(&ev, &re));
+        groups
+            .into_iter()
+            .map(|g| {
+                let n = g.rows.len();
+                let mut data = Vec::with_capacity(n * 4);
+                for r in &g.rows {
+                    data.extend_from_slice(&r.to_le_bytes());
+                }
+                let all = Validity {
+                    bits: Vec::new(),
+                    len: n,
+                    nulls: 0,
+                };
+                let rows = ints(py, "u32", data, all)?;
+                let probe = g
+                    .probe
+                    .map(|mask| {
+                        let all = Validity {
+                            bits: Vec::new(),
+                            len: mask.len,
+                            nulls: 0,
+                        };
+                        ints(py, "bool", mask.bits, all)
+                    })
+                    .transpose()?;
+                Ok((g.name, rows, probe))
+            })
+            .collect()
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<EventPartition>()?;
     m.add_class::<TokenPlan>()?;
     m.add_class::<LabelTable>()
 }
