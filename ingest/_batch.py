@@ -180,9 +180,7 @@ class Assembler:
         self.clock: str | None = None
         self.kind_stats: list[pl.DataFrame] = []
 
-    def consume(
-        self, out: Batch, stage: Callable[[str, pl.DataFrame | pa.Table], None]
-    ) -> None:
+    def consume(self, out: Batch, stage: Callable[[str, pl.DataFrame | pa.Table], None]) -> None:
         """Give ``seq`` to the batch's rows, hand them to ``stage(table, frame)``, keep stats."""
         for table, frame in out.frames.items():
             if isinstance(frame, pa.Table):

@@ -53,6 +53,36 @@ def to_arrow(data: pl.DataFrame) -> pa.Table:
     return data.to_arrow(compat_level=pl.CompatLevel.oldest())
 
 
+def _one(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One array of a column (no copy when it is one chunk)."""
+    if isinstance(values, pa.ChunkedArray):
+        return values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
+    return values
+
+
+_KINDS = {pa.int64(): "i64", pa.int32(): "i32", pa.large_string(): "str"}
+
+
+def column_args(values: pa.Array | pa.ChunkedArray) -> tuple:
+    """An int64, int32 or ``large_string`` column as the core gathers it: (kind, rows,
+    offset, validity | None, values or offsets, string data | None)."""
+    arr = _one(values)
+    kind = _KINDS[arr.type]
+    if kind == "str":
+        return (kind, *string_buffers(arr))
+    valid, data = arr.buffers()
+    return kind, len(arr), arr.offset, valid, data or pa.py_buffer(b""), None
+
+
+def bools(col: tuple) -> np.ndarray:
+    """A bool column the core returned (no nulls) as a numpy array (pyarrow's ``to_numpy``
+    of a bool array imports pandas)."""
+    kind, rows, _, _, bits = col
+    assert kind == "bool"
+    packed = np.frombuffer(pa.py_buffer(bits), dtype=np.uint8)
+    return np.unpackbits(packed, count=rows, bitorder="little").astype(bool)
+
+
 def to_series(values: pa.Array | pa.ChunkedArray) -> pl.Series:
     """A pyarrow column as a polars series."""
     return cast(pl.Series, pl.from_arrow(values))
@@ -69,9 +99,9 @@ def string_buffers(
 ) -> tuple[int, int, pa.Buffer | None, pa.Buffer, pa.Buffer]:
     """A string column as the core reads it: (rows, offset, validity | None, int64 offsets,
     UTF-8 data) of an Arrow ``large_string`` array."""
-    arr = text.to_arrow(compat_level=pl.CompatLevel.oldest()) if isinstance(text, pl.Series) else text
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
+    arr = _one(
+        text.to_arrow(compat_level=pl.CompatLevel.oldest()) if isinstance(text, pl.Series) else text
+    )
     if arr.type != pa.large_string():
         arr = arr.cast(pa.large_string())
     valid, offsets, data = arr.buffers()

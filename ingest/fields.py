@@ -14,8 +14,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from typing import cast
-
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -26,7 +24,16 @@ from rmapscope._printfmt import Conversion
 from rmapscope.schema import DECODED, EventSchema, arrow_schema, column_for, raw_column
 
 from . import pte as ptemod
-from ._columns import array, polars_schema, string_buffers, table, to_arrow, to_polars, to_series
+from ._columns import (
+    array,
+    bools,
+    polars_schema,
+    string_buffers,
+    table,
+    to_arrow,
+    to_polars,
+    to_series,
+)
 
 
 @dataclass
@@ -230,9 +237,10 @@ class FieldParser:
         """
         spec = self._spec(schema)
         n = len(rest)
+        ok: np.ndarray
         if schema.is_syscall:
-            out, ok = _syscall_args(spec, schema.name.startswith("sys_exit_"), to_series(rest))
-            return self._complete(schema, spec, to_arrow(out), n), ok.to_numpy()
+            out, by_args = _syscall_args(spec, schema.name.startswith("sys_exit_"), to_series(rest))
+            return self._complete(schema, spec, to_arrow(out), n), by_args.to_numpy()
         if spec.plan is not None:
             data, ok = self._split_tokens(spec, spec.plan, rest)
             if not ok.all():
@@ -275,8 +283,7 @@ class FieldParser:
         """Cut the payloads at spaces by the token plan and convert them (compiled core)."""
         cols, ok = plan.split(*string_buffers(rest))
         names = [col for _, col, _ in spec.tokens or () if col is not None]
-        mask = array(ok).to_numpy(zero_copy_only=False)
-        return table(dict(zip(names, cols, strict=True))), mask
+        return table(dict(zip(names, cols, strict=True))), bools(ok)
 
     def _key_values(self, spec: _Spec, rest: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
         """``key=value`` tokens (text of a kernel that prints the event differently)."""
@@ -309,31 +316,37 @@ class FieldParser:
                 cols[name] = _bool_raw(conv, cols[col])
             elif col in spec.labels:
                 cols[name] = array(spec.labels[col].values(*string_buffers(cols[col])))
-        decoded = self._decode(schema.name, cols)
+        for name, values in self._decode(schema.name, _ptes(cols)).items():
+            cols[name] = pl.Series(name, values).to_arrow()
         arrays = []
         for f in spec.arrow:
-            got = decoded.get(f.name, cols.get(f.name))
+            got = cols.get(f.name)
             arrays.append(pa.nulls(n, f.type) if got is None else _cast(got, f.type))
         return pa.Table.from_arrays(arrays, schema=spec.arrow)
 
-    def _decode(self, event: str, cols: dict) -> dict[str, pa.Array]:
+    def _decode(self, event: str, out: pl.DataFrame) -> dict[str, np.ndarray | pl.Series]:
         if event not in DECODED or self.arch not in ptemod.ARCHES:
             return {}  # no layout known for this arch: the decoded columns stay null
         col = "pte" if event.endswith("_pte") else "pmd"
-        if col not in cols or len(cols[col]) == 0:
+        if col not in out.columns or out.height == 0:
             return {}
-        series = cast(pl.Series, pl.from_arrow(cols[col]))
+        series = out.get_column(col)
         values = series.fill_null(0).to_numpy().astype(np.uint64)
         if event.startswith("set_"):
             dec = ptemod.decode_swap_entry(values, self.arch)
         else:
             dec = ptemod.decode_present(values, self.arch, huge=event.endswith("_pmd"))
         nulls = series.is_null()
-        result: dict[str, pa.Array] = {}
+        result: dict[str, np.ndarray | pl.Series] = {}
         for k, v in dec.items():
             s = pl.Series(k, v)
-            result[k] = s.zip_with(~nulls, pl.Series(k, [None] * len(s), dtype=s.dtype)).to_arrow()
+            result[k] = s.zip_with(~nulls, pl.Series(k, [None] * len(s), dtype=s.dtype))
         return result
+
+
+def _ptes(cols: dict[str, pa.Array | pa.ChunkedArray]) -> pl.DataFrame:
+    """The pte/pmd columns of ``cols`` for :meth:`FieldParser._decode`."""
+    return pl.DataFrame([to_series(cols[k]).alias(k) for k in ("pte", "pmd") if k in cols])
 
 
 def _cast(values: pa.Array | pa.ChunkedArray, to: pa.DataType) -> pa.Array | pa.ChunkedArray:

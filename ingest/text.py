@@ -44,7 +44,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Self, cast
+from typing import Self
 
 import numpy as np
 import polars as pl
@@ -77,7 +77,16 @@ from rmapscope.schema import (
 from . import probes
 from ._batch import Batch, ErrorLog, HeaderInfo, kind_stats
 from ._bytes import escape
-from ._columns import array, mask, string_buffers, table, to_arrow, to_polars, to_series
+from ._columns import (
+    array,
+    column_args,
+    mask,
+    string_buffers,
+    table,
+    to_arrow,
+    to_polars,
+    to_series,
+)
 from ._source import Source
 from .fields import FieldParser, syscall_arg_names
 from .pte import resolve_arch
@@ -620,12 +629,15 @@ class TextReader:
         ev = parsed.events
         frames: dict[str, pl.DataFrame | pa.Table] = {}
         generic: list[pl.DataFrame] = []
+        names = ev.column_names
         groups = self._partition.partition(
-            string_buffers(ev.column("event")), string_buffers(ev.column("rest"))
+            string_buffers(ev.column("event")),
+            string_buffers(ev.column("rest")),
+            [column_args(ev.column(n)) for n in names],
         )
-        for name, rows_col, probe_col in groups:
+        for name, rows_col, probe_col, cols in groups:
             rows = array(rows_col)
-            part = ev.take(rows).append_column("rel", rows)
+            part = pa.Table.from_arrays([*map(array, cols), rows], names=[*names, "rel"])
             # Probe lines ("(func+0x0/0x1a0) k=v") of the contract get typed probe tables; a
             # probe may carry a tracepoint's name (the probe on remove_migration_pte), so the
             # payload decides, not the name.
@@ -657,6 +669,7 @@ class TextReader:
                 names=["rel", *COMMON_NAMES[1:], *typed.column_names],
             )
             if not ok.all():
+                assert name is not None  # a typed event has a name
                 bad = part.filter(mask(~ok))
                 errors.add(
                     unparsed_fields(name),
@@ -682,7 +695,7 @@ class TextReader:
             m["ts_start"] = before["ts"][-1] if before.height else None
             m["ts_end"] = after["ts"][0] if after.height else None
         ts = ev.column("ts")
-        timed = np.flatnonzero(ts.is_valid().to_numpy(zero_copy_only=False))
+        timed = evp["ts"].is_not_null().arg_true() if evp is not None else pl.Series([])
         first = int(timed[0]) if len(timed) else None
         last = None
         if len(timed):

@@ -89,7 +89,9 @@ class EventPartition:
 
     def __init__(self, probe: str) -> None: ...
     def partition(
-        self, event: StringBuffers, rest: StringBuffers
-    ) -> list[tuple[str | None, Column, Column | None]]:
+        self, event: StringBuffers, rest: StringBuffers, columns: list[tuple]
+    ) -> list[tuple[str | None, Column, Column | None, list[Column]]]:
         """Per event in order of first appearance: (name, its rows as a u32 column, which
-        of its payloads are probe payloads as a bool column, None when none is)."""
+        of its payloads are probe payloads as a bool column, None when none is, its rows of
+        each of ``columns``: (kind i64/i32/str, rows, offset, validity | None, values or
+        offsets, string data | None))."""

@@ -7,8 +7,54 @@ use std::collections::HashMap;
 
 use regex::Regex;
 
-use super::columns::Validity;
+use super::columns::{StrCol, Validity};
 use super::fields::Strings;
+
+/// The rows of an Arrow array of fixed-width values (little-endian): values, validity
+/// bitmap (None: no nulls), starting at row `offset` of the buffers.
+#[derive(Clone, Copy, Debug)]
+pub struct Fixed<'a> {
+    pub data: &'a [u8],
+    pub validity: Option<&'a [u8]>,
+    pub offset: usize,
+    pub len: usize,
+    pub width: usize,
+}
+
+impl<'a> Fixed<'a> {
+    /// Row `i`'s bytes (None for a null, or for buffers that do not hold it).
+    pub fn get(&self, i: usize) -> Option<&'a [u8]> {
+        let j = self.offset + i;
+        if let Some(bits) = self.validity {
+            if bits.get(j / 8)? & (1 << (j % 8)) == 0 {
+                return None;
+            }
+        }
+        self.data.get(j * self.width..(j + 1) * self.width)
+    }
+}
+
+/// Rows `rows` of `col`: values (zeros under a null) and validity.
+pub fn gather_fixed(col: &Fixed<'_>, rows: &[u32]) -> (Vec<u8>, Validity) {
+    let mut data = Vec::with_capacity(rows.len() * col.width);
+    let mut valid = Validity::with_capacity(rows.len());
+    let zeros = vec![0u8; col.width];
+    for &r in rows {
+        let v = col.get(r as usize);
+        data.extend_from_slice(v.unwrap_or(&zeros));
+        valid.push(v.is_some());
+    }
+    (data, valid)
+}
+
+/// Rows `rows` of `col`.
+pub fn gather_strings(col: &Strings<'_>, rows: &[u32]) -> StrCol {
+    let mut out = StrCol::with_capacity(rows.len(), 0);
+    for &r in rows {
+        out.push(col.get(r as usize));
+    }
+    out
+}
 
 /// The rows of one event.
 #[derive(Debug, Clone)]
@@ -83,7 +129,6 @@ impl Partitioner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::text::columns::StrCol;
 
     const PROBE: &str =
         r"^\((?:[\w.]+\+0x[0-9a-fA-F]+/0x[0-9a-fA-F]+|[0-9a-fA-F]+)(?: <- [\w.]+)?\)(?:\s|$)";
@@ -133,6 +178,28 @@ mod tests {
         assert!(!p.is_probe(Some("page=0x1")));
         assert!(!p.is_probe(None));
         assert!(Partitioner::new("(").is_err());
+    }
+
+    #[test]
+    fn gathers() {
+        let s = col(&[Some("a"), None, Some("ccc"), Some("")]);
+        let g = gather_strings(&view(&s), &[2, 1, 0, 3, 9]);
+        let got: Vec<_> = (0..g.len()).map(|i| g.get(i)).collect();
+        assert_eq!(got, [Some("ccc"), None, Some("a"), Some(""), None]);
+        let data: Vec<u8> = [5i32, 6, 7].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let bits = [0b101u8];
+        let f = Fixed {
+            data: &data,
+            validity: Some(&bits),
+            offset: 1,
+            len: 2,
+            width: 4,
+        };
+        assert_eq!(f.get(0), None); // row 1 of the buffers is null
+        let (out, valid) = gather_fixed(&f, &[1, 0, 5]);
+        assert_eq!(&out[..4], &7i32.to_le_bytes());
+        assert_eq!(&out[4..], &[0u8; 8]);
+        assert_eq!((valid.get(0), valid.get(1), valid.get(2), valid.nulls), (true, false, false, 2));
     }
 
     #[test]
