@@ -214,7 +214,11 @@ fn input(args: &ColArgs) -> PyResult<Input<'_>> {
         "i64" => Some(("i64", 8)),
         "i32" => Some(("i32", 4)),
         "str" => None,
-        _ => return Err(PyValueError::new_err(format!("cannot gather a {kind:?} column"))),
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "cannot gather a {kind:?} column"
+            )))
+        }
     };
     Ok(match (width, data) {
         (Some((k, width)), _) => Input::Fixed(

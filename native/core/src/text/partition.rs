@@ -154,7 +154,14 @@ mod tests {
     #[test]
     fn groups_in_order_of_first_row() {
         let ev = col(&[Some("b"), Some("a"), Some("b"), None, Some("a"), Some("c")]);
-        let rest = col(&[Some("x=1"), None, Some("(f+0x0/0x10) k=1"), None, Some("y"), None]);
+        let rest = col(&[
+            Some("x=1"),
+            None,
+            Some("(f+0x0/0x10) k=1"),
+            None,
+            Some("y"),
+            None,
+        ]);
         let p = Partitioner::new(PROBE).unwrap();
         let g = p.partition(&view(&ev), &view(&rest));
         let names: Vec<_> = g.iter().map(|g| g.name.as_deref()).collect();
@@ -199,7 +206,10 @@ mod tests {
         let (out, valid) = gather_fixed(&f, &[1, 0, 5]);
         assert_eq!(&out[..4], &7i32.to_le_bytes());
         assert_eq!(&out[4..], &[0u8; 8]);
-        assert_eq!((valid.get(0), valid.get(1), valid.get(2), valid.nulls), (true, false, false, 2));
+        assert_eq!(
+            (valid.get(0), valid.get(1), valid.get(2), valid.nulls),
+            (true, false, false, 2)
+        );
     }
 
     #[test]
