@@ -33,11 +33,6 @@ def frame(cols: dict[str, tuple]) -> pl.DataFrame:
     return cast(pl.DataFrame, pl.from_arrow(table))
 
 
-def series(col: tuple) -> pl.Series:
-    """One column the core returned as a polars series."""
-    return cast(pl.Series, pl.from_arrow(array(col)))
-
-
 def table(cols: dict[str, tuple]) -> pa.Table:
     """Columns the core returned as a pyarrow table (no copy)."""
     return pa.table({name: array(col) for name, col in cols.items()})

@@ -654,7 +654,7 @@ class TextReader:
                 if not part.num_rows:
                     continue
             schema = self.registry.get(name) if name is not None else None
-            payload = part.column("rest").combine_chunks()
+            payload = part.column("rest").chunk(0)
             if name is not None and is_syscall_event(name):
                 schema = self._syscall_schema(name, schema, to_series(payload))
             if schema is None:
