@@ -180,7 +180,7 @@ def _stage(
         job = Assembler()
         schemas: dict[str, pa.Schema] = {}
 
-        def stage(table: str, frame: pl.DataFrame) -> None:
+        def stage(table: str, frame: pl.DataFrame | pa.Table) -> None:
             if table not in schemas:
                 name = table[len("event=") :]
                 if table == GENERIC_DIR:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from rmapscope.catalog import (
     EVENT_PREFIX,
@@ -95,7 +97,9 @@ class Batch:
     (kind, cpu, count, line, text, ts_start, ts_end) with batch-relative ``line``.
     """
 
-    frames: dict[str, pl.DataFrame]  # table -> rows with a batch-relative "rel" index
+    #: table -> rows with a batch-relative "rel" index (polars, or pyarrow as the text
+    #: reader builds its typed tables)
+    frames: dict[str, pl.DataFrame | pa.Table]
     markers: list[dict]
     n_events: int
     lines: int
@@ -118,15 +122,22 @@ class Batch:
         return {cpu: (first, last) for cpu, first, last in agg.iter_rows()}
 
 
-def kind_stats(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
+def _columns(frame: pl.DataFrame | pa.Table | None, names: list[str]) -> pl.DataFrame | None:
+    """Columns ``names`` of a batch frame as a polars frame."""
+    if frame is None or isinstance(frame, pl.DataFrame):
+        return frame
+    return cast(pl.DataFrame, pl.from_arrow(frame.select(names)))
+
+
+def kind_stats(frames: dict[str, pl.DataFrame | pa.Table]) -> pl.DataFrame | None:
     """Per swap type: sets seen, and how many removes paired with it restored a writable pte."""
     parts = []
     for set_event, remove_event in zip(MIGRATION_SETS, MIGRATION_REMOVES, strict=True):
-        sets = frames.get(directory(set_event))
+        sets = _columns(frames.get(directory(set_event)), ["rel", "pid", "addr", "swp_type"])
         if sets is None:
             continue
         stats = sets.group_by("swp_type").agg(pl.len().cast(pl.Int64).alias("sets"))
-        removes = frames.get(directory(remove_event))
+        removes = _columns(frames.get(directory(remove_event)), ["rel", "pid", "addr", "writable"])
         if removes is not None and removes.height:
             pairs = (
                 removes.select("rel", "pid", "addr", "writable")
@@ -169,16 +180,21 @@ class Assembler:
         self.clock: str | None = None
         self.kind_stats: list[pl.DataFrame] = []
 
-    def consume(self, out: Batch, stage: Callable[[str, pl.DataFrame], None]) -> None:
+    def consume(self, out: Batch, stage: Callable[[str, pl.DataFrame | pa.Table], None]) -> None:
         """Give ``seq`` to the batch's rows, hand them to ``stage(table, frame)``, keep stats."""
         for table, frame in out.frames.items():
-            frame = frame.with_columns((pl.col("rel").cast(pl.Int64) + self.seq).alias("seq")).drop(
-                "rel"
-            )
+            if isinstance(frame, pa.Table):
+                seq = pc.add(frame.column("rel").cast(pa.int64()), pa.scalar(self.seq, pa.int64()))
+                at = frame.schema.get_field_index("rel")
+                frame = frame.set_column(at, "seq", seq)
+            else:
+                seq_expr = (pl.col("rel").cast(pl.Int64) + self.seq).alias("seq")
+                frame = frame.with_columns(seq_expr).drop("rel")
             name = table[len(EVENT_PREFIX) :] if table.startswith(EVENT_PREFIX) else None
             if name:
-                self.counts[name] = self.counts.get(name, 0) + frame.height
+                self.counts[name] = self.counts.get(name, 0) + len(frame)
             else:
+                assert isinstance(frame, pl.DataFrame)  # other_events rows are polars
                 for ev_name, n in frame.group_by("event").len().iter_rows():
                     self.counts[ev_name] = self.counts.get(ev_name, 0) + n
             stage(table, frame)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from typing import cast
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
 _ARROW = {
     "i64": pa.int64(),
     "i32": pa.int32(),
+    "u32": pa.uint32(),
     "u64": pa.uint64(),
     "bool": pa.bool_(),
     "str": pa.large_string(),
@@ -31,15 +33,70 @@ def frame(cols: dict[str, tuple]) -> pl.DataFrame:
     return cast(pl.DataFrame, pl.from_arrow(table))
 
 
-def series(col: tuple) -> pl.Series:
-    """One column the core returned as a polars series."""
-    return cast(pl.Series, pl.from_arrow(array(col)))
+def table(cols: dict[str, tuple]) -> pa.Table:
+    """Columns the core returned as a pyarrow table (no copy)."""
+    return pa.table({name: array(col) for name, col in cols.items()})
 
 
-def string_buffers(text: pl.Series) -> tuple[int, int, pa.Buffer | None, pa.Buffer, pa.Buffer]:
-    """A string series as the core reads it: (rows, offset, validity | None, int64 offsets,
+def to_polars(data: pa.Table) -> pl.DataFrame:
+    """A pyarrow table as a polars frame."""
+    return cast(pl.DataFrame, pl.from_arrow(data))
+
+
+def to_arrow(data: pl.DataFrame) -> pa.Table:
+    """A polars frame as a pyarrow table of the types the core returns (``large_string``)."""
+    return data.to_arrow(compat_level=pl.CompatLevel.oldest())
+
+
+def _one(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One array of a column (no copy when it is one chunk)."""
+    if isinstance(values, pa.ChunkedArray):
+        return values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
+    return values
+
+
+_KINDS = {pa.int64(): "i64", pa.int32(): "i32", pa.large_string(): "str"}
+
+
+def column_args(values: pa.Array | pa.ChunkedArray) -> tuple:
+    """An int64, int32 or ``large_string`` column as the core gathers it: (kind, rows,
+    offset, validity | None, values or offsets, string data | None)."""
+    arr = _one(values)
+    kind = _KINDS[arr.type]
+    if kind == "str":
+        return (kind, *string_buffers(arr))
+    valid, data = arr.buffers()
+    return kind, len(arr), arr.offset, valid, data or pa.py_buffer(b""), None
+
+
+def bools(col: tuple) -> np.ndarray:
+    """A bool column the core returned (no nulls) as a numpy array (pyarrow's ``to_numpy``
+    of a bool array imports pandas)."""
+    kind, rows, _, _, bits = col
+    assert kind == "bool"
+    packed = np.frombuffer(pa.py_buffer(bits), dtype=np.uint8)
+    return np.unpackbits(packed, count=rows, bitorder="little").astype(bool)
+
+
+def to_series(values: pa.Array | pa.ChunkedArray) -> pl.Series:
+    """A pyarrow column as a polars series."""
+    return cast(pl.Series, pl.from_arrow(values))
+
+
+def mask(values: np.ndarray) -> pa.Array:
+    """A numpy bool array as a pyarrow one (``pa.array`` would import pandas)."""
+    bits = np.packbits(values.astype(bool), bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)])
+
+
+def string_buffers(
+    text: pl.Series | pa.Array | pa.ChunkedArray,
+) -> tuple[int, int, pa.Buffer | None, pa.Buffer, pa.Buffer]:
+    """A string column as the core reads it: (rows, offset, validity | None, int64 offsets,
     UTF-8 data) of an Arrow ``large_string`` array."""
-    arr = text.to_arrow(compat_level=pl.CompatLevel.oldest())
+    arr = _one(
+        text.to_arrow(compat_level=pl.CompatLevel.oldest()) if isinstance(text, pl.Series) else text
+    )
     if arr.type != pa.large_string():
         arr = arr.cast(pa.large_string())
     valid, offsets, data = arr.buffers()

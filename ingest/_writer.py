@@ -42,15 +42,17 @@ class StagingWriter:
         self._last: dict[str, Future] = {}  # each table's latest write (they run in order)
         self.rows: dict[str, int] = {}
 
-    def add(self, table: str, frame: pl.DataFrame, schema: pa.Schema) -> None:
-        """Queue ``frame`` (columns in ``schema`` order) for ``table``.
+    def add(self, table: str, frame: pl.DataFrame | pa.Table, schema: pa.Schema) -> None:
+        """Queue ``frame`` (a polars frame or pyarrow table holding ``schema``'s columns) for
+        ``table``.
 
         String columns may come as polars ``Enum``/``Categorical`` (a reader that knows its
         few distinct values); the first frame of a table decides, and they are then staged
         and written dictionary-encoded as they are (no per-row string copy or hashing). The
         Parquet files read back as plain ``string`` either way.
         """
-        if frame.height == 0:
+        rows = len(frame)
+        if rows == 0:
             return
         schema = self._schemas.setdefault(table, schema)
         stored = self._stored.get(table)
@@ -60,10 +62,14 @@ class StagingWriter:
         # whole block they were cut from, and a few rows of a rare event would otherwise keep
         # every block alive until their row group fills. (Casting to the staged types waits
         # for the writing thread: the caller's thread has other work.)
-        data = frame.to_arrow(compat_level=pl.CompatLevel.oldest()).select(schema.names)
+        # (A pyarrow table's columns are compact already: the core built them per table.)
+        if isinstance(frame, pl.DataFrame):
+            data = frame.to_arrow(compat_level=pl.CompatLevel.oldest()).select(schema.names)
+        else:
+            data = frame.select(schema.names)
         self._buffers.setdefault(table, []).append(data)
-        self._buffered[table] = self._buffered.get(table, 0) + frame.height
-        self.rows[table] = self.rows.get(table, 0) + frame.height
+        self._buffered[table] = self._buffered.get(table, 0) + rows
+        self.rows[table] = self.rows.get(table, 0) + rows
         if self._buffered[table] >= ROW_GROUP_ROWS:
             self._flush(table)
         elif sum(self._buffered.values()) > MAX_BUFFERED_ROWS:
@@ -150,9 +156,11 @@ def _delta(field: pa.Field, data: pa.Table) -> bool:
     return lo is not None and hi - lo < 1 << 32
 
 
-def _stored_schema(schema: pa.Schema, frame: pl.DataFrame) -> pa.Schema:
+def _stored_schema(schema: pa.Schema, frame: pl.DataFrame | pa.Table) -> pa.Schema:
     """``schema`` with the string columns that ``frame`` holds as Enum/Categorical made
     dictionaries."""
+    if isinstance(frame, pa.Table):
+        return schema
     fields = []
     for f in schema:
         dtype = frame.schema.get(f.name)

@@ -16,13 +16,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from rmapscope import _native
 from rmapscope._printfmt import Conversion
 from rmapscope.schema import DECODED, EventSchema, arrow_schema, column_for, raw_column
 
 from . import pte as ptemod
-from ._columns import frame, polars_schema, series, string_buffers
+from ._columns import (
+    array,
+    bools,
+    polars_schema,
+    string_buffers,
+    table,
+    to_arrow,
+    to_polars,
+    to_series,
+)
 
 
 @dataclass
@@ -30,7 +41,7 @@ class _Spec:
     regex: str
     convs: list[tuple[str, Conversion, bool]]  # (column, conversion, bare hex)
     keys: dict[str, tuple[str, Conversion, bool]]
-    schema: list[tuple[str, pl.DataType]]
+    arrow: pa.Schema  # the event's field columns
     tokens: list[tuple[str, str | None, str]] | None = None  # (prefix, column, suffix)
     plan: _native.TokenPlan | None = None  # the compiled ``tokens``
     labels: dict[str, _native.LabelTable] = field(default_factory=dict)  # column -> table
@@ -109,11 +120,12 @@ def _label_table(conv: Conversion) -> _native.LabelTable:
     return _native.LabelTable(list(zip(first, values, strict=True)), delim, conv.other, conv.suffix)
 
 
-def _bool_raw(conv: Conversion, label: pl.Expr) -> pl.Expr:
+def _bool_raw(conv: Conversion, label: pa.Array | pa.ChunkedArray) -> pa.Array:
     """The integer behind a ``cond ? "a" : "b"`` label: 0 for the false text; the true text
     (``handled``) says only "not 0": null."""
     false = next((t for t, v in conv.choices if not v), None)
-    return pl.when(label.cast(pl.String) == false).then(pl.lit(0, pl.Int64)).otherwise(None)
+    same = pc.equal(label.cast(pa.string()), pa.scalar(false, pa.string()))
+    return pc.if_else(same, pa.scalar(0, pa.int64()), pa.scalar(None, pa.int64()))
 
 
 _PLAN_KINDS = {"int": "int", "hex": "hex", "ptr": "hex", "bool": "bool"}
@@ -162,7 +174,7 @@ def _syscall_args(spec: _Spec, exit_: bool, rest: pl.Series) -> tuple[pl.DataFra
     text = pl.col("rest").str.strip_chars()
     exprs = [pl.lit(None, pl.Int32).alias("__syscall_nr")]
     checks = [] if exit_ else [text.str.contains(r"^$|^\w+: ")]
-    for col, dtype in spec.schema:
+    for col, dtype in polars_schema(spec.arrow).items():
         if col == "__syscall_nr" or (exit_ and col != "ret"):
             continue
         key = re.escape(col.removeprefix("field_"))
@@ -205,7 +217,7 @@ class FieldParser:
                 regex=pf.regex(column_for) if pf else r"^(?P<_all>.*)$",
                 convs=convs,
                 keys=keys,
-                schema=list(polars_schema(arrow_schema(schema.columns())).items()),
+                arrow=arrow_schema(schema.columns()),
                 tokens=tokens,
                 plan=_compiled_plan(tokens, convs, padded) if tokens else None,
                 labels={
@@ -217,36 +229,42 @@ class FieldParser:
             self._specs[id(schema)] = spec
         return spec
 
-    def parse(self, schema: EventSchema, rest: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
+    def parse(self, schema: EventSchema, rest: pa.Array) -> tuple[pa.Table, np.ndarray]:
         """Typed columns for ``rest`` (the payload text), and a mask of rows that parsed.
 
         Rows are cut by tokens where the print fmt allows, else (or when that fails) by its
         regex, else by ``key=value``; rows that match none of these are unparsed.
         """
         spec = self._spec(schema)
+        n = len(rest)
+        ok: np.ndarray
         if schema.is_syscall:
-            out, ok = _syscall_args(spec, schema.name.startswith("sys_exit_"), rest)
-            return self._complete(schema, spec, out), ok
+            out, by_args = _syscall_args(spec, schema.name.startswith("sys_exit_"), to_series(rest))
+            return self._complete(schema, spec, to_arrow(out), n), by_args.to_numpy()
         if spec.plan is not None:
-            out, ok = self._split_tokens(spec, spec.plan, rest)
+            data, ok = self._split_tokens(spec, spec.plan, rest)
             if not ok.all():
-                out, ok = self._retry(out, ok, rest, lambda r: self._regex(spec, r))
+                data, ok = self._retry(data, ok, rest, lambda r: self._regex(spec, r))
         else:
-            out, ok = self._regex(spec, rest)
+            out, by_regex = self._regex(spec, to_series(rest))
+            data, ok = to_arrow(out), by_regex.to_numpy()
         if not ok.all():
-            out, ok = self._retry(out, ok, rest, lambda r: self._key_values(spec, r))
-        return self._complete(schema, spec, out), ok
+            data, ok = self._retry(data, ok, rest, lambda r: self._key_values(spec, r))
+        return self._complete(schema, spec, data, n), ok
 
     @staticmethod
-    def _retry(out: pl.DataFrame, ok: pl.Series, rest: pl.Series, parse) -> tuple:
-        """Parse the rows not ``ok`` again with ``parse`` and merge what it gets."""
-        bad = (~ok).arg_true()
-        redo, redo_ok = parse(rest.gather(bad))
+    def _retry(data: pa.Table, ok: np.ndarray, rest: pa.Array, parse) -> tuple:
+        """Parse the rows not ``ok`` again with ``parse`` (polars) and merge what it gets."""
+        bad = np.flatnonzero(~ok)
+        redo, redo_ok = parse(to_series(rest).gather(bad))
         redo = redo.filter(redo_ok).with_columns(
             pl.Series("_i", bad, dtype=pl.UInt32).filter(redo_ok)
         )
+        out = to_polars(data) if data.num_columns else pl.DataFrame({"_": [None] * len(ok)})
         out = out.with_row_index("_i").update(redo, on="_i").drop("_i")
-        return out, ok.scatter(bad, redo_ok)
+        fixed = ok.copy()
+        fixed[bad] = redo_ok.to_numpy()
+        return to_arrow(out.drop("_", strict=False)), fixed
 
     def _regex(self, spec: _Spec, rest: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
         raw = pl.DataFrame({"rest": rest}).select(pl.col("rest").str.extract_groups(spec.regex))
@@ -260,15 +278,12 @@ class FieldParser:
         return out, ok
 
     def _split_tokens(
-        self, spec: _Spec, plan: _native.TokenPlan, rest: pl.Series
-    ) -> tuple[pl.DataFrame, pl.Series]:
+        self, spec: _Spec, plan: _native.TokenPlan, rest: pa.Array
+    ) -> tuple[pa.Table, np.ndarray]:
         """Cut the payloads at spaces by the token plan and convert them (compiled core)."""
         cols, ok = plan.split(*string_buffers(rest))
         names = [col for _, col, _ in spec.tokens or () if col is not None]
-        mask = series(ok).alias("_ok")
-        if not names:
-            return pl.DataFrame([mask]).drop("_ok"), mask
-        return frame(dict(zip(names, cols, strict=True))), mask
+        return table(dict(zip(names, cols, strict=True))), bools(ok)
 
     def _key_values(self, spec: _Spec, rest: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
         """``key=value`` tokens (text of a kernel that prints the event differently)."""
@@ -287,31 +302,27 @@ class FieldParser:
         )
         return out, ok
 
-    def _complete(self, schema: EventSchema, spec: _Spec, out: pl.DataFrame) -> pl.DataFrame:
+    def _complete(self, schema: EventSchema, spec: _Spec, out: pa.Table, n: int) -> pa.Table:
         """Cast to the schema's types, add decoded pte columns, the numbers behind labels
         (``<field>_raw``), and missing columns."""
-        wanted = {n for n, _ in spec.schema}
-        raws: list[pl.Expr | pl.Series] = []
+        cols: dict[str, pa.Array | pa.ChunkedArray] = {
+            name: out.column(name) for name in out.column_names
+        }
         for col, conv, _ in spec.convs:
             name = raw_column(conv.column)
-            if conv.derived or col not in out.columns or name not in wanted:
+            if conv.derived or col not in cols or name not in spec.arrow.names:
                 continue
             if conv.kind == "bool":
-                raws.append(_bool_raw(conv, pl.col(col)).alias(name))
+                cols[name] = _bool_raw(conv, cols[col])
             elif col in spec.labels:
-                labels = out.get_column(col).cast(pl.String)
-                raws.append(series(spec.labels[col].values(*string_buffers(labels))).alias(name))
-        out = out.with_columns(raws)
-        decoded = self._decode(schema.name, out)
-        exprs: list[pl.Expr | pl.Series] = []
-        for name, dtype in spec.schema:
-            if name in decoded:
-                exprs.append(pl.Series(name, decoded[name]).cast(dtype))
-            elif name in out.columns:
-                exprs.append(pl.col(name).cast(dtype, strict=False))
-            else:
-                exprs.append(pl.lit(None, dtype=dtype).alias(name))
-        return out.select(exprs)
+                cols[name] = array(spec.labels[col].values(*string_buffers(cols[col])))
+        for name, values in self._decode(schema.name, _ptes(cols)).items():
+            cols[name] = pl.Series(name, values).to_arrow()
+        arrays = []
+        for f in spec.arrow:
+            got = cols.get(f.name)
+            arrays.append(pa.nulls(n, f.type) if got is None else _cast(got, f.type))
+        return pa.Table.from_arrays(arrays, schema=spec.arrow)
 
     def _decode(self, event: str, out: pl.DataFrame) -> dict[str, np.ndarray | pl.Series]:
         if event not in DECODED or self.arch not in ptemod.ARCHES:
@@ -331,3 +342,20 @@ class FieldParser:
             s = pl.Series(k, v)
             result[k] = s.zip_with(~nulls, pl.Series(k, [None] * len(s), dtype=s.dtype))
         return result
+
+
+def _ptes(cols: dict[str, pa.Array | pa.ChunkedArray]) -> pl.DataFrame:
+    """The pte/pmd columns of ``cols`` for :meth:`FieldParser._decode`."""
+    return pl.DataFrame([to_series(cols[k]).alias(k) for k in ("pte", "pmd") if k in cols])
+
+
+def _cast(values: pa.Array | pa.ChunkedArray, to: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    """``values`` as type ``to``; a value that does not fit becomes null (as polars' cast with
+    ``strict=False`` has it), through polars only when one does not."""
+    if values.type == to:
+        return values
+    try:
+        return values.cast(to)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        dtype = polars_schema(pa.schema([pa.field("v", to)]))["v"]
+        return to_series(values).cast(dtype, strict=False).to_arrow().cast(to)

@@ -16,7 +16,8 @@ import pyarrow as pa
 from rmapscope.catalog import PROBE_PREFIX as PREFIX
 from rmapscope.catalog import PROBES, probe_table
 
-#: A probe payload, as tracefs, perf and bpftrace print it.
+#: A probe payload, as tracefs, perf and bpftrace print it (the text reader's rows are
+#: tested against it by the compiled core, ``native/core/src/text/partition.rs``).
 PROBE_PAYLOAD = (
     r"^\((?:[\w.]+\+0x[0-9a-fA-F]+/0x[0-9a-fA-F]+|[0-9a-fA-F]+)(?: <- [\w.]+)?\)(?:\s|$)"
 )
@@ -31,15 +32,6 @@ def probe_schema(event: str) -> pa.Schema:
     """Columns of a probe table: common, func, caller, then the keys as uint64 (see
     :func:`rmapscope.catalog.probe_table`)."""
     return probe_table(event).arrow_schema()
-
-
-def is_probe(payload: pl.Series) -> pl.Series:
-    """Which payloads are probe payloads (a cheap prefix test first: this runs on every
-    event of a trace)."""
-    starts = payload.str.starts_with("(").fill_null(False)
-    if not starts.any():
-        return starts
-    return starts & payload.str.contains(PROBE_PAYLOAD).fill_null(False)
 
 
 def parse(event: str, rows: pl.DataFrame) -> pl.DataFrame:

@@ -44,11 +44,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Self, cast
+from typing import Self
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from rmapscope import _native
 from rmapscope.catalog import (
@@ -76,7 +77,16 @@ from rmapscope.schema import (
 from . import probes
 from ._batch import Batch, ErrorLog, HeaderInfo, kind_stats
 from ._bytes import escape
-from ._columns import frame as _frame
+from ._columns import (
+    array,
+    column_args,
+    mask,
+    string_buffers,
+    table,
+    to_arrow,
+    to_polars,
+    to_series,
+)
 from ._source import Source
 from .fields import FieldParser, syscall_arg_names
 from .pte import resolve_arch
@@ -126,7 +136,7 @@ _TOOL_MESSAGE = re.compile(r"^(?:ERROR|WARNING|Error|Warning)\b:?")
 class Block:
     """One parsed block: event rows (common columns + ``rest``), gap markers, and stats."""
 
-    events: pl.DataFrame
+    events: pa.Table  # lineno ts cpu pid tgid comm flags event rest instance
     markers: list[dict]
     lines: int
     clock: str  # "ns" (printed as seconds.fraction), "counter" (raw ticks), "relative_us"
@@ -248,11 +258,11 @@ class TextParser:
     def parse(self, block: bytes, line_base: int, errors: ErrorLog) -> Block:
         """Parse one block whose first line is line number ``line_base + 1``."""
         lines, counter, cols, other = self._tokenizer.tokenize(block, line_base)
-        events = _frame(cols)
-        rest = _frame(other)
+        events: pa.Table | pl.DataFrame = table(cols)
         markers: list[dict] = []
         extra: list[pl.DataFrame] = []
-        if rest.height:
+        if other["lineno"][1]:
+            rest = to_polars(table(other))
             unparsed: list[tuple[int, str]] = []
             blank: list[int] = []
             extra = self._classify_other(rest, markers, errors, unparsed, blank)
@@ -368,10 +378,10 @@ class TextParser:
     def _join_continuations(
         self,
         lines: np.ndarray,
-        events: pl.DataFrame,
+        events: pa.Table | pl.DataFrame,
         unparsed: list[tuple[int, str]],
         blank: list[int],
-    ) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
+    ) -> tuple[pa.Table | pl.DataFrame, list[tuple[int, str]]]:
         """Give the text of an event whose message holds newlines (a ``trace_marker`` write,
         ``trace_printk``) its continuation lines back: a line that is no event, marker,
         frame or comment, right after such an event (or its other continuation lines), is
@@ -386,6 +396,7 @@ class TextParser:
             return events, unparsed
         at = np.searchsorted(barrier, cand) - 1
         owner = np.where(at >= 0, barrier[np.maximum(at, 0)], -1)
+        events = to_polars(events) if isinstance(events, pa.Table) else events
         heads = events.filter(pl.col("lineno").is_in(np.unique(owner[owner >= 0]).tolist()))
         names = dict(zip(heads["lineno"].to_list(), heads["event"].to_list(), strict=True))
         ok = {n for n, name in names.items() if self.continuable(name)}
@@ -445,13 +456,17 @@ class TextParser:
         return rest
 
     def _finish(
-        self, events: pl.DataFrame, extra: list[pl.DataFrame], errors: ErrorLog
-    ) -> pl.DataFrame:
+        self, events: pa.Table | pl.DataFrame, extra: list[pl.DataFrame], errors: ErrorLog
+    ) -> pa.Table:
         """Type the common columns of the odd and continuation rows and merge them back with
         the (typed) event rows in line order.
 
         Event lines whose timestamp does not fit in int64 ns are errors (``bad_timestamp``).
         """
+        if isinstance(events, pa.Table):
+            if not extra and not events.column("ts").null_count:
+                return events  # the tokenizer's columns as they are (no copy)
+            events = to_polars(events)
         typed = events.with_columns(pl.lit(False).alias("continuation"))
         out = pl.concat([typed, *map(self._typed, extra)], how="vertical_relaxed")
         bad = pl.col("ts").is_null() & ~pl.col("continuation")
@@ -472,7 +487,7 @@ class TextParser:
                 pl.when(cont).then(pl.col(c).forward_fill()).otherwise(pl.col(c)).alias(c)
                 for c in inherit
             )
-        return out.drop("continuation")
+        return to_arrow(out.drop("continuation"))
 
     def _typed(self, frame: pl.DataFrame) -> pl.DataFrame:
         missing = [g for g in (*_GROUPS, "continuation") if g not in frame.columns]
@@ -532,6 +547,7 @@ class TextReader:
         if self.header.arch:  # perf's header names the machine: it wins over the default
             self.header.arch = arch = resolve_arch(arch, self.header.arch)
         self.fields = FieldParser(arch)
+        self._partition = _native.EventPartition(probes.PROBE_PAYLOAD)
         self._numbers: dict[str, list[tuple[str, str]]] = {}
 
     def _continuable(self, name: str) -> bool:
@@ -569,7 +585,7 @@ class TextReader:
             cut = at
         errors = ErrorLog()
         parsed = self.parser.parse(sample[: cut + 1] if cut >= 0 else sample, 0, errors)
-        if parsed.events.height or parsed.markers or set(errors.first) - {UNPARSED_LINE}:
+        if parsed.events.num_rows or parsed.markers or set(errors.first) - {UNPARSED_LINE}:
             return
         if UNPARSED_LINE in errors.first:
             line, text = errors.first[UNPARSED_LINE], errors.samples[UNPARSED_LINE][0][1]
@@ -589,7 +605,7 @@ class TextReader:
 
     def batches(self) -> Iterator[Batch]:
         """Parsed blocks in trace order (at most ``workers`` + 1 in flight)."""
-        inflight: deque[Future[Batch]] = deque()
+        inflight: deque[Future[tuple[Batch, int | None, dict | None]]] = deque()
         context: dict | None = None
         with ThreadPoolExecutor(self.workers) as pool:
             blocks = _chain(self.first, self.rest)
@@ -598,78 +614,105 @@ class TextReader:
             for block in blocks:
                 inflight.append(pool.submit(self.parse_block, block))
                 while len(inflight) > self.workers:
-                    batch, context = _carry_context(inflight.popleft().result(), context)
+                    batch, context = _carry_context(*inflight.popleft().result(), context)
                     yield batch
             while inflight:
-                batch, context = _carry_context(inflight.popleft().result(), context)
+                batch, context = _carry_context(*inflight.popleft().result(), context)
                 yield batch
 
-    def parse_block(self, block: bytes) -> Batch:
-        """Parse one block; line numbers are relative to it (``consume`` shifts them)."""
+    def parse_block(self, block: bytes) -> tuple[Batch, int | None, dict | None]:
+        """Parse one block; line numbers are relative to it (``consume`` shifts them).
+        Returns the batch, the ``rel`` of its first timed row and the context (time, cpu,
+        task) of its last (None: no timed row), for :func:`_carry_context`."""
         errors = ErrorLog()
         parsed = self.parser.parse(block, 0, errors)
-        ev = parsed.events.with_row_index("rel")
-        frames: dict[str, pl.DataFrame] = {}
+        ev = parsed.events
+        frames: dict[str, pl.DataFrame | pa.Table] = {}
         generic: list[pl.DataFrame] = []
-        for (name,), part in ev.partition_by("event", as_dict=True, maintain_order=True).items():
+        names = ev.column_names
+        groups = self._partition.partition(
+            string_buffers(ev.column("event")),
+            string_buffers(ev.column("rest")),
+            [column_args(ev.column(n)) for n in names],
+        )
+        for name, rows_col, probe_col, cols in groups:
+            rows = array(rows_col)
+            part = pa.Table.from_arrays([*map(array, cols), rows], names=[*names, "rel"])
             # Probe lines ("(func+0x0/0x1a0) k=v") of the contract get typed probe tables; a
             # probe may carry a tracepoint's name (the probe on remove_migration_pte), so the
             # payload decides, not the name.
-            probe = probes.is_probe(part.get_column("rest"))
-            if probe.any():
-                rows = part.filter(probe)
+            if probe_col is not None:
+                probe = array(probe_col)
+                rows_p = to_polars(part.filter(probe))
                 if name in probes.PROBES:
-                    frames[f"event={probes.table_name(name)}"] = probes.parse(name, rows).select(
+                    frames[f"event={probes.table_name(name)}"] = probes.parse(name, rows_p).select(
                         "rel", *probes.probe_schema(name).names[1:]
                     )
                 else:
-                    generic.append(rows)
-                part = part.filter(~probe)
-                if part.is_empty():
+                    generic.append(rows_p)
+                part = part.filter(pc.invert(probe))
+                if not part.num_rows:
                     continue
-            schema = self.registry.get(name)
-            if is_syscall_event(name):
-                schema = self._syscall_schema(name, schema, part.get_column("rest"))
+            schema = self.registry.get(name) if name is not None else None
+            payload = part.column("rest").chunk(0)
+            if name is not None and is_syscall_event(name):
+                schema = self._syscall_schema(name, schema, to_series(payload))
             if schema is None:
-                generic.append(part)
+                generic.append(to_polars(part))
                 continue
-            payload = part.get_column("rest")
             if self.parser.fmt == "bpftrace":
-                payload = self._kernel_words(schema, payload)
+                words = self._kernel_words(schema, to_series(payload))
+                payload = words.to_arrow(compat_level=pl.CompatLevel.oldest())
             typed, ok = self.fields.parse(schema, payload)
-            good = part.select("rel", *COMMON_NAMES[1:]).hstack(typed)
+            good = pa.Table.from_arrays(
+                [part.column("rel"), *(part.column(c) for c in COMMON_NAMES[1:]), *typed.columns],
+                names=["rel", *COMMON_NAMES[1:], *typed.column_names],
+            )
             if not ok.all():
-                bad = part.filter(~ok)
+                assert name is not None  # a typed event has a name
+                bad = part.filter(mask(~ok))
                 errors.add(
                     unparsed_fields(name),
-                    bad["lineno"].to_list(),
-                    [f"{name}: {r}" for r in bad["rest"].to_list()],
+                    bad.column("lineno").to_pylist(),
+                    [f"{name}: {r}" for r in bad.column("rest").to_pylist()],
                 )
-                generic.append(bad)
-                good = good.filter(ok)
+                generic.append(to_polars(bad))
+                good = good.filter(mask(ok))
             frames[f"event={name}"] = good
         if generic:
             g = pl.concat(generic).select("rel", *COMMON_NAMES[1:], pl.col("rest").alias("fields"))
             frames[GENERIC_DIR] = g
+        evp = to_polars(ev.select(["lineno", "ts", "cpu"])) if ev.num_rows else None
         for m in parsed.markers:
             # a marker without a cpu (bpftrace "Lost N events") sits between the lines around it
+            if evp is None:
+                m["ts_start"] = m["ts_end"] = None
+                continue
             same = pl.col("cpu") == m["cpu"] if m["cpu"] is not None else pl.lit(True)
-            on_cpu = ev.filter(same & pl.col("ts").is_not_null())
+            on_cpu = evp.filter(same & pl.col("ts").is_not_null())
             before = on_cpu.filter(pl.col("lineno") < m["line"])
             after = on_cpu.filter(pl.col("lineno") > m["line"])
             m["ts_start"] = before["ts"][-1] if before.height else None
             m["ts_end"] = after["ts"][0] if after.height else None
-        return Batch(
+        ts = ev.column("ts")
+        timed = evp["ts"].is_not_null().arg_true() if evp is not None else pl.Series([])
+        first = int(timed[0]) if len(timed) else None
+        last = None
+        if len(timed):
+            last = ev.slice(int(timed[-1]), 1).select(list(_INHERITED)).to_pylist()[0]
+        span = pc.min_max(ts)
+        batch = Batch(
             frames=frames,
             markers=parsed.markers,
-            n_events=ev.height,
+            n_events=ev.num_rows,
             lines=parsed.lines,
-            cpu_edges=Batch.edges(ev),
-            ts_range=(_int_stat(ev["ts"].min()), _int_stat(ev["ts"].max())),
+            cpu_edges=Batch.edges(evp) if evp is not None else {},
+            ts_range=(span["min"].as_py(), span["max"].as_py()),
             clock=parsed.clock,
             kind_stats=kind_stats(frames),
             errors=errors,
         )
+        return batch, first, last
 
     def _syscall_schema(
         self, name: str, schema: EventSchema | None, payload: pl.Series
@@ -718,24 +761,15 @@ class TextReader:
 _INHERITED = ("ts", "cpu", "pid", "tgid", "comm", "flags")
 
 
-def _int_stat(value: object) -> int | None:
-    """A min/max of an integer column as int (None for an empty or all-null column)."""
-    return cast(int | None, value)
-
-
-def _carry_context(batch: Batch, context: dict | None) -> tuple[Batch, dict | None]:
+def _carry_context(
+    batch: Batch, first: int | None, last: dict | None, context: dict | None
+) -> tuple[Batch, dict | None]:
     """Give the frame lines at the top of a block (a callchain or stack the block boundary
     cut from its event) the time, cpu and task of the last event of the blocks before;
-    return the batch and its own last event's context for the next one."""
-    timed = [
-        df.filter(pl.col("ts").is_not_null()).select("rel", *_INHERITED)
-        for df in batch.frames.values()
-        if df.height and "ts" in df.columns
-    ]
-    timed = [df for df in timed if df.height]
-    first = min(_int_stat(df["rel"].min()) or 0 for df in timed) if timed else None
+    return the batch and the context for the next one (``first``, ``last``: the ``rel`` of
+    the batch's first timed row and its last one's context, see ``parse_block``)."""
     frames = batch.frames.get(GENERIC_DIR)
-    if context is not None and frames is not None:
+    if context is not None and isinstance(frames, pl.DataFrame):
         lead = (pl.col("event") == STACK_FRAME) & pl.col("ts").is_null()
         if first is not None:
             lead = lead & (pl.col("rel") < first)
@@ -743,10 +777,7 @@ def _carry_context(batch: Batch, context: dict | None) -> tuple[Batch, dict | No
             pl.when(lead).then(pl.lit(context[c], frames.schema[c])).otherwise(pl.col(c)).alias(c)
             for c in _INHERITED
         )
-    if timed:
-        last = max(timed, key=lambda df: _int_stat(df["rel"].max()) or 0)
-        context = last.sort("rel").row(-1, named=True)
-    return batch, context
+    return batch, last if last is not None else context
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

@@ -30,7 +30,7 @@ def record_fields(
     """The number fields ``(offset, size, signed)`` of the records at byte offsets ``rec``
     (int64) of ``buf``: one little-endian buffer of values per field."""
 
-#: one column: ("i64" | "i32" | "u64" | "bool", rows, nulls, validity, values) or
+#: one column: ("i64" | "i32" | "u32" | "u64" | "bool", rows, nulls, validity, values) or
 #: ("str", rows, nulls, validity, int64 offsets, UTF-8 data); validity None when no nulls
 Column = tuple
 
@@ -80,3 +80,18 @@ class LabelTable:
         self, rows: int, offset: int, valid: object | None, offsets: object, data: object
     ) -> Column:
         """The integer behind each label (an ``i64`` column, null where not in the table)."""
+
+#: the buffers of a ``large_string`` array: (rows, offset, validity | None, offsets, data)
+StringBuffers = tuple[int, int, object | None, object, object]
+
+class EventPartition:
+    """Groups a block's rows by event name (``native/core/src/text/partition.rs``)."""
+
+    def __init__(self, probe: str) -> None: ...
+    def partition(
+        self, event: StringBuffers, rest: StringBuffers, columns: list[tuple]
+    ) -> list[tuple[str | None, Column, Column | None, list[Column]]]:
+        """Per event in order of first appearance: (name, its rows as a u32 column, which
+        of its payloads are probe payloads as a bool column, None when none is, its rows of
+        each of ``columns``: (kind i64/i32/str, rows, offset, validity | None, values or
+        offsets, string data | None))."""

@@ -7,7 +7,9 @@ use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
 
+use rmapscope_core::text::columns::Validity;
 use rmapscope_core::text::fields::{split_tokens, Column, Conv, Labels, Strings, Token};
+use rmapscope_core::text::partition::{gather_fixed, gather_strings, Fixed, Partitioner};
 
 use crate::text::{ints, strings};
 
@@ -174,7 +176,159 @@ impl LabelTable {
     }
 }
 
+/// Groups a block's rows by event (`rmapscope_core::text::partition`).
+#[pyclass(frozen, module = "rmapscope._native")]
+pub struct EventPartition {
+    inner: Partitioner,
+}
+
+/// One group: (event name | None, row numbers as a u32 column, probe mask | None, the
+/// group's rows of each column passed in).
+type GroupOut = (Option<String>, PyObject, Option<PyObject>, Vec<PyObject>);
+
+/// A column to gather: (kind i64/i32/str, rows, offset, validity | None, values or
+/// offsets, string data | None).
+type ColArgs = (
+    String,
+    usize,
+    usize,
+    Option<PyBuffer<i8>>,
+    PyBuffer<i8>,
+    Option<PyBuffer<i8>>,
+);
+
+enum Gathered {
+    Fixed(&'static str, Vec<u8>, Validity),
+    Str(rmapscope_core::text::columns::StrCol),
+}
+
+enum Input<'a> {
+    Fixed(&'static str, Fixed<'a>),
+    Str(Strings<'a>),
+}
+
+fn input(args: &ColArgs) -> PyResult<Input<'_>> {
+    let (kind, len, offset, valid, values, data) = args;
+    let validity = valid.as_ref().map(bytes_of).transpose()?;
+    let width = match kind.as_str() {
+        "i64" => Some(("i64", 8)),
+        "i32" => Some(("i32", 4)),
+        "str" => None,
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "cannot gather a {kind:?} column"
+            )))
+        }
+    };
+    Ok(match (width, data) {
+        (Some((k, width)), _) => Input::Fixed(
+            k,
+            Fixed {
+                data: bytes_of(values)?,
+                validity,
+                offset: *offset,
+                len: *len,
+                width,
+            },
+        ),
+        (None, Some(data)) => {
+            if values.item_count() < (offset + len + 1) * 8 {
+                return Err(PyValueError::new_err("offsets shorter than the rows"));
+            }
+            Input::Str(Strings {
+                offsets: bytes_of(values)?,
+                data: bytes_of(data)?,
+                validity,
+                offset: *offset,
+                len: *len,
+            })
+        }
+        (None, None) => return Err(PyValueError::new_err("a str column needs its data")),
+    })
+}
+
+#[pymethods]
+impl EventPartition {
+    /// `probe`: the regex of a probe payload.
+    #[new]
+    fn new(probe: &str) -> PyResult<Self> {
+        let inner = Partitioner::new(probe).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(EventPartition { inner })
+    }
+
+    /// The rows of each event, in order of first appearance (`event` and `rest`: the
+    /// buffers of two `large_string` arrays of as many rows).
+    fn partition(
+        &self,
+        py: Python<'_>,
+        event: StrArgs,
+        rest: StrArgs,
+        columns: Vec<ColArgs>,
+    ) -> PyResult<Vec<GroupOut>> {
+        if event.0 != rest.0 || columns.iter().any(|c| c.1 != event.0) {
+            return Err(PyValueError::new_err("the columns differ in length"));
+        }
+        let (ev, re) = (view(&event)?, view(&rest)?);
+        let inputs = columns.iter().map(input).collect::<PyResult<Vec<_>>>()?;
+        let groups = py.allow_threads(|| {
+            let groups = self.inner.partition(&ev, &re);
+            groups
+                .into_iter()
+                .map(|g| {
+                    let cols: Vec<Gathered> = inputs
+                        .iter()
+                        .map(|c| match c {
+                            Input::Fixed(kind, f) => {
+                                let (data, valid) = gather_fixed(f, &g.rows);
+                                Gathered::Fixed(kind, data, valid)
+                            }
+                            Input::Str(s) => Gathered::Str(gather_strings(s, &g.rows)),
+                        })
+                        .collect();
+                    (g, cols)
+                })
+                .collect::<Vec<_>>()
+        });
+        groups
+            .into_iter()
+            .map(|(g, cols)| {
+                let cols = cols
+                    .into_iter()
+                    .map(|c| match c {
+                        Gathered::Fixed(kind, data, valid) => ints(py, kind, data, valid),
+                        Gathered::Str(s) => strings(py, s),
+                    })
+                    .collect::<PyResult<Vec<_>>>()?;
+                let n = g.rows.len();
+                let mut data = Vec::with_capacity(n * 4);
+                for r in &g.rows {
+                    data.extend_from_slice(&r.to_le_bytes());
+                }
+                let all = Validity {
+                    bits: Vec::new(),
+                    len: n,
+                    nulls: 0,
+                };
+                let rows = ints(py, "u32", data, all)?;
+                let probe = g
+                    .probe
+                    .map(|mask| {
+                        let all = Validity {
+                            bits: Vec::new(),
+                            len: mask.len,
+                            nulls: 0,
+                        };
+                        ints(py, "bool", mask.bits, all)
+                    })
+                    .transpose()?;
+                Ok((g.name, rows, probe, cols))
+            })
+            .collect()
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<EventPartition>()?;
     m.add_class::<TokenPlan>()?;
     m.add_class::<LabelTable>()
 }

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from rmapscope import _native
-from rmapscope.ingest.text import _frame
+from rmapscope.ingest._columns import frame as _frame
 from tests.conftest import real
 
 CASES = [

@@ -4,24 +4,42 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rmapscope_core::text::{escape, Format, Tokenizer};
+use rmapscope_core::text::fields::Strings;
+use rmapscope_core::text::partition::{gather_strings, Partitioner};
+use rmapscope_core::text::{columns::StrCol, escape, Format, Tokenizer};
 use std::sync::OnceLock;
 
 const FORMATS: [&str; 7] = [
-    "tracefs", "trace_pipe", "tracefs_latency", "tcreport", "tcreport_latency", "perf_script", "bpftrace",
+    "tracefs",
+    "trace_pipe",
+    "tracefs_latency",
+    "tcreport",
+    "tcreport_latency",
+    "perf_script",
+    "bpftrace",
 ];
 
 fn tokenizers() -> &'static Vec<Tokenizer> {
     static T: OnceLock<Vec<Tokenizer>> = OnceLock::new();
-    T.get_or_init(|| FORMATS.iter().map(|f| Tokenizer::new(Format::from_name(f).unwrap())).collect())
+    T.get_or_init(|| {
+        FORMATS
+            .iter()
+            .map(|f| Tokenizer::new(Format::from_name(f).unwrap()))
+            .collect()
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&pick, block)) = data.split_first() else { return };
+    let Some((&pick, block)) = data.split_first() else {
+        return;
+    };
     let tok = &tokenizers()[pick as usize % FORMATS.len()];
     let t = tok.tokenize(block, 7);
     let text = escape::escape(block);
-    assert_eq!(text.matches('\n').count(), block.iter().filter(|&&b| b == b'\n').count());
+    assert_eq!(
+        text.matches('\n').count(),
+        block.iter().filter(|&&b| b == b'\n').count()
+    );
     let lines = text.split_inclusive('\n').count();
     assert_eq!(t.lines, lines);
     let events = t.lineno.valid.len;
@@ -34,9 +52,18 @@ fuzz_target!(|data: &[u8]| {
         let next_e = (e < events).then(|| t.lineno.get(e).unwrap());
         let next_o = (o < t.other_line.len()).then(|| t.other_lineno.get(o).unwrap());
         let n = match (next_e, next_o) {
-            (Some(a), Some(b)) if a < b => { e += 1; a }
-            (Some(a), None) => { e += 1; a }
-            (_, Some(b)) => { o += 1; b }
+            (Some(a), Some(b)) if a < b => {
+                e += 1;
+                a
+            }
+            (Some(a), None) => {
+                e += 1;
+                a
+            }
+            (_, Some(b)) => {
+                o += 1;
+                b
+            }
             (None, None) => unreachable!(),
         };
         assert_eq!(n, prev + 1, "every line once, in order");
@@ -45,4 +72,34 @@ fuzz_target!(|data: &[u8]| {
     for i in 0..events {
         assert!(t.event.get(i).is_some_and(|e| !e.is_empty()));
     }
+    // the rows by event: every row in exactly one group, ascending, its own name
+    let (ev, rest) = (view(&t.event), view(&t.rest));
+    let groups = partitioner().partition(&ev, &rest);
+    assert_eq!(groups.iter().map(|g| g.rows.len()).sum::<usize>(), events);
+    for g in &groups {
+        assert!(g.rows.windows(2).all(|w| w[0] < w[1]));
+        let names = gather_strings(&ev, &g.rows);
+        assert!((0..names.len()).all(|i| names.get(i) == g.name.as_deref()));
+        assert!(g.probe.as_ref().is_none_or(|p| p.len == g.rows.len()));
+    }
 });
+
+fn view(c: &StrCol) -> Strings<'_> {
+    Strings {
+        offsets: &c.offsets,
+        data: &c.data,
+        validity: Some(&c.valid.bits),
+        offset: 0,
+        len: c.len(),
+    }
+}
+
+fn partitioner() -> &'static Partitioner {
+    static P: OnceLock<Partitioner> = OnceLock::new();
+    P.get_or_init(|| {
+        Partitioner::new(
+            r"^\((?:[\w.]+\+0x[0-9a-fA-F]+/0x[0-9a-fA-F]+|[0-9a-fA-F]+)(?: <- [\w.]+)?\)(?:\s|$)",
+        )
+        .unwrap()
+    })
+}

@@ -12,6 +12,7 @@ pub mod columns;
 pub mod escape;
 mod fast;
 pub mod fields;
+pub mod partition;
 
 use std::borrow::Cow;
 
