@@ -767,10 +767,11 @@ _PL_TYPES: dict[pa.DataType, pl.DataType] = {}
 
 
 def pl_type(typ: pa.DataType) -> pl.DataType:
-    """The polars dtype of an arrow type."""
+    """The polars dtype of an arrow type (through ``pa.nulls``: ``pa.array`` imports
+    pandas, a third of a second)."""
     t = _PL_TYPES.get(typ)
     if t is None:
-        empty = pl.from_arrow(pa.array([], type=typ))
+        empty = pl.from_arrow(pa.nulls(0, type=typ))
         assert isinstance(empty, pl.Series)  # an arrow array becomes a Series
         t = _PL_TYPES[typ] = empty.dtype
     return t
@@ -792,7 +793,7 @@ def to_series(name: str, value, typ: pa.DataType, n: int) -> pl.Series:
         if pa.types.is_boolean(typ):
             return pl.Series(name, arr.astype(bool))
         if pa.types.is_integer(typ):
-            return pl.Series(name, arr.astype(typ.to_pandas_dtype(), copy=False))
+            return pl.Series(name, arr.astype(f"{'i' if pa.types.is_signed_integer(typ) else 'u'}{typ.bit_width // 8}", copy=False))
         if pa.types.is_string(typ):
             return pl.Series(name, [str(int(v)) for v in arr.tolist()], dtype=pl.String)
         s = pl.Series(name, arr)
