@@ -63,16 +63,16 @@ pub struct Records<'a> {
     pub rec_len: &'a [i32],
     /// The merge key of each row (non-decreasing within each CPU's rows).
     pub key: &'a [i64],
-    pub ev_type: &'a [u16],
-    /// Rows to drop (records too short, unknown events), if any.
-    pub drop: Option<&'a [bool]>,
+    pub ev_type: &'a [u32],
+    /// Rows to drop (non-zero: records too short, unknown events), if any.
+    pub drop: Option<&'a [u8]>,
     pub big_endian: bool,
 }
 
 /// One event type's rows of a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TypeRows {
-    pub ev_type: u16,
+    pub ev_type: u32,
     /// Positions in trace order (the batch's `rel`).
     pub rel: Vec<i64>,
     /// Cat rows.
@@ -100,7 +100,7 @@ pub struct Decoded {
 pub fn decode_batch<'s>(
     recs: &Records<'_>,
     headers: &[Header<'_>],
-    spec: impl Fn(u16) -> Option<&'s [FieldSpec]>,
+    spec: impl Fn(u32) -> Option<&'s [FieldSpec]>,
 ) -> Decoded {
     let n = recs
         .rec
@@ -109,40 +109,41 @@ pub fn decode_batch<'s>(
         .min(recs.key.len())
         .min(recs.ev_type.len());
     let mut order: Vec<i64> = (0..n)
-        .filter(|&i| !recs.drop.is_some_and(|d| d.get(i).copied().unwrap_or(true)))
+        .filter(|&i| !recs.drop.is_some_and(|d| d.get(i).is_none_or(|&x| x != 0)))
         .map(|i| i as i64)
         .collect();
     order.sort_by_key(|&i| recs.key[i as usize]);
-    // counting sort by type: positions in trace order, per type
-    let mut counts = vec![0usize; 1 << 16];
-    for &i in &order {
-        counts[usize::from(recs.ev_type[i as usize])] += 1;
-    }
-    let mut at = vec![0usize; 1 << 16];
-    let mut total = 0;
-    for (t, &c) in counts.iter().enumerate() {
-        at[t] = total;
-        total += c;
-    }
-    let mut by_type = vec![0i64; order.len()];
-    for (pos, &i) in order.iter().enumerate() {
-        let t = usize::from(recs.ev_type[i as usize]);
-        by_type[at[t]] = pos as i64;
-        at[t] += 1;
-    }
-    let mut types = Vec::new();
-    let mut start = 0;
-    for (t, &c) in counts.iter().enumerate() {
-        if c == 0 {
-            continue;
+    // positions in trace order, grouped by type (ascending)
+    let ty = |pos: usize| recs.ev_type[order[pos] as usize];
+    let mut groups: Vec<(u32, Vec<i64>)> = Vec::new();
+    if order.iter().all(|&i| recs.ev_type[i as usize] < 1 << 16) {
+        // the usual ids: a counting sort
+        let mut slots: Vec<Vec<i64>> = vec![Vec::new(); 1 << 16];
+        for pos in 0..order.len() {
+            slots[ty(pos) as usize].push(pos as i64);
         }
-        let rel = by_type[start..start + c].to_vec();
-        start += c;
+        for (t, rel) in slots.into_iter().enumerate() {
+            if !rel.is_empty() {
+                groups.push((t as u32, rel));
+            }
+        }
+    } else {
+        let mut by_type: Vec<i64> = (0..order.len() as i64).collect();
+        by_type.sort_by_key(|&pos| ty(pos as usize));
+        for pos in by_type {
+            let t = ty(pos as usize);
+            match groups.last_mut() {
+                Some((last, rel)) if *last == t => rel.push(pos),
+                _ => groups.push((t, vec![pos])),
+            }
+        }
+    }
+    let mut types = Vec::with_capacity(groups.len());
+    for (ev_type, rel) in groups {
         let rows: Vec<i64> = rel.iter().map(|&p| order[p as usize]).collect();
         let rec: Vec<i64> = rows.iter().map(|&r| recs.rec[r as usize]).collect();
         let rec_len: Vec<i32> = rows.iter().map(|&r| recs.rec_len[r as usize]).collect();
         let headers = headers.iter().map(|h| gather(h, &rows)).collect();
-        let ev_type = t as u16;
         let columns = match spec(ev_type) {
             Some(fields) => decode_fields(recs.buf, &rec, &rec_len, fields, recs.big_endian),
             None => Vec::new(),
@@ -413,7 +414,7 @@ mod tests {
             rec_len: &[16, 14],
             key: &[1, 2],
             ev_type: &[1, 1],
-            drop: Some(&[false, false]),
+            drop: Some(&[0, 0]),
             big_endian: false,
         };
         let spec = [
@@ -445,7 +446,7 @@ mod tests {
         assert_eq!(strs(&t.columns[2]), vec![Some("abcd".into()), Some("wx".into())]);
         assert_eq!(strs(&t.columns[3]), vec![None, Some("".into())]);
         let recs = Records {
-            drop: Some(&[true, false]),
+            drop: Some(&[1, 0]),
             ..recs
         };
         let out = decode_batch(&recs, &[], |_| None);
@@ -461,8 +462,8 @@ mod tests {
             rec: &[-5, 38, i64::MAX, 0],
             rec_len: &[i32::MAX, -3, 100, 40],
             key: &[3, 2, 1],
-            ev_type: &[0, 65535, 7, 1],
-            drop: Some(&[false]),
+            ev_type: &[0, 1 << 20, 7, 1],
+            drop: Some(&[0]),
             big_endian: true,
         };
         let spec = [
@@ -482,5 +483,15 @@ mod tests {
         let out = decode_batch(&recs, &[Header { values: &h, width: 2 }], |_| Some(&spec[..]));
         assert_eq!(out.order, vec![0]);
         assert_eq!(out.types[0].headers[0], vec![0, 0]);
+        // ids past u16 (a hostile common_type of 4 bytes): grouped all the same
+        let recs = Records {
+            drop: None,
+            ..recs
+        };
+        let out = decode_batch(&recs, &[], |_| None);
+        assert_eq!(out.order, vec![2, 1, 0]);
+        let ids: Vec<u32> = out.types.iter().map(|t| t.ev_type).collect();
+        assert_eq!(ids, vec![0, 7, 1 << 20]);
+        assert_eq!(out.types[2].rel, vec![1]);
     }
 }
