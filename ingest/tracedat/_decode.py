@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from rmapscope._native import distinct
 from rmapscope._printfmt import Conversion, _split_fmt, call_args, split_args
 from rmapscope.schema import DECODED, EventSchema, FieldDef, column_for, raw_column
 
@@ -794,10 +794,10 @@ def _labels(values: np.ndarray, label) -> pl.Series:
 
 def _distinct(values: np.ndarray) -> tuple[list[int], np.ndarray]:
     """The distinct values (as Python ints) and each element's index among them."""
-    values = np.ascontiguousarray(values)
-    typ = pa.from_numpy_dtype(values.dtype)  # (``pa.array`` would import pandas)
-    enc = pc.dictionary_encode(pa.Array.from_buffers(typ, len(values), [None, pa.py_buffer(values)]))
-    return enc.dictionary.to_pylist(), enc.indices.to_numpy(zero_copy_only=False)
+    uniq, codes = distinct(np.ascontiguousarray(values, dtype=_U64))
+    return np.frombuffer(memoryview(uniq), dtype="<u8").tolist(), np.frombuffer(
+        memoryview(codes), dtype="<u4"
+    )
 
 
 def _symbolic(values: np.ndarray, table: tuple) -> pl.Series:

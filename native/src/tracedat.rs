@@ -1,6 +1,5 @@
 //! trace.dat pages for Python: `walk_pages` wraps `rmapscope_core::tracedat::pages::walk`,
-//! `record_fields` wraps `rmapscope_core::tracedat::fields::read_fields`, `decode_batch`
-//! wraps `rmapscope_core::tracedat::batch::decode_batch`.
+//! `decode_batch` wraps `rmapscope_core::tracedat::batch::decode_batch`.
 
 use std::collections::HashMap;
 
@@ -10,7 +9,7 @@ use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
 
 use rmapscope_core::tracedat::batch::{self, Column, FieldSpec, Header, Records, StrLoc};
-use rmapscope_core::tracedat::fields::{read_fields, Field};
+use rmapscope_core::tracedat::fields::Field;
 use rmapscope_core::tracedat::pages::{walk, Layout};
 
 use crate::buffer::Buffer;
@@ -26,8 +25,8 @@ create_exception!(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CorruptPage", m.py().get_type::<CorruptPage>())?;
     m.add_function(wrap_pyfunction!(walk_pages, m)?)?;
-    m.add_function(wrap_pyfunction!(record_fields, m)?)?;
     m.add_function(wrap_pyfunction!(decode_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(distinct, m)?)?;
     Ok(())
 }
 
@@ -101,31 +100,6 @@ fn walk_pages(
         )),
         Err(e) => Err(CorruptPage::new_err((e.page, e.message(page_size)))),
     }
-}
-
-/// The number fields `(offset, size, signed)` of the records at byte offsets `rec` of `buf`:
-/// one little-endian buffer per field, of values `size` bytes wide (1, 2, 4, 8; 8 for other
-/// sizes: their first 8 bytes; 4 for size 0). One pass over the records, GIL released.
-#[pyfunction]
-fn record_fields(
-    py: Python<'_>,
-    buf: PyBuffer<u8>,
-    rec: PyBuffer<i64>,
-    fields: Vec<(usize, usize, bool)>,
-    big_endian: bool,
-) -> PyResult<Vec<Buffer>> {
-    let data = items_of(&buf)?;
-    let rec = items_of(&rec)?;
-    let fields: Vec<Field> = fields
-        .into_iter()
-        .map(|(offset, size, signed)| Field {
-            offset,
-            size,
-            signed,
-        })
-        .collect();
-    let cols = py.allow_threads(|| read_fields(data, rec, &fields, big_endian));
-    Ok(cols.into_iter().map(Buffer::from_bytes).collect())
 }
 
 /// One decoded field for Python: number values, or `(offsets i64, data, validity or None,
@@ -244,4 +218,16 @@ fn decode_batch(
         })
         .collect();
     Ok((Buffer::from_i64(&out.order), types))
+}
+
+/// The distinct values of `values` (u64) in order of first appearance and each one's index
+/// among them (u32), as little-endian buffers; the GIL is released.
+#[pyfunction]
+fn distinct(py: Python<'_>, values: PyBuffer<u64>) -> PyResult<(Buffer, Buffer)> {
+    let values = items_of(&values)?;
+    let (uniq, codes) = py.allow_threads(|| batch::distinct(values));
+    Ok((
+        Buffer::from_bytes(le_bytes(&uniq, u64::to_le_bytes)),
+        Buffer::from_bytes(le_bytes(&codes, u32::to_le_bytes)),
+    ))
 }

@@ -161,6 +161,27 @@ pub fn decode_batch<'s>(
     Decoded { order, types }
 }
 
+/// The distinct `values` in order of first appearance, and each value's index among
+/// them: print-fmt labels are rendered once per distinct value.
+pub fn distinct(values: &[u64]) -> (Vec<u64>, Vec<u32>) {
+    let mut seen: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+    let mut uniq = Vec::new();
+    let mut codes = Vec::with_capacity(values.len());
+    let mut last: Option<(u64, u32)> = None; // runs of one value are common
+    for &v in values {
+        let code = match last {
+            Some((lv, lc)) if lv == v => lc,
+            _ => *seen.entry(v).or_insert_with(|| {
+                uniq.push(v);
+                (uniq.len() - 1) as u32
+            }),
+        };
+        last = Some((v, code));
+        codes.push(code);
+    }
+    (uniq, codes)
+}
+
 /// `h`'s values at `rows` (a row past its end reads as zeros).
 fn gather(h: &Header<'_>, rows: &[i64]) -> Vec<u8> {
     let w = h.width;
@@ -452,6 +473,14 @@ mod tests {
         let out = decode_batch(&recs, &[], |_| None);
         assert_eq!(out.order, vec![1]);
         assert_eq!(out.types[0].rows, vec![1]);
+    }
+
+    #[test]
+    fn distinct_in_order_of_appearance() {
+        let (uniq, codes) = distinct(&[5, 5, 2, 5, 9, 2]);
+        assert_eq!(uniq, vec![5, 2, 9]);
+        assert_eq!(codes, vec![0, 0, 1, 0, 2, 1]);
+        assert_eq!(distinct(&[]), (vec![], vec![]));
     }
 
     #[test]
