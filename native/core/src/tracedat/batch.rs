@@ -56,6 +56,9 @@ pub struct Header<'a> {
     pub width: usize,
 }
 
+/// Batches of fewer rows are decoded on one thread.
+const PARALLEL_ROWS: usize = 1 << 14;
+
 /// The records of a batch, in cat order (see the module's note).
 pub struct Records<'a> {
     pub buf: &'a [u8],
@@ -100,7 +103,7 @@ pub struct Decoded {
 pub fn decode_batch<'s>(
     recs: &Records<'_>,
     headers: &[Header<'_>],
-    spec: impl Fn(u32) -> Option<&'s [FieldSpec]>,
+    spec: impl Fn(u32) -> Option<&'s [FieldSpec]> + Sync,
 ) -> Decoded {
     let n = recs
         .rec
@@ -138,8 +141,8 @@ pub fn decode_batch<'s>(
             }
         }
     }
-    let mut types = Vec::with_capacity(groups.len());
-    for (ev_type, rel) in groups {
+    // the types on two threads (half the rows each): the work is per type
+    let decode_type = |(ev_type, rel): (u32, Vec<i64>)| {
         let rows: Vec<i64> = rel.iter().map(|&p| order[p as usize]).collect();
         let rec: Vec<i64> = rows.iter().map(|&r| recs.rec[r as usize]).collect();
         let rec_len: Vec<i32> = rows.iter().map(|&r| recs.rec_len[r as usize]).collect();
@@ -148,7 +151,7 @@ pub fn decode_batch<'s>(
             Some(fields) => decode_fields(recs.buf, &rec, &rec_len, fields, recs.big_endian),
             None => Vec::new(),
         };
-        types.push(TypeRows {
+        TypeRows {
             ev_type,
             rel,
             rows,
@@ -156,8 +159,31 @@ pub fn decode_batch<'s>(
             rec_len,
             headers,
             columns,
-        });
+        }
+    };
+    let half = order.len() / 2;
+    let mut split = 0;
+    let mut acc = 0;
+    while split < groups.len() && acc < half {
+        acc += groups[split].1.len();
+        split += 1;
     }
+    let second = groups.split_off(split);
+    let types = if order.len() < PARALLEL_ROWS || second.is_empty() || groups.is_empty() {
+        groups.into_iter().chain(second).map(decode_type).collect()
+    } else {
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| second.into_iter().map(&decode_type).collect::<Vec<_>>());
+            let mut types: Vec<TypeRows> = groups.into_iter().map(&decode_type).collect();
+            // (a panic of the other thread is re-raised here)
+            types.extend(
+                other
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e)),
+            );
+            types
+        })
+    };
     Decoded { order, types }
 }
 
@@ -184,7 +210,32 @@ pub fn distinct(values: &[u64]) -> (Vec<u64>, Vec<u32>) {
 
 /// `h`'s values at `rows` (a row past its end reads as zeros).
 fn gather(h: &Header<'_>, rows: &[i64]) -> Vec<u8> {
-    let w = h.width;
+    match h.width {
+        1 => gather_n::<1>(h.values, rows),
+        2 => gather_n::<2>(h.values, rows),
+        4 => gather_n::<4>(h.values, rows),
+        8 => gather_n::<8>(h.values, rows),
+        w => gather_any(h.values, w, rows),
+    }
+}
+
+fn gather_n<const W: usize>(values: &[u8], rows: &[i64]) -> Vec<u8> {
+    let items: &[[u8; W]] = values.as_chunks::<W>().0;
+    let mut out = Vec::with_capacity(rows.len() * W);
+    for &r in rows {
+        out.extend_from_slice(
+            &usize::try_from(r)
+                .ok()
+                .and_then(|r| items.get(r))
+                .copied()
+                .unwrap_or([0; W]),
+        );
+    }
+    out
+}
+
+fn gather_any(values: &[u8], w: usize, rows: &[i64]) -> Vec<u8> {
+    let h = Header { values, width: w };
     let mut out = Vec::with_capacity(rows.len() * w);
     for &r in rows {
         let lo = (r as usize).saturating_mul(w);
@@ -349,7 +400,9 @@ mod tests {
         };
         (0..offsets.len() - 1)
             .map(|i| {
-                let ok = validity.as_ref().is_none_or(|v| v[i / 8] >> (i % 8) & 1 == 1);
+                let ok = validity
+                    .as_ref()
+                    .is_none_or(|v| v[i / 8] >> (i % 8) & 1 == 1);
                 ok.then(|| {
                     String::from_utf8(data[offsets[i] as usize..offsets[i + 1] as usize].to_vec())
                         .unwrap()
@@ -369,7 +422,10 @@ mod tests {
         let rec_len = [16, 16, 16];
         let key = [5, 9, 5]; // row 2 (second CPU) ties with row 0: after it
         let ev_type = [7, 3, 7];
-        let ts: Vec<u8> = [100i64, 200, 300].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let ts: Vec<u8> = [100i64, 200, 300]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         let recs = Records {
             buf: &buf,
             rec: &rec,
@@ -403,13 +459,19 @@ mod tests {
         assert_eq!(out.order, vec![0, 2, 1]);
         assert_eq!(out.types.len(), 2);
         let (t3, t7) = (&out.types[0], &out.types[1]);
-        assert_eq!((t3.ev_type, t3.rel.clone(), t3.rows.clone()), (3, vec![2], vec![1]));
+        assert_eq!(
+            (t3.ev_type, t3.rel.clone(), t3.rows.clone()),
+            (3, vec![2], vec![1])
+        );
         assert!(t3.columns.is_empty());
         assert_eq!((t7.rel.clone(), t7.rows.clone()), (vec![0, 1], vec![0, 2]));
         assert_eq!(t7.rec, vec![0, 32]);
         assert_eq!(
             t7.headers[0],
-            [100i64, 300].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()
+            [100i64, 300]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>()
         );
         assert_eq!(
             t7.columns[0],
@@ -464,7 +526,10 @@ mod tests {
         let t = &out.types[0];
         assert_eq!(strs(&t.columns[0]), vec![None, Some("".into())]);
         assert_eq!(strs(&t.columns[1]), vec![Some("abcd".into()), None]);
-        assert_eq!(strs(&t.columns[2]), vec![Some("abcd".into()), Some("wx".into())]);
+        assert_eq!(
+            strs(&t.columns[2]),
+            vec![Some("abcd".into()), Some("wx".into())]
+        );
         assert_eq!(strs(&t.columns[3]), vec![None, Some("".into())]);
         let recs = Records {
             drop: Some(&[1, 0]),
@@ -473,6 +538,42 @@ mod tests {
         let out = decode_batch(&recs, &[], |_| None);
         assert_eq!(out.order, vec![1]);
         assert_eq!(out.types[0].rows, vec![1]);
+    }
+
+    #[test]
+    fn two_threads_give_the_types_in_order() {
+        // enough rows for the parallel path: 3 types, keys interleaved
+        let n = 3 * PARALLEL_ROWS;
+        let mut buf = Vec::new();
+        for i in 0..n {
+            buf.extend(record((i % 3) as u16, i as i32, 0, b"abcd"));
+        }
+        let rec: Vec<i64> = (0..n as i64).map(|i| 16 * i).collect();
+        let rec_len = vec![16; n];
+        let key: Vec<i64> = (0..n as i64).collect();
+        let ev_type: Vec<u32> = (0..n as u32).map(|i| i % 3).collect();
+        let recs = Records {
+            buf: &buf,
+            rec: &rec,
+            rec_len: &rec_len,
+            key: &key,
+            ev_type: &ev_type,
+            drop: None,
+            big_endian: false,
+        };
+        let spec = [num(4, 4, true)];
+        let out = decode_batch(&recs, &[], |_| Some(&spec[..]));
+        assert_eq!(
+            out.types.iter().map(|t| t.ev_type).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        for t in &out.types {
+            let want: Vec<u8> = (0..n as i32)
+                .filter(|i| (*i % 3) as u32 == t.ev_type)
+                .flat_map(|i| i.to_le_bytes())
+                .collect();
+            assert_eq!(t.columns[0], Column::Numbers(want));
+        }
     }
 
     #[test]
@@ -509,14 +610,18 @@ mod tests {
             },
         ];
         let h = [0u8; 3];
-        let out = decode_batch(&recs, &[Header { values: &h, width: 2 }], |_| Some(&spec[..]));
+        let out = decode_batch(
+            &recs,
+            &[Header {
+                values: &h,
+                width: 2,
+            }],
+            |_| Some(&spec[..]),
+        );
         assert_eq!(out.order, vec![0]);
         assert_eq!(out.types[0].headers[0], vec![0, 0]);
         // ids past u16 (a hostile common_type of 4 bytes): grouped all the same
-        let recs = Records {
-            drop: None,
-            ..recs
-        };
+        let recs = Records { drop: None, ..recs };
         let out = decode_batch(&recs, &[], |_| None);
         assert_eq!(out.order, vec![2, 1, 0]);
         let ids: Vec<u32> = out.types.iter().map(|t| t.ev_type).collect();
