@@ -778,7 +778,8 @@ def to_series(name: str, value, typ: pa.DataType, n: int) -> pl.Series:
         if pa.types.is_boolean(typ):
             return pl.Series(name, arr.astype(bool))
         if pa.types.is_integer(typ):
-            return pl.Series(name, arr.astype(f"{'i' if pa.types.is_signed_integer(typ) else 'u'}{typ.bit_width // 8}", copy=False))
+            kind = "i" if pa.types.is_signed_integer(typ) else "u"
+            return pl.Series(name, arr.astype(f"{kind}{typ.bit_width // 8}", copy=False))
         if pa.types.is_string(typ):
             return pl.Series(name, [str(int(v)) for v in arr.tolist()], dtype=pl.String)
         s = pl.Series(name, arr)
