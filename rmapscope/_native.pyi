@@ -40,11 +40,11 @@ def decode_batch(
     headers: Sequence[tuple[object, int]],
     specs: dict[int, list[tuple[int, int, int, bool]]],
     big_endian: bool,
-) -> tuple[Buffer, list[tuple[int, Buffer, Buffer, Buffer, Buffer, list[Buffer], list[DatColumn]]]]:
+) -> tuple[Buffer, list[tuple[int, Buffer, Buffer, Buffer, list[Buffer], list[DatColumn]]]]:
     """Merge a batch's records into trace order, group them by event type and decode each
     type's fields (``specs``: ``(kind, offset, size, signed)``, kind 0 number, 1 char
     array, 2 ``__data_loc``, 3 ``__rel_loc``, 4 tail array): ``(order, [(type, rel i64,
-    cat rows i64, rec i64, rec_len i32, [gathered headers], [columns])])``."""
+    rec i64, rec_len i32, [gathered headers], [columns])])``."""
 
 def distinct(values: object) -> tuple[Buffer, Buffer]:
     """The distinct values of a uint64 array in order of first appearance (u64) and each

@@ -751,7 +751,7 @@ class TraceDatReader:
         )
         order = np.frombuffer(memoryview(order_buf), dtype="<i8")
         n = len(order)
-        for t, rel_b, _rows, rec_b, len_b, gathered, decoded in types:
+        for t, rel_b, rec_b, len_b, gathered, decoded in types:
             ts_b, cpu_b, pid_b, flags_b, stream_b = gathered
             rel = np.frombuffer(memoryview(rel_b), dtype="<i8")
             r = np.frombuffer(memoryview(rec_b), dtype="<i8")

@@ -110,8 +110,8 @@ enum PyColumn {
     Strings((Buffer, Buffer, Option<Buffer>, usize)),
 }
 
-/// `(event type, rel i64, rows i64, rec i64, rec_len i32, [headers], [columns])`.
-type PyTypeRows = (u32, Buffer, Buffer, Buffer, Buffer, Vec<Buffer>, Vec<PyColumn>);
+/// `(event type, rel i64, rec i64, rec_len i32, [headers], [columns])`.
+type PyTypeRows = (u32, Buffer, Buffer, Buffer, Vec<Buffer>, Vec<PyColumn>);
 
 /// Field kinds of `decode_batch`'s specs: `(kind, offset, size, signed)`.
 fn field_spec(kind: u8, offset: usize, size: usize, signed: bool) -> PyResult<FieldSpec> {
@@ -209,7 +209,6 @@ fn decode_batch(
             (
                 t.ev_type,
                 Buffer::from_i64(&t.rel),
-                Buffer::from_i64(&t.rows),
                 Buffer::from_i64(&t.rec),
                 Buffer::from_bytes(le_bytes(&t.rec_len, i32::to_le_bytes)),
                 t.headers.into_iter().map(Buffer::from_bytes).collect(),

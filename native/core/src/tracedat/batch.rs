@@ -56,6 +56,8 @@ pub struct Header<'a> {
     pub width: usize,
 }
 
+/// Batches of fewer rows are grouped by a sort, not a counting sort over every u16 id.
+const COUNTING_ROWS: usize = 1 << 12;
 /// Batches of fewer rows are decoded on one thread.
 const PARALLEL_ROWS: usize = 1 << 14;
 
@@ -112,15 +114,15 @@ pub fn decode_batch<'s>(
         .min(recs.key.len())
         .min(recs.ev_type.len());
     let mut order: Vec<i64> = (0..n)
-        .filter(|&i| !recs.drop.is_some_and(|d| d.get(i).is_none_or(|&x| x != 0)))
+        .filter(|&i| recs.drop.is_none_or(|d| d.get(i).is_some_and(|&x| x == 0)))
         .map(|i| i as i64)
         .collect();
     order.sort_by_key(|&i| recs.key[i as usize]);
     // positions in trace order, grouped by type (ascending)
     let ty = |pos: usize| recs.ev_type[order[pos] as usize];
     let mut groups: Vec<(u32, Vec<i64>)> = Vec::new();
-    if order.iter().all(|&i| recs.ev_type[i as usize] < 1 << 16) {
-        // the usual ids: a counting sort
+    if order.len() >= COUNTING_ROWS && order.iter().all(|&i| recs.ev_type[i as usize] < 1 << 16) {
+        // the usual ids in a big batch: a counting sort
         let mut slots: Vec<Vec<i64>> = vec![Vec::new(); 1 << 16];
         for pos in 0..order.len() {
             slots[ty(pos) as usize].push(pos as i64);
