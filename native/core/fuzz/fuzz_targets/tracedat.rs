@@ -27,10 +27,26 @@ fn spec_of(bytes: &[u8]) -> Vec<FieldSpec> {
                     size,
                     signed: k & 64 != 0,
                 }),
-                1 => FieldSpec::Str { loc: StrLoc::Fixed, offset: o, size },
-                2 => FieldSpec::Str { loc: StrLoc::DataLoc, offset: o, size: 4 },
-                3 => FieldSpec::Str { loc: StrLoc::RelLoc, offset: o, size: 4 },
-                _ => FieldSpec::Str { loc: StrLoc::Flexible, offset: o, size: 0 },
+                1 => FieldSpec::Str {
+                    loc: StrLoc::Fixed,
+                    offset: o,
+                    size,
+                },
+                2 => FieldSpec::Str {
+                    loc: StrLoc::DataLoc,
+                    offset: o,
+                    size: 4,
+                },
+                3 => FieldSpec::Str {
+                    loc: StrLoc::RelLoc,
+                    offset: o,
+                    size: 4,
+                },
+                _ => FieldSpec::Str {
+                    loc: StrLoc::Flexible,
+                    offset: o,
+                    size: 0,
+                },
             }
         })
         .collect()
@@ -68,7 +84,10 @@ fuzz_target!(|data: &[u8]| {
         let page = off / page_size;
         assert!(page < n_pages);
         assert!(off % page_size >= layout.data_offset);
-        assert!(off % page_size + len <= page_size, "a record crosses its page");
+        assert!(
+            off % page_size + len <= page_size,
+            "a record crosses its page"
+        );
     }
 
     // the batch decode of the records walked
@@ -102,7 +121,10 @@ fuzz_target!(|data: &[u8]| {
         .map(|t| spec_of(tail.get(t * 6..t * 6 + 6).unwrap_or(&[])))
         .collect();
     let ts: Vec<u8> = w.raw_ts.iter().flat_map(|t| t.to_le_bytes()).collect();
-    let headers = [Header { values: &ts, width: 8 }];
+    let headers = [Header {
+        values: &ts,
+        width: 8,
+    }];
     let out = decode_batch(&recs, &headers, |t| {
         (t % 3 != 2).then(|| specs[t as usize].as_slice())
     });
@@ -110,7 +132,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(out.order.len(), kept.len());
     for pair in out.order.windows(2) {
         let (a, b) = (pair[0] as usize, pair[1] as usize);
-        assert!(key[a] < key[b] || (key[a] == key[b] && a < b), "not a stable merge");
+        assert!(
+            key[a] < key[b] || (key[a] == key[b] && a < b),
+            "not a stable merge"
+        );
     }
     let mut seen = vec![false; out.order.len()];
     for t in &out.types {
@@ -123,7 +148,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(out.order[p as usize], r);
             assert_eq!(ev_type[r as usize], t.ev_type);
         }
-        let want = if t.ev_type % 3 != 2 { specs[t.ev_type as usize].len() } else { 0 };
+        let want = if t.ev_type % 3 != 2 {
+            specs[t.ev_type as usize].len()
+        } else {
+            0
+        };
         assert_eq!(t.columns.len(), want);
         for c in &t.columns {
             match c {
