@@ -1,5 +1,7 @@
 """Type stubs of the compiled ingest core (native/src, Rust with PyO3)."""
 
+from collections.abc import Sequence
+
 __version__: str
 
 class Buffer:
@@ -24,11 +26,29 @@ def walk_pages(
     """Walk the pages of a group: ``(rec_off i64, rec_len i32, raw_ts u64, page i64,
     lost_pages i64, lost_counts i64)``, little-endian; raises :class:`CorruptPage`."""
 
-def record_fields(
-    buf: object, rec: object, fields: list[tuple[int, int, bool]], big_endian: bool
-) -> list[Buffer]:
-    """The number fields ``(offset, size, signed)`` of the records at byte offsets ``rec``
-    (int64) of ``buf``: one little-endian buffer of values per field."""
+#: a decoded trace.dat field: number values, or (int64 offsets, UTF-8 data, validity or
+#: None, null count) of a ``large_string`` array
+DatColumn = Buffer | tuple[Buffer, Buffer, Buffer | None, int]
+
+def decode_batch(
+    buf: object,
+    rec: object,
+    rec_len: object,
+    key: object,
+    ev_type: object,
+    drop: object | None,
+    headers: Sequence[tuple[object, int]],
+    specs: dict[int, list[tuple[int, int, int, bool]]],
+    big_endian: bool,
+) -> tuple[Buffer, list[tuple[int, Buffer, Buffer, Buffer, list[Buffer], list[DatColumn]]]]:
+    """Merge a batch's records into trace order, group them by event type and decode each
+    type's fields (``specs``: ``(kind, offset, size, signed)``, kind 0 number, 1 char
+    array, 2 ``__data_loc``, 3 ``__rel_loc``, 4 tail array): ``(order, [(type, rel i64,
+    rec i64, rec_len i32, [gathered headers], [columns])])``."""
+
+def distinct(values: object) -> tuple[Buffer, Buffer]:
+    """The distinct values of a uint64 array in order of first appearance (u64) and each
+    value's index among them (u32)."""
 
 #: one column: ("i64" | "i32" | "u32" | "u64" | "bool", rows, nulls, validity, values) or
 #: ("str", rows, nulls, validity, int64 offsets, UTF-8 data); validity None when no nulls

@@ -53,6 +53,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from rmapscope._native import decode_batch
 from rmapscope.catalog import (
     GAP_LOST,
     GENERIC_DIR,
@@ -674,14 +675,11 @@ class TraceDatReader:
             cols = [[np.zeros(0, t)] for t in types]
         buf = Buffer(arrays, self.meta.big_endian)
         cat = [np.concatenate(c) if len(c) > 1 else c[0] for c in cols]
-        # each stream's part is sorted by key and the streams come in order, so a stable
-        # sort is a merge that puts ties in stream order, as trace-cmd does
-        order = np.argsort(cat[3], kind="stable")
-        return self._decode(streams, buf, cat, order, ranges, due)
+        return self._decode(streams, buf, cat, ranges, due)
 
-    def _decode(self, streams, buf, cat, order, ranges, due) -> Batch:
+    def _decode(self, streams, buf, cat, ranges, due) -> Batch:
         errors = ErrorLog()
-        rec, rec_len, ts, _key, stream, ev_type, fkey, pid, cpu = cat
+        rec, rec_len, ts, key, stream, ev_type, fkey, pid, cpu = cat
         n_cat = len(rec)
         ok = rec_len >= self._min_record
         all_ok = bool(ok.all())
@@ -727,8 +725,6 @@ class TraceDatReader:
                 stream,
                 streams,
             )
-            order = order[~bad[order]]
-        n = len(order)
         cpu_of = np.array([s.cpu for s in streams] or [0], dtype=np.int32)
         inst_of = [self.meta.buffers[s.buffer].name or None for s in streams]
         one_instance = len(set(inst_of)) <= 1
@@ -736,32 +732,49 @@ class TraceDatReader:
         generic: list[pl.DataFrame] = []
         # the flags of every record of the batch at once (one Enum for all its tables)
         flags_enum, flags = flag_codes(fkey, self._flag_tables)
-        t_sorted = np.take(ev_type, order)
-        by_type = np.argsort(t_sorted, kind="stable")
-        type_counts = np.bincount(t_sorted, minlength=1) if n else np.zeros(1, np.int64)
-        start = 0
-        for t in np.flatnonzero(type_counts).tolist():
-            stop = start + int(type_counts[t])
-            rel = by_type[start:stop]  # positions in trace order
-            start = stop
-            src = np.take(order, rel)  # cat rows
-            r = np.take(rec, src)
+        # the core merges the rows into trace order (each stream's rows are sorted by key and
+        # the streams come in order: a stable sort by key puts ties in stream order, as
+        # trace-cmd does), groups them by event type, gathers the header columns and
+        # decodes every field of the types with a decoder
+        headers = [(np.ascontiguousarray(a).view(np.uint8), a.dtype.itemsize)
+                   for a in (ts, cpu, pid, flags, stream)]  # fmt: skip
+        order_buf, types = decode_batch(
+            buf.u8,
+            np.ascontiguousarray(rec, dtype=np.int64),
+            np.ascontiguousarray(rec_len, dtype=np.int32),
+            np.ascontiguousarray(key, dtype=np.int64),
+            np.ascontiguousarray(ev_type, dtype=np.uint32),
+            None if bad is None else bad.view(np.uint8),
+            headers,
+            {t: dec.core_specs for t, dec in decoders.items()},
+            self.meta.big_endian,
+        )
+        order = np.frombuffer(memoryview(order_buf), dtype="<i8")
+        n = len(order)
+        for t, rel_b, rec_b, len_b, gathered, decoded in types:
+            ts_b, cpu_b, pid_b, flags_b, stream_b = gathered
+            rel = np.frombuffer(memoryview(rel_b), dtype="<i8")
+            r = np.frombuffer(memoryview(rec_b), dtype="<i8")
+            p = np.frombuffer(memoryview(pid_b), dtype=pid.dtype)
             dec = decoders.get(t)
             name = dec.schema.name if dec is not None else self._ids[t][0]
             m = len(rel)
-            p = np.take(pid, src)
             if one_instance:  # the usual case: one buffer, one name (or none) for all
                 instance = self._instances(inst_of[:1], None, m)
             else:
-                instance = self._instances(inst_of, np.take(stream, src), m)
+                instance = self._instances(
+                    inst_of, np.frombuffer(memoryview(stream_b), dtype=stream.dtype), m
+                )
             head = {
                 "rel": pl.Series("rel", rel),  # int64, as the seq it becomes
-                "ts": pl.Series("ts", np.take(ts, src)),
-                "cpu": pl.Series("cpu", np.take(cpu, src)),
+                "ts": pl.Series("ts", np.frombuffer(memoryview(ts_b), dtype=ts.dtype)),
+                "cpu": pl.Series("cpu", np.frombuffer(memoryview(cpu_b), dtype=cpu.dtype)),
                 "pid": pl.Series("pid", p),
                 "tgid": to_series("tgid", None, pa.int32(), m),
                 "comm": self._comms(p).alias("comm"),
-                "flags": flags_enum.column("flags", np.take(flags, src)),
+                "flags": flags_enum.column(
+                    "flags", np.frombuffer(memoryview(flags_b), dtype=flags.dtype)
+                ),
                 "event": repeat_string(name, m, "event"),
                 "instance": instance,
             }
@@ -773,7 +786,7 @@ class TraceDatReader:
                 frames[f"event={PROBE_PREFIX}{name}"] = pl.DataFrame({**head, **body})
                 continue
             # record lengths: only string and array fields (and raw text) need them
-            lens = np.take(rec_len, src) if dec is None or dec.sized else None
+            lens = np.frombuffer(memoryview(len_b), dtype="<i4")
             if dec is None:
                 text = self._generic_fields(buf, r, lens, t)
                 fields = pl.Series("fields", text, dtype=pl.String)
@@ -781,7 +794,7 @@ class TraceDatReader:
                 head = {k: v.cast(pl.String) if v.dtype == pl.Enum else v for k, v in head.items()}
                 generic.append(pl.DataFrame({**head, "fields": fields}))
                 continue
-            cols = self._decoder.columns(buf, r, lens, dec)
+            cols = self._decoder.columns(buf, r, lens, dec, decoded)
             self._add_decoded(dec, cols, m)
             body = {c.name: cols[c.name] for c in dec.columns}
             frames[f"event={name}"] = pl.DataFrame({**head, **body})

@@ -30,13 +30,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from rmapscope._native import record_fields
+from rmapscope._native import distinct
 from rmapscope._printfmt import Conversion, _split_fmt, call_args, split_args
 from rmapscope.schema import DECODED, EventSchema, FieldDef, column_for, raw_column
 
-from .._bytes import escape, has_backslash_x
+from .._bytes import escape
 from . import _expr as expr
 from ._bprint import format_bprint
 
@@ -121,45 +120,6 @@ class Buffer:
         if signed:
             v = v.view(v.dtype.str.replace("u", "i"))  # keeps the byte order
         return v.astype(v.dtype.newbyteorder("="), copy=False)
-
-    def strings(self, starts: np.ndarray, lengths: np.ndarray) -> pa.Array:
-        """NUL-terminated strings in ``lengths`` bytes at ``starts`` (negative length: null)."""
-        n = len(starts)
-        valid = lengths >= 0
-        lens = np.where(valid, lengths, 0).astype(np.int64)
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lens, out=offsets[1:])
-        total = int(offsets[-1])
-        if total:
-            idx = np.repeat(starts - offsets[:-1], lens) + np.arange(total, dtype=np.int64)
-            vals = self.u8[idx]
-            zpos = np.flatnonzero(vals == 0)
-            strlen = lens.copy()
-            if len(zpos):
-                rows = np.searchsorted(offsets, zpos, side="right") - 1
-                first = np.full(n, -1, dtype=np.int64)
-                first[rows[::-1]] = zpos[::-1]
-                has = first >= 0
-                strlen[has] = first[has] - offsets[:-1][has]
-            if (strlen != lens).any():
-                row_of = np.repeat(np.arange(n), lens)
-                keep = (np.arange(total) - offsets[:-1][row_of]) < strlen[row_of]
-                vals = vals[keep]
-                offsets = np.zeros(n + 1, dtype=np.int64)
-                np.cumsum(strlen, out=offsets[1:])
-        else:
-            vals = np.zeros(0, np.uint8)
-        validity = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
-        arr = pa.Array.from_buffers(
-            pa.large_binary(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(vals)]
-        )
-        if not has_backslash_x(vals):
-            try:
-                return arr.cast(pa.large_string()).cast(pa.string())
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                pass  # bytes that are not UTF-8: escaped like in the text formats
-        text = [None if b is None else escape(b) for b in arr.to_pylist()]
-        return pa.array(text, pa.string())
 
 
 # -- common columns ------------------------------------------------------------------------
@@ -318,6 +278,9 @@ class EventDecoder:
     flexible: set[str] = field(default_factory=set)  # ``char buf[]`` inline tail arrays
     bprint: bool = False  # ftrace's bprint: ``buf`` is formatted with the printk formats
     common: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (off, size)
+    # what the core decodes: (field, string?) and the specs ``decode_batch`` takes
+    core_fields: list[tuple[FieldDef, bool]] = field(default_factory=list)
+    core_specs: list[tuple[int, int, int, bool]] = field(default_factory=list)
 
     @property
     def sized(self) -> bool:
@@ -468,7 +431,29 @@ def build_decoder(schema: EventSchema, text: str) -> EventDecoder:
             dec.columns.append(_Column(name, typ, "decoded"))
         else:
             dec.columns.append(_Column(name, typ, "null"))
+    _plan_core(dec)
     return dec
+
+
+def _plan_core(dec: EventDecoder) -> None:
+    """The fields the core decodes for ``dec``: every number field (read in one pass) and
+    the string fields of its columns, as ``decode_batch`` specs ``(kind, offset, size,
+    signed)``: kind 0 a number, 1 a char array, 2 ``__data_loc``, 3 ``__rel_loc``, 4 an
+    inline tail array."""
+    strings = {c.fdef.name for c in dec.columns if c.source == "field" and c.fdef is not None}
+    for f in dec.schema.fields:
+        if _is_number(f, dec):
+            dec.core_fields.append((f, False))
+            dec.core_specs.append((0, f.offset, f.size, f.signed))
+        elif f.is_string and f.name in strings:
+            if f.name in dec.flexible:
+                kind = 4
+            elif f.dynamic is not None:
+                kind = 3 if f.dynamic == "rel_loc" else 2
+            else:
+                kind = 1
+            dec.core_fields.append((f, True))
+            dec.core_specs.append((kind, f.offset, f.size, False))
 
 
 def _parse_or_none(text: str, fields: dict[str, FieldDef]) -> expr.Node | None:
@@ -532,40 +517,38 @@ def _is_number(f: FieldDef, dec: EventDecoder) -> bool:
 
 
 class _Records:
-    """The records of one event type in a batch; its number fields are read once, all
-    together (a field may feed several columns and conditions).
+    """The records of one event type in a batch, with the fields the core decoded
+    (``rmapscope._native.decode_batch``: every number field in one pass over the records,
+    the strings cut and escaped): a field may feed several columns and conditions."""
 
-    The compiled core reads every number field of the event in one pass over the records
-    (``rmapscope._native.record_fields``, with the GIL released): records of a type lie in
-    trace order, a few dozen bytes apart, so each record's fields come from one cache line.
-    """
-
-    def __init__(self, buf: Buffer, rec: np.ndarray, dec: EventDecoder) -> None:
+    def __init__(self, buf: Buffer, rec: np.ndarray, dec: EventDecoder, decoded: list) -> None:
         self.buf, self.rec, self.dec = buf, rec, dec
-        self._values: dict[str, np.ndarray] | None = None
+        self._values: dict[str, np.ndarray] = {}
+        self.strings: dict[str, pa.Array] = {}
+        n = len(rec)
+        for (f, is_string), col in zip(dec.core_fields, decoded, strict=True):
+            if is_string:
+                offsets, data, validity, nulls = col
+                self.strings[f.name] = pa.Array.from_buffers(
+                    pa.large_string(),
+                    n,
+                    [None if validity is None else pa.py_buffer(validity),
+                     pa.py_buffer(offsets), pa.py_buffer(data)],
+                    null_count=nulls,
+                )  # fmt: skip
+                continue
+            width = f.size if f.size in (1, 2, 4, 8) else (4 if not f.size else 8)
+            self._values[f.name] = np.frombuffer(
+                memoryview(col), dtype=f"<{'i' if f.signed else 'u'}{width}"
+            )
         self._u64: dict[str, np.ndarray] = {}
 
     def number(self, f: FieldDef) -> np.ndarray:
         """The field's values as numpy integers of its width and signedness."""
-        if self._values is None:
-            self._values = self._read_all()
         v = self._values.get(f.name)
         if v is None:  # not a number field of the event's format: read as one
             v = self._values[f.name] = self._read(f)
         return v
-
-    def _read_all(self) -> dict[str, np.ndarray]:
-        fields = [f for f in self.dec.schema.fields if _is_number(f, self.dec)]
-        rec = np.ascontiguousarray(self.rec, dtype=np.int64)
-        specs = [(f.offset, f.size, f.signed) for f in fields]
-        cols = record_fields(self.buf.u8, rec, specs, self.buf.big)
-        out = {}
-        for f, col in zip(fields, cols, strict=True):
-            width = f.size if f.size in (1, 2, 4, 8) else (4 if not f.size else 8)
-            out[f.name] = np.frombuffer(
-                memoryview(col), dtype=f"<{'i' if f.signed else 'u'}{width}"
-            )
-        return out
 
     def u64(self, f: FieldDef) -> np.ndarray:
         """The field's values as uint64 (signed fields sign-extended), for expressions."""
@@ -602,15 +585,21 @@ class Decoder:
         return out
 
     def columns(
-        self, buf: Buffer, rec: np.ndarray, rec_len: np.ndarray | None, dec: EventDecoder
+        self,
+        buf: Buffer,
+        rec: np.ndarray,
+        rec_len: np.ndarray | None,
+        dec: EventDecoder,
+        decoded: list,
     ) -> dict[str, pl.Series]:
-        """The event's own columns for records at ``rec`` (byte offsets into ``buf``).
+        """The event's own columns for records at ``rec`` (byte offsets into ``buf``), from
+        the fields the core decoded (``decoded``, in ``dec.core_fields`` order).
 
         ``rec_len`` (the records' lengths) may be None when ``dec`` has no sized fields.
         """
         out: dict[str, pl.Series] = {}
         n = len(rec)
-        recs = _Records(buf, rec, dec)
+        recs = _Records(buf, rec, dec, decoded)
         for col in dec.columns:
             if col.source == "decoded":
                 continue
@@ -664,7 +653,7 @@ class Decoder:
         assert f is not None  # what is left is a "field" column, which has its FieldDef
         # a field: strings, arrays, or numbers (possibly through a print-fmt expression)
         if f.is_string:
-            return self._string(buf, rec, rec_len, dec, f)
+            return recs.strings[f.name]
         if pa.types.is_list(col.type):
             return self._frames(buf, rec, rec_len, f, user=dec.schema.name == "user_stack")
         if dec.bprint and f.name == "buf":
@@ -694,10 +683,6 @@ class Decoder:
             length = np.full(len(rec), f.size, dtype=np.int64)
             length = np.where(f.offset + f.size <= rec_len, length, -1)
         return start, np.where(length < 0, -1, length)
-
-    def _string(self, buf, rec, rec_len, dec, f) -> pa.Array:
-        start, length = self._bounds(buf, rec, rec_len, dec, f)
-        return buf.strings(start, length)
 
     def _with_suffix(self, recs: _Records, col: _Column, f: FieldDef, values, dec) -> pl.Series:
         """A label with its ``%s%s`` suffix (``R`` + ``+`` where ``prev_state & MASK``)."""
@@ -767,10 +752,11 @@ _PL_TYPES: dict[pa.DataType, pl.DataType] = {}
 
 
 def pl_type(typ: pa.DataType) -> pl.DataType:
-    """The polars dtype of an arrow type."""
+    """The polars dtype of an arrow type (through ``pa.nulls``: ``pa.array`` imports
+    pandas, a third of a second)."""
     t = _PL_TYPES.get(typ)
     if t is None:
-        empty = pl.from_arrow(pa.array([], type=typ))
+        empty = pl.from_arrow(pa.nulls(0, type=typ))
         assert isinstance(empty, pl.Series)  # an arrow array becomes a Series
         t = _PL_TYPES[typ] = empty.dtype
     return t
@@ -792,7 +778,8 @@ def to_series(name: str, value, typ: pa.DataType, n: int) -> pl.Series:
         if pa.types.is_boolean(typ):
             return pl.Series(name, arr.astype(bool))
         if pa.types.is_integer(typ):
-            return pl.Series(name, arr.astype(typ.to_pandas_dtype(), copy=False))
+            kind = "i" if pa.types.is_signed_integer(typ) else "u"
+            return pl.Series(name, arr.astype(f"{kind}{typ.bit_width // 8}", copy=False))
         if pa.types.is_string(typ):
             return pl.Series(name, [str(int(v)) for v in arr.tolist()], dtype=pl.String)
         s = pl.Series(name, arr)
@@ -808,8 +795,10 @@ def _labels(values: np.ndarray, label) -> pl.Series:
 
 def _distinct(values: np.ndarray) -> tuple[list[int], np.ndarray]:
     """The distinct values (as Python ints) and each element's index among them."""
-    enc = pc.dictionary_encode(pa.array(np.ascontiguousarray(values)))
-    return enc.dictionary.to_pylist(), enc.indices.to_numpy(zero_copy_only=False)
+    uniq, codes = distinct(np.ascontiguousarray(values, dtype=_U64))
+    return np.frombuffer(memoryview(uniq), dtype="<u8").tolist(), np.frombuffer(
+        memoryview(codes), dtype="<u4"
+    )
 
 
 def _symbolic(values: np.ndarray, table: tuple) -> pl.Series:

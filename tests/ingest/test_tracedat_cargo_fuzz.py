@@ -1,9 +1,11 @@
-"""The compiled trace.dat page walk under coverage-guided fuzzing (cargo-fuzz, libFuzzer).
+"""The compiled trace.dat page walk and batch decode under coverage-guided fuzzing
+(cargo-fuzz, libFuzzer).
 
-Runs native/core/fuzz's ``tracedat`` target for a fixed time from the committed seed corpus
-(real pages of the shared captures and of the synthetic test files): it must end with no
-crash (a panic, an out-of-bounds access, a broken invariant of the walk's output) and no
-hang (an input taking over 10 s). Skipped without the nightly toolchain and cargo-fuzz.
+Runs native/core/fuzz's ``tracedat`` target (the walk, then ``decode_batch`` of the records
+walked) for a fixed time from the committed seed corpus (real pages of the shared captures
+and of the synthetic test files): it must end with no crash (a panic, an out-of-bounds
+access, a broken invariant of the walk's or the decode's output) and no hang (an input
+taking over 10 s). Skipped without the nightly toolchain and cargo-fuzz.
 """
 
 from __future__ import annotations
