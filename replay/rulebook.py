@@ -293,6 +293,18 @@ BUG_ZOO: tuple[Bug, ...] = (
         2,
         False,
     ),
+    Bug(
+        "mm_migrate_pages counts moved folios failed (migrate_pages()'s counters and the "
+        "page tables disagree; modelled on the stats fixes of Baolin Wang, 'mm: migrate: "
+        "correct the hugetlb migration stats', whose own case, a hugetlb page counted as "
+        "one page, the rule's per-folio comparison cannot see)",
+        "moved-as-failed",
+        "any (synthetic: no upstream kernel counted a moved order-0 folio failed)",
+        "5d39a7ebc8be (5.17, the hugetlb stats)",
+        "count-mismatch",
+        1,
+        True,
+    ),
 )
 
 

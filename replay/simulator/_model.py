@@ -315,8 +315,8 @@ class Batch:
 class Finding:
     rule: str
     mm: Mm | None
-    addr: int
-    pfn: int
+    addr: int | None  # (None: a finding of a whole batch)
+    pfn: int | None
     old_pfn: int | None
     new_pfn: int | None
     explanation: str
@@ -853,7 +853,7 @@ class Model:
             # copied the present pte before the set or after this restore, no line tells
             lo, hi = w.src.pfn, w.src.pfn + w.src.nr
             for f in vma.pending:
-                if f.rule == "present-copied-after-set" and lo <= f.pfn < hi:
+                if f.rule == "present-copied-after-set" and f.pfn is not None and lo <= f.pfn < hi:
                     f.decidable = False
                     f.evidence.append(ev)
 
@@ -1292,6 +1292,8 @@ class Model:
             failed += f.nr
             thp_failed += f.huge
             f.isolated = False
+        freed = succeeded  # pages freed from under the batch: succeeded without a line
+        miscount = "moved-as-failed" in self.bugs
         for f, tpfn, op in unmapped:
             dst = self.new_folio(tpfn, f.order, f.anon_vma, f.index, f.huge)
             dst.hugetlb = f.hugetlb
@@ -1304,6 +1306,10 @@ class Model:
             dst.isolated = False
             if dst.mapcount == 0 and not self._has_entries(dst):
                 self.page_free(task, dst)  # every mapper went away meanwhile
+            if miscount:  # moved-as-failed: the moved folio is counted failed
+                failed += f.nr
+                thp_failed += f.huge
+                continue
             succeeded += f.nr
             thp_succeeded += f.huge
         yield None
@@ -1314,6 +1320,8 @@ class Model:
             f"nr_thp_failed={thp_failed} nr_thp_split=0 nr_split=0 mode={MODES[mode]} "
             f"reason={reason}",
         )
+        if miscount:
+            self._count_finding(batch, [(f, op) for f, _, op in unmapped], freed, start, end)
         for sev, e, mm, addr, op in batch.sets:  # leaked-entry
             if e.gone and not e.overwritten:  # (one a foreign set replaced was never removed)
                 continue
@@ -1338,6 +1346,47 @@ class Model:
                     group_ev=min(i for i, _, _, _, o in batch.sets if o is op),
                 )
             )
+
+    def _count_finding(
+        self, batch: Batch, moved: list[tuple[Folio, Op]], freed: int, start: int, end: int
+    ) -> None:
+        """count-mismatch (moved-as-failed): the batch restored folios onto new pages that
+        ``mm_migrate_pages`` counts failed; pages freed from under the batch are its only
+        successes, and the rule compares folios when a large one moved. The tracepoints
+        show a folio moved when every entry its set walk printed came back by a remove line;
+        with the walk probes also when the others were zapped by their owner's exit (which
+        prints nothing, but the probes name the owner)."""
+
+        def seen(fs: list[Folio]) -> int:
+            return len(fs) if any(f.order for f in fs) else sum(f.nr for f in fs)
+
+        lines: list[Folio] = []  # moved, as the tracepoints alone show
+        owned: list[Folio] = []  # moved, as the walk probes show
+        for f, op in moved:
+            es = [e for _, e, _, _, o in batch.sets if o is op]
+            removed = [e.gone_ev is not None for e in es]
+            zapped = [e.gone and e.gone_ev is None and not e.overwritten for e in es]
+            if es and all(removed):
+                lines.append(f)
+            if any(removed) and all(r or z for r, z in zip(removed, zapped, strict=True)):
+                owned.append(f)
+        if seen(owned) <= freed:
+            return
+        self.find(
+            Finding(
+                "count-mismatch",
+                None,
+                None,
+                None,
+                None,
+                None,
+                f"the batch restored {len(owned)} folios onto new pages but mm_migrate_pages "
+                f"reports nr_succeeded={freed}",
+                [start, end],
+                detect_ev=end,
+                decidable_tier1=seen(lines) > freed,
+            )
+        )
 
     def _has_entries(self, f: Folio) -> bool:
         lo, hi = f.pfn, f.pfn + f.nr
@@ -1630,7 +1679,9 @@ class Model:
         for v in self.fork_vmas:
             if v is cv or v.fork_src is None or v.fork_src.mm is not cv.fork_src.mm:
                 continue
-            if not v.start <= f.addr < v.end or v.link_ev is None or v.ret_ev is None:
+            if f.addr is None or not v.start <= f.addr < v.end:
+                continue
+            if v.link_ev is None or v.ret_ev is None:
                 continue
             if (gone is None or ts[v.link_ev] < gone) and ts[pe.set_ev] < ts[v.ret_ev]:
                 return True
