@@ -54,6 +54,7 @@ from typing import cast
 from rmapscope.catalog import VMEMMAP_BASE  # a folio pointer is VMEMMAP_BASE + 64 * pfn
 from rmapscope.errors import SimError
 from rmapscope.ingest.pte import calibrate_kinds
+from rmapscope.replay.engine import bounds_fork_window
 
 PAGE_SHIFT = 12
 PAGE = 1 << PAGE_SHIFT
@@ -1569,38 +1570,18 @@ class Model:
         (page, kind, uffd-wp) and the lines there do not balance or an exit or fork falls
         between their first set and last remove, or when both an exit and a fork do; for
         ``leaked-entry`` when an exit or fork falls between the first set of the entry's
-        walk and its batch's end. A fork's window, as the lines bound it, runs from the
-        parent's previous migration, fork or exit line (the trace's start without one) to
-        its ``sched_process_fork``."""
+        walk and its batch's end. A fork's window is replay's (:meth:`_fork_windows`)."""
         exits = sorted(
             ts[i]
             for i, e in enumerate(self.events)
             if e.name in ("sched_process_exit", "exit_mmap")
         )
-        own = {
-            "set_migration_pte",
-            "set_migration_pmd",
-            "remove_migration_pte",
-            "remove_migration_pmd",
-            "mm_migrate_pages_start",
-            "mm_migrate_pages",
-            "sched_process_fork",
-            "sched_process_exit",
-            "sched_process_free",
-            "exit_mmap",
-        }
-        last: dict[int, int] = {}  # pid -> ts of its latest line of ``own``
-        forks: list[tuple[int, int]] = []
-        for e in self.events:
-            if e.name == "sched_process_fork":
-                forks.append((last.get(e.pid, -(1 << 62)), e.ts))
-            if e.name in own:
-                last[e.pid] = e.ts
+        t1_forks, rule_forks = self._fork_windows(everything=True), self._fork_windows()
 
         def exited(lo: int, hi: int) -> bool:
             return any(lo <= t <= hi for t in exits)
 
-        def forked(lo: int, hi: int) -> bool:
+        def forked(lo: int, hi: int, forks: list[tuple[int, int]]) -> bool:
             return any(a <= hi and lo <= b for a, b in forks)
 
         guessed = self._guessed_keys()
@@ -1615,13 +1596,43 @@ class Model:
                 lo = min(ts[cast(int, x.set_ev)] for x in es)
                 hi = max(ts[i] for x in es for i in (x.set_ev, x.gone_ev) if i is not None)
                 differ = len({(x.pfn, x.set_kind, x.set_uffd_wp) for x in es}) > 1
-                ex, fo = exited(lo, hi), forked(lo, hi)
+                ex, fo = exited(lo, hi), forked(lo, hi, rule_forks)
                 f.decidable_tier1 = f.entry.key not in guessed and not (
                     (differ and (ex or fo)) or (ex and fo)
                 )
             elif f.rule == "leaked-entry" and f.group_ev is not None and f.detect_ev is not None:
                 lo, hi = ts[f.group_ev], ts[f.detect_ev]
-                f.decidable_tier1 = not exited(lo, hi) and not forked(lo, hi)
+                f.decidable_tier1 = not exited(lo, hi) and not forked(lo, hi, t1_forks)
+
+    @staticmethod
+    def _table(e: Ev) -> str | None:
+        """The table ingest puts line ``e`` in (None: a probe line, absent at tier 1)."""
+        if e.sep == "":
+            return f"sys_enter_{e.name.removeprefix('sys_')}"
+        if e.sep == " -> ":
+            return f"sys_exit_{e.name.removeprefix('sys_')}"
+        return None if e.payload.startswith("(") else e.name
+
+    def _fork_windows(self, everything: bool = False) -> list[tuple[int, int]]:
+        """(start, end) of every fork as the tracepoints bound it (no probe lines): from the
+        parent's previous line before ``task_newtask`` that may bound it
+        (:func:`rmapscope.replay.engine.bounds_fork_window`: tier 1's windows with
+        ``everything``, else the rules'), not one printed in interrupt context, to its
+        ``sched_process_fork`` (the trace's start without such a line)."""
+        last: dict[int, int] = {}  # pid -> ts of its latest bounding line
+        anchor: dict[int, int] = {}  # parent pid -> its window's start, at task_newtask
+        forks: list[tuple[int, int]] = []
+        for e in self.events:
+            if e.name == "task_newtask":
+                anchor[e.pid] = last.get(e.pid, -(1 << 62))
+            elif e.name == "sched_process_fork":
+                forks.append((anchor.pop(e.pid, last.get(e.pid, -(1 << 62))), e.ts))
+            table = self._table(e)
+            if table is None or e.flags[2] in "hsHzZ":
+                continue
+            if bounds_fork_window(table, everything):
+                last[e.pid] = e.ts
+        return forks
 
     def _guessed_keys(self) -> set[tuple]:
         """The (migrator pid, addr, huge, batch) whose set and remove lines do not pair up
