@@ -294,12 +294,13 @@ BUG_ZOO: tuple[Bug, ...] = (
         False,
     ),
     Bug(
-        "mm_migrate_pages counts moved folios failed (migrate_pages()'s counters and the "
-        "page tables disagree; modelled on the stats fixes of Baolin Wang, 'mm: migrate: "
-        "correct the hugetlb migration stats', whose own case, a hugetlb page counted as "
-        "one page, the rule's per-folio comparison cannot see)",
+        "mm_migrate_pages counts moved folios failed (the counters and the page tables "
+        "disagree; no upstream precedent found for order-0 folios: the nearest, Baolin "
+        "Wang's 'mm: migrate: correct the hugetlb migration stats' (a hugetlb page counted "
+        "by thp_nr_pages()), is a large-folio miscount the rule's per-folio comparison "
+        "cannot see)",
         "moved-as-failed",
-        "any (synthetic: no upstream kernel counted a moved order-0 folio failed)",
+        "any (synthetic)",
         "5d39a7ebc8be (5.17, the hugetlb stats)",
         "count-mismatch",
         1,

@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 
 # no example database: nothing written into the work tree, runs stay independent
 settings.register_profile("rmapscope", database=None, deadline=None)
-#: ``RMAPSCOPE_HYPOTHESIS_PROFILE=long``: every property test runs 20x its examples (a
-#: long fixed-count run by hand; tests that set their own ``max_examples`` scale by
-#: :func:`examples`)
+#: ``RMAPSCOPE_HYPOTHESIS_PROFILE=long``: a long fixed-count run by hand, every property
+#: test with 20x its examples (those that set their own ``max_examples`` scale it by
+#: :func:`examples`; the others get the profile's 2000)
 settings.register_profile("long", parent=settings.get_profile("rmapscope"), max_examples=2000)
 PROFILE = os.environ.get("RMAPSCOPE_HYPOTHESIS_PROFILE", "rmapscope")
 settings.load_profile(PROFILE)
