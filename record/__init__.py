@@ -67,6 +67,7 @@ _MIGRATION = (
     "sched:sched_process_exit",
     "sched:sched_process_free",
     "task:task_newtask",
+    "mmap:exit_mmap",  # ends an exit's silent zap of migration entries (see replay)
     "migrate:*",
     "thp:*",
     "compaction:*",
@@ -83,7 +84,6 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "kmem:mm_page_free_batched",
         "huge_memory:*",
         "ksm:*",
-        "mmap:exit_mmap",
     ),
     "none": (),
 }

@@ -329,8 +329,7 @@ def _entry_rules(
         pl.max_horizontal("ts", "r_ts").max().over(keys).alias("_g_hi"),
     )
     lo, hi = p["_g_lo"].to_numpy(), p["_g_hi"].to_numpy()
-    exits = np.array(sorted(windows.exits), dtype=np.int64)
-    iv = np.stack([exits, exits], axis=1) if len(exits) else np.zeros((0, 2), dtype=np.int64)
+    iv = np.array(windows.exits, dtype=np.int64).reshape(-1, 2)
     exited, forked = _covered(iv, lo, hi), _covered(forks, lo, hi)
     # (an exit and a fork both: a zapped entry's remove slot may go to a fork copy's remove)
     p = p.with_columns(

@@ -883,28 +883,30 @@ class GapIndex:
         if self.missing_cpus:
             spans.append((self.ts_first, self.ts_last, None))
         self.spans = sorted(spans, key=lambda s: (s[0], s[1]))
-        self.exits: list[int] = []  # timestamps of process exits (set by the caller)
+        # (start, end) of the spans in which an exit may zap entries silently, sorted by
+        # start (set by the caller: engine._exits)
+        self.exits: list[tuple[int, int]] = []
         # (start, end) of forks copying page tables (set by the caller)
         self.forks: list[tuple[int, int]] = []
 
     def exited_in(self, lo: pl.Series, hi: pl.Series) -> list[bool]:
-        """For each window [lo, hi], whether a process exit happened inside it."""
-        if not self.exits:
-            return [False] * len(lo)
-        ex = np.array(self.exits)
-        a = np.searchsorted(ex, lo.fill_null(self.ts_first).to_numpy(), side="left")
-        b = np.searchsorted(ex, hi.fill_null(self.ts_last).to_numpy(), side="right")
-        return (b > a).tolist()
+        """For each window [lo, hi], whether an exit's zap span overlapped it."""
+        return self._meets(self.exits, lo, hi)
 
     def forked_in(self, lo: pl.Series, hi: pl.Series) -> list[bool]:
         """For each window [lo, hi], whether a fork copying page tables overlapped it."""
-        if not self.forks:
+        return self._meets(self.forks, lo, hi)
+
+    def _meets(self, spans: list[tuple[int, int]], lo: pl.Series, hi: pl.Series) -> list[bool]:
+        """For each window [lo, hi] (nulls: the trace's edges), whether one of ``spans``
+        ((start, end), sorted by start) intersects it."""
+        if not spans:
             return [False] * len(lo)
-        starts = np.array([s for s, _ in self.forks])
-        ends = np.maximum.accumulate(np.array([e for _, e in self.forks]))  # sorted by start
+        starts = np.array([s for s, _ in spans])
+        ends = np.maximum.accumulate(np.array([e for _, e in spans]))
         a = lo.fill_null(self.ts_first).to_numpy()
         b = hi.fill_null(self.ts_last).to_numpy()
-        # the forks starting at or before b; the latest end among them reaches a?
+        # the spans starting at or before b; the latest end among them reaches a?
         n = np.searchsorted(starts, b, side="right")
         return [bool(k and ends[k - 1] >= x) for k, x in zip(n, a, strict=True)]
 

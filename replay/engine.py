@@ -99,7 +99,7 @@ def _replay(
         trace.get("cpus"),
         cpu_filtered=trace.get("format") in CPU_FILTERABLE,
     )
-    windows.exits = _exits(tables)
+    windows.exits = _exits(tables, windows.ts_last)
     spans = t1.fork_spans(tables, t1.all_events(tables))
     if "ts_start" in spans.columns:  # (a clone sharing the mm copies no page tables)
         copying = spans.filter(~pl.col("shares_vm").fill_null(False)).with_columns(
@@ -270,14 +270,45 @@ def _batch_counts(batch: pl.DataFrame, migs: pl.DataFrame, surplus: pl.DataFrame
     return batch.select(*leading, *[c for c in batch.columns if c not in leading])
 
 
-def _exits(tables: dict[str, pl.DataFrame]) -> list[int]:
-    """Timestamps of process exits (their migration entries are zapped without a trace)."""
-    ts: list[int] = []
-    for name in ("sched_process_exit", "exit_mmap"):
+def _exits(tables: dict[str, pl.DataFrame], ts_last: int) -> list[tuple[int, int]]:
+    """The spans, sorted by start, in which a process exit may drop migration entries
+    without a tracepoint (its zap, in ``exit_mmap``).
+
+    Before Linux 6.16 ``sched_process_exit`` is printed after ``exit_mm``, so the zap is
+    over when the line shows: the line is the span. Since 6.16 (the line carries
+    ``group_dead``) it is printed before ``exit_mm``: the zap follows, until the exiting
+    task's ``exit_mmap`` line (printed once its page tables are gone), else its
+    ``sched_process_free`` (printed once it is reaped), else the trace's end (``ts_last``).
+    An ``exit_mmap`` line alone is the span of its own zap."""
+    spans: list[pl.DataFrame] = []
+    ends: list[pl.DataFrame] = []
+    for name, who in (("exit_mmap", "pid"), ("sched_process_free", "field_pid")):
         df = tables.get(name)
-        if df is not None and df.height:
-            ts.extend(df["ts"].to_list())
-    return sorted(ts)
+        if df is not None and df.height and who in df.columns:
+            ends.append(df.select(pl.col(who).cast(pl.Int32).alias("pid"), pl.col("ts").alias("e")))
+    mmap = tables.get("exit_mmap")
+    if mmap is not None and mmap.height:
+        spans.append(mmap.select(pl.col("ts").alias("s"), pl.col("ts").alias("e")))
+    exit_ = tables.get("sched_process_exit")
+    if exit_ is not None and exit_.height:
+        who = "field_pid" if "field_pid" in exit_.columns else "pid"
+        x = exit_.select(pl.col(who).cast(pl.Int32).alias("pid"), pl.col("ts").alias("s"))
+        if "group_dead" not in exit_.columns or exit_["group_dead"].is_null().all():
+            spans.append(x.select("s", pl.col("s").alias("e")))  # (Linux < 6.16)
+        else:
+            end = pl.concat(ends) if ends else pl.DataFrame(schema={"pid": pl.Int32, "e": pl.Int64})
+            x = x.sort("s").join_asof(
+                end.sort("e"),
+                left_on="s",
+                right_on="e",
+                by="pid",
+                strategy="forward",
+                check_sortedness=False,
+            )
+            spans.append(x.select("s", pl.col("e").fill_null(ts_last)))
+    if not spans:
+        return []
+    return sorted(pl.concat(spans).cast(pl.Int64).iter_rows())
 
 
 def _leaks(paired: pl.DataFrame, migs: pl.DataFrame) -> pl.DataFrame:

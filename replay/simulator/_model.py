@@ -1571,15 +1571,20 @@ class Model:
         between their first set and last remove, or when both an exit and a fork do; for
         ``leaked-entry`` when an exit or fork falls between the first set of the entry's
         walk and its batch's end. A fork's window is replay's (:meth:`_fork_windows`)."""
-        exits = sorted(
-            ts[i]
-            for i, e in enumerate(self.events)
-            if e.name in ("sched_process_exit", "exit_mmap")
-        )
+        # an exit's zap runs from its sched_process_exit (6.16+ order) to its exit_mmap,
+        # as replay bounds it (engine._exits)
+        exits: list[tuple[int, int]] = []
+        started: dict[int, int] = {}  # pid -> its sched_process_exit's ts
+        for i, e in enumerate(self.events):
+            if e.name == "sched_process_exit":
+                started[e.pid] = ts[i]
+            elif e.name == "exit_mmap":
+                exits.append((started.pop(e.pid, ts[i]), ts[i]))
+        exits += [(t, ts[-1]) for t in started.values()]
         t1_forks, rule_forks = self._fork_windows(everything=True), self._fork_windows()
 
         def exited(lo: int, hi: int) -> bool:
-            return any(lo <= t <= hi for t in exits)
+            return any(a <= hi and lo <= b for a, b in exits)
 
         def forked(lo: int, hi: int, forks: list[tuple[int, int]]) -> bool:
             return any(a <= hi and lo <= b for a, b in forks)
