@@ -139,6 +139,9 @@ def test_no_bug_no_violation_nor_hazard(tmp_path_factory, run, probes):
 @pytest.mark.parametrize("bug", NEW)
 @SETTINGS
 @given(run=runs, probes=st.booleans())
+# moved-as-failed: a folio whose child's entries an exit zapped looks moved only with the
+# probes (found by the long run)
+@example(run=("exit-during-migration", 76, 1), probes=False)
 def test_the_new_switches_findings_go_with_the_switch(tmp_path_factory, bug, run, probes):
     scenario, seed, cpus = run
     rule = CAUGHT_BY[bug]
@@ -147,7 +150,14 @@ def test_the_new_switches_findings_go_with_the_switch(tmp_path_factory, bug, run
         text = sim.text if probes else _strip_probes(sim.text)
         found = replayed(tmp_path_factory.mktemp("z"), text)
         mine = {k for k in _found(found) | _found(found, "inconclusive") if k[0] == rule}
-        truth = {k for k in _truth(sim) if k[0] == rule}
+        truth = {
+            (f["rule"], f["pfn"], f["addr"])
+            for f in sim.truth
+            if f["rule"] == rule
+            and f["verdict"] == "violation"
+            and f["decidable"]
+            and (probes or f["decidable_tier1"])
+        }
         if switch is None:  # the control: no switch, no finding of the rule
             assert not truth and not mine, (scenario, seed, cpus, mine)
         else:
