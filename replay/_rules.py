@@ -207,7 +207,7 @@ def _fork_tracepoint_spans(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
             pl.col("pid").cast(pl.Int32), pl.col("seq").alias("_pseq"), pl.col("ts").alias("_pts")
         )
         for name, df in tables.items()
-        if (name in _OWN_TABLES or name == "parent_events") and df.height
+        if (name in OWN_TABLES or name == "parent_events") and df.height
     ]
     f = f.with_columns(anchor.alias("_anchor"), pl.col("pid").cast(pl.Int32)).sort("_anchor")
     if own:
@@ -227,8 +227,9 @@ def _fork_tracepoint_spans(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
     return f.select(start.alias("s"), pl.col("ts").alias("e")).cast(_SPANS)
 
 
-#: The tables whose lines may bound a fork window's start (see _fork_intervals).
-_OWN_TABLES = (
+#: The tables replay reads whose lines may bound a fork window's start (see
+#: _fork_intervals and :func:`rmapscope.replay.engine.bounds_fork_window`).
+OWN_TABLES = (
     "set_migration_pte",
     "set_migration_pmd",
     "remove_migration_pte",

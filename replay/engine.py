@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import polars as pl
 
-from rmapscope.catalog import MIGRATION_EVENTS
+from rmapscope.catalog import MIGRATION_EVENTS, PROBE_TABLES
 
 from . import _rules as rules
 from . import _tier1 as t1
@@ -136,6 +136,19 @@ def _replay(
         "fork_windows": forks,
         "violations": violations,
     }
+
+
+def bounds_fork_window(table: str, everything: bool = False) -> bool:
+    """Whether a forking parent's line of ``table`` (not printed in interrupt context) may
+    start the fork's window: for tier 1's windows (``everything``: the parent's previous
+    line of any table, :func:`~._tier1.fork_spans` over :func:`~._tier1.all_events`),
+    or for the rules of :mod:`._rules` (their own tracepoints and the tables replay does
+    not otherwise read: :data:`PARENT_EVENTS`; not the probes, the page allocator, the
+    syscalls and the other events the rules read). One definition for replay and for the
+    simulator's ground truth (``decidable_tier1``)."""
+    if everything:
+        return True
+    return table in rules.OWN_TABLES or table not in {*INPUT_EVENTS, *PROBE_TABLES}
 
 
 def parent_events(frames: Iterable[pl.LazyFrame], fork: pl.DataFrame | None) -> pl.DataFrame:

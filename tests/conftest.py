@@ -18,7 +18,20 @@ if TYPE_CHECKING:
 
 # no example database: nothing written into the work tree, runs stay independent
 settings.register_profile("rmapscope", database=None, deadline=None)
-settings.load_profile("rmapscope")
+#: ``RMAPSCOPE_HYPOTHESIS_PROFILE=long``: a long fixed-count run by hand, every property
+#: test with 20x its examples (those that set their own ``max_examples`` scale it by
+#: :func:`examples`; the others get the profile's 2000)
+settings.register_profile("long", parent=settings.get_profile("rmapscope"), max_examples=2000)
+PROFILE = os.environ.get("RMAPSCOPE_HYPOTHESIS_PROFILE", "rmapscope")
+settings.load_profile(PROFILE)
+
+
+def examples(n: int) -> int:
+    """``n`` examples, times the ``RMAPSCOPE_HYPOTHESIS_EXAMPLES_FACTOR`` of a long run
+    (default 20 under the ``long`` profile, else 1)."""
+    default = "20" if PROFILE == "long" else "1"
+    return n * int(os.environ.get("RMAPSCOPE_HYPOTHESIS_EXAMPLES_FACTOR", default))
+
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("RMAPSCOPE_SHARED", REPO.parent / "shared"))

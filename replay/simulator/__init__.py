@@ -61,6 +61,7 @@ BUGS = (
     "vma-adjust-skip",
     "hugetlb-fork-copy",
     "foreign-pmd-entry",
+    "moved-as-failed",
 )
 
 HEADER = (

@@ -54,6 +54,7 @@ from typing import cast
 from rmapscope.catalog import VMEMMAP_BASE  # a folio pointer is VMEMMAP_BASE + 64 * pfn
 from rmapscope.errors import SimError
 from rmapscope.ingest.pte import calibrate_kinds
+from rmapscope.replay.engine import bounds_fork_window
 
 PAGE_SHIFT = 12
 PAGE = 1 << PAGE_SHIFT
@@ -315,8 +316,8 @@ class Batch:
 class Finding:
     rule: str
     mm: Mm | None
-    addr: int
-    pfn: int
+    addr: int | None  # (None: a finding of a whole batch)
+    pfn: int | None
     old_pfn: int | None
     new_pfn: int | None
     explanation: str
@@ -853,7 +854,7 @@ class Model:
             # copied the present pte before the set or after this restore, no line tells
             lo, hi = w.src.pfn, w.src.pfn + w.src.nr
             for f in vma.pending:
-                if f.rule == "present-copied-after-set" and lo <= f.pfn < hi:
+                if f.rule == "present-copied-after-set" and f.pfn is not None and lo <= f.pfn < hi:
                     f.decidable = False
                     f.evidence.append(ev)
 
@@ -1292,6 +1293,8 @@ class Model:
             failed += f.nr
             thp_failed += f.huge
             f.isolated = False
+        freed = succeeded  # pages freed from under the batch: succeeded without a line
+        miscount = "moved-as-failed" in self.bugs
         for f, tpfn, op in unmapped:
             dst = self.new_folio(tpfn, f.order, f.anon_vma, f.index, f.huge)
             dst.hugetlb = f.hugetlb
@@ -1304,6 +1307,10 @@ class Model:
             dst.isolated = False
             if dst.mapcount == 0 and not self._has_entries(dst):
                 self.page_free(task, dst)  # every mapper went away meanwhile
+            if miscount:  # moved-as-failed: the moved folio is counted failed
+                failed += f.nr
+                thp_failed += f.huge
+                continue
             succeeded += f.nr
             thp_succeeded += f.huge
         yield None
@@ -1314,6 +1321,8 @@ class Model:
             f"nr_thp_failed={thp_failed} nr_thp_split=0 nr_split=0 mode={MODES[mode]} "
             f"reason={reason}",
         )
+        if miscount:
+            self._count_finding(batch, [(f, op) for f, _, op in unmapped], freed, start, end)
         for sev, e, mm, addr, op in batch.sets:  # leaked-entry
             if e.gone and not e.overwritten:  # (one a foreign set replaced was never removed)
                 continue
@@ -1338,6 +1347,47 @@ class Model:
                     group_ev=min(i for i, _, _, _, o in batch.sets if o is op),
                 )
             )
+
+    def _count_finding(
+        self, batch: Batch, moved: list[tuple[Folio, Op]], freed: int, start: int, end: int
+    ) -> None:
+        """count-mismatch (moved-as-failed): the batch restored folios onto new pages that
+        ``mm_migrate_pages`` counts failed; pages freed from under the batch are its only
+        successes, and the rule compares folios when a large one moved. The tracepoints
+        show a folio moved when every entry its set walk printed came back by a remove line;
+        with the walk probes also when the others were zapped by their owner's exit (which
+        prints nothing, but the probes name the owner)."""
+
+        def seen(fs: list[Folio]) -> int:
+            return len(fs) if any(f.order for f in fs) else sum(f.nr for f in fs)
+
+        lines: list[Folio] = []  # moved, as the tracepoints alone show
+        owned: list[Folio] = []  # moved, as the walk probes show
+        for f, op in moved:
+            es = [e for _, e, _, _, o in batch.sets if o is op]
+            removed = [e.gone_ev is not None for e in es]
+            zapped = [e.gone and e.gone_ev is None and not e.overwritten for e in es]
+            if es and all(removed):
+                lines.append(f)
+            if any(removed) and all(r or z for r, z in zip(removed, zapped, strict=True)):
+                owned.append(f)
+        if seen(owned) <= freed:
+            return
+        self.find(
+            Finding(
+                "count-mismatch",
+                None,
+                None,
+                None,
+                None,
+                None,
+                f"the batch restored {len(owned)} folios onto new pages but mm_migrate_pages "
+                f"reports nr_succeeded={freed}",
+                [start, end],
+                detect_ev=end,
+                decidable_tier1=seen(lines) > freed,
+            )
+        )
 
     def _has_entries(self, f: Folio) -> bool:
         lo, hi = f.pfn, f.pfn + f.nr
@@ -1520,9 +1570,7 @@ class Model:
         (page, kind, uffd-wp) and the lines there do not balance or an exit or fork falls
         between their first set and last remove, or when both an exit and a fork do; for
         ``leaked-entry`` when an exit or fork falls between the first set of the entry's
-        walk and its batch's end. A fork's window, as the lines bound it, runs from the
-        parent's previous migration, fork or exit line (the trace's start without one) to
-        its ``sched_process_fork``."""
+        walk and its batch's end. A fork's window is replay's (:meth:`_fork_windows`)."""
         # an exit's zap runs from its sched_process_exit (6.16+ order) to its exit_mmap,
         # as replay bounds it (engine._exits)
         exits: list[tuple[int, int]] = []
@@ -1533,30 +1581,12 @@ class Model:
             elif e.name == "exit_mmap":
                 exits.append((started.pop(e.pid, ts[i]), ts[i]))
         exits += [(t, ts[-1]) for t in started.values()]
-        own = {
-            "set_migration_pte",
-            "set_migration_pmd",
-            "remove_migration_pte",
-            "remove_migration_pmd",
-            "mm_migrate_pages_start",
-            "mm_migrate_pages",
-            "sched_process_fork",
-            "sched_process_exit",
-            "sched_process_free",
-            "exit_mmap",
-        }
-        last: dict[int, int] = {}  # pid -> ts of its latest line of ``own``
-        forks: list[tuple[int, int]] = []
-        for e in self.events:
-            if e.name == "sched_process_fork":
-                forks.append((last.get(e.pid, -(1 << 62)), e.ts))
-            if e.name in own:
-                last[e.pid] = e.ts
+        t1_forks, rule_forks = self._fork_windows(everything=True), self._fork_windows()
 
         def exited(lo: int, hi: int) -> bool:
             return any(a <= hi and lo <= b for a, b in exits)
 
-        def forked(lo: int, hi: int) -> bool:
+        def forked(lo: int, hi: int, forks: list[tuple[int, int]]) -> bool:
             return any(a <= hi and lo <= b for a, b in forks)
 
         guessed = self._guessed_keys()
@@ -1571,13 +1601,43 @@ class Model:
                 lo = min(ts[cast(int, x.set_ev)] for x in es)
                 hi = max(ts[i] for x in es for i in (x.set_ev, x.gone_ev) if i is not None)
                 differ = len({(x.pfn, x.set_kind, x.set_uffd_wp) for x in es}) > 1
-                ex, fo = exited(lo, hi), forked(lo, hi)
+                ex, fo = exited(lo, hi), forked(lo, hi, rule_forks)
                 f.decidable_tier1 = f.entry.key not in guessed and not (
                     (differ and (ex or fo)) or (ex and fo)
                 )
             elif f.rule == "leaked-entry" and f.group_ev is not None and f.detect_ev is not None:
                 lo, hi = ts[f.group_ev], ts[f.detect_ev]
-                f.decidable_tier1 = not exited(lo, hi) and not forked(lo, hi)
+                f.decidable_tier1 = not exited(lo, hi) and not forked(lo, hi, t1_forks)
+
+    @staticmethod
+    def _table(e: Ev) -> str | None:
+        """The table ingest puts line ``e`` in (None: a probe line, absent at tier 1)."""
+        if e.sep == "":
+            return f"sys_enter_{e.name.removeprefix('sys_')}"
+        if e.sep == " -> ":
+            return f"sys_exit_{e.name.removeprefix('sys_')}"
+        return None if e.payload.startswith("(") else e.name
+
+    def _fork_windows(self, everything: bool = False) -> list[tuple[int, int]]:
+        """(start, end) of every fork as the tracepoints bound it (no probe lines): from the
+        parent's previous line before ``task_newtask`` that may bound it
+        (:func:`rmapscope.replay.engine.bounds_fork_window`: tier 1's windows with
+        ``everything``, else the rules'), not one printed in interrupt context, to its
+        ``sched_process_fork`` (the trace's start without such a line)."""
+        last: dict[int, int] = {}  # pid -> ts of its latest bounding line
+        anchor: dict[int, int] = {}  # parent pid -> its window's start, at task_newtask
+        forks: list[tuple[int, int]] = []
+        for e in self.events:
+            if e.name == "task_newtask":
+                anchor[e.pid] = last.get(e.pid, -(1 << 62))
+            elif e.name == "sched_process_fork":
+                forks.append((anchor.pop(e.pid, last.get(e.pid, -(1 << 62))), e.ts))
+            table = self._table(e)
+            if table is None or e.flags[2] in "hsHzZ":
+                continue
+            if bounds_fork_window(table, everything):
+                last[e.pid] = e.ts
+        return forks
 
     def _guessed_keys(self) -> set[tuple]:
         """The (migrator pid, addr, huge, batch) whose set and remove lines do not pair up
@@ -1635,7 +1695,9 @@ class Model:
         for v in self.fork_vmas:
             if v is cv or v.fork_src is None or v.fork_src.mm is not cv.fork_src.mm:
                 continue
-            if not v.start <= f.addr < v.end or v.link_ev is None or v.ret_ev is None:
+            if f.addr is None or not v.start <= f.addr < v.end:
+                continue
+            if v.link_ev is None or v.ret_ev is None:
                 continue
             if (gone is None or ts[v.link_ev] < gone) and ts[pe.set_ev] < ts[v.ret_ev]:
                 return True

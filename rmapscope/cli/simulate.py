@@ -35,7 +35,8 @@ def simulate(
             help="Switch on a bug: child-first (a forked child's avc goes before its "
             "parent's), drop-remove (remove walks sometimes skip a vma), lose-events (drop "
             "lines, print LOST markers); the bug zoo (README): read-restored-writable, "
-            "uffd-wp-lost-on-fork, vma-adjust-skip, hugetlb-fork-copy, foreign-pmd-entry. "
+            "uffd-wp-lost-on-fork, vma-adjust-skip, hugetlb-fork-copy, foreign-pmd-entry, "
+            "moved-as-failed. "
             "Repeat or comma-separate to combine.",
             show_default=False,
         ),

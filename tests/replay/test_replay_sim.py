@@ -18,10 +18,11 @@ from rmapscope.dataset import Dataset
 from rmapscope.ingest import ingest
 from rmapscope.replay import replay
 from rmapscope.replay.simulator import SCENARIOS, simulate
+from tests.conftest import examples
 
 PROBE_LINE = re.compile(r": \w+: \([\w.]+\+0x[0-9a-f]+/0x[0-9a-f]+")
 SETTINGS = settings(
-    max_examples=20,
+    max_examples=examples(20),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
