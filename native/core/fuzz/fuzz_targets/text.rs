@@ -85,13 +85,7 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn view(c: &StrCol) -> Strings<'_> {
-    Strings {
-        offsets: &c.offsets,
-        data: &c.data,
-        validity: Some(&c.valid.bits),
-        offset: 0,
-        len: c.len(),
-    }
+    c.view()
 }
 
 fn partitioner() -> &'static Partitioner {

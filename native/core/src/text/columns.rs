@@ -108,6 +108,15 @@ impl StrCol {
         }
     }
 
+    /// A column of the given rows (None: null).
+    pub fn from_rows(rows: &[Option<&str>]) -> Self {
+        let mut c = StrCol::with_capacity(rows.len(), 64);
+        for r in rows {
+            c.push(*r);
+        }
+        c
+    }
+
     pub fn push(&mut self, s: Option<&str>) {
         if let Some(s) = s {
             self.data.extend_from_slice(s.as_bytes());

@@ -102,6 +102,19 @@ pub struct Strings<'a> {
     pub len: usize,
 }
 
+impl StrCol {
+    /// The column's rows as the core's string arrays read them.
+    pub fn view(&self) -> Strings<'_> {
+        Strings {
+            offsets: &self.offsets,
+            data: &self.data,
+            validity: Some(&self.valid.bits),
+            offset: 0,
+            len: self.len(),
+        }
+    }
+}
+
 impl<'a> Strings<'a> {
     fn at(&self, i: usize) -> Option<usize> {
         let b = self.offsets.get(i * 8..i * 8 + 8)?;
@@ -294,21 +307,11 @@ mod tests {
     use super::*;
 
     fn strings(rows: &[Option<&str>]) -> StrCol {
-        let mut c = StrCol::with_capacity(rows.len(), 64);
-        for r in rows {
-            c.push(*r);
-        }
-        c
+        StrCol::from_rows(rows)
     }
 
     fn view(c: &StrCol) -> Strings<'_> {
-        Strings {
-            offsets: &c.offsets,
-            data: &c.data,
-            validity: Some(&c.valid.bits),
-            offset: 0,
-            len: c.len(),
-        }
+        c.view()
     }
 
     fn tok(prefix: &str, conv: Option<Conv>, suffix: &str) -> Token {

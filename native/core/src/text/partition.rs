@@ -134,21 +134,11 @@ mod tests {
         r"^\((?:[\w.]+\+0x[0-9a-fA-F]+/0x[0-9a-fA-F]+|[0-9a-fA-F]+)(?: <- [\w.]+)?\)(?:\s|$)";
 
     fn col(rows: &[Option<&str>]) -> StrCol {
-        let mut c = StrCol::with_capacity(rows.len(), 64);
-        for r in rows {
-            c.push(*r);
-        }
-        c
+        StrCol::from_rows(rows)
     }
 
     fn view(c: &StrCol) -> Strings<'_> {
-        Strings {
-            offsets: &c.offsets,
-            data: &c.data,
-            validity: Some(&c.valid.bits),
-            offset: 0,
-            len: c.len(),
-        }
+        c.view()
     }
 
     #[test]
