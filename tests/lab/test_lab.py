@@ -418,6 +418,12 @@ def _times_agree(text: pl.Series, dat: pl.Series) -> bool:
 _TIME = ("ts", "t_")  # columns holding times start so
 
 
+#: Fields the text cannot give as the kernel recorded them: ``exit_mmap`` prints its maple
+#: tree as ``mt_mod %p`` (a pointer hashed per boot) and not its ``mm`` at all; trace.dat
+#: has both raw pointers.
+_UNPRINTED = {"exit_mmap": {"mm", "mt"}}
+
+
 @pytest.mark.lab
 @pytest.mark.parametrize(
     ("spec", "scenario"),
@@ -441,7 +447,7 @@ def test_text_and_trace_dat_give_the_same_rows(spec, scenario, recording, dat_re
         nulls = {c: t[c].null_count() for c in text_only}
         assert nulls == dict.fromkeys(text_only, t.height), (table, nulls)
         assert not set(d.columns) - set(t.columns), table
-        skip = CAPTURE_SKIP | text_only
+        skip = CAPTURE_SKIP | text_only | _UNPRINTED.get(table, set())
         assert sorted_rows(text_ds, f"event={table}", skip).equals(
             sorted_rows(dat_ds, f"event={table}", skip)
         ), table
