@@ -24,10 +24,21 @@ diff.
 
 Distributions are tested on clusters, not single samples: the migrations of one
 ``mm_migrate_pages`` batch start and end together, and a machine's state drifts between
-recordings, so single migrations are not independent. The cluster is the batch
-(``migrations.batch_id``; a trace's migrations outside any batch are one cluster), or the
-trace when both sides have at least :data:`MIN_CLUSTERS` traces. The rank test compares the
-clusters' medians, and the bootstrap resamples whole clusters (each with all its samples).
+recordings, so single migrations are not independent. Latency has three designs:
+
+* **the same recording on both sides** (every migration of one side has its partner on the
+  other: same reason, first-set time, old pfn and task; a trace against itself, a copy
+  whose removes a test shifted, a recording re-replayed): a paired test, Wilcoxon's
+  signed rank of each batch's median difference, with the median's relative change as
+  effect, and a paired bootstrap over batches;
+* **5+ recordings a side** (:data:`MIN_CLUSTERS`): the trace is the cluster, Welch's t of
+  the traces' log(1 + median);
+* **fewer recordings a side**: ``not comparable``. The run-to-run drift, which only several
+  recordings a side measure, is as large as the changes a test would report: consecutive
+  re-recordings of one workload here differ by 30% at equal batch size and up to 10x in
+  median (README, diff calibration).
+
+The bootstrap resamples whole clusters (each with all its samples).
 """
 
 from __future__ import annotations
@@ -188,7 +199,9 @@ class DiffResult:
 # --------------------------------------------------------------------------- reading
 _QUERIES = {
     "migrations": """SELECT trace, batch_id, reason, mode, outcome,
-       CAST(t_last_remove - t_first_set AS DOUBLE) / 1e3 AS latency_us
+       CAST(t_last_remove - t_first_set AS DOUBLE) / 1e3 AS latency_us,
+       CAST(t_first_set AS BIGINT) AS t_first_set, CAST(old_pfn AS BIGINT) AS old_pfn,
+       CAST(pid AS BIGINT) AS pid
 FROM migrations WHERE {side}""",
     "migration_batches": """SELECT trace, reason, mode,
        CAST(coalesce(succeeded, paired_migrated_pages) AS DOUBLE) AS pages
@@ -200,7 +213,8 @@ FROM violations WHERE {side} GROUP BY rule, verdict""",
 }
 _EMPTY = {
     "migrations": {"trace": pl.String, "batch_id": pl.Int64, "reason": pl.String,
-                   "mode": pl.String, "outcome": pl.String, "latency_us": pl.Float64},
+                   "mode": pl.String, "outcome": pl.String, "latency_us": pl.Float64,
+                   "t_first_set": pl.Int64, "old_pfn": pl.Int64, "pid": pl.Int64},
     "migration_batches": {"trace": pl.String, "reason": pl.String, "mode": pl.String,
                           "pages": pl.Float64},
     "fork_windows": {"trace": pl.String, "n_overlapping": pl.Int64},
@@ -331,44 +345,11 @@ def _cluster_medians(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     return frame.group_by("k").agg(pl.col("x").median()).sort("k")["x"].to_numpy()
 
 
-def _size_strata(k: np.ndarray) -> np.ndarray:
-    """Each cluster's stratum: ``floor(log2(samples in it))``, in cluster-code order.
-
-    A batch's set -> last-remove time grows with the batch (since Linux 6.3 every entry of
-    a batch is set before the first copy), so batches are compared with batches of their
-    size class: 1, 2-3, 4-7, ... migrations."""
-    return np.floor(np.log2(np.bincount(k))).astype(np.int64)
-
-
-def _stratified_rank_test(ma: np.ndarray, sa: np.ndarray, mb: np.ndarray,
-                          sb: np.ndarray) -> tuple[float, float, int, int, int] | None:  # fmt: skip
-    """Mann-Whitney U of cluster medians within each stratum (``sa``/``sb``: a stratum per
-    cluster), the strata's one-sided p-values combined by weighted Stouffer (scipy), two
-    sided: ``(p, effect, strata, clusters a, clusters b)``, or None when no stratum has 2+
-    clusters a side. Effect: the strata's rank-biserial correlations (b > a) weighted by
-    their pairs, a stratified Cliff's delta. Strata with fewer than 2 clusters a side are
-    left out (no within-stratum comparison)."""
-    ups, downs, weights, effects, pairs = [], [], [], [], []
-    na = nb = 0
-    for s in np.intersect1d(sa, sb):
-        xa, xb = ma[sa == s], mb[sb == s]
-        if min(xa.size, xb.size) < 2:
-            continue
-        up = stats.mannwhitneyu(xb, xa, alternative="greater")
-        ups.append(float(up.pvalue))
-        downs.append(float(stats.mannwhitneyu(xb, xa, alternative="less").pvalue))
-        n = xa.size * xb.size
-        weights.append(math.sqrt(n / (xa.size + xb.size)))
-        effects.append(2 * float(up.statistic) / n - 1)
-        pairs.append(n)
-        na, nb = na + xa.size, nb + xb.size
-    if not ups:
-        return None
-    w = np.asarray(weights)
-    p_up = stats.combine_pvalues(np.clip(ups, 1e-300, 1.0), method="stouffer", weights=w).pvalue
-    p_down = stats.combine_pvalues(np.clip(downs, 1e-300, 1.0), method="stouffer", weights=w).pvalue
-    p = min(1.0, 2 * min(float(p_up), float(p_down)))
-    return p, float(np.average(effects, weights=pairs)), len(ups), na, nb
+def _signed_rank_p(d: np.ndarray) -> float:
+    """Wilcoxon's signed-rank test of paired differences ``d`` (b - a), two-sided; 1 when
+    every difference is 0."""
+    nz = d[d != 0]
+    return float(stats.wilcoxon(nz).pvalue) if nz.size else 1.0
 
 
 def _cluster_quantiles(x: np.ndarray, k: np.ndarray, drawn: np.ndarray) -> np.ndarray:
@@ -388,40 +369,46 @@ def _cluster_quantiles(x: np.ndarray, k: np.ndarray, drawn: np.ndarray) -> np.nd
 
 def _distribution(metric: str, group: str, unit: str, better: str, xa: np.ndarray,
                   ka: np.ndarray, xb: np.ndarray, kb: np.ndarray, of: str, seed: int,
-                  alpha: float, percentiles: bool, rows: list[_Row],
-                  stratify: bool = False) -> None:  # fmt: skip
-    """Mann-Whitney U of the clusters' medians (effect: rank-biserial = Cliff's delta), and
-    the percentiles with a cluster-bootstrap interval of their difference, appended to
-    ``rows``. ``ka``/``kb`` give each sample's cluster (codes 0..n-1); ``of`` names them.
-    ``stratify`` compares clusters only with clusters of their size class
-    (:func:`_size_strata`, :func:`_stratified_rank_test`): batch clusters, whose latency
-    grows with their size."""
+                  alpha: float, percentiles: bool, rows: list[_Row], design: str = "clusters",
+                  ) -> None:  # fmt: skip
+    """A rank test of the clusters' medians and the percentiles with a cluster-bootstrap
+    interval of their difference, appended to ``rows``. ``ka``/``kb`` give each sample's
+    cluster (codes 0..n-1); ``of`` names them. ``design``:
+
+    * ``clusters``: Mann-Whitney U of the clusters' medians (effect: rank-biserial =
+      Cliff's delta); trace clusters are compared by Welch's t of log(1 + median);
+    * ``paired``: ``xa[i]`` and ``xb[i]`` are one migration on both sides and ``ka == kb``
+      its batch: Wilcoxon's signed rank of the batches' median differences
+      (:func:`_signed_rank_p`; effect: the median's relative change), and a paired
+      bootstrap of batches;
+    * ``drift``: batches of fewer than :data:`MIN_CLUSTERS` recordings a side, not paired:
+      not comparable (the run-to-run drift is not measured).
+    """
     head = _Row(f"{metric} distribution", group, unit, better,
                 float(np.median(xa)) if xa.size else None,
                 float(np.median(xb)) if xb.size else None, xa.size, xb.size,
                 test="mann-whitney-u", ci_of="")  # fmt: skip
     rows.append(head)
     ma, mb = _cluster_medians(xa, ka), _cluster_medians(xb, kb)
-    strat = None
-    if stratify and min(xa.size, xb.size) >= MIN_SAMPLES:
-        strat = _stratified_rank_test(ma, _size_strata(ka), mb, _size_strata(kb))
+    paired = design == "paired"
     if min(xa.size, xb.size) < MIN_SAMPLES:
         head.note = f"fewer than {MIN_SAMPLES} samples on a side"
     elif min(ma.size, mb.size) < MIN_CLUSTERS:
         head.note = f"fewer than {MIN_CLUSTERS} {of} on a side ({ma.size}, {mb.size})"
-    elif stratify:
-        if strat is None or min(strat[3], strat[4]) < MIN_CLUSTERS:
-            used = (0, 0) if strat is None else strat[3:]
-            head.note = (f"fewer than {MIN_CLUSTERS} {of} a side in size classes both sides "
-                         f"share ({used[0]}, {used[1]})")  # fmt: skip
-        else:
-            head.p, head.effect, n_strata, used_a, used_b = strat
-            head.test = "stratified-mann-whitney-u"
-            head.ci_of = (
-                f"effect: rank-biserial of {of}' medians (b > a) within {n_strata} size "
-                f"classes, {used_a} vs {used_b}; fewer than {MIN_CLUSTERS} recordings a side: "
-                "their run-to-run drift is not in the test"
-            )
+    elif design == "drift":
+        head.note = (
+            f"fewer than {MIN_CLUSTERS} recordings a side, and not the same recording: the "
+            "run-to-run drift is as large as a change (README, diff); record "
+            f"{MIN_CLUSTERS}+ runs a side"
+        )
+    elif paired:
+        head.p = _signed_rank_p(_cluster_medians(xb - xa, ka))
+        head.effect = _rel(float(np.median(xa)), float(np.median(xb)))
+        head.test = "wilcoxon-signed-rank"
+        head.ci_of = (
+            f"the same recording on both sides: {xa.size} migrations paired, p over their "
+            f"{ma.size} {of}' median differences; effect: the median's relative change"
+        )
     else:
         u = stats.mannwhitneyu(mb, ma, alternative="two-sided")
         head.p = float(u.pvalue)
@@ -445,13 +432,15 @@ def _distribution(metric: str, group: str, unit: str, better: str, xa: np.ndarra
         return
     family = len(rows) - 1
     if not head.note:
+        draws = (np.arange(ma.size),) if paired else (np.arange(ma.size), np.arange(mb.size))
 
-        def diff_q(ia: np.ndarray, ib: np.ndarray, axis: int = -1) -> np.ndarray:
+        def diff_q(*drawn: np.ndarray, axis: int = -1) -> np.ndarray:
+            ia, ib = (drawn[0], drawn[0]) if paired else drawn
             d = _cluster_quantiles(xb, kb, ib) - _cluster_quantiles(xa, ka, ia)
             return d[:, 0] if ia.ndim == 1 else d
 
         boot = stats.bootstrap(
-            (np.arange(ma.size), np.arange(mb.size)), diff_q, vectorized=True, paired=False,
+            draws, diff_q, vectorized=True, paired=False,
             n_resamples=RESAMPLES, batch=max(1, 2_000_000 // (xa.size + xb.size)),
             method="percentile", confidence_level=1 - alpha, rng=np.random.default_rng(seed),
         )  # fmt: skip
@@ -465,9 +454,32 @@ def _distribution(metric: str, group: str, unit: str, better: str, xa: np.ndarra
                    note=head.note)  # fmt: skip
         if not head.note and qa is not None and qb is not None:
             row.ci_low, row.ci_high = float(low[i]), float(high[i])
-            row.ci_of = f"b-a, {100 * (1 - alpha):g}% bootstrap of {ma.size} vs {mb.size} {of}"
+            drawn = f"{ma.size} {of}, paired" if paired else f"{ma.size} vs {mb.size} {of}"
+            row.ci_of = f"b-a, {100 * (1 - alpha):g}% bootstrap of {drawn}"
             row.effect = _rel(qa, qb)
         rows.append(row)
+
+
+#: What makes a migration the same one on both sides of a diff.
+_MIGRATION_KEY = ["reason", "t_first_set", "old_pfn", "pid"]
+
+
+def _same_recording(la: pl.DataFrame, lb: pl.DataFrame) -> pl.DataFrame | None:
+    """``la``'s migrations joined to their partners in ``lb`` (``latency_us_b``) when the
+    two sides hold the same recording: every migration of each side has exactly one
+    partner (:data:`_MIGRATION_KEY`); else None. A trace against itself, or against a copy
+    whose removes were shifted, is one recording; two recordings never share first-set
+    times to the nanosecond."""
+    if la.height == 0 or la.height != lb.height:
+        return None
+    keys = pl.struct(_MIGRATION_KEY)
+    if not (la.select(keys.is_unique().all()).item() and lb.select(keys.is_unique().all()).item()):
+        return None
+    joined = la.join(
+        lb.select(*_MIGRATION_KEY, pl.col("latency_us").alias("latency_us_b")),
+        on=_MIGRATION_KEY, how="inner", nulls_equal=True,
+    )  # fmt: skip
+    return joined if joined.height == la.height else None
 
 
 def _clusters(frame: pl.DataFrame, level: str) -> np.ndarray:
@@ -541,8 +553,8 @@ def diff(
     """Compare the traces predicate ``a`` selects with those ``b`` selects.
 
     ``alpha`` is the significance level after the correction (``holm`` or ``bh``);
-    ``min_effect`` the smallest relative change (0.1 = 10%; for a distribution, the
-    rank-biserial effect) that counts; ``seed`` seeds the bootstrap.
+    ``min_effect`` the smallest relative change (0.1 = 10%; for a distribution of two
+    sets of recordings, the rank-biserial effect) that counts; ``seed`` seeds the bootstrap.
     """
     if not 0 < alpha < 1:
         raise UsageError(f"alpha must be in (0, 1), not {alpha}")
@@ -600,14 +612,21 @@ def diff(
     latencies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     level = "trace" if min(len(sa.ids), len(sb.ids)) >= MIN_CLUSTERS else "batch"
     of = "traces" if level == "trace" else "batches"
+    pairs = _same_recording(la, lb) if level == "batch" else None
     reasons = sorted(set(la["reason"].fill_null("?")) | set(lb["reason"].fill_null("?")))
     for reason in reasons:
-        ra, rb = (f.filter(pl.col("reason").fill_null("?") == reason) for f in (la, lb))
-        xa, xb = ra["latency_us"].to_numpy(), rb["latency_us"].to_numpy()
+        if pairs is not None:
+            ra = rb = pairs.filter(pl.col("reason").fill_null("?") == reason)
+            xa, xb = ra["latency_us"].to_numpy(), ra["latency_us_b"].to_numpy()
+            ka = kb = _clusters(ra, level)
+        else:
+            ra, rb = (f.filter(pl.col("reason").fill_null("?") == reason) for f in (la, lb))
+            xa, xb = ra["latency_us"].to_numpy(), rb["latency_us"].to_numpy()
+            ka, kb = _clusters(ra, level), _clusters(rb, level)
         latencies[reason] = (xa, xb)
-        _distribution("migration latency", reason, "us", "lower", xa, _clusters(ra, level), xb,
-                      _clusters(rb, level), of, seed, alpha, True, rows,
-                      stratify=level == "batch")  # fmt: skip
+        design = "clusters" if level == "trace" else "paired" if pairs is not None else "drift"
+        _distribution("migration latency", reason, "us", "lower", xa, ka, xb, kb, of, seed,
+                      alpha, True, rows, design)  # fmt: skip
     ba, bb = (f.with_columns(pl.col("reason").fill_null("?")) for f in data["migration_batches"])
     per_batch = "trace" if level == "trace" else "row"  # a batch is its own sample
     for reason in sorted(set(ba["reason"]) | set(bb["reason"])):

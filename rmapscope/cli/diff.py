@@ -51,8 +51,8 @@ def diff(
     min_effect: Annotated[
         float,
         typer.Option(
-            help="Smallest relative change that counts (0.1 = 10%; for a distribution, "
-            "the rank-biserial effect)."
+            help="Smallest relative change that counts (0.1 = 10%; for a distribution of "
+            "two sets of recordings, the rank-biserial effect)."
         ),
     ] = 0.0,
     correction: Annotated[

@@ -1,5 +1,5 @@
 """``rmapscope diff``: a trace against itself, against a copy with stretched latencies,
-simulator seeds against each other, and the command's exit codes."""
+simulator seeds and two recordings against each other, and the command's exit codes."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ from scipy import stats
 
 from rmapscope.analysis.diff import COLUMNS, diff, side_predicate
 from rmapscope.analysis.session import DuckDBSession
+from rmapscope.data import sample_trace
 from rmapscope.errors import SqlError, UsageError
+from rmapscope.ingest import ingest
+from rmapscope.replay import replay
 from tests.conftest import cli_command
 
-from ._diff_data import stretched_ds, two_seeds_ds
+from ._diff_data import RERECORD, sample_ds, stretched_ds, two_seeds_ds
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +41,9 @@ def test_a_trace_against_itself_is_no_change_everywhere(stretched):
 
 
 def test_stretched_latencies_are_worse_on_latency_only(stretched):
-    """The distribution's rank test (over batch medians) sees a 30% stretch of one
-    recording; the percentiles' batch-bootstrap intervals are honest about a single
-    recording a side and may not exclude 0 (README, diff: what one trace a side can say),
-    but no metric other than latency may move."""
+    """The copy holds the same migrations as the recording, so the latency test is paired
+    (each migration against itself) and sees the stretch at the median too; no metric
+    other than latency may move."""
     m = diff(DuckDBSession(stretched), "host = 'a'", "host = 'b'").metrics
     worse = set(m.filter(pl.col("verdict") == "worse")["metric"])
     assert "migration latency distribution" in worse
@@ -57,7 +59,9 @@ def test_stretched_latencies_are_worse_on_latency_only(stretched):
     assert "better" not in set(m["verdict"])
     p50 = m.filter(pl.col("metric") == "migration latency p50").row(0, named=True)
     assert p50["b"] == pytest.approx(1.3 * p50["a"], rel=0.01)
-    assert p50["ci_high"] > 0  # the interval leans the stretched way
+    assert p50["verdict"] == "worse" and p50["ci_low"] > 0
+    head = m.filter(pl.col("metric") == "migration latency distribution").row(0, named=True)
+    assert head["test"] == "wilcoxon-signed-rank" and "paired" in head["ci_of"]
 
 
 def test_two_seeds_of_one_scenario_are_not_worse(tmp_path):
@@ -65,6 +69,24 @@ def test_two_seeds_of_one_scenario_are_not_worse(tmp_path):
     m = diff(DuckDBSession(ds), side_predicate("host:s1"), side_predicate("host:s2")).metrics
     assert m.height > 10
     assert "worse" not in set(m["verdict"]), m.filter(pl.col("verdict") == "worse")
+
+
+def test_two_recordings_one_a_side_are_not_compared_on_latency(tmp_path):
+    """Different recordings, one a side: their run-to-run drift is unmeasured, so latency
+    is `not comparable` and says why (README, diff calibration)."""
+    ds = sample_ds(tmp_path / "ds", "a", RERECORD)
+    ingest(str(sample_trace()), ds, host="c")
+    replay(ds)
+    m = diff(DuckDBSession(ds), side_predicate("host:a"), side_predicate("host:c")).metrics
+    latency = m.filter(pl.col("metric").str.starts_with("migration latency"))
+    assert latency.height and set(latency["verdict"]) == {"not comparable"}
+    assert latency["note"].str.contains("fewer than 5 recordings a side").all()
+    assert (latency["n_a"] >= 20).all() and (latency["n_b"] >= 20).all()
+    # control: either recording against itself is paired and compared
+    same = diff(DuckDBSession(ds), side_predicate("host:c"), side_predicate("host:c")).metrics
+    head = same.filter(pl.col("metric") == "migration latency distribution")
+    assert head["test"].to_list() == ["wilcoxon-signed-rank"] * head.height
+    assert set(head["verdict"]) == {"no change"}
 
 
 def test_bad_sides_are_usage_errors(stretched):

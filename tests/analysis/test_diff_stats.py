@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from rmapscope.analysis.diff import _distribution, _Row, _verdicts
 
@@ -18,32 +19,39 @@ def _batches(rng: np.random.Generator, sizes: list[int], per_page_us: float):
     return np.array(x), np.array(k)
 
 
-def _latency_rows(xa, ka, xb, kb, of: str, stratify: bool) -> list[_Row]:
+def _latency_rows(xa, ka, xb, kb, of: str, design: str) -> list[_Row]:
     rows: list[_Row] = []
     _distribution("migration latency", "compaction", "us", "lower", xa, ka, xb, kb, of, 0,
-                  0.01, True, rows, stratify=stratify)  # fmt: skip
+                  0.01, True, rows, design)  # fmt: skip
     _verdicts(rows, 0.01, 0.0, "holm")
     return rows
 
 
-def test_batch_mix_alone_is_no_change_when_stratified():
-    rng = np.random.default_rng(1)
-    # side B has bigger batches, at the same time per page: not a latency change
-    xa, ka = _batches(rng, [1, 2, 4, 8, 16, 32] * 30 + [2] * 200, 3.0)
-    xb, kb = _batches(rng, [1, 2, 4, 8, 16, 32] * 30 + [32] * 200, 3.0)
-    assert _latency_rows(xa, ka, xb, kb, "batches", True)[0].verdict == "no change"
-    # control: the pooled rank test of batch medians calls it worse
-    assert _latency_rows(xa, ka, xb, kb, "batches", False)[0].verdict == "worse"
-
-
-def test_a_slower_side_is_worse_when_stratified():
+def test_the_same_batches_30_percent_slower_are_worse_when_paired():
     rng = np.random.default_rng(2)
+    xa, k = _batches(rng, [1, 2, 4, 8, 16, 32] * 10, 3.0)
+    xb = xa * rng.uniform(1.2, 1.4, xa.size)  # every migration 20-40% longer
+    head, p50, *_ = _latency_rows(xa, k, xb, k, "batches", "paired")
+    assert head.test == "wilcoxon-signed-rank"
+    assert head.verdict == "worse" and head.effect == pytest.approx(0.3, abs=0.05)
+    # the paired bootstrap sees the shift at the median too
+    assert p50.verdict == "worse" and p50.ci_low is not None and p50.ci_low > 0
+    # control: the same batches unchanged, and shuffled within +-5% both ways
+    assert _latency_rows(xa, k, xa.copy(), k, "batches", "paired")[0].verdict == "no change"
+    noise = xa * rng.uniform(0.95, 1.05, xa.size)
+    assert _latency_rows(xa, k, noise, k, "batches", "paired")[0].verdict == "no change"
+
+
+def test_few_recordings_a_side_unpaired_are_not_comparable():
+    rng = np.random.default_rng(1)
     sizes = [1, 2, 4, 8, 16, 32] * 60
     xa, ka = _batches(rng, sizes, 3.0)
-    xb, kb = _batches(rng, sizes, 3.9)  # 30% more per page
-    head = _latency_rows(xa, ka, xb, kb, "batches", True)[0]
-    assert head.test == "stratified-mann-whitney-u"
-    assert head.verdict == "worse" and head.effect is not None and head.effect > 0
+    xb, kb = _batches(rng, sizes, 30.0)  # 10x: still a re-recording's drift here
+    rows = _latency_rows(xa, ka, xb, kb, "batches", "drift")
+    assert {r.verdict for r in rows} == {"not comparable"}
+    assert "recordings a side" in rows[0].note and rows[0].p is None
+    # control: as clusters of 5+ recordings the same samples are worse
+    assert _latency_rows(xa, ka, xb, kb, "batches", "clusters")[0].verdict == "worse"
 
 
 def test_six_recordings_a_side_far_apart_are_worse():
@@ -53,7 +61,7 @@ def test_six_recordings_a_side_far_apart_are_worse():
     xa = rng.lognormal(np.log(50), 0.3, 600)
     xb = rng.lognormal(np.log(5000), 0.3, 600)
     k = np.repeat(np.arange(6), 100)
-    rows = _latency_rows(xa, k, xb, k, "traces", False)
+    rows = _latency_rows(xa, k, xb, k, "traces", "clusters")
     # other tests of the diff share Holm's family
     rows += [_Row("events", str(i), "per second", "none", 1.0, 1.0, 10, 10, p=0.5)
              for i in range(30)]  # fmt: skip
@@ -61,5 +69,5 @@ def test_six_recordings_a_side_far_apart_are_worse():
     assert rows[0].test == "welch-t-log-medians"
     assert rows[0].verdict == "worse"
     # the same traces against themselves: no change
-    same = _latency_rows(xa, k, xa.copy(), k, "traces", False)
+    same = _latency_rows(xa, k, xa.copy(), k, "traces", "clusters")
     assert same[0].verdict == "no change"
