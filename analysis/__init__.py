@@ -25,14 +25,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from rmapscope.catalog import COMMON_NAMES, GENERIC_DIR
 from rmapscope.dataset import Dataset
 
 from ._query import bind_params, bound_sql, invocation
 from .queries import CANNED, QUERIES, CannedQuery, run_canned
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = [
     "CANNED",
@@ -67,6 +69,8 @@ def connect(
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with a view for every table of ``dataset`` and ``events``."""
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    import duckdb  # here: most commands never open a connection, and it imports in 0.1 s
+
     ds.require()
     con = con or duckdb.connect()
     tables = table_names(ds)

@@ -6,9 +6,12 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
 import polars as pl
+
+if TYPE_CHECKING:
+    import duckdb
 
 FORMATS = ("table", "csv", "json", "ndjson", "parquet", "markdown")
 

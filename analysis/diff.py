@@ -278,6 +278,8 @@ class _Row:
     ci_high: float | None = None
     ci_of: str = ""
     note: str = ""
+    # False: significant, but within the run-to-run drift the user allowed (``drift``)
+    beyond_drift: bool = True
     # percentile rows: significant when their family's test is and the interval excludes 0
     follows: int | None = None
     p_adj: float | None = None
@@ -370,7 +372,7 @@ def _cluster_quantiles(x: np.ndarray, k: np.ndarray, drawn: np.ndarray) -> np.nd
 def _distribution(metric: str, group: str, unit: str, better: str, xa: np.ndarray,
                   ka: np.ndarray, xb: np.ndarray, kb: np.ndarray, of: str, seed: int,
                   alpha: float, percentiles: bool, rows: list[_Row], design: str = "clusters",
-                  ) -> None:  # fmt: skip
+                  drift: float | None = None) -> None:  # fmt: skip
     """A rank test of the clusters' medians and the percentiles with a cluster-bootstrap
     interval of their difference, appended to ``rows``. ``ka``/``kb`` give each sample's
     cluster (codes 0..n-1); ``of`` names them. ``design``:
@@ -382,7 +384,9 @@ def _distribution(metric: str, group: str, unit: str, better: str, xa: np.ndarra
       (:func:`_signed_rank_p`; effect: the median's relative change), and a paired
       bootstrap of batches;
     * ``drift``: batches of fewer than :data:`MIN_CLUSTERS` recordings a side, not paired:
-      not comparable (the run-to-run drift is not measured).
+      not comparable (the run-to-run drift is not measured), unless the user gives the
+      ``drift`` factor their machine's re-recordings differ by: then Mann-Whitney U of the
+      batches' medians, significant only when the medians differ by more than that factor.
     """
     head = _Row(f"{metric} distribution", group, unit, better,
                 float(np.median(xa)) if xa.size else None,
@@ -395,11 +399,21 @@ def _distribution(metric: str, group: str, unit: str, better: str, xa: np.ndarra
         head.note = f"fewer than {MIN_SAMPLES} samples on a side"
     elif min(ma.size, mb.size) < MIN_CLUSTERS:
         head.note = f"fewer than {MIN_CLUSTERS} {of} on a side ({ma.size}, {mb.size})"
+    elif design == "drift" and drift is not None:
+        u = stats.mannwhitneyu(mb, ma, alternative="two-sided")
+        head.p = float(u.pvalue)
+        head.effect = float(2 * u.statistic / (ma.size * mb.size) - 1)
+        ratio = (float(np.median(mb)) + 1) / (float(np.median(ma)) + 1)
+        head.beyond_drift = max(ratio, 1 / ratio) > drift
+        head.ci_of = (
+            f"effect: rank-biserial of {of}' medians (b > a), {ma.size} vs {mb.size}; counts "
+            f"only beyond --drift {drift:g}x of their medians (B/A {ratio:.3g}x)"
+        )
     elif design == "drift":
         head.note = (
             f"fewer than {MIN_CLUSTERS} recordings a side, and not the same recording: the "
             "run-to-run drift is as large as a change (README, diff); record "
-            f"{MIN_CLUSTERS}+ runs a side"
+            f"{MIN_CLUSTERS}+ runs a side, or give --drift"
         )
     elif paired:
         head.p = _signed_rank_p(_cluster_medians(xb - xa, ka))
@@ -519,11 +533,12 @@ def _verdicts(rows: list[_Row], alpha: float, min_effect: float, method: str) ->
             fam = rows[r.follows]
             r.p, r.p_adj = fam.p, fam.p_adj
             significant = (
-                fam.p_adj is not None and fam.p_adj < alpha and r.ci_low is not None
+                fam.beyond_drift and fam.p_adj is not None and fam.p_adj < alpha
+                and r.ci_low is not None
                 and r.ci_high is not None and (r.ci_low > 0 or r.ci_high < 0)
             )  # fmt: skip
         else:
-            significant = r.p_adj is not None and r.p_adj < alpha
+            significant = r.beyond_drift and r.p_adj is not None and r.p_adj < alpha
         if r.note:
             r.verdict = NOT_COMPARABLE
         elif r.p_adj is None and r.follows is None:
@@ -549,17 +564,24 @@ def diff(
     correction: str = "holm",
     seed: int = 0,
     labels: tuple[str, str] = ("A", "B"),
+    drift: float | None = None,
 ) -> DiffResult:
     """Compare the traces predicate ``a`` selects with those ``b`` selects.
 
     ``alpha`` is the significance level after the correction (``holm`` or ``bh``);
     ``min_effect`` the smallest relative change (0.1 = 10%; for a distribution of two
     sets of recordings, the rank-biserial effect) that counts; ``seed`` seeds the bootstrap.
+    ``drift``: the factor by which two recordings of one workload differ in median latency
+    on the machine (from re-recordings); with it, fewer than :data:`MIN_CLUSTERS` different
+    recordings a side are compared on latency, and only a change beyond it counts (without
+    it, they are not comparable).
     """
     if not 0 < alpha < 1:
         raise UsageError(f"alpha must be in (0, 1), not {alpha}")
     if min_effect < 0:
         raise UsageError(f"min_effect must be >= 0, not {min_effect}")
+    if drift is not None and not drift >= 1:
+        raise UsageError(f"drift must be a factor >= 1, not {drift}")
     sa, sb = resolve_side(session, labels[0], a), resolve_side(session, labels[1], b)
     views = _views(session)
     data = {t: (_read(session, views, t, sa), _read(session, views, t, sb)) for t in _QUERIES}
@@ -626,7 +648,7 @@ def diff(
         latencies[reason] = (xa, xb)
         design = "clusters" if level == "trace" else "paired" if pairs is not None else "drift"
         _distribution("migration latency", reason, "us", "lower", xa, ka, xb, kb, of, seed,
-                      alpha, True, rows, design)  # fmt: skip
+                      alpha, True, rows, design, drift)  # fmt: skip
     ba, bb = (f.with_columns(pl.col("reason").fill_null("?")) for f in data["migration_batches"])
     per_batch = "trace" if level == "trace" else "row"  # a batch is its own sample
     for reason in sorted(set(ba["reason"]) | set(bb["reason"])):

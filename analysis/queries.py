@@ -14,13 +14,15 @@ only) to them: every chart of ``rmapscope report`` is one of these, run by name.
 from __future__ import annotations
 
 import dataclasses
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from rmapscope.errors import MissingTablesError, UsageError
 
 from ._query import CannedQuery, bind_params, dedent, trace_filter
 from .charts import CHARTS
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = ["CANNED", "QUERIES", "CannedQuery", "bind_params", "run_canned"]
 

@@ -66,6 +66,14 @@ def diff(
         int,
         typer.Option(help="Seed of the bootstrap intervals (the same seed, the same output)."),
     ] = 0,
+    drift: Annotated[
+        float | None,
+        typer.Option(
+            help="With fewer than 5 recordings a side: the factor by which re-recordings of "
+            "the workload differ in median latency on this machine (e.g. 20). Latency is "
+            "then compared, and only a change beyond it counts [default: not compared]."
+        ),
+    ] = None,
     dataset: DatasetOpt = None,
     engine: EngineOpt = "duckdb",
     master: MasterOpt = None,
@@ -76,8 +84,9 @@ def diff(
     Each metric has both values, the change, an interval, a corrected p-value (Holm, or
     Benjamini-Hochberg) and a verdict (better, worse, changed, no change, not comparable) in
     its stated better-direction. Latency and batch-size tests count batches (or traces, when
-    each side has 5 or more), not single migrations. Exits 1 with --fail-on regression when a
-    metric is worse.
+    each side has 5 or more), not single migrations; latency of the same recording on both
+    sides is paired, and of fewer than 5 different recordings a side is not compared (see
+    --drift). Exits 1 with --fail-on regression when a metric is worse.
     """
     from rmapscope.analysis._output import render
     from rmapscope.analysis.diff import diff as run_diff
@@ -99,7 +108,7 @@ def diff(
     ds = Dataset(dataset)
     session = start_engine(engine, master, conf, settings(ctx)).sql(ds)
     result = run_diff(session, sides[0], sides[1], alpha=alpha, min_effect=min_effect,
-                      correction=correction, seed=seed)  # fmt: skip
+                      correction=correction, seed=seed, drift=drift)  # fmt: skip
     if output is not None:
         from rmapscope.dashboards.diff import write_diff_report
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rmapscope.analysis._output import write_result
-from rmapscope.analysis.session import SqlSession
 from rmapscope.dataset import Dataset
 from rmapscope.errors import RmapscopeError, UsageError
 
@@ -27,6 +26,9 @@ from ._options import (
     start_engine,
 )
 from ._settings import settings
+
+if TYPE_CHECKING:
+    from rmapscope.analysis.session import SqlSession
 
 HISTORY = Path.home() / ".rmapscope_history"
 

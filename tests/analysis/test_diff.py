@@ -114,7 +114,8 @@ def test_cli_formats_and_exit_codes(stretched, tmp_path):
     # beyond --min-effect 0.5 a 30% change does not count
     big = _run("diff", "host:a", "host:b", *d, "--fail-on", "regression", "--min-effect", "0.5")
     assert big.returncode == 0, big.stdout
-    for args in (["ffff0000", "host:a"], ["--a", "nope(", "host:a"], ["host:zz", "host:a"]):
+    for args in (["ffff0000", "host:a"], ["--a", "nope(", "host:a"], ["host:zz", "host:a"],
+                 ["host:a", "host:b", "--drift", "0.5"]):  # fmt: skip
         bad = _run("diff", *args, *d)
         assert bad.returncode == 2, bad.stdout
         assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1

@@ -19,10 +19,11 @@ def _batches(rng: np.random.Generator, sizes: list[int], per_page_us: float):
     return np.array(x), np.array(k)
 
 
-def _latency_rows(xa, ka, xb, kb, of: str, design: str) -> list[_Row]:
+def _latency_rows(xa, ka, xb, kb, of: str, design: str, drift: float | None = None
+                  ) -> list[_Row]:  # fmt: skip
     rows: list[_Row] = []
     _distribution("migration latency", "compaction", "us", "lower", xa, ka, xb, kb, of, 0,
-                  0.01, True, rows, design)  # fmt: skip
+                  0.01, True, rows, design, drift)  # fmt: skip
     _verdicts(rows, 0.01, 0.0, "holm")
     return rows
 
@@ -52,6 +53,13 @@ def test_few_recordings_a_side_unpaired_are_not_comparable():
     assert "recordings a side" in rows[0].note and rows[0].p is None
     # control: as clusters of 5+ recordings the same samples are worse
     assert _latency_rows(xa, ka, xb, kb, "batches", "clusters")[0].verdict == "worse"
+    # with the machine's drift given: 10x is within a 20x drift, 100x beyond it
+    within = _latency_rows(xa, ka, xb, kb, "batches", "drift", 20.0)
+    assert {r.verdict for r in within} == {"no change"} and within[0].p is not None
+    assert "--drift 20x" in within[0].ci_of
+    xc, kc = _batches(rng, sizes, 300.0)
+    beyond = _latency_rows(xa, ka, xc, kc, "batches", "drift", 20.0)
+    assert beyond[0].verdict == "worse"
 
 
 def test_six_recordings_a_side_far_apart_are_worse():
