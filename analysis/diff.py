@@ -372,17 +372,18 @@ def _cluster_quantiles(x: np.ndarray, k: np.ndarray, drawn: np.ndarray) -> np.nd
 def _distribution(metric: str, group: str, unit: str, better: str, xa: np.ndarray,
                   ka: np.ndarray, xb: np.ndarray, kb: np.ndarray, of: str, seed: int,
                   alpha: float, percentiles: bool, rows: list[_Row], design: str = "clusters",
-                  drift: float | None = None) -> None:  # fmt: skip
+                  drift: float | None = None, paired_of: tuple[int, int] = (0, 0),
+                  ) -> None:  # fmt: skip
     """A rank test of the clusters' medians and the percentiles with a cluster-bootstrap
     interval of their difference, appended to ``rows``. ``ka``/``kb`` give each sample's
     cluster (codes 0..n-1); ``of`` names them. ``design``:
 
     * ``clusters``: Mann-Whitney U of the clusters' medians (effect: rank-biserial =
       Cliff's delta); trace clusters are compared by Welch's t of log(1 + median);
-    * ``paired``: ``xa[i]`` and ``xb[i]`` are one migration on both sides and ``ka == kb``
-      its batch: Wilcoxon's signed rank of the batches' median differences
-      (:func:`_signed_rank_p`; effect: the median's relative change), and a paired
-      bootstrap of batches;
+    * ``paired``: ``xa[i]`` and ``xb[i]`` are one migration on both sides (of
+      ``paired_of`` migrations a side) and ``ka == kb`` its batch: Wilcoxon's signed
+      rank of the batches' median differences (:func:`_signed_rank_p`; effect: the
+      median's relative change), and a paired bootstrap of batches;
     * ``drift``: batches of fewer than :data:`MIN_CLUSTERS` recordings a side, not paired:
       not comparable (the run-to-run drift is not measured), unless the user gives the
       ``drift`` factor their machine's re-recordings differ by: then Mann-Whitney U of the
@@ -420,8 +421,9 @@ def _distribution(metric: str, group: str, unit: str, better: str, xa: np.ndarra
         head.effect = _rel(float(np.median(xa)), float(np.median(xb)))
         head.test = "wilcoxon-signed-rank"
         head.ci_of = (
-            f"the same recording on both sides: {xa.size} migrations paired, p over their "
-            f"{ma.size} {of}' median differences; effect: the median's relative change"
+            f"the same recording on both sides: {xa.size} migrations paired (of "
+            f"{paired_of[0]} and {paired_of[1]}), p over their {ma.size} {of}' median "
+            "differences; effect: the median's relative change"
         )
     else:
         u = stats.mannwhitneyu(mb, ma, alternative="two-sided")
@@ -476,24 +478,28 @@ def _distribution(metric: str, group: str, unit: str, better: str, xa: np.ndarra
 
 #: What makes a migration the same one on both sides of a diff.
 _MIGRATION_KEY = ["reason", "t_first_set", "old_pfn", "pid"]
+#: The share of each side's migrations that must have a partner for the sides to be one
+#: recording (a shifted remove may change a few migrations' outcome).
+SAME_RECORDING = 0.95
 
 
 def _same_recording(la: pl.DataFrame, lb: pl.DataFrame) -> pl.DataFrame | None:
     """``la``'s migrations joined to their partners in ``lb`` (``latency_us_b``) when the
-    two sides hold the same recording: every migration of each side has exactly one
-    partner (:data:`_MIGRATION_KEY`); else None. A trace against itself, or against a copy
-    whose removes were shifted, is one recording; two recordings never share first-set
-    times to the nanosecond."""
-    if la.height == 0 or la.height != lb.height:
+    two sides hold the same recording: at least :data:`SAME_RECORDING` of each side's
+    migrations have exactly one partner (:data:`_MIGRATION_KEY`) on the other; else None.
+    A trace against itself, or against a copy whose removes were shifted, is one
+    recording; two recordings never share first-set times to the nanosecond."""
+    if la.height == 0 or lb.height == 0:
         return None
     keys = pl.struct(_MIGRATION_KEY)
-    if not (la.select(keys.is_unique().all()).item() and lb.select(keys.is_unique().all()).item()):
-        return None
-    joined = la.join(
-        lb.select(*_MIGRATION_KEY, pl.col("latency_us").alias("latency_us_b")),
+    ua, ub = (f.filter(keys.is_unique()) for f in (la, lb))
+    joined = ua.join(
+        ub.select(*_MIGRATION_KEY, pl.col("latency_us").alias("latency_us_b")),
         on=_MIGRATION_KEY, how="inner", nulls_equal=True,
     )  # fmt: skip
-    return joined if joined.height == la.height else None
+    if joined.height < SAME_RECORDING * max(la.height, lb.height):
+        return None
+    return joined
 
 
 def _clusters(frame: pl.DataFrame, level: str) -> np.ndarray:
@@ -637,6 +643,7 @@ def diff(
     pairs = _same_recording(la, lb) if level == "batch" else None
     reasons = sorted(set(la["reason"].fill_null("?")) | set(lb["reason"].fill_null("?")))
     for reason in reasons:
+        in_a, in_b = (f.filter(pl.col("reason").fill_null("?") == reason).height for f in (la, lb))
         if pairs is not None:
             ra = rb = pairs.filter(pl.col("reason").fill_null("?") == reason)
             xa, xb = ra["latency_us"].to_numpy(), ra["latency_us_b"].to_numpy()
@@ -648,7 +655,7 @@ def diff(
         latencies[reason] = (xa, xb)
         design = "clusters" if level == "trace" else "paired" if pairs is not None else "drift"
         _distribution("migration latency", reason, "us", "lower", xa, ka, xb, kb, of, seed,
-                      alpha, True, rows, design, drift)  # fmt: skip
+                      alpha, True, rows, design, drift, (in_a, in_b))  # fmt: skip
     ba, bb = (f.with_columns(pl.col("reason").fill_null("?")) for f in data["migration_batches"])
     per_batch = "trace" if level == "trace" else "row"  # a batch is its own sample
     for reason in sorted(set(ba["reason"]) | set(bb["reason"])):

@@ -19,7 +19,7 @@ from rmapscope.ingest import ingest
 from rmapscope.replay import replay
 from tests.conftest import cli_command
 
-from ._diff_data import RERECORD, sample_ds, stretched_ds, two_seeds_ds
+from ._diff_data import RERECORD, sample_ds, stretched_ds, stretched_text, two_seeds_ds
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,28 @@ def test_stretched_latencies_are_worse_on_latency_only(stretched):
     assert p50["verdict"] == "worse" and p50["ci_low"] > 0
     head = m.filter(pl.col("metric") == "migration latency distribution").row(0, named=True)
     assert head["test"] == "wilcoxon-signed-rank" and "paired" in head["ci_of"]
+
+
+def test_a_stretched_text_copy_is_the_same_recording_and_worse(tmp_path):
+    """The stretch written into the trace's text (a new file, a new trace id) and ingested:
+    still the same migrations, so paired, and worse on latency only."""
+    ds = sample_ds(tmp_path / "ds", "a", RERECORD)
+    assert stretched_text(ds, "a", RERECORD, tmp_path / "stretched.txt") > 1000
+    ingest(str(tmp_path / "stretched.txt"), ds, host="t")
+    replay(ds)
+    assert ds.traces()["trace_id"].n_unique() == 2
+    m = diff(DuckDBSession(ds), side_predicate("host:a"), side_predicate("host:t")).metrics
+    moved = m.filter(pl.col("verdict") != "no change")
+    assert set(moved["metric"]) == {
+        "migration latency distribution",
+        "migration latency p50",
+        "migration latency p90",
+        "migration latency p99",
+    }, moved
+    assert set(moved["verdict"]) == {"worse"}
+    head = m.filter(pl.col("metric") == "migration latency distribution").row(0, named=True)
+    assert head["test"] == "wilcoxon-signed-rank"
+    assert head["b"] == pytest.approx(1.3 * head["a"], rel=0.02)
 
 
 def test_two_seeds_of_one_scenario_are_not_worse(tmp_path):
