@@ -34,7 +34,7 @@ SCENARIOS = {
     "exit-during-migration": "the same moves while 6 children fork, read and exit at once "
     "(children exit mid-migration)",
     "compaction": "4096 pages kept out of 16384 (3 of every 4 freed), a fork storm, then "
-    "echo 1 > /proc/sys/vm/compact_memory",
+    "echo 1 > /proc/sys/vm/compact_memory, up to 8 passes until a kept page moved",
     "thp-split": "a THP (MADV_HUGEPAGE) shared with 3 forked children, its pmd split by "
     "mprotect (PTE-mapped order-9 folio), then moved to the other node twice (a failed "
     "move retried, up to 4 calls)",
