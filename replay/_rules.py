@@ -693,7 +693,12 @@ def _stale_old_pfn(
     freed by migration is reused by untraced allocations all the time (pages moved back and
     forth between two nodes come back to the same pfns), so every healthy trace would show
     such references; without compaction's free-page scans a finding is inconclusive
-    (compaction_alloc hands pages out untraced). Precedent: the 2010 fork-vs-migration
+    (compaction_alloc hands pages out untraced). A hugetlb page's set is a new life of its
+    pages too (:func:`_pool_sets`): the hugetlb pool (dequeue_hugetlb_folio_nodemask, for a
+    fault or a migration target) hands pages out without an ``mm_page_alloc`` line, and
+    free_huge_folio takes them back without an ``mm_page_free`` one, so a healthy trace
+    that migrates hugetlb pages twice would otherwise show the old page mapped again (a
+    stale hugetlb entry is then missed, never claimed). Precedent: the 2010 fork-vs-migration
     race and the vma_adjust race (Mel Gorman, "mm,migration: Prevent rmap_walk_[anon|ksm]
     seeing the wrong VMA information", May 2010) left entries pointing at the freed page."""
     if migs.is_empty() or "outcome" not in migs.columns or paired.is_empty():
@@ -721,6 +726,15 @@ def _stale_old_pfn(
     a = alloc.filter(pl.col("pfn").is_not_null())
     lives.append(
         _pages(a, "pfn", "order").select(
+            "page",
+            "seq",
+            "ts",
+            pl.lit("new").alias("what"),
+            pl.lit(None, pl.Int64).alias("migration_id"),
+        )
+    )
+    lives.append(
+        _pages(_pool_sets(paired), "pfn", "order").select(
             "page",
             "seq",
             "ts",
@@ -799,6 +813,28 @@ def _stale_old_pfn(
         ).alias("explanation"),
         pl.concat_list("_lseq", "seq").alias("evidence"),
     )
+
+
+def _pool_sets(paired: pl.DataFrame) -> pl.DataFrame:
+    """The sets of hugetlb folios: pte-level sets of a large folio whose batch printed only
+    its head pfn, one line for the whole folio (``set_huge_pte_at``: a hugetlb page is one
+    huge pte, where a pte-mapped THP prints a line per page). The hugetlb pool hands its
+    pages out without an ``mm_page_alloc`` line, so such a set is a new life of its pages.
+    A pte-mapped THP of which the batch met only the head page looks the same: the rule
+    then misses a stale reference there, never claims one."""
+    if not {"kind", "order", "batch_id"} <= set(paired.columns):
+        return paired.head(0).select("pfn", "order", "seq", "ts")
+    head = pl.col("pfn").cast(pl.Int64) // _pow2(pl.col("order")) * _pow2(pl.col("order"))
+    large = paired.filter((pl.col("kind") == "pte") & (pl.col("order") > 0)).with_columns(
+        head.alias("_head")
+    )
+    return large.filter(
+        (pl.col("pfn").cast(pl.Int64) == pl.col("_head")).all().over("batch_id", "_head", "order")
+    ).select("pfn", "order", "seq", "ts")
+
+
+def _pow2(order: pl.Expr) -> pl.Expr:
+    return pl.lit(2, pl.Int64).pow(order.cast(pl.Int64))
 
 
 def _isolated(tables: dict[str, pl.DataFrame], j: pl.DataFrame) -> np.ndarray:

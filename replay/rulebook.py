@@ -151,9 +151,9 @@ RULES: dict[str, Rule] = {
             "stale-old-pfn",
             1,
             "after a successful migration the old pfn is set or restored again before any "
-            "mm_page_alloc of it (or its reuse as a migration target): an entry still "
-            "pointing at the freed page (checked only when the trace has kmem:mm_page_alloc "
-            "events)",
+            "mm_page_alloc of it (or its reuse as a migration target, or as a hugetlb page: "
+            "the pool prints no allocation): an entry still pointing at the freed page "
+            "(checked only when the trace has kmem:mm_page_alloc events)",
             _2010 + "; the visible consequence of it",
             kernels="2.6.34-rc",
         ),

@@ -204,6 +204,33 @@ def test_a_stale_old_pfn(tmp_path):
     assert rules(v) == set() and "stale-old-pfn" in set(v["rule"])
 
 
+def test_a_hugetlb_page_reused_from_the_pool_is_no_stale_old_pfn(tmp_path):
+    """The hugetlb pool hands pages out without mm_page_alloc: a healthy trace migrates a
+    hugetlb page away, the pool gives it to another mapping, which is migrated too."""
+    hp, hq, ha = 0x1C0000, 0x1E0000, 0x7F2A00000000  # 2M pages (order 9) at a 2M address
+
+    def huge(t: Trace, addr: int, old: int, new: int) -> Trace:
+        pte = sm.swap_entry(old, "write", True, True)
+        t.start().add("set_migration_pte", f"addr={addr:x}, pte={pte:x} order=9")
+        pte = sm.present_entry(new, True, True, True, True)
+        return t.add("remove_migration_pte", f"addr={addr:x}, pte={pte:x} order=9").end(512)
+
+    def trace(order: int) -> Trace:
+        t = migrate(Trace().page("alloc", 0x300000), ok=3)
+        t.add(
+            "mm_compaction_isolate_freepages",
+            "range=(0x300000 ~ 0x300200) nr_scanned=512 nr_taken=1",
+        )
+        huge(t, ha, hp, hq)
+        if order:  # the same pfn as an order-0 page: no new life shows, it is stale
+            return t.start().set(A2 + 0x8000, hp, "read").remove(A2 + 0x8000, hp).end(0, 1)
+        return huge(t, ha + (1 << 21), hp, hq + 0x200)
+
+    assert findings(tmp_path / "a", trace(0)).is_empty()
+    v = findings(tmp_path / "b", trace(1))
+    assert rules(v) == {("stale-old-pfn", hp, A2 + 0x8000)}
+
+
 def test_hazards_are_not_violations(tmp_path):
     t = Trace().syscall(
         "mremap",
