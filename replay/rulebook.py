@@ -306,6 +306,18 @@ BUG_ZOO: tuple[Bug, ...] = (
         1,
         True,
     ),
+    Bug(
+        "remove_migration_pte restores a WRITE entry read-only with no fork, mprotect or "
+        "uffd-wp to explain it (synthetic: no upstream kernel is known to have done so; the "
+        "rule's precedent, Naoya Horiguchi's 2014 hugetlb fork fix, made fork the one "
+        "page-table copy that downgrades an entry, and its window explains that downgrade)",
+        "write-restored-readonly",
+        "any (synthetic)",
+        "-",
+        "unexplained-downgrade",
+        1,
+        True,
+    ),
 )
 
 

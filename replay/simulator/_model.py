@@ -54,7 +54,7 @@ from typing import cast
 from rmapscope.catalog import VMEMMAP_BASE  # a folio pointer is VMEMMAP_BASE + 64 * pfn
 from rmapscope.errors import SimError
 from rmapscope.ingest.pte import calibrate_kinds
-from rmapscope.replay.engine import bounds_fork_window
+from rmapscope.replay.engine import INPUT_EVENTS, bounds_fork_window
 
 PAGE_SHIFT = 12
 PAGE = 1 << PAGE_SHIFT
@@ -464,6 +464,8 @@ class Model:
         mm = Mm(self._mm_next, task)
         # uffd-wp-lost-on-fork: the first process write-protects its memory with userfaultfd
         mm.uffd_wp = "uffd-wp-lost-on-fork" in self.bugs and not self.mms
+        if "write-restored-readonly" in self.bugs and not self.mms:
+            self._relro_mprotect(task)
         self._mm_next += 0x640
         task.mm = mm
         self.mms.append(mm)
@@ -1051,6 +1053,8 @@ class Model:
                 rw = e.writable or (
                     "read-restored-writable" in self.bugs and not e.uffd_wp and not e.huge
                 )
+                # write-restored-readonly: a WRITE entry comes back without pte_mkwrite()
+                rw = rw and not (e.writable and "write-restored-readonly" in self.bugs)
                 ne = Entry(
                     False, npfn, e.huge, rw, False, e.young, e.dirty, "restore", uffd_wp=e.uffd_wp
                 )
@@ -1132,6 +1136,23 @@ class Model:
                     [i for i in (e.set_ev, rev) if i is not None],
                     detect_ev=rev,
                     decidable=own and e.set_kind in ("read", "read_exclusive"),
+                    entry=e,
+                )
+            )
+        if own and e.set_kind == "write" and not rw:
+            assert e.set_ev is not None
+            self.find(
+                Finding(
+                    "unexplained-downgrade",
+                    mm,
+                    addr,
+                    e.pfn,
+                    e.pfn,
+                    npfn,
+                    f"write migration entry for pfn {e.pfn:#x} at {addr:#x} was restored "
+                    f"read-only onto pfn {npfn:#x}",
+                    [e.set_ev, rev],
+                    detect_ev=rev,
                     entry=e,
                 )
             )
@@ -1476,6 +1497,19 @@ class Model:
         self.wp_ioctls.append(ev)
         self.emit(task, "sys_ioctl", "0x0", sep=" -> ")
 
+    def _relro_mprotect(self, task: Task) -> None:
+        """write-restored-readonly: the recording has syscalls enabled, and the first
+        process's loader write-protected its RELRO segment at exec time (an mprotect of
+        memory no migration touches; the unexplained-downgrade rule is conclusive only
+        where the trace shows syscalls)."""
+        self.emit(
+            task,
+            "sys_mprotect",
+            "(start: 0x55d0c8a3d000, len: 0x2000, prot: 0x1)",
+            sep="",
+        )
+        self.emit(task, "sys_mprotect", "0x0", sep=" -> ")
+
     def _waits(self, mm: Mm, addr: int) -> bool:
         e = mm.pt.get(addr)
         if e is None or not e.migration:
@@ -1558,7 +1592,36 @@ class Model:
             f.decidable = f.decidable and (
                 inside or (downgraded and not self._downgrade_shared(f, ts))
             )
+        self._downgrades(ts, calibrated)
         self._tier1_decidable(ts)
+
+    #: The syscall tables replay reads: a trace with none of them may lack syscalls.
+    SYSCALL_TABLES = tuple(t for t in INPUT_EVENTS if t.startswith("sys_"))
+    PROTECTING = ("sys_mprotect", "sys_pkey_mprotect", "sys_ioctl")
+
+    def _downgrades(self, ts: list[int], calibrated: bool) -> None:
+        """``unexplained-downgrade``: a WRITE entry its own set line made, restored read-only
+        by a remove line. A fork whose window (as the printed tracepoints bound it, the
+        rule's windows: :meth:`_fork_windows`) meets the entry's life explains it (fork's
+        copy_nonpresent_pte makes the entry READ): no finding. Decidable when the printed
+        lines show syscalls, none that may write-protect an entry (mprotect, an ioctl such
+        as UFFDIO_WRITEPROTECT) printed its entry line meanwhile, and ingest maps the swap
+        types to the right kinds. Run once events are lost (``lose-events``): the rule sees
+        only the printed lines."""
+        forks = self._fork_windows(printed=True)
+        printed = [(i, e) for i, e in enumerate(self.events) if not e.dropped]
+        protecting = [ts[i] for i, e in printed if e.sep == "" and e.name in self.PROTECTING]
+        syscalls = any(self._table(e) in self.SYSCALL_TABLES for _, e in printed)
+        keep = []
+        for f in self.findings:
+            if f.rule == "unexplained-downgrade" and f.entry is not None:
+                lo, hi = ts[cast(int, f.entry.set_ev)], ts[cast(int, f.detect_ev)]
+                if any(a <= hi and lo <= b for a, b in forks):
+                    continue  # fork's downgrade: the informational signature
+                quiet = not any(lo <= t <= hi for t in protecting)
+                f.decidable = calibrated and syscalls and quiet
+            keep.append(f)
+        self.findings[:] = keep
 
     def _tier1_decidable(self, ts: list[int]) -> None:
         """``decidable_tier1``: whether the upstream tracepoints alone (no probe lines, so no
@@ -1596,7 +1659,11 @@ class Model:
         for f in self.findings:
             if not f.decidable:
                 continue
-            if f.rule in ("read-entry-restored-writable", "uffd-wp-lost") and f.entry is not None:
+            if f.entry is not None and f.rule in (
+                "read-entry-restored-writable",
+                "uffd-wp-lost",
+                "unexplained-downgrade",
+            ):
                 es = sets[cast(tuple, f.entry.key)]
                 lo = min(ts[cast(int, x.set_ev)] for x in es)
                 hi = max(ts[i] for x in es for i in (x.set_ev, x.gone_ev) if i is not None)
@@ -1618,16 +1685,21 @@ class Model:
             return f"sys_exit_{e.name.removeprefix('sys_')}"
         return None if e.payload.startswith("(") else e.name
 
-    def _fork_windows(self, everything: bool = False) -> list[tuple[int, int]]:
+    def _fork_windows(
+        self, everything: bool = False, printed: bool = False
+    ) -> list[tuple[int, int]]:
         """(start, end) of every fork as the tracepoints bound it (no probe lines): from the
         parent's previous line before ``task_newtask`` that may bound it
         (:func:`rmapscope.replay.engine.bounds_fork_window`: tier 1's windows with
         ``everything``, else the rules'), not one printed in interrupt context, to its
-        ``sched_process_fork`` (the trace's start without such a line)."""
+        ``sched_process_fork`` (the trace's start without such a line). ``printed``: from
+        the lines printed only (not those ``lose-events`` dropped)."""
         last: dict[int, int] = {}  # pid -> ts of its latest bounding line
         anchor: dict[int, int] = {}  # parent pid -> its window's start, at task_newtask
         forks: list[tuple[int, int]] = []
         for e in self.events:
+            if printed and e.dropped:
+                continue
             if e.name == "task_newtask":
                 anchor[e.pid] = last.get(e.pid, -(1 << 62))
             elif e.name == "sched_process_fork":
