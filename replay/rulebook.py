@@ -318,6 +318,18 @@ BUG_ZOO: tuple[Bug, ...] = (
         1,
         True,
     ),
+    Bug(
+        "2010 vma_adjust race in the undo walk of a migration that fails (a pinned page: "
+        "every move returns -EAGAIN): the entry of the vma whose start moved outlives its "
+        "batch (leaked-entry), and a later batch's remove walk restores it with no set of "
+        "its own (the set walk passes over a migration entry silently)",
+        "vma-adjust-undo",
+        "2.6.34-rc",
+        "'mm,migration: Prevent rmap_walk_[anon|ksm] seeing the wrong VMA information' (2.6.34)",
+        "unexplained-surplus-remove",
+        1,
+        True,
+    ),
 )
 
 

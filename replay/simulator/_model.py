@@ -269,6 +269,7 @@ class Folio:
     huge: bool = False  # pmd-mapped THP (or, with ``hugetlb``, a 2M hugetlb page)
     set_walks_done: int = 0
     hugetlb: bool = False  # from the hugetlb pool: pte tracepoints, no page allocator lines
+    pinned: bool = False  # an extra reference (a GUP pin): every move fails with -EAGAIN
 
     @property
     def nr(self) -> int:
@@ -1019,7 +1020,14 @@ class Model:
         )
 
     def remove_walk(
-        self, task: Task, op: Op, dst: Folio, src: Folio, locked: bool = False, droppable=False
+        self,
+        task: Task,
+        op: Op,
+        dst: Folio,
+        src: Folio,
+        locked: bool = False,
+        droppable: bool = False,
+        last: bool = False,
     ):
         """remove_migration_ptes(src, dst): restore every migration entry for ``src``."""
         start = yield from self._walk_begin(task, dst, "remove", locked)
@@ -1031,7 +1039,8 @@ class Model:
             holders = [v for v in w.order if self._entries_for(v, src)]
             if holders:
                 skip = holders[self.rng_bug.randrange(len(holders))]
-        if droppable and "vma-adjust-skip" in self.bugs and not self._adjusted:
+        adjust = "vma-adjust-skip" in self.bugs or ("vma-adjust-undo" in self.bugs and last)
+        if droppable and adjust and not self._adjusted:
             holders = [v for v in w.order if self._entries_for(v, src) and self._can_grow(v)]
             if holders:
                 skip = holders[0]
@@ -1083,6 +1092,8 @@ class Model:
                 self.remove_lines[key] = self.remove_lines.get(key, 0) + 1
                 if e.origin == "copy":
                     self.copy_removes.add(key)
+                if e.origin == "set" and e.key is not None and e.key[3] != key[3]:
+                    self._leftover_finding(vma.mm, addr, e, npfn, rev, op)
                 self._restore_findings(vma.mm, addr, e, rw, npfn, rev)
                 if rw:
                     writable.append((vma.mm, addr, e, npfn, rev))
@@ -1092,6 +1103,28 @@ class Model:
         self._walk_end(w, locked)
         self.ended_removes.append(w)
         self._stale_check(w, restored)
+
+    def _leftover_finding(self, mm: Mm, addr: int, e: Entry, npfn: int, rev: int, op: Op) -> None:
+        """unexplained-surplus-remove (vma-adjust-undo): the remove line ``rev`` restores an
+        entry that a set line of an earlier batch made (left by a walk the vma_adjust race
+        misled), so no set of this batch explains it; decided at :meth:`finish`, where a
+        fork window over the batch explains it instead (fork copies entries silently)."""
+        b = op.batch
+        self.find(
+            Finding(
+                "unexplained-surplus-remove",
+                mm,
+                addr,
+                npfn,
+                e.pfn,
+                npfn,
+                f"the remove walk restored the migration entry for pfn {e.pfn:#x} at {addr:#x} "
+                f"in mm {mm.ptr:#x} onto pfn {npfn:#x}: an entry an earlier batch set and left",
+                [i for i in (b.start_ev if b else None, rev) if i is not None],
+                detect_ev=rev,
+                entry=e,
+            )
+        )
 
     GROW = 16  # pages a vma_adjust of the vma-adjust-skip bug moves a vma's start down
 
@@ -1199,6 +1232,14 @@ class Model:
                 )
             )
 
+    def _entries_present(self, vma: Vma, folio: Folio) -> bool:
+        """Whether ``vma`` maps a page of ``folio`` with a present entry."""
+        for addr, pfn in self.pages_in(vma, folio):
+            e = vma.mm.pt.get(addr)
+            if e is not None and not e.migration and e.pfn == pfn:
+                return True
+        return False
+
     def _entries_for(self, vma: Vma, src: Folio) -> list[tuple[int, int]]:
         out = []
         for addr, pfn in self.pages_in(vma, src):
@@ -1278,7 +1319,7 @@ class Model:
         succeeded = failed = thp_succeeded = thp_failed = 0
         unmapped: list[tuple[Folio, int, Op]] = []  # (folio, target pfn, op)
         retry = list(folios)
-        for _ in range(MAX_PASSES):
+        for npass in range(MAX_PASSES):
             if not retry:
                 break
             again = []
@@ -1296,11 +1337,13 @@ class Model:
                     self.page_alloc(task, tpfn, f.order, GFP_TARGET.get(f.order, GFP_MTHP))
                 if f.mapcount:
                     yield from self.set_walk(task, op)
-                if f.mapcount == 0:
+                if f.mapcount == 0 and not f.pinned:
                     unmapped.append((f, tpfn, op))
                     continue
-                # still mapped (a present pte appeared behind the walk): undo and retry
-                yield from self.remove_walk(task, op, f, f, droppable=True)
+                # still mapped (a present pte appeared behind the walk), or pinned (the move
+                # fails with -EAGAIN: migrate_folio_undo_src): undo and retry
+                last = npass == MAX_PASSES - 1
+                yield from self.remove_walk(task, op, f, f, droppable=True, last=last)
                 f.op = None
                 if alloc_targets and not f.hugetlb:  # migrate_folio_undo_dst: target back
                     self.emit(
@@ -1593,7 +1636,22 @@ class Model:
                 inside or (downgraded and not self._downgrade_shared(f, ts))
             )
         self._downgrades(ts, calibrated)
+        self._surplus(ts)
         self._tier1_decidable(ts)
+
+    def _surplus(self, ts: list[int]) -> None:
+        """``unexplained-surplus-remove``: a fork whose window (the printed lines') meets
+        the batch up to the remove explains it (fork's copy of an entry is removed without
+        a set line): no finding then."""
+        forks = self._fork_windows(printed=True)
+        keep = []
+        for f in self.findings:
+            if f.rule == "unexplained-surplus-remove":
+                lo, hi = ts[f.evidence[0]], ts[cast(int, f.detect_ev)]
+                if any(a <= hi and lo <= b for a, b in forks):
+                    continue
+            keep.append(f)
+        self.findings[:] = keep
 
     #: The syscall tables replay reads: a trace with none of them may lack syscalls.
     SYSCALL_TABLES = tuple(t for t in INPUT_EVENTS if t.startswith("sys_"))
@@ -1672,6 +1730,9 @@ class Model:
                 f.decidable_tier1 = f.entry.key not in guessed and not (
                     (differ and (ex or fo)) or (ex and fo)
                 )
+            elif f.rule == "unexplained-surplus-remove" and f.detect_ev is not None:
+                # (an exit's silent zap of a set's entry would hand the set this remove)
+                f.decidable_tier1 = not exited(ts[f.evidence[0]], ts[f.detect_ev])
             elif f.rule == "leaked-entry" and f.group_ev is not None and f.detect_ev is not None:
                 lo, hi = ts[f.group_ev], ts[f.detect_ev]
                 f.decidable_tier1 = not exited(lo, hi) and not forked(lo, hi, t1_forks)
