@@ -629,7 +629,9 @@ MAX_INTERLEAVINGS = 500_000
 
 def explore(scenario: str, bug: str | Iterable[str] | None = None) -> ExploreResult:
     """Run a small scenario under every interleaving of its agents' steps (DFS over the
-    scheduler's choices) and count the interleavings whose ground truth has a violation."""
+    scheduler's choices) and count the interleavings whose ground truth has a violation
+    (the findings known as the run goes: not those only the whole trace decides,
+    ``unexplained-downgrade`` and ``unexplained-surplus-remove``)."""
     sc = _scenario(scenario)
     bugs = _bugs(bug)
     if not sc.explorable:

@@ -421,6 +421,9 @@ class Model:
         self.copy_removes: set[tuple] = set()  # keys (see remove_lines) of a fork copy's remove
         self._adjusted = False  # vma-adjust-skip: the one vma_adjust race has happened
         self.ended_removes: list[Walk] = []  # remove walks, in the order they ended
+        #: findings that only the whole trace decides (a fork window may explain them; see
+        #: :meth:`_downgrades`, :meth:`_surplus`): into ``findings`` at :meth:`finish`
+        self.provisional: list[Finding] = []
 
     # -- events ---------------------------------------------------------------------
     def emit(
@@ -1063,6 +1066,8 @@ class Model:
                     "read-restored-writable" in self.bugs and not e.uffd_wp and not e.huge
                 )
                 # write-restored-readonly: a WRITE entry comes back without pte_mkwrite()
+                # (synthetic: the inverse of Peter Xu's 2022 fix; since Naoya Horiguchi's
+                # 4a705fef9862 (2014) only fork, mprotect and uffd-wp make an entry READ)
                 rw = rw and not (e.writable and "write-restored-readonly" in self.bugs)
                 ne = Entry(
                     False, npfn, e.huge, rw, False, e.young, e.dirty, "restore", uffd_wp=e.uffd_wp
@@ -1106,11 +1111,13 @@ class Model:
 
     def _leftover_finding(self, mm: Mm, addr: int, e: Entry, npfn: int, rev: int, op: Op) -> None:
         """unexplained-surplus-remove (vma-adjust-undo): the remove line ``rev`` restores an
-        entry that a set line of an earlier batch made (left by a walk the vma_adjust race
-        misled), so no set of this batch explains it; decided at :meth:`finish`, where a
-        fork window over the batch explains it instead (fork copies entries silently)."""
+        entry that a set line of an earlier batch made (left by an undo walk the vma_adjust
+        race misled: Mel Gorman, 'mm,migration: Prevent rmap_walk_[anon|ksm] seeing the
+        wrong VMA information', 2010), so no set of this batch explains it; decided at
+        :meth:`finish`, where a fork window over the batch explains it instead (fork copies
+        entries silently)."""
         b = op.batch
-        self.find(
+        self.provisional.append(
             Finding(
                 "unexplained-surplus-remove",
                 mm,
@@ -1174,7 +1181,7 @@ class Model:
             )
         if own and e.set_kind == "write" and not rw:
             assert e.set_ev is not None
-            self.find(
+            self.provisional.append(
                 Finding(
                     "unexplained-downgrade",
                     mm,
@@ -1644,14 +1651,11 @@ class Model:
         the batch up to the remove explains it (fork's copy of an entry is removed without
         a set line): no finding then."""
         forks = self._fork_windows(printed=True)
-        keep = []
-        for f in self.findings:
+        for f in self.provisional:
             if f.rule == "unexplained-surplus-remove":
                 lo, hi = ts[f.evidence[0]], ts[cast(int, f.detect_ev)]
-                if any(a <= hi and lo <= b for a, b in forks):
-                    continue
-            keep.append(f)
-        self.findings[:] = keep
+                if not any(a <= hi and lo <= b for a, b in forks):
+                    self.findings.append(f)
 
     #: The syscall tables replay reads: a trace with none of them may lack syscalls.
     SYSCALL_TABLES = tuple(t for t in INPUT_EVENTS if t.startswith("sys_"))
@@ -1670,16 +1674,14 @@ class Model:
         printed = [(i, e) for i, e in enumerate(self.events) if not e.dropped]
         protecting = [ts[i] for i, e in printed if e.sep == "" and e.name in self.PROTECTING]
         syscalls = any(self._table(e) in self.SYSCALL_TABLES for _, e in printed)
-        keep = []
-        for f in self.findings:
+        for f in self.provisional:
             if f.rule == "unexplained-downgrade" and f.entry is not None:
                 lo, hi = ts[cast(int, f.entry.set_ev)], ts[cast(int, f.detect_ev)]
                 if any(a <= hi and lo <= b for a, b in forks):
                     continue  # fork's downgrade: the informational signature
                 quiet = not any(lo <= t <= hi for t in protecting)
                 f.decidable = calibrated and syscalls and quiet
-            keep.append(f)
-        self.findings[:] = keep
+                self.findings.append(f)
 
     def _tier1_decidable(self, ts: list[int]) -> None:
         """``decidable_tier1``: whether the upstream tracepoints alone (no probe lines, so no
