@@ -527,7 +527,10 @@ def _unexplained_surplus(
     without a tracepoint), and the remove walk restored those ptes.
 
     Removes outside every batch are a split's remap (``__folio_split`` freezes the mappings
-    with migration entries, a PMD without a tracepoint): explained. Precedent: an entry of
+    with migration entries, a PMD without a tracepoint): explained. An mremap overlapping
+    the batch up to the remove makes it inconclusive: move_ptes moves a migration entry to
+    the new address, where the remove walk restores it (the set was printed at the old
+    one), as a healthy kernel does. Precedent: an entry of
     unknown origin is what Gavin Guo's "mm/huge_memory: fix dereferencing invalid pmd
     migration entry" (6.15, Fixes 84c3fc4e9c56) was about.
     """
@@ -593,9 +596,20 @@ def _unexplained_surplus(
     if s.is_empty():
         return _empty()
     s = _verdict(s, windows, "_lo", "ts")
+    # an mremap meanwhile (move_ptes moves migration entries to the new address, where the
+    # remove walk then finds them) may explain it: inconclusive
+    moved = _mremap_windows(tables or {})
+    iv = (
+        moved.select("lo", "hi").sort("lo").to_numpy().astype(np.int64).reshape(-1, 2)
+        if moved is not None
+        else np.zeros((0, 2), dtype=np.int64)
+    )
+    s = s.with_columns(
+        pl.Series("_moved", _covered(iv, s["_lo"].to_numpy(), s["ts"].to_numpy()), pl.Boolean)
+    )
     return s.select(
         pl.lit("unexplained-surplus-remove").alias("rule"),
-        "verdict",
+        pl.when("_moved").then(pl.lit("inconclusive")).otherwise("verdict").alias("verdict"),
         "ts",
         "pfn",
         "addr",
@@ -611,6 +625,9 @@ def _unexplained_surplus(
                 _hex("addr"),
                 _hex("pfn"),
             )
+            + pl.when("_moved")
+            .then(pl.lit(" (but an mremap ran meanwhile: it moves migration entries)"))
+            .otherwise(pl.lit(""))
         ).alias("explanation"),
         pl.concat_list(pl.col("_b_seq").fill_null(pl.col("seq")), "seq").alias("evidence"),
     )
