@@ -291,6 +291,13 @@ def _entry_rules(
     without uffd-wp) and "mm/hugetlb: fix uffd-wp during fork()" (2023, 5a2f8d22ace4); Naoya
     Horiguchi, "hugetlb: fix copy_hugetlb_page_range() to handle migration/hwpoisoned entry"
     (2014, 4a705fef9862: since then only fork, mprotect and uffd-wp downgrade an entry).
+
+    Not known to ``unexplained-downgrade`` yet: NUMA balancing downgrades too.
+    task_numa_work() runs change_prot_numa(), that is change_protection() with
+    MM_CP_PROT_NUMA, whose change_pte_range() makes every WRITE migration entry it meets
+    READ_EXCLUSIVE (anon) or READ ("A protection check is difficult so just be safe and
+    disable write") from task_work, with no syscall; on a NUMA machine with
+    numa_balancing on, a finding may be that.
     """
     if paired.is_empty() or "r_writable" not in paired.columns:
         return _empty()
