@@ -291,6 +291,13 @@ def _entry_rules(
     without uffd-wp) and "mm/hugetlb: fix uffd-wp during fork()" (2023, 5a2f8d22ace4); Naoya
     Horiguchi, "hugetlb: fix copy_hugetlb_page_range() to handle migration/hwpoisoned entry"
     (2014, 4a705fef9862: since then only fork, mprotect and uffd-wp downgrade an entry).
+
+    Not known to ``unexplained-downgrade`` yet: NUMA balancing downgrades too.
+    task_numa_work() runs change_prot_numa(), that is change_protection() with
+    MM_CP_PROT_NUMA, whose change_pte_range() makes every WRITE migration entry it meets
+    READ_EXCLUSIVE (anon) or READ ("A protection check is difficult so just be safe and
+    disable write") from task_work, with no syscall; on a NUMA machine with
+    numa_balancing on, a finding may be that.
     """
     if paired.is_empty() or "r_writable" not in paired.columns:
         return _empty()
@@ -527,7 +534,10 @@ def _unexplained_surplus(
     without a tracepoint), and the remove walk restored those ptes.
 
     Removes outside every batch are a split's remap (``__folio_split`` freezes the mappings
-    with migration entries, a PMD without a tracepoint): explained. Precedent: an entry of
+    with migration entries, a PMD without a tracepoint): explained. An mremap overlapping
+    the batch up to the remove makes it inconclusive: move_ptes moves a migration entry to
+    the new address, where the remove walk restores it (the set was printed at the old
+    one), as a healthy kernel does. Precedent: an entry of
     unknown origin is what Gavin Guo's "mm/huge_memory: fix dereferencing invalid pmd
     migration entry" (6.15, Fixes 84c3fc4e9c56) was about.
     """
@@ -593,9 +603,20 @@ def _unexplained_surplus(
     if s.is_empty():
         return _empty()
     s = _verdict(s, windows, "_lo", "ts")
+    # an mremap meanwhile (move_ptes moves migration entries to the new address, where the
+    # remove walk then finds them) may explain it: inconclusive
+    moved = _mremap_windows(tables or {})
+    iv = (
+        moved.select("lo", "hi").sort("lo").to_numpy().astype(np.int64).reshape(-1, 2)
+        if moved is not None
+        else np.zeros((0, 2), dtype=np.int64)
+    )
+    s = s.with_columns(
+        pl.Series("_moved", _covered(iv, s["_lo"].to_numpy(), s["ts"].to_numpy()), pl.Boolean)
+    )
     return s.select(
         pl.lit("unexplained-surplus-remove").alias("rule"),
-        "verdict",
+        pl.when("_moved").then(pl.lit("inconclusive")).otherwise("verdict").alias("verdict"),
         "ts",
         "pfn",
         "addr",
@@ -611,6 +632,9 @@ def _unexplained_surplus(
                 _hex("addr"),
                 _hex("pfn"),
             )
+            + pl.when("_moved")
+            .then(pl.lit(" (but an mremap ran meanwhile: it moves migration entries)"))
+            .otherwise(pl.lit(""))
         ).alias("explanation"),
         pl.concat_list(pl.col("_b_seq").fill_null(pl.col("seq")), "seq").alias("evidence"),
     )
@@ -693,7 +717,12 @@ def _stale_old_pfn(
     freed by migration is reused by untraced allocations all the time (pages moved back and
     forth between two nodes come back to the same pfns), so every healthy trace would show
     such references; without compaction's free-page scans a finding is inconclusive
-    (compaction_alloc hands pages out untraced). Precedent: the 2010 fork-vs-migration
+    (compaction_alloc hands pages out untraced). A hugetlb page's set is a new life of its
+    pages too (:func:`_pool_sets`): the hugetlb pool (dequeue_hugetlb_folio_nodemask, for a
+    fault or a migration target) hands pages out without an ``mm_page_alloc`` line, and
+    free_huge_folio takes them back without an ``mm_page_free`` one, so a healthy trace
+    that migrates hugetlb pages twice would otherwise show the old page mapped again (a
+    stale hugetlb entry is then missed, never claimed). Precedent: the 2010 fork-vs-migration
     race and the vma_adjust race (Mel Gorman, "mm,migration: Prevent rmap_walk_[anon|ksm]
     seeing the wrong VMA information", May 2010) left entries pointing at the freed page."""
     if migs.is_empty() or "outcome" not in migs.columns or paired.is_empty():
@@ -721,6 +750,15 @@ def _stale_old_pfn(
     a = alloc.filter(pl.col("pfn").is_not_null())
     lives.append(
         _pages(a, "pfn", "order").select(
+            "page",
+            "seq",
+            "ts",
+            pl.lit("new").alias("what"),
+            pl.lit(None, pl.Int64).alias("migration_id"),
+        )
+    )
+    lives.append(
+        _pages(_pool_sets(paired), "pfn", "order").select(
             "page",
             "seq",
             "ts",
@@ -799,6 +837,28 @@ def _stale_old_pfn(
         ).alias("explanation"),
         pl.concat_list("_lseq", "seq").alias("evidence"),
     )
+
+
+def _pool_sets(paired: pl.DataFrame) -> pl.DataFrame:
+    """The sets of hugetlb folios: pte-level sets of a large folio whose batch printed only
+    its head pfn, one line for the whole folio (``set_huge_pte_at``: a hugetlb page is one
+    huge pte, where a pte-mapped THP prints a line per page). The hugetlb pool hands its
+    pages out without an ``mm_page_alloc`` line, so such a set is a new life of its pages.
+    A pte-mapped THP of which the batch met only the head page looks the same: the rule
+    then misses a stale reference there, never claims one."""
+    if not {"kind", "order", "batch_id"} <= set(paired.columns):
+        return paired.head(0).select("pfn", "order", "seq", "ts")
+    head = pl.col("pfn").cast(pl.Int64) // _pow2(pl.col("order")) * _pow2(pl.col("order"))
+    large = paired.filter((pl.col("kind") == "pte") & (pl.col("order") > 0)).with_columns(
+        head.alias("_head")
+    )
+    return large.filter(
+        (pl.col("pfn").cast(pl.Int64) == pl.col("_head")).all().over("batch_id", "_head", "order")
+    ).select("pfn", "order", "seq", "ts")
+
+
+def _pow2(order: pl.Expr) -> pl.Expr:
+    return pl.lit(2, pl.Int64).pow(order.cast(pl.Int64))
 
 
 def _isolated(tables: dict[str, pl.DataFrame], j: pl.DataFrame) -> np.ndarray:

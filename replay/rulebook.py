@@ -151,9 +151,9 @@ RULES: dict[str, Rule] = {
             "stale-old-pfn",
             1,
             "after a successful migration the old pfn is set or restored again before any "
-            "mm_page_alloc of it (or its reuse as a migration target): an entry still "
-            "pointing at the freed page (checked only when the trace has kmem:mm_page_alloc "
-            "events)",
+            "mm_page_alloc of it (or its reuse as a migration target, or as a hugetlb page: "
+            "the pool prints no allocation): an entry still pointing at the freed page "
+            "(checked only when the trace has kmem:mm_page_alloc events)",
             _2010 + "; the visible consequence of it",
             kernels="2.6.34-rc",
         ),
@@ -303,6 +303,30 @@ BUG_ZOO: tuple[Bug, ...] = (
         "any (synthetic)",
         "5d39a7ebc8be (5.17, the hugetlb stats)",
         "count-mismatch",
+        1,
+        True,
+    ),
+    Bug(
+        "remove_migration_pte restores a WRITE entry read-only with no fork, mprotect or "
+        "uffd-wp to explain it (synthetic: no upstream kernel is known to have done so; the "
+        "rule's precedent, Naoya Horiguchi's 2014 hugetlb fork fix, made fork the one "
+        "page-table copy that downgrades an entry, and its window explains that downgrade)",
+        "write-restored-readonly",
+        "any (synthetic)",
+        "-",
+        "unexplained-downgrade",
+        1,
+        True,
+    ),
+    Bug(
+        "2010 vma_adjust race in the undo walk of a migration that fails (a pinned page: "
+        "every move returns -EAGAIN): the entry of the vma whose start moved outlives its "
+        "batch (leaked-entry), and a later batch's remove walk restores it with no set of "
+        "its own (the set walk passes over a migration entry silently)",
+        "vma-adjust-undo",
+        "2.6.34-rc",
+        "'mm,migration: Prevent rmap_walk_[anon|ksm] seeing the wrong VMA information' (2.6.34)",
+        "unexplained-surplus-remove",
         1,
         True,
     ),

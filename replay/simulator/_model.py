@@ -54,7 +54,7 @@ from typing import cast
 from rmapscope.catalog import VMEMMAP_BASE  # a folio pointer is VMEMMAP_BASE + 64 * pfn
 from rmapscope.errors import SimError
 from rmapscope.ingest.pte import calibrate_kinds
-from rmapscope.replay.engine import bounds_fork_window
+from rmapscope.replay.engine import INPUT_EVENTS, bounds_fork_window
 
 PAGE_SHIFT = 12
 PAGE = 1 << PAGE_SHIFT
@@ -269,6 +269,7 @@ class Folio:
     huge: bool = False  # pmd-mapped THP (or, with ``hugetlb``, a 2M hugetlb page)
     set_walks_done: int = 0
     hugetlb: bool = False  # from the hugetlb pool: pte tracepoints, no page allocator lines
+    pinned: bool = False  # an extra reference (a GUP pin): every move fails with -EAGAIN
 
     @property
     def nr(self) -> int:
@@ -420,6 +421,9 @@ class Model:
         self.copy_removes: set[tuple] = set()  # keys (see remove_lines) of a fork copy's remove
         self._adjusted = False  # vma-adjust-skip: the one vma_adjust race has happened
         self.ended_removes: list[Walk] = []  # remove walks, in the order they ended
+        #: findings that only the whole trace decides (a fork window may explain them; see
+        #: :meth:`_downgrades`, :meth:`_surplus`): into ``findings`` at :meth:`finish`
+        self.provisional: list[Finding] = []
 
     # -- events ---------------------------------------------------------------------
     def emit(
@@ -464,6 +468,8 @@ class Model:
         mm = Mm(self._mm_next, task)
         # uffd-wp-lost-on-fork: the first process write-protects its memory with userfaultfd
         mm.uffd_wp = "uffd-wp-lost-on-fork" in self.bugs and not self.mms
+        if "write-restored-readonly" in self.bugs and not self.mms:
+            self._relro_mprotect(task)
         self._mm_next += 0x640
         task.mm = mm
         self.mms.append(mm)
@@ -1017,7 +1023,14 @@ class Model:
         )
 
     def remove_walk(
-        self, task: Task, op: Op, dst: Folio, src: Folio, locked: bool = False, droppable=False
+        self,
+        task: Task,
+        op: Op,
+        dst: Folio,
+        src: Folio,
+        locked: bool = False,
+        droppable: bool = False,
+        last: bool = False,
     ):
         """remove_migration_ptes(src, dst): restore every migration entry for ``src``."""
         start = yield from self._walk_begin(task, dst, "remove", locked)
@@ -1029,7 +1042,8 @@ class Model:
             holders = [v for v in w.order if self._entries_for(v, src)]
             if holders:
                 skip = holders[self.rng_bug.randrange(len(holders))]
-        if droppable and "vma-adjust-skip" in self.bugs and not self._adjusted:
+        adjust = "vma-adjust-skip" in self.bugs or ("vma-adjust-undo" in self.bugs and last)
+        if droppable and adjust and not self._adjusted:
             holders = [v for v in w.order if self._entries_for(v, src) and self._can_grow(v)]
             if holders:
                 skip = holders[0]
@@ -1051,6 +1065,10 @@ class Model:
                 rw = e.writable or (
                     "read-restored-writable" in self.bugs and not e.uffd_wp and not e.huge
                 )
+                # write-restored-readonly: a WRITE entry comes back without pte_mkwrite()
+                # (synthetic: the inverse of Peter Xu's 2022 fix; since Naoya Horiguchi's
+                # 4a705fef9862 (2014) only fork, mprotect and uffd-wp make an entry READ)
+                rw = rw and not (e.writable and "write-restored-readonly" in self.bugs)
                 ne = Entry(
                     False, npfn, e.huge, rw, False, e.young, e.dirty, "restore", uffd_wp=e.uffd_wp
                 )
@@ -1079,6 +1097,8 @@ class Model:
                 self.remove_lines[key] = self.remove_lines.get(key, 0) + 1
                 if e.origin == "copy":
                     self.copy_removes.add(key)
+                if e.origin == "set" and e.key is not None and e.key[3] != key[3]:
+                    self._leftover_finding(vma.mm, addr, e, npfn, rev, op)
                 self._restore_findings(vma.mm, addr, e, rw, npfn, rev)
                 if rw:
                     writable.append((vma.mm, addr, e, npfn, rev))
@@ -1088,6 +1108,30 @@ class Model:
         self._walk_end(w, locked)
         self.ended_removes.append(w)
         self._stale_check(w, restored)
+
+    def _leftover_finding(self, mm: Mm, addr: int, e: Entry, npfn: int, rev: int, op: Op) -> None:
+        """unexplained-surplus-remove (vma-adjust-undo): the remove line ``rev`` restores an
+        entry that a set line of an earlier batch made (left by an undo walk the vma_adjust
+        race misled: Mel Gorman, 'mm,migration: Prevent rmap_walk_[anon|ksm] seeing the
+        wrong VMA information', 2010), so no set of this batch explains it; decided at
+        :meth:`finish`, where a fork window over the batch explains it instead (fork copies
+        entries silently)."""
+        b = op.batch
+        self.provisional.append(
+            Finding(
+                "unexplained-surplus-remove",
+                mm,
+                addr,
+                npfn,
+                e.pfn,
+                npfn,
+                f"the remove walk restored the migration entry for pfn {e.pfn:#x} at {addr:#x} "
+                f"in mm {mm.ptr:#x} onto pfn {npfn:#x}: an entry an earlier batch set and left",
+                [i for i in (b.start_ev if b else None, rev) if i is not None],
+                detect_ev=rev,
+                entry=e,
+            )
+        )
 
     GROW = 16  # pages a vma_adjust of the vma-adjust-skip bug moves a vma's start down
 
@@ -1135,6 +1179,23 @@ class Model:
                     entry=e,
                 )
             )
+        if own and e.set_kind == "write" and not rw:
+            assert e.set_ev is not None
+            self.provisional.append(
+                Finding(
+                    "unexplained-downgrade",
+                    mm,
+                    addr,
+                    e.pfn,
+                    e.pfn,
+                    npfn,
+                    f"write migration entry for pfn {e.pfn:#x} at {addr:#x} was restored "
+                    f"read-only onto pfn {npfn:#x}",
+                    [e.set_ev, rev],
+                    detect_ev=rev,
+                    entry=e,
+                )
+            )
         if own and e.set_uffd_wp and not e.uffd_wp:
             assert e.set_ev is not None
             self.find(
@@ -1177,6 +1238,14 @@ class Model:
                     detect_ev=rev,
                 )
             )
+
+    def _entries_present(self, vma: Vma, folio: Folio) -> bool:
+        """Whether ``vma`` maps a page of ``folio`` with a present entry."""
+        for addr, pfn in self.pages_in(vma, folio):
+            e = vma.mm.pt.get(addr)
+            if e is not None and not e.migration and e.pfn == pfn:
+                return True
+        return False
 
     def _entries_for(self, vma: Vma, src: Folio) -> list[tuple[int, int]]:
         out = []
@@ -1257,7 +1326,7 @@ class Model:
         succeeded = failed = thp_succeeded = thp_failed = 0
         unmapped: list[tuple[Folio, int, Op]] = []  # (folio, target pfn, op)
         retry = list(folios)
-        for _ in range(MAX_PASSES):
+        for npass in range(MAX_PASSES):
             if not retry:
                 break
             again = []
@@ -1275,11 +1344,13 @@ class Model:
                     self.page_alloc(task, tpfn, f.order, GFP_TARGET.get(f.order, GFP_MTHP))
                 if f.mapcount:
                     yield from self.set_walk(task, op)
-                if f.mapcount == 0:
+                if f.mapcount == 0 and not f.pinned:
                     unmapped.append((f, tpfn, op))
                     continue
-                # still mapped (a present pte appeared behind the walk): undo and retry
-                yield from self.remove_walk(task, op, f, f, droppable=True)
+                # still mapped (a present pte appeared behind the walk), or pinned (the move
+                # fails with -EAGAIN: migrate_folio_undo_src): undo and retry
+                last = npass == MAX_PASSES - 1
+                yield from self.remove_walk(task, op, f, f, droppable=True, last=last)
                 f.op = None
                 if alloc_targets and not f.hugetlb:  # migrate_folio_undo_dst: target back
                     self.emit(
@@ -1476,6 +1547,19 @@ class Model:
         self.wp_ioctls.append(ev)
         self.emit(task, "sys_ioctl", "0x0", sep=" -> ")
 
+    def _relro_mprotect(self, task: Task) -> None:
+        """write-restored-readonly: the recording has syscalls enabled, and the first
+        process's loader write-protected its RELRO segment at exec time (an mprotect of
+        memory no migration touches; the unexplained-downgrade rule is conclusive only
+        where the trace shows syscalls)."""
+        self.emit(
+            task,
+            "sys_mprotect",
+            "(start: 0x55d0c8a3d000, len: 0x2000, prot: 0x1)",
+            sep="",
+        )
+        self.emit(task, "sys_mprotect", "0x0", sep=" -> ")
+
     def _waits(self, mm: Mm, addr: int) -> bool:
         e = mm.pt.get(addr)
         if e is None or not e.migration:
@@ -1558,7 +1642,46 @@ class Model:
             f.decidable = f.decidable and (
                 inside or (downgraded and not self._downgrade_shared(f, ts))
             )
+        self._downgrades(ts, calibrated)
+        self._surplus(ts)
         self._tier1_decidable(ts)
+
+    def _surplus(self, ts: list[int]) -> None:
+        """``unexplained-surplus-remove``: a fork whose window (the printed lines') meets
+        the batch up to the remove explains it (fork's copy of an entry is removed without
+        a set line): no finding then."""
+        forks = self._fork_windows(printed=True)
+        for f in self.provisional:
+            if f.rule == "unexplained-surplus-remove":
+                lo, hi = ts[f.evidence[0]], ts[cast(int, f.detect_ev)]
+                if not any(a <= hi and lo <= b for a, b in forks):
+                    self.findings.append(f)
+
+    #: The syscall tables replay reads: a trace with none of them may lack syscalls.
+    SYSCALL_TABLES = tuple(t for t in INPUT_EVENTS if t.startswith("sys_"))
+    PROTECTING = ("sys_mprotect", "sys_pkey_mprotect", "sys_ioctl")
+
+    def _downgrades(self, ts: list[int], calibrated: bool) -> None:
+        """``unexplained-downgrade``: a WRITE entry its own set line made, restored read-only
+        by a remove line. A fork whose window (as the printed tracepoints bound it, the
+        rule's windows: :meth:`_fork_windows`) meets the entry's life explains it (fork's
+        copy_nonpresent_pte makes the entry READ): no finding. Decidable when the printed
+        lines show syscalls, none that may write-protect an entry (mprotect, an ioctl such
+        as UFFDIO_WRITEPROTECT) printed its entry line meanwhile, and ingest maps the swap
+        types to the right kinds. Run once events are lost (``lose-events``): the rule sees
+        only the printed lines."""
+        forks = self._fork_windows(printed=True)
+        printed = [(i, e) for i, e in enumerate(self.events) if not e.dropped]
+        protecting = [ts[i] for i, e in printed if e.sep == "" and e.name in self.PROTECTING]
+        syscalls = any(self._table(e) in self.SYSCALL_TABLES for _, e in printed)
+        for f in self.provisional:
+            if f.rule == "unexplained-downgrade" and f.entry is not None:
+                lo, hi = ts[cast(int, f.entry.set_ev)], ts[cast(int, f.detect_ev)]
+                if any(a <= hi and lo <= b for a, b in forks):
+                    continue  # fork's downgrade: the informational signature
+                quiet = not any(lo <= t <= hi for t in protecting)
+                f.decidable = calibrated and syscalls and quiet
+                self.findings.append(f)
 
     def _tier1_decidable(self, ts: list[int]) -> None:
         """``decidable_tier1``: whether the upstream tracepoints alone (no probe lines, so no
@@ -1596,7 +1719,11 @@ class Model:
         for f in self.findings:
             if not f.decidable:
                 continue
-            if f.rule in ("read-entry-restored-writable", "uffd-wp-lost") and f.entry is not None:
+            if f.entry is not None and f.rule in (
+                "read-entry-restored-writable",
+                "uffd-wp-lost",
+                "unexplained-downgrade",
+            ):
                 es = sets[cast(tuple, f.entry.key)]
                 lo = min(ts[cast(int, x.set_ev)] for x in es)
                 hi = max(ts[i] for x in es for i in (x.set_ev, x.gone_ev) if i is not None)
@@ -1605,6 +1732,9 @@ class Model:
                 f.decidable_tier1 = f.entry.key not in guessed and not (
                     (differ and (ex or fo)) or (ex and fo)
                 )
+            elif f.rule == "unexplained-surplus-remove" and f.detect_ev is not None:
+                # (an exit's silent zap of a set's entry would hand the set this remove)
+                f.decidable_tier1 = not exited(ts[f.evidence[0]], ts[f.detect_ev])
             elif f.rule == "leaked-entry" and f.group_ev is not None and f.detect_ev is not None:
                 lo, hi = ts[f.group_ev], ts[f.detect_ev]
                 f.decidable_tier1 = not exited(lo, hi) and not forked(lo, hi, t1_forks)
@@ -1618,16 +1748,21 @@ class Model:
             return f"sys_exit_{e.name.removeprefix('sys_')}"
         return None if e.payload.startswith("(") else e.name
 
-    def _fork_windows(self, everything: bool = False) -> list[tuple[int, int]]:
+    def _fork_windows(
+        self, everything: bool = False, printed: bool = False
+    ) -> list[tuple[int, int]]:
         """(start, end) of every fork as the tracepoints bound it (no probe lines): from the
         parent's previous line before ``task_newtask`` that may bound it
         (:func:`rmapscope.replay.engine.bounds_fork_window`: tier 1's windows with
         ``everything``, else the rules'), not one printed in interrupt context, to its
-        ``sched_process_fork`` (the trace's start without such a line)."""
+        ``sched_process_fork`` (the trace's start without such a line). ``printed``: from
+        the lines printed only (not those ``lose-events`` dropped)."""
         last: dict[int, int] = {}  # pid -> ts of its latest bounding line
         anchor: dict[int, int] = {}  # parent pid -> its window's start, at task_newtask
         forks: list[tuple[int, int]] = []
         for e in self.events:
+            if printed and e.dropped:
+                continue
             if e.name == "task_newtask":
                 anchor[e.pid] = last.get(e.pid, -(1 << 62))
             elif e.name == "sched_process_fork":

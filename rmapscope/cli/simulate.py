@@ -36,7 +36,7 @@ def simulate(
             "parent's), drop-remove (remove walks sometimes skip a vma), lose-events (drop "
             "lines, print LOST markers); the bug zoo (README): read-restored-writable, "
             "uffd-wp-lost-on-fork, vma-adjust-skip, hugetlb-fork-copy, foreign-pmd-entry, "
-            "moved-as-failed. "
+            "moved-as-failed, write-restored-readonly, vma-adjust-undo. "
             "Repeat or comma-separate to combine.",
             show_default=False,
         ),

@@ -24,10 +24,12 @@ ZOO = (
     "hugetlb-fork-copy",
     "foreign-pmd-entry",
     "moved-as-failed",
+    "write-restored-readonly",
+    "vma-adjust-undo",
 )
 #: Switches whose bug the simulator had no ground truth for before: each makes its rule's
 #: findings appear (the truth has them), and without the switch the same run has none.
-NEW = ("moved-as-failed",)
+NEW = ("moved-as-failed", "write-restored-readonly", "vma-adjust-undo")
 #: The rule each switch's bug is caught by (the bug zoo of the rulebook).
 CAUGHT_BY = {b.switch: b.rule for b in BUG_ZOO if b.switch}
 SETTINGS = settings(

@@ -170,6 +170,17 @@ def test_an_unexplained_surplus_remove(tmp_path):
     assert rules(findings(tmp_path / "b", t.end(3))) == set()
 
 
+def test_a_surplus_remove_during_an_mremap_is_inconclusive(tmp_path):
+    """move_ptes moves a migration entry to the new address: its remove has no set there."""
+    t = Trace().start().set(A2, R, "write").set().set(A2 + 0x1000, R + 1)
+    t.syscall("mremap", "addr: 0x7f5e8c001000, old_len: 0x1000, new_len: 0x1000, flags: 0x3")
+    t.syscall("mremap", ret="0x7f5e8c009000")
+    t.remove(A2, Q + 1, True).remove(A2 + 0x7000, Q).remove(A2 + 0x1000, Q + 2)
+    v = findings(tmp_path, t.end(3))
+    assert ("unexplained-surplus-remove", Q, A2 + 0x7000) in rules(v, "inconclusive")
+    assert not {r for r in rules(v) if r[0] == "unexplained-surplus-remove"}
+
+
 def test_a_count_mismatch(tmp_path):
     v = findings(tmp_path, migrate(Trace(), ok=1))
     assert {r for r, _, _ in rules(v)} == {"count-mismatch"}
@@ -202,6 +213,33 @@ def test_a_stale_old_pfn(tmp_path):
     t.start().set(A2 + 0x8000, P).remove(A2 + 0x8000, P).end(0, 1)
     v = findings(tmp_path / "d", t)
     assert rules(v) == set() and "stale-old-pfn" in set(v["rule"])
+
+
+def test_a_hugetlb_page_reused_from_the_pool_is_no_stale_old_pfn(tmp_path):
+    """The hugetlb pool hands pages out without mm_page_alloc: a healthy trace migrates a
+    hugetlb page away, the pool gives it to another mapping, which is migrated too."""
+    hp, hq, ha = 0x1C0000, 0x1E0000, 0x7F2A00000000  # 2M pages (order 9) at a 2M address
+
+    def huge(t: Trace, addr: int, old: int, new: int) -> Trace:
+        pte = sm.swap_entry(old, "write", True, True)
+        t.start().add("set_migration_pte", f"addr={addr:x}, pte={pte:x} order=9")
+        pte = sm.present_entry(new, True, True, True, True)
+        return t.add("remove_migration_pte", f"addr={addr:x}, pte={pte:x} order=9").end(512)
+
+    def trace(order: int) -> Trace:
+        t = migrate(Trace().page("alloc", 0x300000), ok=3)
+        t.add(
+            "mm_compaction_isolate_freepages",
+            "range=(0x300000 ~ 0x300200) nr_scanned=512 nr_taken=1",
+        )
+        huge(t, ha, hp, hq)
+        if order:  # the same pfn as an order-0 page: no new life shows, it is stale
+            return t.start().set(A2 + 0x8000, hp, "read").remove(A2 + 0x8000, hp).end(0, 1)
+        return huge(t, ha + (1 << 21), hp, hq + 0x200)
+
+    assert findings(tmp_path / "a", trace(0)).is_empty()
+    v = findings(tmp_path / "b", trace(1))
+    assert rules(v) == {("stale-old-pfn", hp, A2 + 0x8000)}
 
 
 def test_hazards_are_not_violations(tmp_path):
