@@ -292,12 +292,13 @@ def _entry_rules(
     Horiguchi, "hugetlb: fix copy_hugetlb_page_range() to handle migration/hwpoisoned entry"
     (2014, 4a705fef9862: since then only fork, mprotect and uffd-wp downgrade an entry).
 
-    Not known to ``unexplained-downgrade`` yet: NUMA balancing downgrades too.
-    task_numa_work() runs change_prot_numa(), that is change_protection() with
-    MM_CP_PROT_NUMA, whose change_pte_range() makes every WRITE migration entry it meets
-    READ_EXCLUSIVE (anon) or READ ("A protection check is difficult so just be safe and
-    disable write") from task_work, with no syscall; on a NUMA machine with
-    numa_balancing on, a finding may be that.
+    NUMA balancing downgrades too: task_numa_work() runs change_prot_numa(), that is
+    change_protection() with MM_CP_PROT_NUMA, whose change_pte_range() makes every WRITE
+    migration entry it meets READ_EXCLUSIVE (anon) or READ ("A protection check is
+    difficult so just be safe and disable write") from task_work, with no syscall. So
+    where the trace shows NUMA balancing at work (:func:`_numa_balancing`: a NUMA-hinting
+    migration), a downgrade is ``inconclusive``. A machine balancing NUMA whose trace has
+    no such migration may still get a false violation.
     """
     if paired.is_empty() or "r_writable" not in paired.columns:
         return _empty()
@@ -363,6 +364,7 @@ def _entry_rules(
     p = p.filter(pl.col("r_seq").is_not_null())
     if p.is_empty():
         return _empty()
+    numa = _numa_balancing(batch)
     kind = pl.col("migration_kind")
     read = kind.is_in(["read", "read_exclusive"]) & pl.col("r_writable").fill_null(False)
     lost_wp = pl.col("s_uffd_wp").fill_null(False) & ~pl.col("r_uffd_wp").fill_null(True)
@@ -449,7 +451,7 @@ def _entry_rules(
         ),
         cand.filter(down & ~pl.col("_forked")).select(
             pl.lit("unexplained-downgrade").alias("rule"),
-            pl.when((pl.col("verdict") == "violation") & ~pl.col("_syscall"))
+            pl.when((pl.col("verdict") == "violation") & ~pl.col("_syscall") & ~pl.lit(numa))
             .then(pl.lit("violation"))
             .otherwise(pl.lit("inconclusive"))
             .alias("verdict"),
@@ -465,10 +467,22 @@ def _entry_rules(
                     )
                 )
                 .otherwise(pl.lit(""))
+                + pl.lit(
+                    " (but NUMA balancing runs in this trace: its change_prot_numa() "
+                    "write-protects migration entries with no syscall)"
+                    if numa
+                    else ""
+                )
             ).alias("explanation"),
         ),
     ]
     return pl.concat(out)
+
+
+def _numa_balancing(batch: pl.DataFrame) -> bool:
+    """Whether the trace shows NUMA balancing at work: a NUMA-hinting migration
+    (``mm_migrate_pages`` reason ``numa_misplaced``)."""
+    return "reason" in batch.columns and bool((batch["reason"] == "numa_misplaced").any())
 
 
 def _protected(tables: dict[str, pl.DataFrame], cand: pl.DataFrame) -> np.ndarray:

@@ -121,7 +121,8 @@ RULES: dict[str, Rule] = {
             1,
             "a WRITE migration entry restored read-only with no fork window, mprotect or "
             "userfaultfd syscall to explain it (with a fork window it is fork-copied-entry's "
-            "downgrade)",
+            "downgrade; inconclusive where the trace shows NUMA balancing, whose "
+            "change_prot_numa also downgrades)",
             "Naoya Horiguchi, 'hugetlb: fix copy_hugetlb_page_range() to handle "
             "migration/hwpoisoned entry' (2014, 4a705fef9862): fork treated a hugetlb "
             "migration entry as a present pte; since then fork makes a WRITE entry READ, "

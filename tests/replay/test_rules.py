@@ -151,6 +151,20 @@ def test_an_unexplained_downgrade_needs_recorded_syscalls(tmp_path):
     # syscalls recorded (an mprotect before the batch): nothing explains the downgrade
     v = findings(tmp_path / "b", migrate(mprotect(Trace()), kind="write", ok=3))
     assert rules(v) == {("unexplained-downgrade", P, A)}
+    # NUMA balancing at work in the trace (a NUMA-hinting batch): its change_prot_numa()
+    # write-protects migration entries with no syscall
+    t = mprotect(Trace())
+    t.add("mm_migrate_pages_start", "mode=MIGRATE_ASYNC reason=numa_misplaced")
+    t.add("mm_migrate_pages", "nr_succeeded=0 nr_failed=1 nr_thp_succeeded=0 nr_thp_failed=0 "
+          "nr_thp_split=0 nr_split=0 mode=MIGRATE_ASYNC reason=numa_misplaced")  # fmt: skip
+    v = findings(tmp_path / "n", migrate(t, kind="write", ok=3))
+    assert rules(v) == set()
+    assert rules(v, "inconclusive") == {("unexplained-downgrade", P, A)}
+    assert (
+        v.filter(pl.col("rule") == "unexplained-downgrade")["explanation"]
+        .str.contains("NUMA balancing")
+        .all()
+    )
     # a fork copying page tables meanwhile explains it
     t = mprotect(Trace()).start().set(A2, R, "write").set(kind="write").set(A2 + 0x1000, R + 1)
     t.fork().remove(A2, Q + 1, True).remove().remove(A2 + 0x1000, Q + 2).end(3)
