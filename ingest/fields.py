@@ -336,11 +336,13 @@ class FieldParser:
             dec = ptemod.decode_swap_entry(values, self.arch)
         else:
             dec = ptemod.decode_present(values, self.arch, huge=event.endswith("_pmd"))
+        if not series.null_count():
+            return dict(dec)
         nulls = series.is_null()
         result: dict[str, np.ndarray | pl.Series] = {}
         for k, v in dec.items():
             s = pl.Series(k, v)
-            result[k] = s.zip_with(~nulls, pl.Series(k, [None] * len(s), dtype=s.dtype))
+            result[k] = s.zip_with(~nulls, pl.repeat(None, len(s), dtype=s.dtype, eager=True))
         return result
 
 

@@ -8,7 +8,7 @@ use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
 
 use rmapscope_core::text::columns::Validity;
-use rmapscope_core::text::fields::{split_tokens, Column, Conv, Labels, Strings, Token};
+use rmapscope_core::text::fields::{split_tokens, Checked, Column, Conv, Labels, Strings, Token};
 use rmapscope_core::text::partition::{gather_fixed, gather_strings, Fixed, Partitioner};
 
 use crate::text::{ints, strings};
@@ -202,6 +202,12 @@ enum Gathered {
     Str(rmapscope_core::text::columns::StrCol),
 }
 
+/// An [`Input`] ready to gather from: strings checked to be UTF-8 once for all groups.
+enum Ready<'a> {
+    Fixed(&'static str, Fixed<'a>),
+    Str(Checked<'a>),
+}
+
 enum Input<'a> {
     Fixed(&'static str, Fixed<'a>),
     Str(Strings<'a>),
@@ -272,17 +278,24 @@ impl EventPartition {
         let inputs = columns.iter().map(input).collect::<PyResult<Vec<_>>>()?;
         let groups = py.allow_threads(|| {
             let groups = self.inner.partition(&ev, &re);
+            let inputs: Vec<_> = inputs
+                .iter()
+                .map(|c| match c {
+                    Input::Fixed(kind, f) => Ready::Fixed(kind, *f),
+                    Input::Str(s) => Ready::Str(s.checked()),
+                })
+                .collect();
             groups
                 .into_iter()
                 .map(|g| {
                     let cols: Vec<Gathered> = inputs
                         .iter()
                         .map(|c| match c {
-                            Input::Fixed(kind, f) => {
+                            Ready::Fixed(kind, f) => {
                                 let (data, valid) = gather_fixed(f, &g.rows);
                                 Gathered::Fixed(kind, data, valid)
                             }
-                            Input::Str(s) => Gathered::Str(gather_strings(s, &g.rows)),
+                            Ready::Str(s) => Gathered::Str(gather_strings(s, &g.rows)),
                         })
                         .collect();
                     (g, cols)

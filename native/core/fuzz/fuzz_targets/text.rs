@@ -78,7 +78,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(groups.iter().map(|g| g.rows.len()).sum::<usize>(), events);
     for g in &groups {
         assert!(g.rows.windows(2).all(|w| w[0] < w[1]));
-        let names = gather_strings(&ev, &g.rows);
+        let names = gather_strings(&ev.checked(), &g.rows);
         assert!((0..names.len()).all(|i| names.get(i) == g.name.as_deref()));
         assert!(g.probe.as_ref().is_none_or(|p| p.len == g.rows.len()));
     }

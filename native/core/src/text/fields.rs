@@ -121,16 +121,57 @@ impl<'a> Strings<'a> {
         usize::try_from(i64::from_le_bytes(b.try_into().ok()?)).ok()
     }
 
-    /// Row `i` (None for a null, or for buffers that do not hold it).
-    pub fn get(&self, i: usize) -> Option<&'a str> {
+    /// Where row `i` is in `data` (None for a null, or for buffers that do not hold it).
+    fn range(&self, i: usize) -> Option<(usize, usize)> {
         let j = self.offset + i;
         if let Some(bits) = self.validity {
             if bits.get(j / 8)? & (1 << (j % 8)) == 0 {
                 return None;
             }
         }
-        let (start, end) = (self.at(j)?, self.at(j + 1)?);
+        Some((self.at(j)?, self.at(j + 1)?))
+    }
+
+    /// Row `i` (None for a null, or for buffers that do not hold it).
+    pub fn get(&self, i: usize) -> Option<&'a str> {
+        let (start, end) = self.range(i)?;
         std::str::from_utf8(self.data.get(start..end)?).ok()
+    }
+
+    /// Row `i`'s bytes, whether UTF-8 or not (None as for [`Strings::get`]).
+    pub fn bytes(&self, i: usize) -> Option<&'a [u8]> {
+        let (start, end) = self.range(i)?;
+        self.data.get(start..end)
+    }
+
+    /// The rows with their data checked to be UTF-8 once, not row by row.
+    pub fn checked(&self) -> Checked<'a> {
+        Checked {
+            rows: *self,
+            text: std::str::from_utf8(self.data).ok(),
+        }
+    }
+}
+
+/// [`Strings`] whose data was checked to be UTF-8 as a whole: [`Checked::get`] is
+/// [`Strings::get`] without checking each row again.
+#[derive(Clone, Copy, Debug)]
+pub struct Checked<'a> {
+    pub rows: Strings<'a>,
+    /// the data as text (None: not UTF-8 as a whole, so rows are checked one by one)
+    text: Option<&'a str>,
+}
+
+impl<'a> Checked<'a> {
+    /// Row `i`, as [`Strings::get`] has it.
+    pub fn get(&self, i: usize) -> Option<&'a str> {
+        match self.text {
+            Some(text) => {
+                let (start, end) = self.rows.range(i)?;
+                text.get(start..end)
+            }
+            None => self.rows.get(i),
+        }
     }
 }
 
@@ -177,8 +218,9 @@ pub fn split_tokens(tokens: &[Token], padded: bool, rows: &Strings<'_>) -> Parse
         .collect();
     let mut ok = Validity::with_capacity(rows.len);
     let n = tokens.len();
+    let checked = rows.checked();
     for i in 0..rows.len {
-        let Some(text) = rows.get(i) else {
+        let Some(text) = checked.get(i) else {
             columns.iter_mut().for_each(Column::push_null);
             ok.push(false);
             continue;
@@ -292,11 +334,23 @@ impl Labels {
         Some(num?.wrapping_add(bits?))
     }
 
-    /// [`Labels::value`] of every row (null for a null).
+    /// [`Labels::value`] of every row (null for a null). A block prints few distinct labels,
+    /// mostly the one of the row before: each is looked up once.
     pub fn values(&self, rows: &Strings<'_>) -> I64Col {
         let mut out = I64Col::with_capacity(rows.len);
+        let mut seen: HashMap<&str, Option<i64>> = HashMap::new();
+        let mut last: Option<(&str, Option<i64>)> = None;
+        let checked = rows.checked();
         for i in 0..rows.len {
-            out.push(rows.get(i).and_then(|s| self.value(s)));
+            let value = checked.get(i).and_then(|s| match last {
+                Some((label, v)) if label == s => v,
+                _ => {
+                    let v = *seen.entry(s).or_insert_with(|| self.value(s));
+                    last = Some((s, v));
+                    v
+                }
+            });
+            out.push(value);
         }
         out
     }
@@ -412,6 +466,30 @@ mod tests {
                 .collect::<Vec<_>>(),
             [Some(true), None, None, Some(false), Some(false)]
         );
+    }
+
+    #[test]
+    fn checked_rows_as_unchecked() {
+        // offsets 0, 1, 3, 5, 6: "a", "é", a cut through "é"'s two bytes, "\xff"
+        let offsets: Vec<u8> = [0i64, 1, 3, 4, 6, 7]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        for data in [&b"a\xc3\xa9\xc3\xa9b"[..], &b"a\xc3\xa9\xc3\xa9\xff"[..]] {
+            let rows = Strings {
+                offsets: &offsets,
+                data,
+                validity: None,
+                offset: 0,
+                len: 5,
+            };
+            let checked = rows.checked();
+            for i in 0..6 {
+                assert_eq!(checked.get(i), rows.get(i), "row {i}");
+            }
+            assert_eq!(checked.get(1), Some("é"));
+            assert_eq!(checked.get(2), None);
+        }
     }
 
     #[test]
