@@ -259,29 +259,100 @@ pub fn split_tokens(tokens: &[Token], padded: bool, rows: &Strings<'_>) -> Parse
                 good &= !f.contains(' ');
             }
             good &= starts;
-            match (conv, column) {
-                (Conv::Int, Column::I64(c)) => {
-                    let x = v.trim_matches(' ').parse::<i64>().ok();
-                    good &= x.is_some();
-                    c.push(x);
-                }
-                (Conv::Hex, Column::U64(c)) => {
-                    let x = u64::from_str_radix(v.strip_prefix("0x").unwrap_or(v), 16).ok();
-                    good &= x.is_some();
-                    push_u64(c, x);
-                }
-                (Conv::Bool { choices, truth }, Column::Bool(values, valid)) => {
-                    let known = choices.iter().any(|c| c == v);
-                    values.push(known && v == truth);
-                    valid.push(known);
-                }
-                (Conv::Label, Column::Str(c)) => c.push(Some(v.trim_end_matches(' '))),
-                (_, c) => c.push_null(), // not built so: Column::new follows the conversion
-            }
+            good &= convert(conv, column, v);
         }
         ok.push(good);
     }
     Parsed { columns, ok }
+}
+
+/// Converts one printed value by `conv` into `column` (the rules of [`split_tokens`]);
+/// whether it was a number where one belongs.
+fn convert(conv: &Conv, column: &mut Column, v: &str) -> bool {
+    match (conv, column) {
+        (Conv::Int, Column::I64(c)) => {
+            let x = v.trim_matches(' ').parse::<i64>().ok();
+            c.push(x);
+            x.is_some()
+        }
+        (Conv::Hex, Column::U64(c)) => {
+            let x = u64::from_str_radix(v.strip_prefix("0x").unwrap_or(v), 16).ok();
+            push_u64(c, x);
+            x.is_some()
+        }
+        (Conv::Bool { choices, truth }, Column::Bool(values, valid)) => {
+            let known = choices.iter().any(|c| c == v);
+            values.push(known && v == truth);
+            valid.push(known);
+            true
+        }
+        (Conv::Label, Column::Str(c)) => {
+            c.push(Some(v.trim_end_matches(' ')));
+            true
+        }
+        (_, c) => {
+            c.push_null(); // not built so: Column::new follows the conversion
+            true
+        }
+    }
+}
+
+/// An event without a token plan: its print fmt's regex (named groups, one per field; the
+/// regex ``ingest/fields.py`` gives polars' ``str.extract_groups``) and the conversion of
+/// each field's group, as ``_convert`` of ``ingest/fields.py`` has them (values of rows that
+/// do not match are null). A row parses when the regex matches with a group taking part.
+#[derive(Clone, Debug)]
+pub struct RegexPlan {
+    regex: regex::Regex,
+    /// (capture group index, conversion) per field column, in column order
+    fields: Vec<(usize, Conv)>,
+}
+
+impl RegexPlan {
+    /// Fails when `pattern` is no regex or names no group of a column.
+    pub fn new(pattern: &str, columns: Vec<(String, Conv)>) -> Result<Self, String> {
+        let regex = regex::Regex::new(pattern).map_err(|e| e.to_string())?;
+        let fields = columns
+            .into_iter()
+            .map(|(name, conv)| {
+                let at = regex.capture_names().position(|n| n == Some(name.as_str()));
+                at.map(|i| (i, conv)).ok_or(format!("no group {name:?}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RegexPlan { regex, fields })
+    }
+
+    /// The columns (one per field) and which rows parsed.
+    pub fn parse(&self, rows: &Strings<'_>) -> Parsed {
+        let bytes = rows.data.len() / self.fields.len().max(1);
+        let mut columns: Vec<Column> = self
+            .fields
+            .iter()
+            .map(|(_, c)| Column::new(c, rows.len, bytes))
+            .collect();
+        let mut ok = Validity::with_capacity(rows.len);
+        let mut locs = self.regex.capture_locations();
+        let checked = rows.checked();
+        for i in 0..rows.len {
+            let text = checked.get(i);
+            let found = text.and_then(|t| self.regex.captures_read(&mut locs, t).map(|_| t));
+            let Some(text) = found else {
+                columns.iter_mut().for_each(Column::push_null);
+                ok.push(false);
+                continue;
+            };
+            ok.push((1..locs.len()).any(|g| locs.get(g).is_some()));
+            for ((group, conv), column) in self.fields.iter().zip(columns.iter_mut()) {
+                match locs.get(*group).and_then(|(a, b)| text.get(a..b)) {
+                    Some(v) => {
+                        convert(conv, column, v);
+                    }
+                    None => column.push_null(),
+                }
+            }
+        }
+        Parsed { columns, ok }
+    }
 }
 
 /// The integers behind printed labels of one ``__print_symbolic`` / ``__print_flags``
@@ -490,6 +561,38 @@ mod tests {
             assert_eq!(checked.get(1), Some("é"));
             assert_eq!(checked.get(2), None);
         }
+    }
+
+    #[test]
+    fn regex_plan() {
+        let plan = RegexPlan::new(
+            r"^comm=(?P<comm>.*?)\s*pid=(?P<pid>-?\d+)\s*(?:flags=(?P<flags>\S+))?$",
+            vec![
+                ("comm".into(), Conv::Label),
+                ("pid".into(), Conv::Int),
+                ("flags".into(), Conv::Hex),
+            ],
+        )
+        .unwrap();
+        let rows = strings(&[
+            Some("comm=a b  pid=12 flags=0x1f"),
+            Some("comm=x pid=-3"),
+            Some("pid=3"),
+            None,
+        ]);
+        let p = plan.parse(&view(&rows));
+        assert_eq!(oks(&p), [true, true, false, false]);
+        let Column::Str(comm) = &p.columns[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (comm.get(0), comm.get(1), comm.get(2)),
+            (Some("a b"), Some("x"), None)
+        );
+        assert_eq!(i64s(&p.columns[1]), [Some(12), Some(-3), None, None]);
+        assert_eq!(i64s(&p.columns[2]), [Some(0x1f), None, None, None]);
+        assert!(RegexPlan::new("(?P<a>x)", vec![("b".into(), Conv::Int)]).is_err());
+        assert!(RegexPlan::new("(", vec![]).is_err());
     }
 
     #[test]
