@@ -4,9 +4,10 @@ The regex comes from the event's print fmt (:mod:`rmapscope._printfmt`); rows it
 match (a kernel that prints the event differently, e.g. without ``group_dead=`` or with a
 decimal ``pfn=``) fall back to ``key=value`` tokens. Everything is vectorised per event.
 The common case, a print fmt of space-separated ``key=%v`` tokens, is parsed by the compiled
-core (``rmapscope._native.TokenPlan``, native/core/src/text/fields.rs, GIL released), and so
-are the numbers behind printed labels (``LabelTable``); the regex and ``key=value``
-fallbacks for the rows it leaves are polars expressions.
+core (``rmapscope._native.TokenPlan``, native/core/src/text/fields.rs, GIL released), the
+regex of an event without a token plan too (``RegexPlan``), and so are the numbers behind
+printed labels (``LabelTable``); the regex retry of rows a token plan leaves and the
+``key=value`` fallback are polars expressions.
 """
 
 from __future__ import annotations
