@@ -14,7 +14,6 @@ from typing import cast
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from rmapscope.catalog import (
     EVENT_PREFIX,
@@ -26,7 +25,7 @@ from rmapscope.catalog import (
 )
 
 from . import pte as ptemod
-from ._columns import rows_table
+from ._columns import rows_table, shifted
 
 MAX_ERROR_SAMPLES = 10
 
@@ -184,7 +183,7 @@ class Assembler:
         """Give ``seq`` to the batch's rows, hand them to ``stage(table, frame)``, keep stats."""
         for table, frame in out.frames.items():
             if isinstance(frame, pa.Table):
-                seq = pc.add(frame.column("rel").cast(pa.int64()), pa.scalar(self.seq, pa.int64()))
+                seq = shifted(frame.column("rel"), self.seq)
                 at = frame.schema.get_field_index("rel")
                 frame = frame.set_column(at, "seq", seq)
             else:

@@ -78,6 +78,19 @@ def bools(col: tuple) -> np.ndarray:
     return np.unpackbits(packed, count=rows, bitorder="little").astype(bool)
 
 
+_NUMPY = {pa.uint32(): np.uint32, pa.int32(): np.int32, pa.int64(): np.int64}
+
+
+def shifted(values: pa.Array | pa.ChunkedArray, by: int) -> pa.Array:
+    """An integer column without nulls (``rel``) plus ``by``, as int64, through numpy
+    (``pa.scalar``, and so ``pc.add`` of a Python int, imports pandas: 0.3 s)."""
+    arr = _one(values)
+    assert not arr.null_count
+    data = np.frombuffer(arr.buffers()[1] or b"", dtype=_NUMPY[arr.type])
+    out = data[arr.offset : arr.offset + len(arr)].astype(np.int64) + by
+    return pa.Array.from_buffers(pa.int64(), len(out), [None, pa.py_buffer(out)])
+
+
 def to_series(values: pa.Array | pa.ChunkedArray) -> pl.Series:
     """A pyarrow column as a polars series."""
     return cast(pl.Series, pl.from_arrow(values))

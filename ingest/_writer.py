@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 
 from rmapscope.catalog import MIGRATION_SETS, directory
 
-ROW_GROUP_ROWS = 1 << 19
-MAX_BUFFERED_ROWS = 1 << 20
+ROW_GROUP_ROWS = 1 << 17
+MAX_BUFFERED_ROWS = 1 << 18
 #: Columns written with DELTA_BINARY_PACKED: ``seq`` and ``ts`` rise (almost) monotonically,
 #: so deltas encode in a fraction of the time and space of plain values plus zstd.
 DELTA_COLUMNS = ("seq", "ts")

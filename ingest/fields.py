@@ -4,9 +4,10 @@ The regex comes from the event's print fmt (:mod:`rmapscope._printfmt`); rows it
 match (a kernel that prints the event differently, e.g. without ``group_dead=`` or with a
 decimal ``pfn=``) fall back to ``key=value`` tokens. Everything is vectorised per event.
 The common case, a print fmt of space-separated ``key=%v`` tokens, is parsed by the compiled
-core (``rmapscope._native.TokenPlan``, native/core/src/text/fields.rs, GIL released), and so
-are the numbers behind printed labels (``LabelTable``); the regex and ``key=value``
-fallbacks for the rows it leaves are polars expressions.
+core (``rmapscope._native.TokenPlan``, native/core/src/text/fields.rs, GIL released), the
+regex of an event without a token plan too (``RegexPlan``), and so are the numbers behind
+printed labels (``LabelTable``); the regex retry of rows a token plan leaves and the
+``key=value`` fallback are polars expressions.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class _Spec:
     arrow: pa.Schema  # the event's field columns
     tokens: list[tuple[str, str | None, str]] | None = None  # (prefix, column, suffix)
     plan: _native.TokenPlan | None = None  # the compiled ``tokens``
+    #: the compiled ``regex`` and conversions (events without a plan; None: no fields, or a
+    #: regex the core does not take)
+    rx: _native.RegexPlan | None = None
     labels: dict[str, _native.LabelTable] = field(default_factory=dict)  # column -> table
 
 
@@ -141,14 +145,28 @@ def _compiled_plan(
     by_col = {col: conv for col, conv, _ in convs}
     spec = []
     for prefix, col, suffix in tokens:
-        how = None
-        if col is not None:
-            conv = by_col[col]
-            choices = [t for t, _ in conv.choices] if conv.kind == "bool" else []
-            truth = next(t for t, v in conv.choices if v) if conv.kind == "bool" else ""
-            how = (_PLAN_KINDS.get(conv.kind, "label"), choices, truth)
-        spec.append((prefix, how, suffix))
+        spec.append((prefix, None if col is None else _how(by_col[col]), suffix))
     return _native.TokenPlan(spec, padded)
+
+
+def _how(conv: Conversion) -> tuple[str, list[str], str]:
+    """A conversion as the compiled core takes it: (int, hex, bool or label; the bool
+    choices; the true text)."""
+    choices = [t for t, _ in conv.choices] if conv.kind == "bool" else []
+    truth = next(t for t, v in conv.choices if v) if conv.kind == "bool" else ""
+    return _PLAN_KINDS.get(conv.kind, "label"), choices, truth
+
+
+def _compiled_regex(
+    regex: str, convs: list[tuple[str, Conversion, bool]]
+) -> _native.RegexPlan | None:
+    """The print fmt's regex with each field's conversion (:func:`_convert` without
+    ``guess_radix``: 0x-optional hex, trimmed decimals, bool choices, text less its trailing
+    spaces), for the compiled core."""
+    try:
+        return _native.RegexPlan(regex, [(col, _how(conv)) for col, conv, _ in convs])
+    except ValueError:  # a field without its group: the rows go through polars
+        return None
 
 
 def syscall_arg_names(rest: pl.Series) -> list[str]:
@@ -213,13 +231,15 @@ class FieldParser:
             padded = pf is not None and any(
                 any(ch.isdigit() for ch in c.spec) for c in pf.conversions
             )
+            regex = pf.regex(column_for) if pf else r"^(?P<_all>.*)$"
             spec = _Spec(
-                regex=pf.regex(column_for) if pf else r"^(?P<_all>.*)$",
+                regex=regex,
                 convs=convs,
                 keys=keys,
                 arrow=arrow_schema(schema.columns()),
                 tokens=tokens,
                 plan=_compiled_plan(tokens, convs, padded) if tokens else None,
+                rx=_compiled_regex(regex, convs) if convs and not tokens else None,
                 labels={
                     col: _label_table(conv)
                     for col, conv, _ in convs
@@ -245,6 +265,12 @@ class FieldParser:
             data, ok = self._split_tokens(spec, spec.plan, rest)
             if not ok.all():
                 data, ok = self._retry(data, ok, rest, lambda r: self._regex(spec, r))
+        elif spec.rx is not None:
+            cols, parsed = spec.rx.parse(*string_buffers(rest))
+            data, ok = (
+                table(dict(zip([c for c, _, _ in spec.convs], cols, strict=True))),
+                bools(parsed),
+            )
         else:
             out, by_regex = self._regex(spec, to_series(rest))
             data, ok = to_arrow(out), by_regex.to_numpy()
@@ -336,11 +362,13 @@ class FieldParser:
             dec = ptemod.decode_swap_entry(values, self.arch)
         else:
             dec = ptemod.decode_present(values, self.arch, huge=event.endswith("_pmd"))
+        if not series.null_count():
+            return dict(dec)
         nulls = series.is_null()
         result: dict[str, np.ndarray | pl.Series] = {}
         for k, v in dec.items():
             s = pl.Series(k, v)
-            result[k] = s.zip_with(~nulls, pl.Series(k, [None] * len(s), dtype=s.dtype))
+            result[k] = s.zip_with(~nulls, pl.repeat(None, len(s), dtype=s.dtype, eager=True))
         return result
 
 

@@ -86,6 +86,18 @@ class TokenPlan:
         """Cut payloads (a ``large_string`` array's buffers): (a column per value token, the
         bool column of rows that parsed); the GIL is released meanwhile."""
 
+class RegexPlan:
+    """The regex of an event without a token plan, and its fields' conversions, compiled."""
+
+    def __init__(
+        self, pattern: str, columns: list[tuple[str, tuple[str, list[str], str]]]
+    ) -> None: ...
+    def parse(
+        self, rows: int, offset: int, valid: object | None, offsets: object, data: object
+    ) -> tuple[list[Column], Column]:
+        """Match payloads (a ``large_string`` array's buffers): (a column per field, the bool
+        column of rows that parsed); the GIL is released meanwhile."""
+
 class LabelTable:
     """Label -> integer of a ``__print_symbolic`` / ``__print_flags`` conversion."""
 

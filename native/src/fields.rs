@@ -8,7 +8,9 @@ use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
 
 use rmapscope_core::text::columns::Validity;
-use rmapscope_core::text::fields::{split_tokens, Column, Conv, Labels, Strings, Token};
+use rmapscope_core::text::fields::{
+    split_tokens, Checked, Column, Conv, Labels, Parsed, RegexPlan as CoreRegexPlan, Strings, Token,
+};
 use rmapscope_core::text::partition::{gather_fixed, gather_strings, Fixed, Partitioner};
 
 use crate::text::{ints, strings};
@@ -63,7 +65,35 @@ pub struct TokenPlan {
     padded: bool,
 }
 
-type TokenArg = (String, Option<(String, Vec<String>, String)>, String);
+type TokenArg = (String, Option<ConvArg>, String);
+
+/// (kind int/hex/bool/label, the bool choices, the true text)
+type ConvArg = (String, Vec<String>, String);
+
+fn conv((kind, choices, truth): ConvArg) -> PyResult<Conv> {
+    Ok(match kind.as_str() {
+        "int" => Conv::Int,
+        "hex" => Conv::Hex,
+        "bool" => Conv::Bool { choices, truth },
+        "label" => Conv::Label,
+        _ => return Err(PyValueError::new_err(format!("no conversion {kind:?}"))),
+    })
+}
+
+fn parsed(py: Python<'_>, parsed: Parsed) -> PyResult<(Vec<PyObject>, PyObject)> {
+    let cols = parsed
+        .columns
+        .into_iter()
+        .map(|c| column(py, c))
+        .collect::<PyResult<Vec<_>>>()?;
+    let n = parsed.ok.len;
+    let all = Validity {
+        bits: Vec::new(),
+        len: n,
+        nulls: 0,
+    };
+    Ok((cols, ints(py, "bool", parsed.ok.bits, all)?))
+}
 
 #[pymethods]
 impl TokenPlan {
@@ -73,19 +103,7 @@ impl TokenPlan {
     fn new(tokens: Vec<TokenArg>, padded: bool) -> PyResult<Self> {
         let tokens = tokens
             .into_iter()
-            .map(|(prefix, conv, suffix)| {
-                let conv = match conv {
-                    None => None,
-                    Some((kind, choices, truth)) => Some(match kind.as_str() {
-                        "int" => Conv::Int,
-                        "hex" => Conv::Hex,
-                        "bool" => Conv::Bool { choices, truth },
-                        "label" => Conv::Label,
-                        _ => return Err(PyValueError::new_err(format!("no conversion {kind:?}"))),
-                    }),
-                };
-                Ok(Token::new(prefix, conv, suffix))
-            })
+            .map(|(prefix, how, suffix)| Ok(Token::new(prefix, how.map(conv).transpose()?, suffix)))
             .collect::<PyResult<Vec<_>>>()?;
         if tokens.is_empty() {
             return Err(PyValueError::new_err("a plan has tokens"));
@@ -107,28 +125,49 @@ impl TokenPlan {
     ) -> PyResult<(Vec<PyObject>, PyObject)> {
         let args = (rows, offset, valid, offsets, data);
         let input = view(&args)?;
-        let parsed = py.allow_threads(|| split_tokens(&self.tokens, self.padded, &input));
-        let cols = parsed
-            .columns
-            .into_iter()
-            .map(|c| column(py, c))
-            .collect::<PyResult<Vec<_>>>()?;
-        let n = parsed.ok.len;
-        let ok = ints(
-            py,
-            "bool",
-            parsed.ok.bits,
-            rmapscope_core::text::columns::Validity {
-                bits: Vec::new(),
-                len: n,
-                nulls: 0,
-            },
-        )?;
-        Ok((cols, ok))
+        let out = py.allow_threads(|| split_tokens(&self.tokens, self.padded, &input));
+        parsed(py, out)
     }
 }
 
-/// The table of one `__print_symbolic` / `__print_flags` conversion (label -> integer).
+/// The regex of an event without a token plan and its fields' conversions, compiled.
+#[pyclass(frozen, module = "rmapscope._native")]
+pub struct RegexPlan {
+    inner: CoreRegexPlan,
+}
+
+#[pymethods]
+impl RegexPlan {
+    /// `columns`: (group name, conversion) per field column.
+    #[new]
+    fn new(pattern: &str, columns: Vec<(String, ConvArg)>) -> PyResult<Self> {
+        let columns = columns
+            .into_iter()
+            .map(|(name, how)| Ok((name, conv(how)?)))
+            .collect::<PyResult<Vec<_>>>()?;
+        let inner = CoreRegexPlan::new(pattern, columns).map_err(PyValueError::new_err)?;
+        Ok(RegexPlan { inner })
+    }
+
+    /// (a column per field, the bool column of rows that parsed); the GIL is released
+    /// while the rows are matched.
+    #[pyo3(signature = (rows, offset, valid, offsets, data))]
+    fn parse(
+        &self,
+        py: Python<'_>,
+        rows: usize,
+        offset: usize,
+        valid: Option<PyBuffer<i8>>,
+        offsets: PyBuffer<i8>,
+        data: PyBuffer<i8>,
+    ) -> PyResult<(Vec<PyObject>, PyObject)> {
+        let args = (rows, offset, valid, offsets, data);
+        let input = view(&args)?;
+        let out = py.allow_threads(|| self.inner.parse(&input));
+        parsed(py, out)
+    }
+}
+
 #[pyclass(frozen, module = "rmapscope._native")]
 pub struct LabelTable {
     inner: Labels,
@@ -202,6 +241,12 @@ enum Gathered {
     Str(rmapscope_core::text::columns::StrCol),
 }
 
+/// An [`Input`] ready to gather from: strings checked to be UTF-8 once for all groups.
+enum Ready<'a> {
+    Fixed(&'static str, Fixed<'a>),
+    Str(Checked<'a>),
+}
+
 enum Input<'a> {
     Fixed(&'static str, Fixed<'a>),
     Str(Strings<'a>),
@@ -272,17 +317,24 @@ impl EventPartition {
         let inputs = columns.iter().map(input).collect::<PyResult<Vec<_>>>()?;
         let groups = py.allow_threads(|| {
             let groups = self.inner.partition(&ev, &re);
+            let inputs: Vec<_> = inputs
+                .iter()
+                .map(|c| match c {
+                    Input::Fixed(kind, f) => Ready::Fixed(kind, *f),
+                    Input::Str(s) => Ready::Str(s.checked()),
+                })
+                .collect();
             groups
                 .into_iter()
                 .map(|g| {
                     let cols: Vec<Gathered> = inputs
                         .iter()
                         .map(|c| match c {
-                            Input::Fixed(kind, f) => {
+                            Ready::Fixed(kind, f) => {
                                 let (data, valid) = gather_fixed(f, &g.rows);
                                 Gathered::Fixed(kind, data, valid)
                             }
-                            Input::Str(s) => Gathered::Str(gather_strings(s, &g.rows)),
+                            Ready::Str(s) => Gathered::Str(gather_strings(s, &g.rows)),
                         })
                         .collect();
                     (g, cols)
@@ -330,5 +382,6 @@ impl EventPartition {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<EventPartition>()?;
     m.add_class::<TokenPlan>()?;
+    m.add_class::<RegexPlan>()?;
     m.add_class::<LabelTable>()
 }

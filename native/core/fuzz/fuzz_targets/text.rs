@@ -1,10 +1,11 @@
 //! Fuzz the ftrace text tokenizer: any bytes, in any text format (the first byte picks it).
 //! Besides not crashing or hanging, every line is either an event row or an other line, in
-//! order, and the escaped text keeps the input's line count.
+//! order, and the escaped text keeps the input's line count. The payloads then go through a
+//! regex plan and a label table (the fallback of events without a token plan, `_raw` values).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rmapscope_core::text::fields::Strings;
+use rmapscope_core::text::fields::{Conv, Labels, RegexPlan, Strings};
 use rmapscope_core::text::partition::{gather_strings, Partitioner};
 use rmapscope_core::text::{columns::StrCol, escape, Format, Tokenizer};
 use std::sync::OnceLock;
@@ -78,11 +79,37 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(groups.iter().map(|g| g.rows.len()).sum::<usize>(), events);
     for g in &groups {
         assert!(g.rows.windows(2).all(|w| w[0] < w[1]));
-        let names = gather_strings(&ev, &g.rows);
+        let names = gather_strings(&ev.checked(), &g.rows);
         assert!((0..names.len()).all(|i| names.get(i) == g.name.as_deref()));
         assert!(g.probe.as_ref().is_none_or(|p| p.len == g.rows.len()));
     }
+    // every payload gets a row in each field column of a regex plan, and a label value
+    let parsed = regex_plan().parse(&rest);
+    assert_eq!(parsed.ok.len, events);
+    assert_eq!(parsed.columns.len(), 3);
+    let labels = Labels {
+        names: [("GFP_KERNEL".to_string(), 1), ("__GFP_ZERO".to_string(), 2)].into(),
+        delim: Some("|".into()),
+        other: Some("none".into()),
+        suffix: Some((Some(8), "+".into())),
+    };
+    assert_eq!(labels.values(&rest).valid.len, events);
 });
+
+fn regex_plan() -> &'static RegexPlan {
+    static P: OnceLock<RegexPlan> = OnceLock::new();
+    P.get_or_init(|| {
+        RegexPlan::new(
+            r"^comm=(?P<comm>.*?)\s*pid=(?P<pid>-?\d+)\s*(?:flags=(?P<flags>\S+))?\s*$",
+            vec![
+                ("comm".into(), Conv::Label),
+                ("pid".into(), Conv::Int),
+                ("flags".into(), Conv::Hex),
+            ],
+        )
+        .unwrap()
+    })
+}
 
 fn view(c: &StrCol) -> Strings<'_> {
     c.view()

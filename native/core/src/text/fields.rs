@@ -121,16 +121,57 @@ impl<'a> Strings<'a> {
         usize::try_from(i64::from_le_bytes(b.try_into().ok()?)).ok()
     }
 
-    /// Row `i` (None for a null, or for buffers that do not hold it).
-    pub fn get(&self, i: usize) -> Option<&'a str> {
+    /// Where row `i` is in `data` (None for a null, or for buffers that do not hold it).
+    fn range(&self, i: usize) -> Option<(usize, usize)> {
         let j = self.offset + i;
         if let Some(bits) = self.validity {
             if bits.get(j / 8)? & (1 << (j % 8)) == 0 {
                 return None;
             }
         }
-        let (start, end) = (self.at(j)?, self.at(j + 1)?);
+        Some((self.at(j)?, self.at(j + 1)?))
+    }
+
+    /// Row `i` (None for a null, or for buffers that do not hold it).
+    pub fn get(&self, i: usize) -> Option<&'a str> {
+        let (start, end) = self.range(i)?;
         std::str::from_utf8(self.data.get(start..end)?).ok()
+    }
+
+    /// Row `i`'s bytes, whether UTF-8 or not (None as for [`Strings::get`]).
+    pub fn bytes(&self, i: usize) -> Option<&'a [u8]> {
+        let (start, end) = self.range(i)?;
+        self.data.get(start..end)
+    }
+
+    /// The rows with their data checked to be UTF-8 once, not row by row.
+    pub fn checked(&self) -> Checked<'a> {
+        Checked {
+            rows: *self,
+            text: std::str::from_utf8(self.data).ok(),
+        }
+    }
+}
+
+/// [`Strings`] whose data was checked to be UTF-8 as a whole: [`Checked::get`] is
+/// [`Strings::get`] without checking each row again.
+#[derive(Clone, Copy, Debug)]
+pub struct Checked<'a> {
+    pub rows: Strings<'a>,
+    /// the data as text (None: not UTF-8 as a whole, so rows are checked one by one)
+    text: Option<&'a str>,
+}
+
+impl<'a> Checked<'a> {
+    /// Row `i`, as [`Strings::get`] has it.
+    pub fn get(&self, i: usize) -> Option<&'a str> {
+        match self.text {
+            Some(text) => {
+                let (start, end) = self.rows.range(i)?;
+                text.get(start..end)
+            }
+            None => self.rows.get(i),
+        }
     }
 }
 
@@ -177,8 +218,9 @@ pub fn split_tokens(tokens: &[Token], padded: bool, rows: &Strings<'_>) -> Parse
         .collect();
     let mut ok = Validity::with_capacity(rows.len);
     let n = tokens.len();
+    let checked = rows.checked();
     for i in 0..rows.len {
-        let Some(text) = rows.get(i) else {
+        let Some(text) = checked.get(i) else {
             columns.iter_mut().for_each(Column::push_null);
             ok.push(false);
             continue;
@@ -217,29 +259,100 @@ pub fn split_tokens(tokens: &[Token], padded: bool, rows: &Strings<'_>) -> Parse
                 good &= !f.contains(' ');
             }
             good &= starts;
-            match (conv, column) {
-                (Conv::Int, Column::I64(c)) => {
-                    let x = v.trim_matches(' ').parse::<i64>().ok();
-                    good &= x.is_some();
-                    c.push(x);
-                }
-                (Conv::Hex, Column::U64(c)) => {
-                    let x = u64::from_str_radix(v.strip_prefix("0x").unwrap_or(v), 16).ok();
-                    good &= x.is_some();
-                    push_u64(c, x);
-                }
-                (Conv::Bool { choices, truth }, Column::Bool(values, valid)) => {
-                    let known = choices.iter().any(|c| c == v);
-                    values.push(known && v == truth);
-                    valid.push(known);
-                }
-                (Conv::Label, Column::Str(c)) => c.push(Some(v.trim_end_matches(' '))),
-                (_, c) => c.push_null(), // not built so: Column::new follows the conversion
-            }
+            good &= convert(conv, column, v);
         }
         ok.push(good);
     }
     Parsed { columns, ok }
+}
+
+/// Converts one printed value by `conv` into `column` (the rules of [`split_tokens`]);
+/// whether it was a number where one belongs.
+fn convert(conv: &Conv, column: &mut Column, v: &str) -> bool {
+    match (conv, column) {
+        (Conv::Int, Column::I64(c)) => {
+            let x = v.trim_matches(' ').parse::<i64>().ok();
+            c.push(x);
+            x.is_some()
+        }
+        (Conv::Hex, Column::U64(c)) => {
+            let x = u64::from_str_radix(v.strip_prefix("0x").unwrap_or(v), 16).ok();
+            push_u64(c, x);
+            x.is_some()
+        }
+        (Conv::Bool { choices, truth }, Column::Bool(values, valid)) => {
+            let known = choices.iter().any(|c| c == v);
+            values.push(known && v == truth);
+            valid.push(known);
+            true
+        }
+        (Conv::Label, Column::Str(c)) => {
+            c.push(Some(v.trim_end_matches(' ')));
+            true
+        }
+        (_, c) => {
+            c.push_null(); // not built so: Column::new follows the conversion
+            true
+        }
+    }
+}
+
+/// An event without a token plan: its print fmt's regex (named groups, one per field; the
+/// regex ``ingest/fields.py`` gives polars' ``str.extract_groups``) and the conversion of
+/// each field's group, as ``_convert`` of ``ingest/fields.py`` has them (values of rows that
+/// do not match are null). A row parses when the regex matches with a group taking part.
+#[derive(Clone, Debug)]
+pub struct RegexPlan {
+    regex: regex::Regex,
+    /// (capture group index, conversion) per field column, in column order
+    fields: Vec<(usize, Conv)>,
+}
+
+impl RegexPlan {
+    /// Fails when `pattern` is no regex or names no group of a column.
+    pub fn new(pattern: &str, columns: Vec<(String, Conv)>) -> Result<Self, String> {
+        let regex = regex::Regex::new(pattern).map_err(|e| e.to_string())?;
+        let fields = columns
+            .into_iter()
+            .map(|(name, conv)| {
+                let at = regex.capture_names().position(|n| n == Some(name.as_str()));
+                at.map(|i| (i, conv)).ok_or(format!("no group {name:?}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RegexPlan { regex, fields })
+    }
+
+    /// The columns (one per field) and which rows parsed.
+    pub fn parse(&self, rows: &Strings<'_>) -> Parsed {
+        let bytes = rows.data.len() / self.fields.len().max(1);
+        let mut columns: Vec<Column> = self
+            .fields
+            .iter()
+            .map(|(_, c)| Column::new(c, rows.len, bytes))
+            .collect();
+        let mut ok = Validity::with_capacity(rows.len);
+        let mut locs = self.regex.capture_locations();
+        let checked = rows.checked();
+        for i in 0..rows.len {
+            let text = checked.get(i);
+            let found = text.and_then(|t| self.regex.captures_read(&mut locs, t).map(|_| t));
+            let Some(text) = found else {
+                columns.iter_mut().for_each(Column::push_null);
+                ok.push(false);
+                continue;
+            };
+            ok.push((1..locs.len()).any(|g| locs.get(g).is_some()));
+            for ((group, conv), column) in self.fields.iter().zip(columns.iter_mut()) {
+                match locs.get(*group).and_then(|(a, b)| text.get(a..b)) {
+                    Some(v) => {
+                        convert(conv, column, v);
+                    }
+                    None => column.push_null(),
+                }
+            }
+        }
+        Parsed { columns, ok }
+    }
 }
 
 /// The integers behind printed labels of one ``__print_symbolic`` / ``__print_flags``
@@ -292,11 +405,23 @@ impl Labels {
         Some(num?.wrapping_add(bits?))
     }
 
-    /// [`Labels::value`] of every row (null for a null).
+    /// [`Labels::value`] of every row (null for a null). A block prints few distinct labels,
+    /// mostly the one of the row before: each is looked up once.
     pub fn values(&self, rows: &Strings<'_>) -> I64Col {
         let mut out = I64Col::with_capacity(rows.len);
+        let mut seen: HashMap<&str, Option<i64>> = HashMap::new();
+        let mut last: Option<(&str, Option<i64>)> = None;
+        let checked = rows.checked();
         for i in 0..rows.len {
-            out.push(rows.get(i).and_then(|s| self.value(s)));
+            let value = checked.get(i).and_then(|s| match last {
+                Some((label, v)) if label == s => v,
+                _ => {
+                    let v = *seen.entry(s).or_insert_with(|| self.value(s));
+                    last = Some((s, v));
+                    v
+                }
+            });
+            out.push(value);
         }
         out
     }
@@ -412,6 +537,62 @@ mod tests {
                 .collect::<Vec<_>>(),
             [Some(true), None, None, Some(false), Some(false)]
         );
+    }
+
+    #[test]
+    fn checked_rows_as_unchecked() {
+        // offsets 0, 1, 3, 5, 6: "a", "é", a cut through "é"'s two bytes, "\xff"
+        let offsets: Vec<u8> = [0i64, 1, 3, 4, 6, 7]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        for data in [&b"a\xc3\xa9\xc3\xa9b"[..], &b"a\xc3\xa9\xc3\xa9\xff"[..]] {
+            let rows = Strings {
+                offsets: &offsets,
+                data,
+                validity: None,
+                offset: 0,
+                len: 5,
+            };
+            let checked = rows.checked();
+            for i in 0..6 {
+                assert_eq!(checked.get(i), rows.get(i), "row {i}");
+            }
+            assert_eq!(checked.get(1), Some("é"));
+            assert_eq!(checked.get(2), None);
+        }
+    }
+
+    #[test]
+    fn regex_plan() {
+        let plan = RegexPlan::new(
+            r"^comm=(?P<comm>.*?)\s*pid=(?P<pid>-?\d+)\s*(?:flags=(?P<flags>\S+))?$",
+            vec![
+                ("comm".into(), Conv::Label),
+                ("pid".into(), Conv::Int),
+                ("flags".into(), Conv::Hex),
+            ],
+        )
+        .unwrap();
+        let rows = strings(&[
+            Some("comm=a b  pid=12 flags=0x1f"),
+            Some("comm=x pid=-3"),
+            Some("pid=3"),
+            None,
+        ]);
+        let p = plan.parse(&view(&rows));
+        assert_eq!(oks(&p), [true, true, false, false]);
+        let Column::Str(comm) = &p.columns[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (comm.get(0), comm.get(1), comm.get(2)),
+            (Some("a b"), Some("x"), None)
+        );
+        assert_eq!(i64s(&p.columns[1]), [Some(12), Some(-3), None, None]);
+        assert_eq!(i64s(&p.columns[2]), [Some(0x1f), None, None, None]);
+        assert!(RegexPlan::new("(?P<a>x)", vec![("b".into(), Conv::Int)]).is_err());
+        assert!(RegexPlan::new("(", vec![]).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use regex::Regex;
 
 use super::columns::{StrCol, Validity};
-use super::fields::Strings;
+use super::fields::{Checked, Strings};
 
 /// The rows of an Arrow array of fixed-width values (little-endian): values, validity
 /// bitmap (None: no nulls), starting at row `offset` of the buffers.
@@ -47,8 +47,8 @@ pub fn gather_fixed(col: &Fixed<'_>, rows: &[u32]) -> (Vec<u8>, Validity) {
     (data, valid)
 }
 
-/// Rows `rows` of `col`.
-pub fn gather_strings(col: &Strings<'_>, rows: &[u32]) -> StrCol {
+/// Rows `rows` of `col` (checked once for all the gathers of a block's column).
+pub fn gather_strings(col: &Checked<'_>, rows: &[u32]) -> StrCol {
     let mut out = StrCol::with_capacity(rows.len(), 0);
     for &r in rows {
         out.push(col.get(r as usize));
@@ -80,9 +80,10 @@ impl Partitioner {
         })
     }
 
-    fn is_probe(&self, payload: Option<&str>) -> bool {
-        // a cheap prefix test first: this runs on every event of a trace
-        payload.is_some_and(|p| p.starts_with('(') && self.probe.is_match(p))
+    fn is_probe(&self, rest: &Strings<'_>, i: usize) -> bool {
+        // a cheap prefix test on the bytes first: this runs on every event of a trace
+        rest.bytes(i).is_some_and(|p| p.first() == Some(&b'('))
+            && rest.get(i).is_some_and(|p| self.probe.is_match(p))
     }
 
     /// The groups of rows `0..event.len` (`rest`: the payloads, as many rows). Row numbers
@@ -91,8 +92,9 @@ impl Partitioner {
         let mut index: HashMap<Option<&str>, usize> = HashMap::new();
         let mut groups: Vec<Group> = Vec::new();
         let mut probes: Vec<Vec<u32>> = Vec::new(); // per group, positions of probe rows
+        let names = event.checked();
         for i in 0..event.len {
-            let name = event.get(i);
+            let name = names.get(i);
             let g = *index.entry(name).or_insert_with(|| {
                 groups.push(Group {
                     name: name.map(str::to_string),
@@ -102,7 +104,7 @@ impl Partitioner {
                 probes.push(Vec::new());
                 groups.len() - 1
             });
-            if self.is_probe(rest.get(i)) {
+            if self.is_probe(rest, i) {
                 probes[g].push(groups[g].rows.len() as u32);
             }
             groups[g].rows.push(i as u32);
@@ -168,19 +170,23 @@ mod tests {
     #[test]
     fn probe_payloads() {
         let p = Partitioner::new(PROBE).unwrap();
-        assert!(p.is_probe(Some("(do_x+0x0/0x1a0) a=0x1")));
-        assert!(p.is_probe(Some("(ffffffff812345a0)")));
-        assert!(p.is_probe(Some("(caller+0x4a/0x120 <- do_x) r=0")));
-        assert!(!p.is_probe(Some("(done) 12")));
-        assert!(!p.is_probe(Some("page=0x1")));
-        assert!(!p.is_probe(None));
+        let rows = col(&[
+            Some("(do_x+0x0/0x1a0) a=0x1"),
+            Some("(ffffffff812345a0)"),
+            Some("(caller+0x4a/0x120 <- do_x) r=0"),
+            Some("(done) 12"),
+            Some("page=0x1"),
+            None,
+        ]);
+        let probes: Vec<bool> = (0..6).map(|i| p.is_probe(&view(&rows), i)).collect();
+        assert_eq!(probes, [true, true, true, false, false, false]);
         assert!(Partitioner::new("(").is_err());
     }
 
     #[test]
     fn gathers() {
         let s = col(&[Some("a"), None, Some("ccc"), Some("")]);
-        let g = gather_strings(&view(&s), &[2, 1, 0, 3, 9]);
+        let g = gather_strings(&view(&s).checked(), &[2, 1, 0, 3, 9]);
         let got: Vec<_> = (0..g.len()).map(|i| g.get(i)).collect();
         assert_eq!(got, [Some("ccc"), None, Some("a"), Some(""), None]);
         let data: Vec<u8> = [5i32, 6, 7].iter().flat_map(|v| v.to_le_bytes()).collect();
