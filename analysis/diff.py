@@ -36,7 +36,8 @@ recordings, so single migrations are not independent. Latency has three designs:
 * **fewer recordings a side**: ``not comparable``. The run-to-run drift, which only several
   recordings a side measure, is as large as the changes a test would report: consecutive
   re-recordings of one workload here differ by 30% at equal batch size and up to 10x in
-  median (README, diff calibration).
+  median (README, diff calibration). Given the machine's drift factor (``drift``), their
+  batch medians are compared by Mann-Whitney U, and only a change beyond it counts.
 
 The bootstrap resamples whole clusters (each with all its samples).
 """
@@ -643,15 +644,14 @@ def diff(
     pairs = _same_recording(la, lb) if level == "batch" else None
     reasons = sorted(set(la["reason"].fill_null("?")) | set(lb["reason"].fill_null("?")))
     for reason in reasons:
-        in_a, in_b = (f.filter(pl.col("reason").fill_null("?") == reason).height for f in (la, lb))
+        ra, rb = (f.filter(pl.col("reason").fill_null("?") == reason) for f in (la, lb))
+        in_a, in_b = ra.height, rb.height
         if pairs is not None:
             ra = rb = pairs.filter(pl.col("reason").fill_null("?") == reason)
             xa, xb = ra["latency_us"].to_numpy(), ra["latency_us_b"].to_numpy()
-            ka = kb = _clusters(ra, level)
         else:
-            ra, rb = (f.filter(pl.col("reason").fill_null("?") == reason) for f in (la, lb))
             xa, xb = ra["latency_us"].to_numpy(), rb["latency_us"].to_numpy()
-            ka, kb = _clusters(ra, level), _clusters(rb, level)
+        ka, kb = _clusters(ra, level), _clusters(rb, level)
         latencies[reason] = (xa, xb)
         design = "clusters" if level == "trace" else "paired" if pairs is not None else "drift"
         _distribution("migration latency", reason, "us", "lower", xa, ka, xb, kb, of, seed,
