@@ -104,22 +104,9 @@ class StagingWriter:
         if writer is None:
             path = self.root / table / "part-00000.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
-            strings = [f.name for f in schema if pa.types.is_string(f.type)]
-            delta = {f.name: "DELTA_BINARY_PACKED" for f in schema if _delta(f, data)}
-            writer = pq.ParquetWriter(
-                path,
-                stored,
-                compression="zstd",
-                compression_level=1,
-                use_dictionary=strings,
-                column_encoding=delta or None,
-                # values handed to the encoders at a time (default 1024): per-batch costs,
-                # e.g. the statistics of dictionary columns, are paid 8x less often
-                write_batch_size=8192,
-                # a stored Arrow schema would make dictionary columns read back as
-                # dictionaries; without it every column reads back as ``schema`` says
-                store_schema=not dictionaries,
-            )
+            # a stored Arrow schema would make dictionary columns read back as
+            # dictionaries; without it every column reads back as ``schema`` says
+            writer = _parquet_writer(path, stored, schema, data, store_schema=not dictionaries)
             self._writers[table] = writer
         writer.write_table(data, row_group_size=ROW_GROUP_ROWS)
 
@@ -201,29 +188,51 @@ def write_side_table(root: Path, table: str, data: pa.Table) -> None:
 
 def fill_migration_kinds(root: Path, kinds: dict[int, str]) -> None:
     """Fill ``migration_kind`` of the staged set_migration_* tables from the per-trace
-    calibration (swap type -> kind), one row group at a time."""
-    mapping = pl.DataFrame(
-        {"swp_type": list(kinds), "kind": list(kinds.values())},
-        schema={"swp_type": pl.Int16, "kind": pl.String},
-    )
+    calibration (swap type -> kind), one row group at a time, written as they were."""
+    types = pa.array(list(kinds), pa.int64())
+    names = pa.array(list(kinds.values()), pa.string())
     for name in MIGRATION_SETS:
         path = root / directory(name) / "part-00000.parquet"
         if not path.exists():
             continue
         source = pq.ParquetFile(path)
         schema = source.schema_arrow
+        at = schema.get_field_index("migration_kind")
         tmp = path.with_suffix(".tmp")
-        strings = [f.name for f in schema if pa.types.is_string(f.type)]
-        with pq.ParquetWriter(
-            tmp, schema, compression="zstd", compression_level=1, use_dictionary=strings
-        ) as out:
-            for i in range(source.num_row_groups):
-                df = pl.DataFrame(source.read_row_group(i)).drop("migration_kind")
-                df = df.join(mapping, on="swp_type", how="left", maintain_order="left")
-                df = df.rename({"kind": "migration_kind"}).select(schema.names)
-                out.write_table(df.to_arrow().cast(schema), row_group_size=ROW_GROUP_ROWS)
+        out = None
+        for i in range(source.num_row_groups):
+            data = source.read_row_group(i)
+            swp = data.column("swp_type").cast(pa.int64())
+            kind = pc.take(names, pc.index_in(swp, value_set=types))  # null: no kind known
+            data = data.set_column(at, schema.field(at), kind.cast(schema.field(at).type))
+            if out is None:
+                out = _parquet_writer(tmp, schema, schema, data, store_schema=True)
+            out.write_table(data, row_group_size=ROW_GROUP_ROWS)
         source.close()
-        tmp.replace(path)
+        if out is not None:
+            out.close()
+            tmp.replace(path)
+
+
+def _parquet_writer(
+    path: Path, stored: pa.Schema, schema: pa.Schema, first: pa.Table, store_schema: bool
+) -> pq.ParquetWriter:
+    """The Parquet writer of one staged table (``stored``: its columns as written, ``schema``
+    as they read back; ``first``: its first rows, which pick the delta-encoded columns)."""
+    strings = [f.name for f in schema if pa.types.is_string(f.type)]
+    delta = {f.name: "DELTA_BINARY_PACKED" for f in schema if _delta(f, first)}
+    return pq.ParquetWriter(
+        path,
+        stored,
+        compression="zstd",
+        compression_level=1,
+        use_dictionary=strings,
+        column_encoding=delta or None,
+        # values handed to the encoders at a time (default 1024): per-batch costs, e.g.
+        # the statistics of dictionary columns, are paid 8x less often
+        write_batch_size=8192,
+        store_schema=store_schema,
+    )
 
 
 def swap_collapse_file_args(root: Path) -> bool:

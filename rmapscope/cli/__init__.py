@@ -8,7 +8,14 @@
 context), :mod:`._console` and :mod:`._show` (printing).
 """
 
-from .analyze import sample_trace
+import os
+
+# numpy's bundled OpenBLAS starts a thread per CPU on import, and they spin for a while: the
+# CLI does no linear algebra, and on a 2-CPU box that spinning takes ~3% of an ingest's CPU
+# from the parsing threads. A value the user set stays.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from .analyze import sample_trace  # after the environment is set
 from .app import app, main
 
 __all__ = ["app", "main", "sample_trace"]

@@ -11,8 +11,11 @@ adds it here. The global options go into typer's context (``ctx.obj``, a
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
-from typing import Annotated
+import threading
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -90,12 +93,36 @@ for _command in (
 
 
 def main() -> None:
-    """Console-script entry point: run the app, turning library errors into one line."""
+    """Console-script entry point: run the app, turning library errors into one line, then
+    exit without the interpreter's teardown (see :func:`_exit`)."""
     settings = Settings()
     try:
         app(obj=settings)
     except RmapscopeError as e:
-        sys.exit(report_error(e, settings))
+        _exit(report_error(e, settings))
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        _exit(130)
+    except SystemExit as e:
+        _exit(e.code)
+    _exit(0)
+
+
+def _exit(code: int | str | None) -> NoReturn:
+    """Exit with ``code`` as :func:`sys.exit` would, but skip the interpreter's teardown
+    when nothing else runs: freeing every module and object of polars, pyarrow and numpy
+    one by one takes ~0.15 s, a tenth of a short ingest. The ``atexit`` handlers (and so
+    ``weakref.finalize`` callbacks: temporary files) still run and both streams are
+    flushed; with other threads alive the normal exit joins them."""
+    if threading.active_count() > 1:
+        sys.exit(code)
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)  # what sys.exit does with a message
+        code = 1
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe, a closed stream: nothing more to say
+        code = code or 120  # what the interpreter exits with when the final flush fails
+    os._exit(code or 0)
