@@ -51,7 +51,7 @@ def cli_command() -> list[str]:
     found = shutil.which("rmapscope")
     if found:
         return [found]
-    return [sys.executable, "-c", "from rmapscope.cli import main; main()"]
+    return [sys.executable, "-c", "from rmapscope.cli import console_main; console_main()"]
 
 
 def real(path: str) -> Path:

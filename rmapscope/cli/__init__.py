@@ -16,6 +16,6 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .analyze import sample_trace  # after the environment is set
-from .app import app, main
+from .app import app, console_main, main
 
-__all__ = ["app", "main", "sample_trace"]
+__all__ = ["app", "console_main", "main", "sample_trace"]

@@ -1,4 +1,5 @@
-"""The ``rmapscope`` app: global options, the commands, and :func:`main`.
+"""The ``rmapscope`` app: global options, the commands, :func:`main` and
+:func:`console_main`.
 
 Exit codes: 0 success, 1 findings/other failure, 2 bad input or usage, 3 dataset problem,
 130 interrupted.
@@ -93,16 +94,25 @@ for _command in (
 
 
 def main() -> None:
-    """Console-script entry point: run the app, turning library errors into one line, then
-    exit without the interpreter's teardown (see :func:`_exit`)."""
+    """Run the app as ``python -m rmapscope`` does: library errors become one line and an
+    exit code, raised as :class:`SystemExit` (so a caller in the same interpreter, such as
+    ``runpy`` in a loop, carries on)."""
     settings = Settings()
     try:
         app(obj=settings)
     except RmapscopeError as e:
-        _exit(report_error(e, settings))
+        sys.exit(report_error(e, settings))
     except KeyboardInterrupt:
         err.print("interrupted")
-        _exit(130)
+        sys.exit(130)
+
+
+def console_main() -> NoReturn:
+    """The ``rmapscope`` console script: :func:`main`, then the process ends without the
+    interpreter's teardown (see :func:`_exit`). Nothing runs after it in this process, so
+    only the installed command uses it."""
+    try:
+        main()
     except SystemExit as e:
         _exit(e.code)
     _exit(0)

@@ -174,7 +174,10 @@ def run_cli(path: Path, work: Path) -> tuple[float, float]:
     process can be large), while ``time`` is small.
     """
     ds = work / "ds-cli"
-    code = "import sys; from rmapscope.cli import main; sys.argv[0] = 'rmapscope'; main()"
+    code = (
+        "import sys; from rmapscope.cli import console_main; "
+        "sys.argv[0] = 'rmapscope'; console_main()"
+    )
     args = [sys.executable, "-c", code, "-q", "ingest", str(path), "--dataset", str(ds)]
     timer = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
     if timer:

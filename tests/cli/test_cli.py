@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from rmapscope.cli import app, sample_trace
+from rmapscope.cli import app, main, sample_trace
 from rmapscope.dataset import Dataset
 from tests.conftest import cli_command
 
@@ -127,3 +128,29 @@ def test_library_keywords_print_as_flags():
     assert proc.stderr.splitlines() == [
         "error: --explore enumerates schedules; it cannot be combined with lose-events"
     ]
+
+
+def test_the_console_script_exits_as_python_m_does(tmp_path):
+    """The installed command skips the interpreter's teardown: its output, even a long one
+    into a pipe, and its exit codes stay those of ``python -m rmapscope``."""
+    ds = tmp_path / "ds"
+    assert cli("-q", "ingest", str(sample_trace()), "--dataset", str(ds)).returncode == 0
+    sql = ["sql", "select range as n from range(200000)", "--format", "csv", "--dataset", str(ds)]
+    for args in (sql, ["simulate", "nope"], ["sql", "select nope", "--dataset", str(ds)]):
+        fast = cli(*args)
+        slow = subprocess.run(
+            [sys.executable, "-m", "rmapscope", *args], capture_output=True, text=True, check=False
+        )
+        assert (fast.returncode, fast.stdout, fast.stderr) == (
+            slow.returncode,
+            slow.stdout,
+            slow.stderr,
+        ), args
+    assert cli(*sql).stdout.splitlines()[-1] == "199999"
+
+
+def test_main_raises_system_exit_so_a_caller_in_the_same_interpreter_carries_on(monkeypatch):
+    for argv in (["rmapscope", "--version"], ["rmapscope", "simulate", "nope"]):
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit):
+            main()
