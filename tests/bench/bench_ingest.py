@@ -7,7 +7,11 @@ Python regex parser producing the same columns (tests/bench/_baseline.py). Peak 
 is read from the kernel's rusage of the child process.
 
     python tests/bench/bench_ingest.py                      # 2.5 M lines
+    python tests/bench/bench_ingest.py --sizes 2000000 --runs 5  # median of 5 (noisy box)
     python tests/bench/bench_ingest.py --sizes 1G,4G --no-baseline   # RSS flat in size?
+
+``rmapscope`` is the console script installed next to this interpreter, byte-compiled first
+(see tests/bench/_common.py).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import byte_compile, rmapscope_command
 
 REPO = Path(__file__).resolve().parents[2]
 REAL = Path(os.environ.get("RMAPSCOPE_SHARED", REPO.parent / "shared")) / "data" / "real"
@@ -60,6 +66,17 @@ def run(cmd: list[str]) -> tuple[float, int, float]:
     return elapsed, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
+def median_run(cmd: list[str], runs: int, output: Path) -> tuple[float, int, float]:
+    """:func:`run` ``runs`` times (``output`` removed before each): the median run by wall
+    time."""
+    results = []
+    for _ in range(runs):
+        shutil.rmtree(output, ignore_errors=True)
+        results.append(run(cmd))
+    results.sort()
+    return results[(len(results) - 1) // 2]
+
+
 def parse_size(text: str) -> tuple[int, bool]:
     text = text.strip().upper()
     for suffix, mult in (("G", 1 << 30), ("M", 1 << 20)):
@@ -75,8 +92,10 @@ def main() -> None:
     ap.add_argument("--sizes", default="2500000", help="comma list: line counts, or sizes like 1G")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--no-baseline", action="store_true", help="skip the per-line Python parser")
+    ap.add_argument("--runs", type=int, default=1, help="runs of each; the median is shown")
     args = ap.parse_args()
-    rmapscope = shutil.which("rmapscope") or sys.exit("rmapscope is not installed")
+    rmapscope = rmapscope_command()
+    byte_compile()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="rmapscope-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -88,23 +107,20 @@ def main() -> None:
         wc = run(["wc", "-l", str(trace)])[0]
         ds = work / f"ds-{size}"
         shutil.rmtree(ds, ignore_errors=True)
-        t_ing, rss_ing, cpu_ing = run([rmapscope, "-q", "ingest", str(trace), "--dataset", str(ds)])
+        ingest = [rmapscope, "-q", "ingest", str(trace), "--dataset", str(ds)]
+        t_ing, rss_ing, cpu_ing = median_run(ingest, args.runs, ds)
         base = None
         if not args.no_baseline:
-            base = run(
-                [
-                    sys.executable,
-                    str(Path(__file__).with_name("_baseline.py")),
-                    str(trace),
-                    str(work / f"baseline-{size}"),
-                ]
-            )
+            out = work / f"baseline-{size}"
+            baseline = [sys.executable, str(Path(__file__).with_name("_baseline.py")), str(trace)]
+            base = median_run([*baseline, str(out)], args.runs, out)
         rows.append((size, lines, nbytes, wc, t_ing, cpu_ing, rss_ing, base))
         shutil.rmtree(ds, ignore_errors=True)
         trace.unlink()
     load = os.getloadavg()[0]
     print(
         f"machine: {os.cpu_count()} cpus, load average {load:.1f}; python {sys.version.split()[0]}"
+        f"; the median of {args.runs} run(s) of each"
     )
     # CPU s (user + system): what a busy shared machine does not inflate, unlike wall time
     print(

@@ -24,6 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _common import rmapscope_command
+
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_ingest import build_trace
 
@@ -81,7 +83,7 @@ def main() -> None:
     shutil.rmtree(ds, ignore_errors=True)
     subprocess.run(
         [
-            shutil.which("rmapscope") or "rmapscope",
+            rmapscope_command(),
             "-q",
             "ingest",
             str(trace),

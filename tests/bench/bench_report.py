@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import byte_compile, rmapscope_command
+
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_ingest import REAL, SOURCES
 
@@ -103,7 +105,8 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None, help="keep the dataset here")
     ap.add_argument("--dataset", type=Path, default=None, help="time this dataset instead")
     args = ap.parse_args()
-    rmapscope = shutil.which("rmapscope") or sys.exit("rmapscope is not installed")
+    rmapscope = rmapscope_command()
+    byte_compile()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="rmapscope-bench-report-"))
     work.mkdir(parents=True, exist_ok=True)
     ds = args.dataset

@@ -33,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+from _common import byte_compile, rmapscope_command
+
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_ingest import REAL, SOURCES
 
@@ -157,7 +159,8 @@ def main() -> None:
     )
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="rmapscope-fleet-"))
-    rm = shutil.which("rmapscope") or "rmapscope"
+    rm = rmapscope_command()
+    byte_compile()
     spark = ["--engine", "spark", "--master", args.master]
     files = sorted((work / "traces").glob("*.txt")) if (work / "traces").is_dir() else []
     if len(files) != args.traces:

@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import byte_compile
+
 REPO = Path(__file__).resolve().parents[2]
 REAL = Path(os.environ.get("RMAPSCOPE_SHARED", REPO.parent / "shared")) / "data" / "real"
 EVENTS = [
@@ -208,6 +210,7 @@ def main() -> None:
     args = ap.parse_args()
     if not shutil.which("trace-cmd"):
         sys.exit("trace-cmd is not installed (apt-get install trace-cmd)")
+    byte_compile()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="rmapscope-bench-tracedat-"))
     work.mkdir(parents=True, exist_ok=True)
     how = "given"
