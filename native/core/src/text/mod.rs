@@ -201,14 +201,28 @@ struct Groups {
     sysexit: Option<usize>,
 }
 
-/// The integer value of ASCII digits (what a cast of the printed text gives): None for
-/// anything else or a value out of range.
-fn int<T: std::str::FromStr>(text: Option<&str>) -> Option<T> {
-    let t = text?;
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+/// The value of ASCII digits (no sign; what a cast of the printed text gives): None for
+/// an empty text, any other byte, or a value beyond int64. One pass, no `str::parse`
+/// (which would accept a leading `+` and scan the text again).
+fn digits_value(text: &[u8]) -> Option<i64> {
+    if text.is_empty() {
         return None;
     }
-    t.parse().ok()
+    let mut v: i64 = 0;
+    for &b in text {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(i64::from(d))?;
+    }
+    Some(v)
+}
+
+/// The integer value of ASCII digits (see [`digits_value`]): None for anything else or a
+/// value out of ``T``'s range.
+fn int<T: TryFrom<i64>>(text: Option<&str>) -> Option<T> {
+    T::try_from(digits_value(text?.as_bytes())?).ok()
 }
 
 impl Tokenizer {

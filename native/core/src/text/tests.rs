@@ -194,3 +194,34 @@ fn an_empty_event_name_is_no_event() {
     );
     assert_eq!((t.event.len(), t.other_line.len()), (0, 1));
 }
+
+#[test]
+fn printed_integers_are_digits_only_and_in_range() {
+    assert_eq!(digits_value(b"0"), Some(0));
+    assert_eq!(digits_value(b"007"), Some(7));
+    assert_eq!(digits_value(b"9223372036854775807"), Some(i64::MAX));
+    assert_eq!(digits_value(b"9223372036854775808"), None); // beyond int64
+    assert_eq!(digits_value(b"99999999999999999999"), None);
+    for bad in [&b""[..], b"+1", b"-1", b"1 ", b" 1", b"1a", b"1.5", b"\xd9"] {
+        assert_eq!(digits_value(bad), None, "{bad:?}");
+    }
+    assert_eq!(int::<i32>(Some("2147483647")), Some(i32::MAX));
+    assert_eq!(int::<i32>(Some("2147483648")), None); // a pid or cpu beyond int32: null
+    assert_eq!(int::<i64>(None), None);
+}
+
+#[test]
+fn a_signed_or_oversized_header_field_is_left_to_the_regex_or_nulled() {
+    // "+5" is no pid (str::parse would take it); the line is not an event line
+    let t = one(
+        "tracefs",
+        "           a-+5      [000] .....   1.000000: e: x=1\n",
+    );
+    assert_eq!(t.event.len(), 0);
+    // a cpu beyond int32 still makes an event line, its cpu null
+    let t = one(
+        "tracefs",
+        "           a-5       [4294967296] .....   1.000000: e: x=1\n",
+    );
+    assert_eq!(row(&t).3, None);
+}
