@@ -1,11 +1,12 @@
 //! Fuzz the ftrace text tokenizer: any bytes, in any text format (the first byte picks it).
 //! Besides not crashing or hanging, every line is either an event row or an other line, in
 //! order, and the escaped text keeps the input's line count. The payloads then go through a
-//! regex plan and a label table (the fallback of events without a token plan, `_raw` values).
+//! token plan (its numbers checked against std's parsing of the same pieces), a regex plan
+//! and a label table (the fallback of events without a token plan, `_raw` values).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rmapscope_core::text::fields::{Conv, Labels, RegexPlan, Strings};
+use rmapscope_core::text::fields::{split_tokens, Column, Conv, Labels, RegexPlan, Strings, Token};
 use rmapscope_core::text::partition::{gather_strings, Partitioner};
 use rmapscope_core::text::{columns::StrCol, escape, Format, Tokenizer};
 use std::sync::OnceLock;
@@ -83,6 +84,25 @@ fuzz_target!(|data: &[u8]| {
         assert!((0..names.len()).all(|i| names.get(i) == g.name.as_deref()));
         assert!(g.probe.as_ref().is_none_or(|p| p.len == g.rows.len()));
     }
+    // a token plan: a row per payload in each column; where a row parses, its numbers are
+    // std's parse of the same space-separated pieces
+    let plan = token_plan();
+    let split = split_tokens(plan, false, &rest);
+    assert_eq!(split.ok.len, events);
+    assert_eq!(split.columns.len(), 5);
+    if let (Column::U64(pfn), Column::I64(order)) = (&split.columns[1], &split.columns[2]) {
+        for i in (0..events).filter(|&i| split.ok.get(i)) {
+            let text = rest.get(i).unwrap();
+            let pieces: Vec<&str> = text.splitn(plan.len(), ' ').collect();
+            let hex = pieces[1].strip_prefix("pfn=0x").unwrap();
+            let want = u64::from_str_radix(hex.strip_prefix("0x").unwrap_or(hex), 16).unwrap();
+            assert_eq!(pfn.get(i), Some(want as i64));
+            let dec = pieces[2].strip_prefix("order=").unwrap().trim_matches(' ');
+            assert_eq!(order.get(i), Some(dec.parse::<i64>().unwrap()));
+        }
+    } else {
+        unreachable!("columns follow the plan's conversions");
+    }
     // every payload gets a row in each field column of a regex plan, and a label value
     let parsed = regex_plan().parse(&rest);
     assert_eq!(parsed.ok.len, events);
@@ -95,6 +115,20 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(labels.values(&rest).valid.len, events);
 });
+
+fn token_plan() -> &'static Vec<Token> {
+    static P: OnceLock<Vec<Token>> = OnceLock::new();
+    P.get_or_init(|| {
+        let t = |p: &str, c: Conv| Token::new(p.into(), Some(c), String::new());
+        vec![
+            t("page=", Conv::Hex),
+            t("pfn=0x", Conv::Hex),
+            t("order=", Conv::Int),
+            t("migratetype=", Conv::Int),
+            t("gfp_flags=", Conv::Label),
+        ]
+    })
+}
 
 fn regex_plan() -> &'static RegexPlan {
     static P: OnceLock<RegexPlan> = OnceLock::new();
