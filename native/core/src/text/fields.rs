@@ -247,8 +247,8 @@ impl<'a> Iterator for SpaceSplit<'a> {
     }
 }
 
-/// ``v.trim_matches(' ').parse::<i64>()``, plain digits without `str::parse`'s general
-/// path (a sign, or more than 18 digits, take it).
+/// ``v.trim_matches(' ').parse::<i64>()``: plain digits by the tokenizer's one-pass
+/// [`super::digits_value`], anything else (a sign, a value beyond int64) by `str::parse`.
 fn parse_int(v: &str) -> Option<i64> {
     let b = v.as_bytes();
     let t = if b.first() == Some(&b' ') || b.last() == Some(&b' ') {
@@ -256,11 +256,7 @@ fn parse_int(v: &str) -> Option<i64> {
     } else {
         v
     };
-    let d = t.as_bytes();
-    if !d.is_empty() && d.len() <= 18 && d.iter().all(u8::is_ascii_digit) {
-        return Some(d.iter().fold(0, |a, &c| a * 10 + i64::from(c - b'0')));
-    }
-    t.parse::<i64>().ok()
+    super::digits_value(t.as_bytes()).or_else(|| t.parse::<i64>().ok())
 }
 
 /// ``u64::from_str_radix(v without "0x", 16)``: up to 16 hex digits directly, anything else
