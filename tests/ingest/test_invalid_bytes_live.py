@@ -140,6 +140,20 @@ def _instance(root: Path, name: str):
                 time.sleep(0.1)
 
 
+def _clear_comm_cache(root: Path) -> None:
+    """Empty the kernel's pid -> comm cache (``saved_cmdlines``) by writing its size back.
+
+    The comm of a text event is looked up in that cache when the text is read, and it is
+    saved lazily (at a context switch, when a lock can be taken), so a pid of this run that
+    was never saved shows the name of the last task that had that pid and was saved: after
+    a full suite has wrapped the pid space, often a ``true`` of another test. A cleared cache
+    shows ``<...>`` instead, which :func:`assert_same_rows` allows; the run's own names stay
+    checked."""
+    size = root / "saved_cmdlines_size"
+    with contextlib.suppress(OSError):  # an older kernel without it: the cache stays
+        size.write_text(size.read_text().strip())
+
+
 def record(root: Path, out: Path) -> dict[str, Path]:
     """Build the program, run it traced; the three captures of its run."""
     src = out / "rename.c"
@@ -151,6 +165,7 @@ def record(root: Path, out: Path) -> dict[str, Path]:
     files = {"trace_pipe": out / "trace_pipe.txt", "tracefs": out / "trace.txt"}
     files["trace_dat"] = out / "trace.dat"
     with _instance(root, f"{tag}-pipe") as pipe, _instance(root, f"{tag}-text") as text:
+        _clear_comm_cache(root)
         with open(files["trace_pipe"], "wb") as sink:
             reader = subprocess.Popen(["cat", str(pipe / "trace_pipe")], stdout=sink)
             try:
