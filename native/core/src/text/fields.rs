@@ -173,6 +173,13 @@ impl<'a> Checked<'a> {
             None => self.rows.get(i),
         }
     }
+
+    /// How many bytes row `i` holds (0 for a null), without reading them.
+    pub fn byte_len(&self, i: usize) -> usize {
+        self.rows
+            .range(i)
+            .map_or(0, |(start, end)| end.saturating_sub(start))
+    }
 }
 
 /// What [`split_tokens`] returns: one column per value token (in plan order) and whether

@@ -49,7 +49,9 @@ pub fn gather_fixed(col: &Fixed<'_>, rows: &[u32]) -> (Vec<u8>, Validity) {
 
 /// Rows `rows` of `col` (checked once for all the gathers of a block's column).
 pub fn gather_strings(col: &Checked<'_>, rows: &[u32]) -> StrCol {
-    let mut out = StrCol::with_capacity(rows.len(), 0);
+    // sized first: growing the data buffer row by row copied it over and over
+    let bytes = rows.iter().map(|&r| col.byte_len(r as usize)).sum();
+    let mut out = StrCol::with_capacity(rows.len(), bytes);
     for &r in rows {
         out.push(col.get(r as usize));
     }
@@ -93,17 +95,26 @@ impl Partitioner {
         let mut groups: Vec<Group> = Vec::new();
         let mut probes: Vec<Vec<u32>> = Vec::new(); // per group, positions of probe rows
         let names = event.checked();
+        // most rows name the event of the row before (runs of one event): compared, not hashed
+        let mut last: Option<(Option<&str>, usize)> = None;
         for i in 0..event.len {
             let name = names.get(i);
-            let g = *index.entry(name).or_insert_with(|| {
-                groups.push(Group {
-                    name: name.map(str::to_string),
-                    rows: Vec::new(),
-                    probe: None,
-                });
-                probes.push(Vec::new());
-                groups.len() - 1
-            });
+            let g = match last {
+                Some((prev, g)) if prev == name => g,
+                _ => {
+                    let g = *index.entry(name).or_insert_with(|| {
+                        groups.push(Group {
+                            name: name.map(str::to_string),
+                            rows: Vec::new(),
+                            probe: None,
+                        });
+                        probes.push(Vec::new());
+                        groups.len() - 1
+                    });
+                    last = Some((name, g));
+                    g
+                }
+            };
             if self.is_probe(rest, i) {
                 probes[g].push(groups[g].rows.len() as u32);
             }
@@ -168,6 +179,38 @@ mod tests {
     }
 
     #[test]
+    fn runs_of_one_event_group_like_single_rows() {
+        // the partition compares a row's name with the row before's before it hashes
+        let names = [
+            Some("a"),
+            Some("a"),
+            None,
+            None,
+            Some("b"),
+            Some("a"),
+            Some("a"),
+            None,
+            Some("b"),
+            Some("b"),
+        ];
+        let ev = col(&names);
+        let p = Partitioner::new(PROBE).unwrap();
+        let g = p.partition(&view(&ev), &view(&ev));
+        let got: Vec<_> = g
+            .iter()
+            .map(|g| (g.name.as_deref(), g.rows.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some("a"), vec![0, 1, 5, 6]),
+                (None, vec![2, 3, 7]),
+                (Some("b"), vec![4, 8, 9]),
+            ]
+        );
+    }
+
+    #[test]
     fn probe_payloads() {
         let p = Partitioner::new(PROBE).unwrap();
         let rows = col(&[
@@ -189,6 +232,7 @@ mod tests {
         let g = gather_strings(&view(&s).checked(), &[2, 1, 0, 3, 9]);
         let got: Vec<_> = (0..g.len()).map(|i| g.get(i)).collect();
         assert_eq!(got, [Some("ccc"), None, Some("a"), Some(""), None]);
+        assert_eq!(g.data.capacity(), 4); // sized once: "ccc" and "a"
         let data: Vec<u8> = [5i32, 6, 7].iter().flat_map(|v| v.to_le_bytes()).collect();
         let bits = [0b101u8];
         let f = Fixed {
